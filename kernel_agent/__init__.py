@@ -1,0 +1,60 @@
+"""kernel-agent: stateful code agents in sandboxed, recorded IPython kernels.
+
+The public API is the list below and nothing else. Names are imported lazily
+so that the in-kernel runtime (``python -m kernel_agent.kernel``, run inside
+the sandbox) does not pay for, or see, the host-side modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from kernel_agent._version import __version__
+
+_EXPORTS = {
+    "Session": "kernel_agent.session",
+    "SyncSession": "kernel_agent.sync",
+    "CellResult": "kernel_agent.cell",
+    "CellError": "kernel_agent.cell",
+    "CellStatus": "kernel_agent.cell",
+    "SandboxPolicy": "kernel_agent.sandbox.policy",
+    "SandboxMode": "kernel_agent.sandbox.policy",
+    "ResourceLimits": "kernel_agent.sandbox.policy",
+    "KernelAgentError": "kernel_agent.errors",
+    "SandboxError": "kernel_agent.errors",
+    "SandboxUnavailableError": "kernel_agent.errors",
+    "SandboxPolicyError": "kernel_agent.errors",
+    "UnconfinedWarning": "kernel_agent.errors",
+    "KernelStartError": "kernel_agent.errors",
+    "SessionClosedError": "kernel_agent.errors",
+    "WorkspaceError": "kernel_agent.errors",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from kernel_agent.cell import CellError, CellResult, CellStatus
+    from kernel_agent.errors import (
+        KernelAgentError,
+        KernelStartError,
+        SandboxError,
+        SandboxPolicyError,
+        SandboxUnavailableError,
+        SessionClosedError,
+        UnconfinedWarning,
+        WorkspaceError,
+    )
+    from kernel_agent.sandbox.policy import ResourceLimits, SandboxMode, SandboxPolicy
+    from kernel_agent.session import Session
+    from kernel_agent.sync import SyncSession
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kernel_agent' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,181 @@
+"""What a cell produced: the CellResult model and the capped output collector."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Any
+
+from nbformat.v4 import output_from_msg
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_MAX_OUTPUT_BYTES = 2 * 1024**2
+
+
+class CellStatus(str, Enum):
+    """How a cell ended."""
+
+    OK = "ok"
+    ERROR = "error"  # the code raised
+    TIMEOUT = "timeout"  # interrupted (or killed) after the timeout
+    KERNEL_DIED = "kernel_died"  # the kernel process ended during the cell
+
+
+class CellError(BaseModel):
+    """An exception raised by the cell's code (or the reason the cell did not finish)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ename: str
+    evalue: str
+    traceback: list[str] = Field(default_factory=list)
+
+
+class CellResult(BaseModel):
+    """Everything one executed cell produced. Never raised: read ``status`` and ``error``."""
+
+    code: str
+    status: CellStatus
+    outputs: list[dict[str, Any]] = Field(default_factory=list, description="nbformat v4 output dicts, in order")
+    error: CellError | None = None
+    execution_count: int | None = None
+    duration: float = Field(description="seconds from request to completion")
+    timed_out: bool = False
+    kernel_restarted: bool = Field(default=False, description="a fresh kernel replaced the one that ran this cell")
+    state_lost: bool = Field(default=False, description="variables defined before this cell are gone")
+    dropped_output_bytes: int = Field(default=0, description="output beyond max_output_bytes, not kept")
+
+    @property
+    def ok(self) -> bool:
+        """True when the cell ran to completion without raising."""
+        return self.status is CellStatus.OK
+
+    @property
+    def stdout(self) -> str:
+        """Everything the cell printed to standard output (after the output cap)."""
+        return self._stream("stdout")
+
+    @property
+    def stderr(self) -> str:
+        """Everything the cell printed to standard error (after the output cap)."""
+        return self._stream("stderr")
+
+    @property
+    def result(self) -> str | None:
+        """The text/plain form of the cell's value (its last expression), or None."""
+        for output in self.outputs:
+            if output["output_type"] == "execute_result":
+                text = output.get("data", {}).get("text/plain")
+                return "".join(text) if isinstance(text, list) else text
+        return None
+
+    def _stream(self, name: str) -> str:
+        return "".join(o["text"] for o in self.outputs if o["output_type"] == "stream" and o["name"] == name)
+
+
+def _size(output: dict[str, Any]) -> int:
+    return len(json.dumps(output, ensure_ascii=False))
+
+
+class OutputCollector:
+    """Builds a cell's outputs from iopub messages, keeping at most ``max_bytes``.
+
+    Consecutive stream messages are merged (as nbclient does), ``clear_output``
+    and ``update_display_data`` are honoured, and everything past the cap is
+    counted instead of kept so that an output flood cannot grow host memory.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.outputs: list[dict[str, Any]] = []
+        self.kept_bytes = 0
+        self.dropped_bytes = 0
+        self.execution_count: int | None = None
+        self.error: CellError | None = None
+        self._clear_on_next = False
+
+    def wants_content(self, size: int) -> bool:
+        """Whether a message of ``size`` bytes can still be kept (used before parsing it)."""
+        if self.kept_bytes + size <= self.max_bytes or size <= 4096:
+            return True
+        if self.kept_bytes < self.max_bytes:
+            return True  # parse it to keep the part that still fits
+        self.dropped_bytes += size
+        return False
+
+    def add(self, message: dict[str, Any]) -> None:
+        """Take one iopub message addressed to this cell."""
+        msg_type = message["header"]["msg_type"]
+        content = message["content"]
+        if "__dropped_bytes__" in content:
+            return
+        if msg_type == "execute_input":
+            self.execution_count = content.get("execution_count")
+            return
+        if msg_type == "clear_output":
+            if content.get("wait"):
+                self._clear_on_next = True
+            else:
+                self._clear()
+            return
+        if msg_type == "update_display_data":
+            self._update_display(content)
+            return
+        if msg_type not in ("stream", "display_data", "execute_result", "error"):
+            return
+        if self._clear_on_next:
+            self._clear()
+        output = output_from_msg(message)
+        if msg_type == "error":
+            self.error = CellError(ename=content["ename"], evalue=content["evalue"], traceback=content["traceback"])
+        if msg_type == "display_data" and (display_id := content.get("transient", {}).get("display_id")):
+            output.setdefault("metadata", {})
+            output["_display_id"] = display_id
+        self._keep(output)
+
+    def _keep(self, output: dict[str, Any]) -> None:
+        room = self.max_bytes - self.kept_bytes
+        if output["output_type"] == "stream":
+            text: str = output["text"]
+            if len(text) > room:
+                self.dropped_bytes += len(text) - max(room, 0)
+                text = text[: max(room, 0)]
+            if not text:
+                return
+            self.kept_bytes += len(text)
+            last = self.outputs[-1] if self.outputs else None
+            if last and last["output_type"] == "stream" and last["name"] == output["name"]:
+                last["text"] += text
+            else:
+                self.outputs.append({"output_type": "stream", "name": output["name"], "text": text})
+            return
+        size = _size(output)
+        if size > room and output["output_type"] != "error":
+            self.dropped_bytes += size
+            return
+        self.kept_bytes += size
+        self.outputs.append(dict(output))
+
+    def _clear(self) -> None:
+        self.outputs.clear()
+        self.kept_bytes = 0
+        self._clear_on_next = False
+
+    def _update_display(self, content: dict[str, Any]) -> None:
+        display_id = content.get("transient", {}).get("display_id")
+        for output in self.outputs:
+            if output.get("_display_id") == display_id:
+                output["data"] = content.get("data", {})
+                output["metadata"] = content.get("metadata", {})
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The final outputs, with a marker where output was dropped."""
+        outputs = [{k: v for k, v in o.items() if k != "_display_id"} for o in self.outputs]
+        if self.dropped_bytes:
+            outputs.append({
+                "output_type": "stream",
+                "name": "stderr",
+                "text": (f"\n[kernel-agent: output truncated: {self.dropped_bytes:,} bytes dropped after the "
+                         f"first {self.max_bytes:,} (max_output_bytes)]\n"),
+            })
+        return outputs

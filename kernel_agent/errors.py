@@ -1,0 +1,51 @@
+"""The host-side exceptions of kernel-agent, one tree, caught by meaning.
+
+Problems caused by the *code in a cell* never raise on the host: they are
+reported in the :class:`~kernel_agent.CellResult`. These exceptions are for
+the host's own problems::
+
+    KernelAgentError
+    ├── SandboxError
+    │   ├── SandboxUnavailableError   no sandbox can be created here (and why)
+    │   └── SandboxPolicyError        the policy asks for something impossible
+    ├── KernelStartError              the kernel did not come up
+    ├── SessionClosedError            the session was closed (or never started)
+    └── WorkspaceError                the workspace cannot be used
+
+    UnconfinedWarning (a Warning)     a session runs with less confinement than
+                                      the default (never silently)
+"""
+
+from __future__ import annotations
+
+
+class KernelAgentError(Exception):
+    """Base class of every exception kernel-agent raises on the host."""
+
+
+class SandboxError(KernelAgentError):
+    """The OS sandbox could not be set up as the policy asks."""
+
+
+class SandboxUnavailableError(SandboxError):
+    """No sandbox can be created on this machine; the message says why and how to fix it."""
+
+
+class SandboxPolicyError(SandboxError):
+    """The sandbox policy is inconsistent or names paths that cannot be used."""
+
+
+class KernelStartError(KernelAgentError):
+    """The kernel process did not start or did not answer in time."""
+
+
+class SessionClosedError(KernelAgentError):
+    """The session is closed (or was never started); start a new one."""
+
+
+class WorkspaceError(KernelAgentError):
+    """The workspace directory is missing, not a directory, or not usable."""
+
+
+class UnconfinedWarning(UserWarning):
+    """A session runs with weaker confinement than the default (no sandbox, or a limit not enforced)."""

@@ -1,0 +1,131 @@
+"""One launched kernel, as the host sees it: how it was started, whether it lives, how it ends.
+
+This is the seam between a Session and the way its kernel is launched: the
+Session only starts, talks to, interrupts and kills a KernelProcess. Launching
+goes through jupyter_client and the ``kernel-agent-sandbox`` provisioner, so
+other provisioners (remote gateways) can stand in later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_client import AsyncKernelManager
+
+from kernel_agent.connection import KernelConnection
+from kernel_agent.errors import KernelStartError, SandboxUnavailableError
+from kernel_agent.kernelspec import KERNEL_NAME, SessionKernelSpecManager, kernel_spec_dict
+from kernel_agent.sandbox.policy import SandboxPolicy
+from kernel_agent.sandbox.provisioner import SandboxProvisioner
+
+_USERNS_HINT = (
+    "bubblewrap could not create its namespaces. Allow unprivileged user namespaces "
+    "(`sysctl -w kernel.unprivileged_userns_clone=1`; on Ubuntu 24.04+ also "
+    "`sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`), run inside a container "
+    "that permits them, or choose SandboxPolicy(mode='none') explicitly to run unconfined."
+)
+
+
+class KernelProcess:
+    """A sandboxed kernel and the connection to it."""
+
+    def __init__(self, policy: SandboxPolicy, workspace: Path) -> None:
+        self.policy = policy
+        self.workspace = workspace
+        self._manager = AsyncKernelManager(
+            kernel_name=KERNEL_NAME,
+            kernel_spec_manager=SessionKernelSpecManager(kernel_spec_dict(policy, workspace)),
+        )
+        self.connection: KernelConnection | None = None
+        self.kernel_info: dict[str, Any] = {}
+        self.started_at = 0.0
+
+    @property
+    def provisioner(self) -> SandboxProvisioner:
+        """The provisioner that launched (and confines) this kernel."""
+        provisioner = self._manager.provisioner
+        if not isinstance(provisioner, SandboxProvisioner):
+            raise KernelStartError("the kernel was not launched by the kernel-agent sandbox provisioner")
+        return provisioner
+
+    async def start(self, timeout: float) -> None:
+        """Launch the kernel and wait until it answers on shell and iopub."""
+        self.started_at = time.monotonic()
+        try:
+            await self._manager.start_kernel()
+        except KeyError as exc:  # the provisioner entry point is not installed
+            raise KernelStartError(
+                f"the jupyter_client provisioner {exc} is not registered: install kernel-agent "
+                "(`pip install kernel-agent`, or `pip install -e .` in a checkout)"
+            ) from exc
+        self.connection = KernelConnection(self._manager.get_connection_info())
+        self.connection.start()
+        try:
+            await asyncio.wait_for(self._wait_ready(), timeout)
+        except (asyncio.TimeoutError, KernelStartError) as exc:
+            log = self.provisioner.log_tail()
+            await self.kill()
+            if "bwrap:" in log:
+                raise SandboxUnavailableError(f"{_USERNS_HINT}\nbwrap said: {log}") from None
+            reason = "exited during start-up" if isinstance(exc, KernelStartError) else f"no answer in {timeout} s"
+            raise KernelStartError(f"the kernel {reason}. Kernel log:\n{log or '(empty)'}") from None
+
+    async def _wait_ready(self) -> None:
+        """Ask kernel_info until one is answered on shell *and* seen on iopub.
+
+        Seeing the request's idle status on iopub proves the subscription is
+        live, so the first cell's output cannot be lost to a slow SUB connect.
+        """
+        assert self.connection is not None
+        while True:
+            if not self.alive():
+                raise KernelStartError("kernel exited")
+            request = self.connection.send(self.connection.shell, "kernel_info_request", {})
+            try:
+                reply = await asyncio.wait_for(asyncio.shield(request.reply), 0.2)
+                await asyncio.wait_for(request.idle.wait(), 0.2)
+            except asyncio.TimeoutError:
+                continue
+            finally:
+                self.connection.forget(request)
+            self.kernel_info = reply["content"]
+            return
+
+    def alive(self) -> bool:
+        """Whether the kernel's (sandbox) process is still running."""
+        process = getattr(self._manager.provisioner, "process", None)
+        return process is not None and process.poll() is None
+
+    def death_reason(self) -> str:
+        """Why the kernel process ended, as precisely as the host can tell."""
+        provisioner = self.provisioner
+        if provisioner.cgroup is not None and provisioner.cgroup.oom_killed():
+            return "it was killed for exceeding the session's memory limit"
+        process = provisioner.process
+        code = process.poll() if process is not None else None
+        # bwrap reports the sandboxed process's death by a signal as 128 + signal.
+        if code is not None and code > 128:
+            return f"it was killed by signal {code - 128}"
+        return f"it exited with status {code}"
+
+    async def interrupt(self) -> None:
+        """Message-mode interrupt: the kernel signals itself (SIGINT can't cross the pid namespace)."""
+        if self.connection is not None:
+            request = self.connection.send(self.connection.control, "interrupt_request", {})
+            self.connection.forget(request)
+
+    async def kill(self) -> None:
+        """Kill the sandbox and remove everything it used (idempotent)."""
+        if self.connection is not None:
+            await self.connection.close()
+            self.connection = None
+        try:
+            await self._manager.shutdown_kernel(now=True)
+        except Exception:
+            # shutdown cleans up after a kill; if it failed part-way, clean up anyway.
+            with contextlib.suppress(Exception):
+                await self._manager.cleanup_resources()

@@ -1,0 +1,65 @@
+"""The kernel-agent kernelspec: one definition for our sessions and for Jupyter frontends."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+
+from kernel_agent.sandbox.policy import SandboxPolicy
+
+KERNEL_NAME = "kernel-agent"
+PROVISIONER_NAME = "kernel-agent-sandbox"
+_ASSETS = Path(__file__).resolve().parent.parent / "kernelspec" / KERNEL_NAME
+
+
+def kernel_spec_dict(policy: SandboxPolicy | None = None, workspace: Path | None = None) -> dict[str, Any]:
+    """The kernel.json content; ``policy`` and ``workspace`` go to the sandbox provisioner."""
+    config: dict[str, Any] = {}
+    if policy is not None:
+        config["policy"] = policy.model_dump(mode="json", exclude_defaults=True)
+    if workspace is not None:
+        config["workspace"] = str(workspace)
+    return {
+        "argv": [sys.executable, "-m", "kernel_agent.kernel", "-f", "{connection_file}"],
+        "display_name": "kernel-agent (sandboxed Python)",
+        "language": "python",
+        # SIGINT cannot cross the sandbox's pid namespace: interrupts travel
+        # as control-channel messages, and the kernel signals itself.
+        "interrupt_mode": "message",
+        "metadata": {
+            "debugger": False,
+            "kernel_provisioner": {"provisioner_name": PROVISIONER_NAME, "config": config},
+        },
+    }
+
+
+class SessionKernelSpecManager(KernelSpecManager):  # type: ignore[misc]
+    """Serves the one in-memory kernelspec of a session (no files are looked up)."""
+
+    def __init__(self, spec: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._spec = spec
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        """Return the session's spec whatever name is asked for."""
+        return KernelSpec(resource_dir="", **self._spec)
+
+
+def install_kernelspec(*, user: bool = True, prefix: str | None = None) -> str:
+    """Install the kernelspec for Jupyter frontends; return the directory it went to."""
+    with tempfile.TemporaryDirectory() as staging:
+        source = Path(staging) / KERNEL_NAME
+        source.mkdir()
+        for asset in _ASSETS.glob("logo-*") if _ASSETS.is_dir() else []:
+            shutil.copy(asset, source / asset.name)
+        (source / "kernel.json").write_text(json.dumps(kernel_spec_dict(), indent=2) + "\n")
+        destination: str = KernelSpecManager().install_kernel_spec(
+            str(source), KERNEL_NAME, user=user, prefix=prefix, replace=True
+        )
+    return destination

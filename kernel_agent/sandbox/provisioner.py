@@ -1,0 +1,193 @@
+"""A jupyter_client kernel provisioner that launches the kernel inside the sandbox.
+
+Being a provisioner (entry point ``kernel-agent-sandbox``) is what lets the
+same confinement serve our own Session and any Jupyter frontend that opens
+the kernel-agent kernelspec (JupyterLab, nbclient, nbconvert): jupyter_client
+asks the provisioner to launch, signal and clean up the kernel.
+
+Every launch gets a private run directory (mode 0700). Only its ``sandbox/``
+subdirectory (connection file and ipc sockets) is visible to the kernel; the
+kernel's log and the identity files stay host-only, so nothing the host
+reads back can be swapped for a symlink by code in the kernel. The transport
+is forced to ``ipc`` because the kernel shares no network with the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.provisioning import LocalProvisioner
+from traitlets import Dict, Unicode
+
+from kernel_agent.errors import WorkspaceError
+from kernel_agent.sandbox import bwrap
+from kernel_agent.sandbox.cgroups import SessionCgroup, create_session_cgroup
+from kernel_agent.sandbox.policy import ResourceLimits, SandboxMode, SandboxPolicy
+
+RUN_DIR_PREFIX = "kernel-agent-"
+
+# Joins the cgroups named by the first N arguments, then execs the rest: the
+# sandbox must be inside its cgroup before it starts any process.
+_JOIN_CGROUPS = (
+    'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 97; '
+    'shift; n=$((n-1)); done; exec "$@"'
+)
+
+
+def _inner_env(policy: SandboxPolicy, workspace: Path, rlimits: dict[str, int]) -> dict[str, str]:
+    """The complete environment of the kernel: nothing is inherited from the host."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(workspace.resolve()),
+        "USER": "agent",
+        "LANG": "C.UTF-8",
+        "TMPDIR": "/tmp",
+        "MPLCONFIGDIR": "/tmp/matplotlib",
+        # Native thread pools sized to the sandbox, and glibc arenas kept
+        # few, so memory limits measure data rather than allocator slack.
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "MALLOC_ARENA_MAX": "2",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "KERNEL_AGENT_SANDBOX": policy.mode.value,
+    }
+    if rlimits:
+        env["KERNEL_AGENT_RLIMITS"] = json.dumps(rlimits)
+    env.update(policy.env)
+    return env
+
+
+def _rlimits(limits: ResourceLimits, cgroup: SessionCgroup) -> dict[str, int]:
+    """rlimits for the kernel; memory and processes only where no cgroup enforces them."""
+    wanted: dict[str, int | None] = {
+        "RLIMIT_CPU": limits.cpu_seconds,
+        "RLIMIT_FSIZE": limits.file_size_bytes,
+        "RLIMIT_NOFILE": limits.open_files,
+        "RLIMIT_CORE": 0,
+    }
+    if "memory" not in cgroup.enforced:
+        wanted["RLIMIT_AS"] = limits.memory_bytes
+    if "pids" not in cgroup.enforced:
+        wanted["RLIMIT_NPROC"] = limits.processes
+    return {name: value for name, value in wanted.items() if value is not None}
+
+
+def enforcement_report(limits: ResourceLimits, cgroup: SessionCgroup) -> dict[str, str]:
+    """How each limit is enforced, for the session metadata (never silent)."""
+    report: dict[str, str] = {}
+    for name, controller, fallback in (("memory_bytes", "memory", "rlimit AS (kernel process only)"),
+                                       ("processes", "pids", "rlimit NPROC (per uid)")):
+        if getattr(limits, name) is None:
+            report[name] = "unlimited"
+        elif controller in cgroup.enforced:
+            report[name] = f"cgroup {cgroup.version}"
+        elif name == "processes" and os.getuid() == 0:
+            report[name] = "NOT ENFORCED: root ignores RLIMIT_NPROC and no pids cgroup is writable"
+        else:
+            report[name] = fallback
+    for name in ("cpu_seconds", "file_size_bytes", "open_files"):
+        report[name] = "unlimited" if getattr(limits, name) is None else "rlimit"
+    report["tmp_size_bytes"] = "tmpfs size"
+    return report
+
+
+def reap_stale_run_dirs() -> None:
+    """Remove run directories of host processes that died without cleaning up."""
+    for path in Path(tempfile.gettempdir()).glob(RUN_DIR_PREFIX + "*-*"):
+        host_pid = path.name[len(RUN_DIR_PREFIX) :].split("-", 1)[0]
+        if host_pid.isdigit() and not Path(f"/proc/{host_pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class SandboxProvisioner(LocalProvisioner):  # type: ignore[misc]
+    """Launches an ipykernel inside bubblewrap with the session's policy."""
+
+    policy = Dict(config=True, help="SandboxPolicy as a JSON object; empty means the default policy")
+    workspace = Unicode("", config=True, help="writable working directory; default: the launch cwd")
+
+    run_dir: Path | None = None
+    log_path: Path | None = None
+    cgroup: SessionCgroup | None = None
+    enforcement: dict[str, str] = {}
+
+    @property
+    def sandbox_policy(self) -> SandboxPolicy:
+        """The policy as a typed object."""
+        return SandboxPolicy.model_validate(self.policy or {})
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        """Prepare the run directory, cgroup and confined command line."""
+        policy = self.sandbox_policy
+        workspace = Path(self.workspace or kwargs.get("cwd") or os.getcwd())
+        if not workspace.is_dir():
+            raise WorkspaceError(f"workspace {workspace} is not an existing directory")
+        bwrap_binary = bwrap.find_bwrap(policy.bwrap_path) if policy.mode is SandboxMode.BWRAP else None
+
+        reap_stale_run_dirs()
+        suffix = uuid.uuid4().hex[:10]
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-{suffix}-"))
+        shared_dir = self.run_dir / "sandbox"
+        shared_dir.mkdir()
+        km = self.parent
+        km.transport = "ipc"
+        km.ip = str(shared_dir / "kernel")
+        km.connection_file = str(shared_dir / "connection.json")
+        kwargs = await super().pre_launch(**kwargs)
+
+        limits = policy.limits
+        self.cgroup = create_session_cgroup(suffix, limits.memory_bytes, limits.processes)
+        self.enforcement = enforcement_report(limits, self.cgroup)
+        inner_env = _inner_env(policy, workspace, _rlimits(limits, self.cgroup))
+        command: list[str] = kwargs.pop("cmd")
+        if bwrap_binary is not None:
+            bwrap.write_identity_files(self.run_dir, workspace)
+            command = bwrap.sandbox_argv(
+                bwrap_binary, policy, workspace=workspace, run_dir=self.run_dir, shared_dir=shared_dir,
+                inner_env=inner_env, command=command,
+            )
+            launch_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        else:
+            launch_env = inner_env
+        if self.cgroup.dirs:
+            command = ["/bin/sh", "-c", _JOIN_CGROUPS, "join-cgroups",
+                       str(len(self.cgroup.dirs)), *map(str, self.cgroup.dirs), *command]
+        self.log_path = self.run_dir / "kernel.log"
+        log = self.log_path.open("wb")
+        kwargs.update(cmd=command, env=launch_env, cwd=str(workspace), stdout=log, stderr=log)
+        return kwargs
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+        """Launch, then close our copy of the log file (the kernel holds its own)."""
+        log = kwargs.get("stdout")
+        try:
+            return await super().launch_kernel(cmd, **kwargs)
+        finally:
+            if log is not None:
+                log.close()
+
+    def log_tail(self, limit: int = 4000) -> str:
+        """The end of the kernel's stdout/stderr (host-only file), for error messages."""
+        if self.log_path is None or not self.log_path.is_file():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(max(0, self.log_path.stat().st_size - limit))
+            return log.read().decode(errors="replace").strip()
+
+    async def cleanup(self, restart: bool = False) -> None:
+        """Remove the run directory and the cgroup once the kernel is gone."""
+        await super().cleanup(restart=restart)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        if self.run_dir is not None:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self.run_dir)

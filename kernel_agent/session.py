@@ -1,0 +1,279 @@
+"""Session: one sandboxed kernel with persistent state, running cells for an agent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from kernel_agent._version import __version__
+from kernel_agent.cell import DEFAULT_MAX_OUTPUT_BYTES, CellError, CellResult, CellStatus, OutputCollector
+from kernel_agent.errors import SessionClosedError, UnconfinedWarning, WorkspaceError
+from kernel_agent.kernel_process import KernelProcess
+from kernel_agent.sandbox.policy import SandboxMode, SandboxPolicy
+from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
+
+# How often a waiting cell checks that its kernel is still alive.
+_LIVENESS_POLL_SECONDS = 0.1
+# After the execute reply, outputs still in flight on iopub get this long.
+_IOPUB_SETTLE_SECONDS = 2.0
+
+
+class Session:
+    """One restricted IPython kernel, its workspace, and the cells run in it.
+
+    Use it as an async context manager, or call :meth:`start` and
+    :meth:`close` yourself. Problems caused by a cell never raise: they are
+    reported in the :class:`CellResult`. Host problems raise
+    :class:`~kernel_agent.errors.KernelAgentError` subclasses.
+    """
+
+    def __init__(
+        self,
+        workspace: str | os.PathLike[str] | None = None,
+        *,
+        policy: SandboxPolicy | None = None,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+        default_timeout: float | None = 600.0,
+        interrupt_grace: float = 3.0,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.policy = policy or SandboxPolicy()
+        self.max_output_bytes = max_output_bytes
+        self.default_timeout = default_timeout
+        self.interrupt_grace = interrupt_grace
+        self.startup_timeout = startup_timeout
+        self._owns_workspace = workspace is None
+        self._workspace = Path(workspace).resolve() if workspace is not None else None
+        self._kernel: KernelProcess | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self.kernel_restarts = 0
+        self.started_at: float | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def workspace(self) -> Path:
+        """The directory the kernel works in (and may write to)."""
+        if self._workspace is None:
+            raise SessionClosedError("the session has not been started")
+        return self._workspace
+
+    @property
+    def started(self) -> bool:
+        """Whether a kernel is running for this session."""
+        return self._kernel is not None
+
+    async def start(self) -> Session:
+        """Launch the sandboxed kernel; raise SandboxError/KernelStartError if it cannot run."""
+        if self._closed:
+            raise SessionClosedError("this session was closed; create a new Session")
+        if self._kernel is not None:
+            return self
+        if self._workspace is None:
+            self._workspace = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-workspace-"))
+        elif not self._workspace.is_dir():
+            raise WorkspaceError(f"workspace {self._workspace} does not exist or is not a directory; create it first")
+        self._kernel = await self._launch()
+        self.started_at = time.time()
+        self._warn_if_unconfined()
+        return self
+
+    def _warn_if_unconfined(self) -> None:
+        """A weaker sandbox is never silent: warn once per session start."""
+        weaker = list(self.policy.loosenings())
+        enforcement = self._kernel.provisioner.enforcement if self._kernel is not None else {}
+        weaker += [f"limit {name}: {how}" for name, how in enforcement.items() if how.startswith("NOT ENFORCED")]
+        if weaker:
+            warnings.warn(f"session {self.id[:8]} is less confined than the default: " + "; ".join(weaker),
+                          UnconfinedWarning, stacklevel=3)
+
+    async def _launch(self) -> KernelProcess:
+        kernel = KernelProcess(self.policy, self.workspace)
+        await kernel.start(self.startup_timeout)
+        return kernel
+
+    async def close(self) -> None:
+        """Shut the kernel down and remove its run directory (idempotent)."""
+        self._closed = True
+        kernel, self._kernel = self._kernel, None
+        if kernel is not None:
+            await kernel.kill()
+        if self._owns_workspace and self._workspace is not None:
+            shutil.rmtree(self._workspace, ignore_errors=True)
+
+    async def restart(self) -> None:
+        """Replace the kernel with a fresh one; all variables are lost."""
+        async with self._lock:
+            await self._replace_kernel()
+
+    async def _replace_kernel(self) -> None:
+        old = self._require_kernel()
+        await old.kill()
+        self._kernel = None
+        self._kernel = await self._launch()
+        self.kernel_restarts += 1
+
+    async def __aenter__(self) -> Session:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def _require_kernel(self) -> KernelProcess:
+        if self._closed:
+            raise SessionClosedError("this session is closed")
+        if self._kernel is None:
+            raise SessionClosedError("the session has not been started: use `async with Session()` or `await start()`")
+        return self._kernel
+
+    # -- cells --------------------------------------------------------------
+
+    async def execute(self, code: str, *, timeout: float | None = ...) -> CellResult:  # type: ignore[assignment]
+        """Run ``code`` in the kernel and return everything it produced.
+
+        ``timeout`` (seconds; default: the session's ``default_timeout``;
+        None: no limit) interrupts the cell. A cell that does not stop within
+        ``interrupt_grace`` after the interrupt is killed with its kernel,
+        and a fresh kernel takes its place (``state_lost`` in the result).
+        """
+        limit = self.default_timeout if timeout is ... else timeout
+        async with self._lock:
+            kernel = self._require_kernel()
+            return await self._run_cell(kernel, code, limit)
+
+    async def _run_cell(self, kernel: KernelProcess, code: str, timeout: float | None) -> CellResult:
+        assert kernel.connection is not None
+        started = time.monotonic()
+        collector = OutputCollector(self.max_output_bytes)
+        request = kernel.connection.send(
+            kernel.connection.shell,
+            "execute_request",
+            {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+             "allow_stdin": False, "stop_on_error": False},
+            on_iopub=collector.add,
+            wants_content=collector.wants_content,
+        )
+        deadline = None if timeout is None else started + timeout
+        status, timed_out = await self._await_reply(kernel, request.reply, deadline)
+        if status == "timeout":
+            timed_out = True
+            await kernel.interrupt()
+            status, _ = await self._await_reply(kernel, request.reply, time.monotonic() + self.interrupt_grace)
+            if status == "timeout":
+                status = "stuck"
+        if status == "replied":
+            await self._settle_iopub(kernel, request.idle)
+        kernel.connection.forget(request) if kernel.connection is not None else None
+        return await self._finish(kernel, code, collector, request.reply, status, timed_out, started, timeout)
+
+    async def _await_reply(
+        self, kernel: KernelProcess, reply: asyncio.Future[Any], deadline: float | None
+    ) -> tuple[str, bool]:
+        """Wait for the reply, the deadline, or the kernel's death, whichever comes first."""
+        while True:
+            wait = _LIVENESS_POLL_SECONDS
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return "timeout", True
+            done, _ = await asyncio.wait({reply}, timeout=wait)
+            if done:
+                return "replied", False
+            if not kernel.alive():
+                return "died", False
+
+    @staticmethod
+    async def _settle_iopub(kernel: KernelProcess, idle: asyncio.Event) -> None:
+        try:
+            await asyncio.wait_for(idle.wait(), _IOPUB_SETTLE_SECONDS)
+        except asyncio.TimeoutError:
+            pass  # outputs lost in transit (an oversized message); the reply is authoritative
+
+    async def _finish(
+        self,
+        kernel: KernelProcess,
+        code: str,
+        collector: OutputCollector,
+        reply: asyncio.Future[Any],
+        status: str,
+        timed_out: bool,
+        started: float,
+        timeout: float | None,
+    ) -> CellResult:
+        restarted = False
+        error = collector.error
+        if status == "replied":
+            content = reply.result()["content"]
+            cell_status = CellStatus.OK if content.get("status") == "ok" else CellStatus.ERROR
+            if timed_out:
+                cell_status = CellStatus.TIMEOUT
+            execution_count = content.get("execution_count", collector.execution_count)
+            if cell_status is not CellStatus.OK and error is None:
+                error = CellError(ename=content.get("ename", "Error"), evalue=content.get("evalue", ""),
+                                  traceback=content.get("traceback", []))
+        else:
+            execution_count = collector.execution_count
+            if status == "died":
+                cell_status = CellStatus.KERNEL_DIED
+                error = CellError(ename="KernelDied",
+                                  evalue=f"The kernel died while running this cell: {kernel.death_reason()}. "
+                                         "A fresh kernel was started; variables from earlier cells are lost.")
+            else:
+                cell_status = CellStatus.TIMEOUT
+                error = CellError(ename="CellTimeout",
+                                  evalue=f"The cell ran past its {timeout} s timeout and did not stop within "
+                                         f"{self.interrupt_grace} s of an interrupt, so its kernel was killed. "
+                                         "A fresh kernel was started; variables from earlier cells are lost.")
+            await self._replace_kernel()
+            restarted = True
+        return CellResult(
+            code=code,
+            status=cell_status,
+            outputs=collector.finish(),
+            error=error,
+            execution_count=execution_count,
+            duration=time.monotonic() - started,
+            timed_out=timed_out,
+            kernel_restarted=restarted,
+            state_lost=restarted,
+            dropped_output_bytes=collector.dropped_bytes,
+        )
+
+    # -- description ----------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        """What this session is and how it is confined (for notebooks and logs)."""
+        import ipykernel
+
+        kernel = self._kernel
+        provisioner = kernel.provisioner if kernel is not None else None
+        return {
+            "session_id": self.id,
+            "kernel_agent_version": __version__,
+            "ipykernel_version": ipykernel.__version__,
+            "python_version": platform.python_version(),
+            "python_executable": sys.executable,
+            "workspace": str(self._workspace) if self._workspace else None,
+            "sandbox": {
+                "mode": self.policy.mode.value,
+                "policy": self.policy.model_dump(mode="json"),
+                "loosenings": self.policy.loosenings(),
+                "limits_enforced_by": provisioner.enforcement if provisioner else {},
+                "confined": self.policy.mode is SandboxMode.BWRAP,
+            },
+            "kernel_restarts": self.kernel_restarts,
+        }
