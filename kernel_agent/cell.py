@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from enum import Enum
 from typing import Any
 
@@ -10,6 +11,7 @@ from nbformat.v4 import output_from_msg
 from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_MAX_OUTPUT_BYTES = 2 * 1024**2
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class CellStatus(str, Enum):
@@ -28,7 +30,12 @@ class CellError(BaseModel):
 
     ename: str
     evalue: str
-    traceback: list[str] = Field(default_factory=list)
+    traceback: list[str] = Field(default_factory=list, description="as the kernel sent it (ANSI-coloured)")
+
+    @property
+    def plain_traceback(self) -> str:
+        """The traceback as plain text, without terminal colour codes (for models and logs)."""
+        return _ANSI_ESCAPE.sub("", "\n".join(self.traceback))
 
 
 class CellResult(BaseModel):

@@ -75,25 +75,35 @@ class KernelProcess:
             raise KernelStartError(f"the kernel {reason}. Kernel log:\n{log or '(empty)'}") from None
 
     async def _wait_ready(self) -> None:
-        """Ask kernel_info until one is answered on shell *and* seen on iopub.
+        """Wait for a kernel_info reply on shell, then for proof that iopub is subscribed.
 
-        Seeing the request's idle status on iopub proves the subscription is
-        live, so the first cell's output cannot be lost to a slow SUB connect.
+        Shell requests queue until the socket connects, so one request is
+        enough however slow the start. iopub is a PUB/SUB "slow joiner": the
+        idle status of a request is only seen once the subscription is live,
+        so probes are repeated until one is seen (all stay routed until then,
+        so a late answer still counts).
         """
         assert self.connection is not None
-        while True:
-            if not self.alive():
-                raise KernelStartError("kernel exited")
-            request = self.connection.send(self.connection.shell, "kernel_info_request", {})
-            try:
-                reply = await asyncio.wait_for(asyncio.shield(request.reply), 0.2)
-                await asyncio.wait_for(request.idle.wait(), 0.2)
-            except asyncio.TimeoutError:
-                continue
-            finally:
-                self.connection.forget(request)
-            self.kernel_info = reply["content"]
-            return
+        connection = self.connection
+        first = connection.send(connection.shell, "kernel_info_request", {})
+        probes = [first]
+        try:
+            while not first.reply.done():
+                if not self.alive():
+                    raise KernelStartError("kernel exited")
+                await asyncio.wait({first.reply}, timeout=0.1)
+            self.kernel_info = first.reply.result()["content"]
+            while not any(probe.idle.is_set() for probe in probes):
+                if not self.alive():
+                    raise KernelStartError("kernel exited")
+                waiters = [asyncio.ensure_future(probe.idle.wait()) for probe in probes]
+                await asyncio.wait(waiters, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+                probes.append(connection.send(connection.shell, "kernel_info_request", {}))
+        finally:
+            for probe in probes:
+                connection.forget(probe)
 
     def alive(self) -> bool:
         """Whether the kernel's (sandbox) process is still running."""

@@ -85,7 +85,13 @@ class Session:
             self._workspace = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-workspace-"))
         elif not self._workspace.is_dir():
             raise WorkspaceError(f"workspace {self._workspace} does not exist or is not a directory; create it first")
-        self._kernel = await self._launch()
+        try:
+            self._kernel = await self._launch()
+        except BaseException:
+            if self._owns_workspace:
+                shutil.rmtree(self._workspace, ignore_errors=True)
+                self._workspace = None
+            raise
         self.started_at = time.time()
         self._warn_if_unconfined()
         return self

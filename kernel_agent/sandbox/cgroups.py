@@ -1,5 +1,9 @@
 """Per-session cgroups: the memory and process limits that cover the whole sandbox.
 
+Each sandbox also gets its own ``cpu`` cgroup (default weight) where one is
+writable, so CPU time is shared fairly between sessions rather than between
+processes: a session that starts 60 busy processes gets one session's share.
+
 rlimits are per process (and RLIMIT_NPROC is not enforced for root), so the
 memory and process-count limits are put on a cgroup that the sandbox is
 started in. cgroup v1 (a writable ``memory`` and ``pids`` hierarchy) and v2
@@ -128,6 +132,8 @@ def create_session_cgroup(name: str, memory_bytes: int | None, processes: int | 
     v2 = _v2_dir(full_name, wanted)
     if v2 is not None:
         cgroup.dirs, cgroup.version = [v2], "v2"
+        if "cpu" in (v2.parent / "cgroup.subtree_control").read_text().split():
+            cgroup.enforced.append("cpu-share")
         _write_limits(cgroup, {"memory": (v2, "memory.max"), "pids": (v2, "pids.max")}, memory_bytes, processes)
         return cgroup
     targets: dict[str, tuple[Path, str]] = {}
@@ -135,6 +141,9 @@ def create_session_cgroup(name: str, memory_bytes: int | None, processes: int | 
         if controller in wanted and (directory := _v1_dir(controller, full_name)) is not None:
             cgroup.dirs.append(directory)
             targets[controller] = (directory, file)
+    if cgroup.dirs and (cpu := _v1_dir("cpu", full_name)) is not None:
+        cgroup.dirs.append(cpu)
+        cgroup.enforced.append("cpu-share")
     if cgroup.dirs:
         cgroup.version = "v1"
         _write_limits(cgroup, targets, memory_bytes, processes)

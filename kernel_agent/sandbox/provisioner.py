@@ -98,6 +98,7 @@ def enforcement_report(limits: ResourceLimits, cgroup: SessionCgroup) -> dict[st
     for name in ("cpu_seconds", "file_size_bytes", "open_files"):
         report[name] = "unlimited" if getattr(limits, name) is None else "rlimit"
     report["tmp_size_bytes"] = "tmpfs size"
+    report["cpu_share"] = f"cgroup {cgroup.version} (fair share per session)" if "cpu-share" in cgroup.enforced else "none"
     return report
 
 

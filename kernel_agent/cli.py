@@ -1,0 +1,93 @@
+"""The ``kernel-agent`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from kernel_agent._version import __version__
+
+EXAMPLE_CELLS = [
+    ("state persists: define data in one cell...", "rows = [{'id': i, 'value': i * i % 97} for i in range(10_000)]\nlen(rows)"),
+    ("...and use it in the next", "top = sorted(rows, key=lambda r: r['value'], reverse=True)[:3]\nprint(top)"),
+    ("errors come back as results, not exceptions", "rows[10**6]"),
+    ("the sandbox: no network, no host secrets",
+     "import os, socket\nprint('visible env:', sorted(os.environ))\n"
+     "try:\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\nexcept OSError as e:\n    print('network:', e)"),
+    ("a runaway cell is interrupted, and the state survives", "while True: pass"),
+    ("still there after the interrupt", "len(rows)"),
+]
+
+
+async def _example(timeout: float) -> int:
+    from kernel_agent import Session
+
+    async with Session() as session:
+        print(f"session {session.id[:8]}: sandbox={session.policy.mode.value}, workspace={session.workspace}")
+        for title, code in EXAMPLE_CELLS:
+            result = await session.execute(code, timeout=timeout)
+            print(f"\n# {title}\n{textwrap.indent(code, '>>> ')}")
+            if result.stdout:
+                print(result.stdout.rstrip())
+            if result.result is not None:
+                print(f"=> {result.result}")
+            if result.error is not None:
+                print(f"!! {result.status.value}: {result.error.ename}: {result.error.evalue}".rstrip(": "))
+        enforced = session.metadata()["sandbox"]["limits_enforced_by"]
+        print("\nlimits enforced by:", json.dumps(enforced, indent=2))
+    return 0
+
+
+def _kernelspec_install(args: argparse.Namespace) -> int:
+    from kernel_agent.kernelspec import install_kernelspec
+
+    path = install_kernelspec(user=not args.sys_prefix, prefix=sys.prefix if args.sys_prefix else None)
+    print(f"installed the kernel-agent kernelspec in {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="kernel-agent",
+        description="Stateful code agents in sandboxed, recorded IPython kernels.",
+    )
+    parser.add_argument("--version", action="version", version=f"kernel-agent {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    example = commands.add_parser("example", help="run a short example session in a sandboxed kernel (offline)")
+    example.add_argument("--timeout", type=float, default=2.0, help="seconds per cell (default: 2)")
+    example.set_defaults(handler=lambda a: asyncio.run(_example(a.timeout)))
+
+    kernelspec = commands.add_parser("kernelspec", help="manage the Jupyter kernelspec")
+    kernelspec_commands = kernelspec.add_subparsers(dest="kernelspec_command", metavar="ACTION", required=True)
+    install = kernelspec_commands.add_parser("install", help="install the kernel-agent kernelspec")
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="for the current user (default)")
+    where.add_argument("--sys-prefix", action="store_true", help="into this Python environment")
+    install.set_defaults(handler=_kernelspec_install)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kernel-agent`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    from kernel_agent.errors import KernelAgentError
+
+    try:
+        return int(args.handler(args))
+    except KernelAgentError as exc:
+        print(f"kernel-agent: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
