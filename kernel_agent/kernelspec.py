@@ -60,6 +60,6 @@ def install_kernelspec(*, user: bool = True, prefix: str | None = None) -> str:
             shutil.copy(asset, source / asset.name)
         (source / "kernel.json").write_text(json.dumps(kernel_spec_dict(), indent=2) + "\n")
         destination: str = KernelSpecManager().install_kernel_spec(
-            str(source), KERNEL_NAME, user=user, prefix=prefix, replace=True
+            str(source), KERNEL_NAME, user=user, prefix=prefix
         )
     return destination

@@ -1,0 +1,39 @@
+"""The public API is one curated list, and the in-kernel runtime stays independent of the host."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import kernel_agent
+
+EXPECTED_PUBLIC_NAMES = {
+    "__version__", "Session", "SyncSession", "CellResult", "CellError", "CellStatus",
+    "SandboxPolicy", "SandboxMode", "ResourceLimits", "KernelAgentError", "SandboxError",
+    "SandboxUnavailableError", "SandboxPolicyError", "UnconfinedWarning", "KernelStartError",
+    "SessionClosedError", "WorkspaceError",
+}
+
+
+def test_public_names_are_exactly_the_curated_list() -> None:
+    """Everything in __all__ resolves, and nothing else is advertised."""
+    assert set(kernel_agent.__all__) == EXPECTED_PUBLIC_NAMES
+    for name in kernel_agent.__all__:
+        assert getattr(kernel_agent, name) is not None
+
+
+def test_errors_form_one_tree() -> None:
+    """Every host exception is a KernelAgentError, so callers can catch by meaning."""
+    for name in ("SandboxError", "SandboxUnavailableError", "SandboxPolicyError", "KernelStartError",
+                 "SessionClosedError", "WorkspaceError"):
+        assert issubclass(getattr(kernel_agent, name), kernel_agent.KernelAgentError)
+    assert issubclass(kernel_agent.SandboxUnavailableError, kernel_agent.SandboxError)
+
+
+def test_kernel_runtime_imports_no_host_code() -> None:
+    """Importing the in-kernel package loads none of the host modules (the process boundary is real)."""
+    probe = ("import sys, kernel_agent.kernel.limits, kernel_agent.kernel.agent_kernel\n"
+             "host = [m for m in sys.modules if m.startswith('kernel_agent.') and not m.startswith('kernel_agent.kernel')"
+             " and m != 'kernel_agent._version']\nprint(host)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
