@@ -7,8 +7,9 @@ import re
 from enum import Enum
 from typing import Any
 
-from nbformat.v4 import output_from_msg
 from pydantic import BaseModel, ConfigDict, Field
+
+from kernel_agent.tools.calls import ProgressEvent, ToolCall
 
 DEFAULT_MAX_OUTPUT_BYTES = 2 * 1024**2
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -51,6 +52,10 @@ class CellResult(BaseModel):
     kernel_restarted: bool = Field(default=False, description="a fresh kernel replaced the one that ran this cell")
     state_lost: bool = Field(default=False, description="variables defined before this cell are gone")
     dropped_output_bytes: int = Field(default=0, description="output beyond max_output_bytes, not kept")
+    tool_calls: list[ToolCall] = Field(default_factory=list, description="tool calls that arrived while the cell ran")
+    progress: list[ProgressEvent] = Field(default_factory=list)
+    final_answer: Any = Field(default=None, description="the value given to final_answer(), if it was called")
+    has_final_answer: bool = False
 
     @property
     def ok(self) -> bool:
@@ -78,6 +83,25 @@ class CellResult(BaseModel):
 
     def _stream(self, name: str) -> str:
         return "".join(o["text"] for o in self.outputs if o["output_type"] == "stream" and o["name"] == name)
+
+
+def _output_from_message(msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
+    """The nbformat v4 output for an iopub message.
+
+    nbformat's own ``output_from_msg`` validates every output against the
+    JSON schema, which costs more than the rest of a trivial cell on the
+    host; these shapes are what it produces, and notebooks are validated
+    once when they are written.
+    """
+    if msg_type == "stream":
+        return {"output_type": "stream", "name": content.get("name", "stdout"), "text": str(content.get("text", ""))}
+    if msg_type == "error":
+        return {"output_type": "error", "ename": str(content.get("ename", "")),
+                "evalue": str(content.get("evalue", "")), "traceback": list(content.get("traceback", []))}
+    output = {"output_type": msg_type, "data": content.get("data", {}), "metadata": content.get("metadata", {})}
+    if msg_type == "execute_result":
+        output["execution_count"] = content.get("execution_count")
+    return output
 
 
 def _size(output: dict[str, Any]) -> int:
@@ -132,7 +156,7 @@ class OutputCollector:
             return
         if self._clear_on_next:
             self._clear()
-        output = output_from_msg(message)
+        output = _output_from_message(msg_type, content)
         if msg_type == "error":
             self.error = CellError(ename=content["ename"], evalue=content["evalue"], traceback=content["traceback"])
         if msg_type == "display_data" and (display_id := content.get("transient", {}).get("display_id")):

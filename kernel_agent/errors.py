@@ -10,7 +10,9 @@ the host's own problems::
     │   └── SandboxPolicyError        the policy asks for something impossible
     ├── KernelStartError              the kernel did not come up
     ├── SessionClosedError            the session was closed (or never started)
-    └── WorkspaceError                the workspace cannot be used
+    ├── WorkspaceError                the workspace cannot be used
+    ├── ToolDefinitionError           a tool cannot be built from what was given
+    └── McpServerError                an MCP server could not be started or listed
 
     UnconfinedWarning (a Warning)     a session runs with less confinement than
                                       the default (never silently)
@@ -45,6 +47,14 @@ class SessionClosedError(KernelAgentError):
 
 class WorkspaceError(KernelAgentError):
     """The workspace directory is missing, not a directory, or not usable."""
+
+
+class ToolDefinitionError(KernelAgentError):
+    """A tool cannot be built from the given function, schema or server (the message says which part)."""
+
+
+class McpServerError(KernelAgentError):
+    """An MCP server could not be started, reached or asked for its tools."""
 
 
 class UnconfinedWarning(UserWarning):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import shutil
@@ -11,16 +12,20 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from kernel_agent._version import __version__
 from kernel_agent.cell import DEFAULT_MAX_OUTPUT_BYTES, CellError, CellResult, CellStatus, OutputCollector
-from kernel_agent.errors import SessionClosedError, UnconfinedWarning, WorkspaceError
+from kernel_agent.errors import KernelStartError, SessionClosedError, UnconfinedWarning, WorkspaceError
 from kernel_agent.kernel_process import KernelProcess
 from kernel_agent.sandbox.policy import SandboxMode, SandboxPolicy
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
+from kernel_agent.tools.bridge import ToolBridge
+from kernel_agent.tools.calls import ProgressEvent
+from kernel_agent.tools.policy import Approver, Policy, allow_all
 
 # How often a waiting cell checks that its kernel is still alive.
 _LIVENESS_POLL_SECONDS = 0.1
@@ -46,6 +51,12 @@ class Session:
         default_timeout: float | None = 600.0,
         interrupt_grace: float = 3.0,
         startup_timeout: float = 30.0,
+        tools: Iterable[Any] | Any = (),
+        tool_policy: Policy = allow_all,
+        approver: Approver | None = None,
+        tool_timeout: float = 60.0,
+        max_tool_calls: int | None = None,
+        on_progress: Callable[[ProgressEvent], Any] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.policy = policy or SandboxPolicy()
@@ -60,6 +71,15 @@ class Session:
         self._closed = False
         self.kernel_restarts = 0
         self.started_at: float | None = None
+        self._tool_items = list(tools) if isinstance(tools, (list, tuple, set)) else [tools] if tools else []
+        self._started_servers: list[Any] = []
+        self.registry: Any = None
+        self.sdk_modules: dict[str, str] = {}
+        self._cells_run = 0
+        self.bridge = ToolBridge(
+            self._lookup_tool, policy=tool_policy, approver=approver, call_timeout=tool_timeout,
+            max_calls=max_tool_calls, on_progress=on_progress,
+        )
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -86,8 +106,10 @@ class Session:
         elif not self._workspace.is_dir():
             raise WorkspaceError(f"workspace {self._workspace} does not exist or is not a directory; create it first")
         try:
+            await self._prepare_tools()
             self._kernel = await self._launch()
         except BaseException:
+            await self._close_servers()
             if self._owns_workspace:
                 shutil.rmtree(self._workspace, ignore_errors=True)
                 self._workspace = None
@@ -105,19 +127,75 @@ class Session:
             warnings.warn(f"session {self.id[:8]} is less confined than the default: " + "; ".join(weaker),
                           UnconfinedWarning, stacklevel=3)
 
+    async def _prepare_tools(self) -> None:
+        """Start the MCP servers given as tools, then build the registry and the SDK source."""
+        from kernel_agent.tools.registry import ToolRegistry
+        from kernel_agent.tools.sdkgen import generate_sdk
+
+        for item in self._tool_items:
+            if hasattr(item, "start") and hasattr(item, "tools") and not getattr(item, "started", True):
+                await item.start()
+                self._started_servers.append(item)
+        self.registry = ToolRegistry(self._tool_items)
+        self.sdk_modules = generate_sdk(self.registry)
+
+    def _lookup_tool(self, qualified_name: str) -> Any:
+        try:
+            return self.registry.lookup(qualified_name) if self.registry is not None else None
+        except (KeyError, LookupError):
+            return None
+
     async def _launch(self) -> KernelProcess:
         kernel = KernelProcess(self.policy, self.workspace)
         await kernel.start(self.startup_timeout)
+        try:
+            await self._install_sdk(kernel)
+        except BaseException:
+            await kernel.kill()
+            raise
         return kernel
 
+    async def _install_sdk(self, kernel: KernelProcess) -> None:
+        """Open the bridge in the new kernel and give it the session's SDK (a silent cell)."""
+        connection = kernel.connection
+        assert connection is not None
+        shell = connection.shell
+        self.bridge.bind(lambda comm_id, data, buffers: connection.post(
+            shell, "comm_msg", {"comm_id": comm_id, "data": data}, buffers))
+        connection.on_comm = self.bridge.on_comm_message
+        code = ("from kernel_agent.kernel.bridge import install as _kernel_agent_install\n"
+                f"_kernel_agent_install({self.sdk_modules!r}, {float(self.bridge.call_timeout)!r})\n"
+                "del _kernel_agent_install")
+        collector = OutputCollector(self.max_output_bytes)
+        request = connection.send(shell, "execute_request",
+                                  {"code": code, "silent": True, "store_history": False, "user_expressions": {},
+                                   "allow_stdin": False, "stop_on_error": False},
+                                  on_iopub=collector.add, wants_content=collector.wants_content)
+        try:
+            status, _ = await self._await_reply(kernel, request.reply, time.monotonic() + self.startup_timeout)
+        finally:
+            connection.forget(request)
+        content = request.reply.result()["content"] if status == "replied" else {}
+        if content.get("status") != "ok":
+            detail = content.get("evalue") or f"the kernel {'died' if status == 'died' else 'did not answer'}"
+            raise KernelStartError(f"the tool SDK could not be installed in the kernel: {detail}")
+
     async def close(self) -> None:
-        """Shut the kernel down and remove its run directory (idempotent)."""
+        """Shut the kernel down, stop the MCP servers it started, remove its run directory (idempotent)."""
         self._closed = True
         kernel, self._kernel = self._kernel, None
         if kernel is not None:
             await kernel.kill()
+        await self.bridge.close()
+        await self._close_servers()
         if self._owns_workspace and self._workspace is not None:
             shutil.rmtree(self._workspace, ignore_errors=True)
+
+    async def _close_servers(self) -> None:
+        servers, self._started_servers = self._started_servers, []
+        for server in servers:
+            with contextlib.suppress(Exception):
+                await server.close()
 
     async def restart(self) -> None:
         """Replace the kernel with a fresh one; all variables are lost."""
@@ -165,6 +243,8 @@ class Session:
         assert kernel.connection is not None
         started = time.monotonic()
         collector = OutputCollector(self.max_output_bytes)
+        self.bridge.begin_cell(self._cells_run)
+        self._cells_run += 1
         request = kernel.connection.send(
             kernel.connection.shell,
             "execute_request",
@@ -246,6 +326,7 @@ class Session:
                                          "A fresh kernel was started; variables from earlier cells are lost.")
             await self._replace_kernel()
             restarted = True
+        log = self.bridge.end_cell()
         return CellResult(
             code=code,
             status=cell_status,
@@ -257,6 +338,10 @@ class Session:
             kernel_restarted=restarted,
             state_lost=restarted,
             dropped_output_bytes=collector.dropped_bytes,
+            tool_calls=log.calls,
+            progress=log.progress,
+            final_answer=log.final_answers[-1] if log.final_answers else None,
+            has_final_answer=bool(log.final_answers),
         )
 
     # -- description ----------------------------------------------------------

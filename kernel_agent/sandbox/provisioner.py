@@ -52,6 +52,8 @@ def _inner_env(policy: SandboxPolicy, workspace: Path, rlimits: dict[str, int]) 
         "LANG": "C.UTF-8",
         "TMPDIR": "/tmp",
         "MPLCONFIGDIR": "/tmp/matplotlib",
+        # IPython's profile directory would otherwise appear in the workspace (HOME).
+        "IPYTHONDIR": "/tmp/ipython",
         # Native thread pools sized to the sandbox, and glibc arenas kept
         # few, so memory limits measure data rather than allocator slack.
         "OPENBLAS_NUM_THREADS": "1",

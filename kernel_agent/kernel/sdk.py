@@ -1,0 +1,235 @@
+"""The tool SDK as the model's code sees it, inside the kernel.
+
+The host generates one module of Python source per namespace (real
+signatures, type hints, docstrings); each generated function is decorated
+with :func:`bind`, which turns a call into a request over the bridge. This
+module holds no tool logic: every call runs on the host.
+
+Without a host attached (the kernelspec opened in JupyterLab), ``tools``
+exists but every call raises :class:`NoHostError`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import linecache
+import sys
+import types
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+# -- errors the model's code can catch ----------------------------------------------
+
+
+class ToolError(Exception):
+    """A tool call failed on the host; ``tool`` names it, ``message`` says why."""
+
+    def __init__(self, tool: str, message: str, *, kind: str = "error", details: Any = None) -> None:
+        self.tool = tool
+        self.message = message
+        self.kind = kind
+        self.details = details
+        super().__init__(f"{tool}: {message}")
+
+
+class ToolValidationError(ToolError):
+    """The arguments did not match the tool's schema; ``errors`` lists field, message, expected."""
+
+
+class ToolDenied(ToolError):
+    """The host's policy (or a person) refused this call."""
+
+
+class ToolTimeoutError(ToolError):
+    """The call did not finish within its timeout."""
+
+
+class ToolBudgetExceeded(ToolError):
+    """The session's tool-call budget is spent."""
+
+
+class UnknownToolError(ToolError):
+    """The host has no tool of that name in this session."""
+
+
+class NoHostError(ToolError):
+    """No kernel-agent host is attached to this kernel, so tools cannot run."""
+
+
+ERROR_KINDS: dict[str, type[ToolError]] = {
+    "error": ToolError,
+    "invalid": ToolValidationError,
+    "denied": ToolDenied,
+    "timeout": ToolTimeoutError,
+    "budget": ToolBudgetExceeded,
+    "unknown_tool": UnknownToolError,
+    "no_host": NoHostError,
+}
+
+
+class Bridge(Protocol):
+    """What the SDK needs from the bridge client."""
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> Any: ...
+    def call_async(self, tool: str, arguments: dict[str, Any]) -> Awaitable[Any]: ...
+    def notify(self, kind: str, payload: dict[str, Any]) -> None: ...
+
+
+class _Detached:
+    """The bridge of a kernel no host is attached to."""
+
+    message = ("no kernel-agent host is attached to this kernel: tools run on the host of a "
+               "kernel-agent Session (or a replay). Opened from Jupyter directly, the kernel has no tools.")
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> Any:
+        raise NoHostError(tool, self.message, kind="no_host")
+
+    async def call_async(self, tool: str, arguments: dict[str, Any]) -> Any:
+        raise NoHostError(tool, self.message, kind="no_host")
+
+    def notify(self, kind: str, payload: dict[str, Any]) -> None:
+        raise NoHostError(kind, self.message, kind="no_host")
+
+
+_bridge: Bridge = _Detached()
+
+
+def attach(bridge: Bridge) -> None:
+    """Route every tool call through ``bridge`` (done by the host when it installs the SDK)."""
+    global _bridge
+    _bridge = bridge
+
+
+# -- generated functions ---------------------------------------------------------------
+
+
+def bind(
+    qualified_name: str, *, params: dict[str, str] | None = None, omit_none: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Make a generated stub call the host tool ``qualified_name``.
+
+    ``params`` maps Python parameter names to the schema's property names
+    (they differ when a property is not a valid identifier). Parameters in
+    ``omit_none`` are left out of the request when they are None (optional
+    properties the schema does not allow to be null). The result has the
+    stub's signature and docstring, and an ``aio`` attribute: the same call
+    as a coroutine, for ``await`` and ``asyncio.gather``.
+    """
+    names = params or {}
+
+    def decorate(stub: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(stub)
+
+        def arguments_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{qualified_name}{signature}: {exc}") from None
+            bound.apply_defaults()
+            return {names.get(k, k): v for k, v in bound.arguments.items() if not (k in omit_none and v is None)}
+
+        @functools.wraps(stub)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return _bridge.call(qualified_name, arguments_of(args, kwargs))
+
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            return await _bridge.call_async(qualified_name, arguments_of(args, kwargs))
+
+        functools.update_wrapper(call_async, stub)
+        call_async.__name__ = call_async.__qualname__ = f"{stub.__name__}.aio"
+        call.aio = call_async  # type: ignore[attr-defined]
+        call.__kernel_agent_tool__ = qualified_name  # type: ignore[attr-defined]
+        return call
+
+    return decorate
+
+
+# -- the `tools` object ---------------------------------------------------------------
+
+
+class Namespace(types.SimpleNamespace):
+    """A group of tools (``tools`` itself, or ``tools.<namespace>``)."""
+
+    def __init__(self, name: str, doc: str = "") -> None:
+        super().__init__()
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "__doc__", doc or f"Tools in {name}.")
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names that do not exist.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if isinstance(_bridge, _Detached):
+            raise NoHostError(f"{self._name}.{name}", _Detached.message, kind="no_host")
+        raise AttributeError(f"{self._name} has no tool or namespace {name!r}; see dir({self._name}) "
+                             f"or {self._name}.search('words')")
+
+    def __repr__(self) -> str:
+        entries = [k for k in vars(self) if not k.startswith("_")]
+        return f"<tools {self._name}: {', '.join(sorted(entries)) or 'empty'}>"
+
+    def __dir__(self) -> list[str]:
+        return sorted(k for k in vars(self) if not k.startswith("_"))
+
+    def search(self, query: str = "", limit: int = 20) -> list[str]:
+        """Tools whose name or description mention every word of ``query``, with one-line summaries."""
+        words = query.lower().split()
+        found = []
+        for path, function in _walk(self):
+            doc = inspect.getdoc(function) or ""
+            haystack = f"{path} {doc}".lower()
+            if all(word in haystack for word in words):
+                summary = doc.split("\n", 1)[0]
+                found.append(f"{path}{inspect.signature(function)}: {summary}".rstrip(": "))
+        return found[:limit]
+
+
+def _walk(namespace: Namespace) -> list[tuple[str, Callable[..., Any]]]:
+    found: list[tuple[str, Callable[..., Any]]] = []
+    for key in dir(namespace):
+        value = getattr(namespace, key)
+        if isinstance(value, Namespace):
+            found.extend(_walk(value))
+        elif callable(value) and hasattr(value, "__kernel_agent_tool__"):
+            found.append((f"{namespace._name}.{key}", value))
+    return found
+
+
+def load_module(name: str, source: str) -> types.ModuleType:
+    """Execute generated source as a module whose code ``inspect`` and ``help`` can show."""
+    filename = f"<kernel-agent sdk: {name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    sys.modules[name] = module
+    exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - host-generated SDK
+    return module
+
+
+def build_tools(modules: dict[str, str]) -> Namespace:
+    """The ``tools`` object from generated sources: {"": top-level source, "ns": namespace source}."""
+    root = Namespace("tools", "The tools of this session. dir(tools), tools.search('words'), help(tools.x).")
+    for namespace, source in sorted(modules.items()):
+        module = load_module(f"kernel_agent_tools{'.' + namespace if namespace else ''}", source)
+        target = root
+        if namespace:
+            target = Namespace(f"tools.{namespace}", module.__doc__ or "")
+            setattr(root, namespace, target)
+        for key, value in vars(module).items():
+            if callable(value) and hasattr(value, "__kernel_agent_tool__"):
+                setattr(target, key, value)
+    return root
+
+
+# -- progress and the final answer --------------------------------------------------------
+
+
+def progress(message: str = "", **fields: Any) -> None:
+    """Report progress to the host while the cell runs: ``progress("loaded", rows=10_000)``."""
+    _bridge.notify("progress", {"message": str(message), "fields": fields})
+
+
+def final_answer(value: Any) -> None:
+    """Hand the task's answer to the host; the agent loop ends after this cell."""
+    _bridge.notify("final_answer", {"value": value})

@@ -1,0 +1,1 @@
+"""Host-side tools: definitions, registry, SDK generation, MCP adapter, policy and the bridge."""

@@ -1,0 +1,62 @@
+"""What the host records about tool calls and progress events (pydantic: they go into notebooks)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CallStatus(str, Enum):
+    """How a tool call ended; the kernel raises the matching ToolError subclass for all but ``ok``."""
+
+    OK = "ok"
+    ERROR = "error"  # the tool raised
+    INVALID = "invalid"  # arguments did not match the schema, or could not be decoded
+    DENIED = "denied"  # the policy or the approver refused
+    TIMEOUT = "timeout"
+    BUDGET = "budget"  # the session's call budget is spent
+    UNKNOWN_TOOL = "unknown_tool"
+
+
+class CallError(BaseModel):
+    """Why a call did not return a value."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: CallStatus
+    message: str
+    details: Any = None
+
+
+class ToolCall(BaseModel):
+    """One tool call as the host saw it: request, decision, outcome, timings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    tool: str = Field(description="qualified tool name as the kernel asked for it")
+    arguments: Any = Field(description="the arguments in wire encoding (JSON; bytes as buffer references)")
+    status: CallStatus
+    result: Any = Field(default=None, description="the result in wire encoding, when status is ok")
+    error: CallError | None = None
+    started_at: float = Field(description="unix time the request reached the host")
+    ended_at: float
+    cell: int | None = Field(default=None, description="index of the session cell running when the call arrived")
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the request reaching the host to the reply being sent."""
+        return self.ended_at - self.started_at
+
+
+class ProgressEvent(BaseModel):
+    """A ``progress(...)`` report from the cell."""
+
+    model_config = ConfigDict(frozen=True)
+
+    message: str
+    fields: dict[str, Any] = Field(default_factory=dict)
+    time: float
+    cell: int | None = None

@@ -1,0 +1,298 @@
+"""The tools of a session, each with the Python name the model's code calls it by.
+
+A :class:`ToolRegistry` collects :class:`~kernel_agent.tools.tool.Tool`
+objects (from Python functions, JSON-schema definitions or MCP servers) and
+is the single authority on naming: every tool, namespace and parameter gets
+a valid, readable ASCII identifier here, chosen deterministically in
+registration order. :mod:`kernel_agent.tools.sdkgen` emits names only from
+this module, so an untrusted tool name never reaches generated source as code.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kernel_agent.errors import ToolDefinitionError
+from kernel_agent.kernel.sdk import Namespace
+from kernel_agent.tools.tool import Tool, tool_from_function
+
+# Attributes every `tools` namespace object already has (today: "search");
+# derived from the runtime class so a new method is reserved automatically.
+RESERVED_NAMES = frozenset(name for name in dir(Namespace) if not name.startswith("_"))
+
+# Generated modules annotate with these; a tool named `list` or `dict` at module
+# level would change what `list[str]` means to typing.get_type_hints.
+_BUILTIN_TYPES = frozenset(
+    name for name, value in vars(builtins).items() if isinstance(value, type) and name.islower()
+)
+
+_SUMMARY_LIMIT = 120
+_MANIFEST_PARAMS = 6
+
+
+def _words(text: str) -> list[str]:
+    """ASCII words of ``text``, splitting camelCase, punctuation and spaces."""
+    # NFKD + ASCII: Python normalises non-ASCII identifiers (NFKC), which would
+    # make the defined name differ from the one we recorded.
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    ascii_text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", ascii_text)
+    ascii_text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", ascii_text)
+    return [word for word in re.split(r"[^A-Za-z0-9]+", ascii_text) if word]
+
+
+def snake_identifier(text: str, *, digit_prefix: str = "t", fallback: str = "tool") -> str:
+    """A lowercase snake_case identifier for ``text`` that is no keyword and no builtin type."""
+    name = "_".join(word.lower() for word in _words(text)) or fallback
+    if name[0].isdigit():
+        name = f"{digit_prefix}_{name}"
+    if keyword.iskeyword(name) or name in _BUILTIN_TYPES:
+        name += "_"
+    return name
+
+
+def class_identifier(text: str, *, fallback: str = "Model") -> str:
+    """A CamelCase identifier for ``text`` (a generated TypedDict's name)."""
+    name = "".join(word[:1].upper() + word[1:] for word in _words(text)) or fallback
+    if name[0].isdigit():
+        name = "T" + name
+    if keyword.iskeyword(name) or hasattr(builtins, name):
+        name += "_"
+    return name
+
+
+def parameter_identifier(text: str) -> str:
+    """A parameter name for a schema property: kept as is when Python accepts it."""
+    if text.isascii() and text.isidentifier() and not keyword.iskeyword(text):
+        return text
+    words = _words(text)
+    name = "_".join(words) or "arg"
+    if name[0].isdigit():
+        name = "p_" + name
+    return name + "_" if keyword.iskeyword(name) else name
+
+
+def unique(name: str, taken: set[str] | frozenset[str], *, separator: str = "_") -> str:
+    """``name``, or ``name_2``, ``name_3``... whichever is first not in ``taken``."""
+    candidate, counter = name, 1
+    while candidate in taken:
+        counter += 1
+        candidate = f"{name}{separator}{counter}"
+    return candidate
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One property of a tool's input schema as a Python parameter."""
+
+    name: str
+    json_name: str
+    schema: dict[str, Any]
+    required: bool
+    has_default: bool = False
+    default: Any = None
+
+
+def plan_parameters(schema: dict[str, Any]) -> list[Parameter]:
+    """The parameters of an object schema: required first, each group in schema order."""
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    required_list = schema.get("required")
+    required = [n for n in required_list if isinstance(n, str)] if isinstance(required_list, list) else []
+    # Required names without a property still have to be passed.
+    json_names = [n for n in properties if isinstance(n, str)] + [n for n in required if n not in properties]
+    ordered = [n for n in json_names if n in required] + [n for n in json_names if n not in required]
+    # Names Python accepts as they are win over mapped ones, so `a_b` stays
+    # `a_b` even when `a-b` (which also maps to `a_b`) comes first.
+    taken: set[str] = {n for n in ordered if parameter_identifier(n) == n}
+    names: dict[str, str] = {}
+    for json_name in ordered:
+        if parameter_identifier(json_name) == json_name:
+            names[json_name] = json_name
+        else:
+            names[json_name] = unique(parameter_identifier(json_name), taken)
+            taken.add(names[json_name])
+    parameters = []
+    for json_name in ordered:
+        prop = properties.get(json_name)
+        prop = prop if isinstance(prop, dict) else {}
+        is_required = json_name in required
+        parameters.append(Parameter(
+            name=names[json_name], json_name=json_name, schema=prop, required=is_required,
+            has_default=not is_required and "default" in prop, default=prop.get("default"),
+        ))
+    return parameters
+
+
+class ToolRegistry:
+    """The tools of a session, in registration order, with their Python identifiers."""
+
+    def __init__(self, tools: Iterable[object] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        self._identifiers: dict[str, str] = {}  # qualified name -> identifier in its namespace
+        self._parameters: dict[str, list[Parameter]] = {}
+        self._namespaces: dict[str, str] = {}  # raw namespace -> identifier
+        self._servers: dict[str, str] = {}  # namespace identifier -> MCP server name
+        self._taken: dict[str, set[str]] = {"": set(RESERVED_NAMES)}  # per namespace identifier
+        for item in tools:
+            self.add(item)
+
+    # -- adding ---------------------------------------------------------------------
+
+    def add(self, item: object) -> list[Tool]:
+        """Register a Tool, a @tool function, a plain callable, or an MCP server (``.tools``)."""
+        if isinstance(item, Tool):
+            return [self._add_tool(item)]
+        declared = getattr(item, "__kernel_agent_tool__", None)
+        if isinstance(declared, Tool):
+            return [self._add_tool(declared)]
+        listed = getattr(item, "tools", None)
+        if isinstance(listed, (list, tuple)):
+            return self._add_server(item, listed)
+        if isinstance(item, dict):
+            raise ToolDefinitionError(
+                "a tool definition dict needs a handler: build it with "
+                "kernel_agent.tools.tool.tool_from_schema(definition, handler) and add the Tool")
+        if callable(item):
+            return [self._add_tool(tool_from_function(item))]
+        raise ToolDefinitionError(
+            f"cannot make a tool from {type(item).__name__} {item!r:.80}: pass a Tool, a function "
+            "(optionally decorated with @tool), or a started MCP server")
+
+    def _add_server(self, server: object, listed: list[Any] | tuple[Any, ...]) -> list[Tool]:
+        wrong = [t for t in listed if not isinstance(t, Tool)]
+        if wrong:
+            raise ToolDefinitionError(
+                f"{type(server).__name__}.tools must hold Tool objects, found {type(wrong[0]).__name__}")
+        added = [self._add_tool(t) for t in listed]
+        server_name = getattr(server, "name", None)
+        if isinstance(server_name, str):
+            for t in added:
+                if t.namespace:
+                    self._servers.setdefault(self._namespaces[t.namespace], server_name)
+        return added
+
+    def _add_tool(self, tool: Tool) -> Tool:
+        qualified = tool.qualified_name
+        if qualified in self._tools:
+            raise ToolDefinitionError(
+                f"two tools are named {qualified!r} ({self._tools[qualified].source} and {tool.source}): "
+                "rename one or give it another namespace")
+        if not isinstance(tool.input_schema, dict):
+            raise ToolDefinitionError(f"tool {qualified}: the input schema must be a dict")
+        scope = self._namespace_identifier(tool.namespace) if tool.namespace else ""
+        identifier = unique(snake_identifier(tool.name), self._taken[scope])
+        self._taken[scope].add(identifier)
+        self._tools[qualified] = tool
+        self._identifiers[qualified] = identifier
+        self._parameters[qualified] = plan_parameters(tool.input_schema)
+        return tool
+
+    def _namespace_identifier(self, namespace: str) -> str:
+        if namespace not in self._namespaces:
+            # Namespaces share the top-level scope with top-level tools.
+            identifier = unique(snake_identifier(namespace, digit_prefix="ns", fallback="ns"), self._taken[""])
+            self._taken[""].add(identifier)
+            self._taken[identifier] = set(RESERVED_NAMES)
+            self._namespaces[namespace] = identifier
+        return self._namespaces[namespace]
+
+    # -- looking up -------------------------------------------------------------------
+
+    def lookup(self, qualified_name: str) -> Tool:
+        """The tool the SDK calls ``qualified_name`` (``namespace.name`` or ``name``)."""
+        try:
+            return self._tools[qualified_name]
+        except KeyError:
+            raise KeyError(f"no tool named {qualified_name!r}") from None
+
+    def identifier(self, tool: Tool | str) -> str:
+        """The Python name of a tool (a Tool or its qualified name) inside its namespace."""
+        qualified = tool if isinstance(tool, str) else tool.qualified_name
+        return self._identifiers[qualified]
+
+    def namespace_of(self, tool: Tool) -> str:
+        """The identifier of the tool's namespace, "" for a top-level tool."""
+        return self._namespaces[tool.namespace] if tool.namespace else ""
+
+    def path(self, tool: Tool) -> str:
+        """How the model's code reaches the tool: ``tools.ns.name`` or ``tools.name``."""
+        namespace = self.namespace_of(tool)
+        return f"tools.{namespace + '.' if namespace else ''}{self.identifier(tool)}"
+
+    def parameters(self, tool: Tool) -> list[Parameter]:
+        """The tool's parameters in signature order, with Python and JSON names."""
+        return self._parameters[tool.qualified_name]
+
+    def namespaces(self) -> list[str]:
+        """Namespace identifiers in order of first registration (top level not included)."""
+        return list(self._namespaces.values())
+
+    def server(self, namespace: str) -> str | None:
+        """The MCP server a namespace's tools came from, when they came from one."""
+        return self._servers.get(namespace)
+
+    def tools(self, namespace: str | None = None) -> list[Tool]:
+        """All tools in registration order, or those of one namespace identifier ("" = top level)."""
+        every = list(self._tools.values())
+        return every if namespace is None else [t for t in every if self.namespace_of(t) == namespace]
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(list(self._tools.values()))
+
+    def __contains__(self, qualified_name: object) -> bool:
+        return qualified_name in self._tools
+
+    def search(self, query: str) -> list[Tool]:
+        """Tools whose names or description contain every word of ``query``; name matches first."""
+        words = query.lower().split()
+        scored: list[tuple[int, Tool]] = []
+        for t in self._tools.values():
+            name = f"{t.qualified_name} {self.path(t)}".lower()
+            if all(word in f"{name} {t.description.lower()}" for word in words):
+                scored.append((-sum(word in name for word in words), t))
+        return [t for _, t in sorted(scored, key=lambda pair: pair[0])]
+
+    # -- the system prompt ----------------------------------------------------------------
+
+    def manifest(self) -> str:
+        """A short text for the system prompt: every tool with a one-line summary, no schemas."""
+        if not self._tools:
+            return "No tools are available in this session."
+        lines = ["Tools (a Python SDK in the kernel; calls run on the host):"]
+        for t in self.tools(""):
+            lines.append(self._manifest_line(t))
+        for namespace in self.namespaces():
+            server = self.server(namespace)
+            origin = f" (MCP server {server!r})" if server else ""
+            lines.append(f"tools.{namespace}{origin}:")
+            lines.extend("  " + self._manifest_line(t) for t in self.tools(namespace))
+        lines.append("Details: help(tools.<name>) shows a tool's signature and docs; tools.search('words') "
+                     "finds tools; dir(tools) lists them. Await tools.<name>.aio(...) to run calls concurrently.")
+        return "\n".join(lines)
+
+    def _manifest_line(self, tool: Tool) -> str:
+        shown = []
+        parameters = self.parameters(tool)
+        for p in parameters[:_MANIFEST_PARAMS]:
+            if p.required:
+                shown.append(p.name)
+            else:
+                default = repr(p.default) if p.has_default else "None"
+                shown.append(f"{p.name}={default if len(default) <= 24 else '...'}")
+        if len(parameters) > _MANIFEST_PARAMS:
+            shown.append("...")
+        summary = " ".join(tool.summary.split())
+        if len(summary) > _SUMMARY_LIMIT:
+            summary = summary[:_SUMMARY_LIMIT - 3].rstrip() + "..."
+        flags = " [destructive]" if tool.destructive else " [read-only]" if tool.read_only else ""
+        line = f"{self.path(tool)}({', '.join(shown)})"
+        return f"{line}: {summary}{flags}" if summary else f"{line}{flags}"

@@ -1,0 +1,285 @@
+"""A tool as the host knows it: a name, a JSON schema, a validator and a handler.
+
+Three ways to make one, all ending in the same :class:`Tool`:
+
+* a Python callable (sync or async), with or without the :func:`tool`
+  decorator: the argument schema comes from its type hints (validated with
+  pydantic), descriptions from its docstring;
+* a JSON-schema definition (OpenAI function format, Anthropic tool format,
+  or a bare ``{name, description, input_schema}``) bound to a handler that
+  takes the arguments as keyword arguments (validated with jsonschema);
+* an MCP server's tool list (see :mod:`kernel_agent.tools.mcp`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+import jsonschema
+import pydantic
+
+from kernel_agent.errors import ToolDefinitionError
+
+Handler = Callable[..., Any]
+
+
+class ArgumentsInvalid(Exception):
+    """The arguments of a call do not match the tool's schema; ``errors`` name each field."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One callable tool, whatever it was made from."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    handler: Handler = field(repr=False)
+    namespace: str | None = None
+    output_schema: dict[str, Any] | None = None
+    read_only: bool = False
+    destructive: bool = False
+    source: str = "python"
+    validate: Callable[[dict[str, Any]], dict[str, Any]] = field(repr=False, default=lambda args: args)
+    # MCP handlers take the argument dict as one positional argument.
+    takes_mapping: bool = False
+
+    @property
+    def qualified_name(self) -> str:
+        """``namespace.name``, or ``name`` for a tool without a namespace."""
+        return f"{self.namespace}.{self.name}" if self.namespace else self.name
+
+    @property
+    def summary(self) -> str:
+        """The first line of the description."""
+        return self.description.strip().split("\n", 1)[0] if self.description.strip() else ""
+
+    async def invoke(self, arguments: dict[str, Any]) -> Any:
+        """Validate ``arguments`` and run the handler (sync handlers run in a worker thread)."""
+        validated = self.validate(arguments)
+        if self.takes_mapping:
+            call: Callable[[], Any] = lambda: self.handler(validated)  # noqa: E731
+        else:
+            call = lambda: self.handler(**validated)  # noqa: E731
+        if inspect.iscoroutinefunction(self.handler):
+            return await call()
+        result = await asyncio.to_thread(call)
+        return await result if inspect.isawaitable(result) else result
+
+    def with_namespace(self, namespace: str | None) -> Tool:
+        """A copy of this tool in another namespace."""
+        return _replace(self, namespace=namespace)
+
+
+def _replace(tool: Tool, **changes: Any) -> Tool:
+    from dataclasses import replace
+
+    return replace(tool, **changes)
+
+
+# -- from Python callables ---------------------------------------------------
+
+_ARG_LINE = re.compile(r"^\s{2,}(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+
+
+def _docstring_parts(doc: str) -> tuple[str, dict[str, str]]:
+    """(description without the Args section, {parameter: description}) from a Google-style docstring."""
+    lines = inspect.cleandoc(doc).splitlines() if doc else []
+    description: list[str] = []
+    params: dict[str, str] = {}
+    section = ""
+    current = ""
+    for line in lines:
+        header = line.strip().rstrip(":").lower()
+        if line.strip().endswith(":") and header in ("args", "arguments", "parameters", "params"):
+            section, current = "args", ""
+            continue
+        if line.strip().endswith(":") and header in ("returns", "return", "raises", "yields", "example", "examples"):
+            section = "other"
+            description.append(line)
+            continue
+        if section == "args":
+            match = _ARG_LINE.match("  " + line if not line.startswith(" ") else line)
+            if match and not line.startswith("        "):
+                current = match.group(1).lstrip("*")
+                params[current] = match.group(2).strip()
+            elif current and line.strip():
+                params[current] += " " + line.strip()
+            elif not line.strip():
+                section = ""
+            continue
+        description.append(line)
+    return "\n".join(description).strip(), params
+
+
+def _pydantic_validator(model: type[pydantic.BaseModel]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def validate(arguments: dict[str, Any]) -> dict[str, Any]:
+        try:
+            parsed = model.model_validate(arguments)
+        except pydantic.ValidationError as exc:
+            raise ArgumentsInvalid([
+                {"field": ".".join(str(p) for p in error["loc"]) or "(arguments)", "message": error["msg"],
+                 "expected": str(error.get("ctx", {}).get("expected", error["type"]))}
+                for error in exc.errors()
+            ]) from None
+        return {name: getattr(parsed, name) for name in model.model_fields}
+
+    return validate
+
+
+def tool_from_function(
+    function: Handler,
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    description: str | None = None,
+    read_only: bool = False,
+    destructive: bool = False,
+) -> Tool:
+    """Make a Tool from a Python callable, using its type hints and docstring."""
+    if not callable(function):
+        raise ToolDefinitionError(f"{function!r} is not callable")
+    tool_name = name or getattr(function, "__name__", None)
+    if not tool_name or tool_name == "<lambda>":
+        raise ToolDefinitionError("a tool needs a name: pass name=... for lambdas and callables without __name__")
+    doc_description, param_docs = _docstring_parts(inspect.getdoc(function) or "")
+    try:
+        hints = get_type_hints(function)
+    except Exception as exc:
+        raise ToolDefinitionError(f"tool {tool_name}: cannot resolve its type hints: {exc}") from exc
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(function).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ToolDefinitionError(f"tool {tool_name}: *args/**kwargs cannot be described by a schema; "
+                                      "name every parameter")
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, pydantic.Field(default, description=param_docs.get(param.name)))
+    try:
+        model = pydantic.create_model(  # type: ignore[call-overload]
+            f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+        )
+        input_schema = model.model_json_schema()
+    except Exception as exc:
+        raise ToolDefinitionError(f"tool {tool_name}: its parameters have no JSON schema: {exc}") from exc
+    input_schema.pop("title", None)
+    output_schema = None
+    returns = hints.get("return")
+    if returns not in (None, Any, type(None)):
+        try:
+            output_schema = pydantic.TypeAdapter(returns).json_schema()
+        except Exception:
+            output_schema = None  # an arbitrary object: documented by its annotation only
+    return Tool(
+        name=tool_name,
+        namespace=namespace,
+        description=description if description is not None else doc_description,
+        input_schema=input_schema,
+        output_schema=output_schema,
+        handler=function,
+        read_only=read_only,
+        destructive=destructive,
+        validate=_pydantic_validator(model),
+    )
+
+
+def tool(
+    function: Handler | None = None,
+    *,
+    name: str | None = None,
+    namespace: str | None = None,
+    description: str | None = None,
+    read_only: bool = False,
+    destructive: bool = False,
+) -> Any:
+    """Declare a Python function as a tool: ``@tool`` or ``@tool(namespace="db", destructive=True)``.
+
+    The function stays callable as before; its Tool is at ``function.__kernel_agent_tool__``.
+    """
+
+    def decorate(target: Handler) -> Handler:
+        target.__kernel_agent_tool__ = tool_from_function(  # type: ignore[attr-defined]
+            target, name=name, namespace=namespace, description=description,
+            read_only=read_only, destructive=destructive,
+        )
+        return target
+
+    return decorate(function) if function is not None else decorate
+
+
+# -- from JSON-schema definitions ---------------------------------------------------
+
+
+def _jsonschema_validator(schema: dict[str, Any], tool_name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    try:
+        validator_class = jsonschema.validators.validator_for(schema)
+        validator_class.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ToolDefinitionError(f"tool {tool_name}: invalid input schema: {exc.message}") from None
+    validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+
+    def validate(arguments: dict[str, Any]) -> dict[str, Any]:
+        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
+        if errors:
+            raise ArgumentsInvalid([
+                {"field": ".".join(str(p) for p in e.path) or "(arguments)", "message": e.message,
+                 "expected": str(e.schema.get("type", e.validator)) if isinstance(e.schema, dict) else ""}
+                for e in errors
+            ])
+        return arguments
+
+    return validate
+
+
+def tool_from_schema(
+    definition: dict[str, Any],
+    handler: Handler,
+    *,
+    namespace: str | None = None,
+    read_only: bool = False,
+    destructive: bool = False,
+    takes_mapping: bool = False,
+    source: str = "schema",
+) -> Tool:
+    """Make a Tool from an OpenAI, Anthropic or bare JSON-schema definition and a handler."""
+    if not isinstance(definition, dict):
+        raise ToolDefinitionError(f"a tool definition must be a dict, not {type(definition).__name__}")
+    body = definition
+    if definition.get("type") == "function" and isinstance(definition.get("function"), dict):
+        body = definition["function"]  # OpenAI chat-completions format
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise ToolDefinitionError(f"tool definition has no name: {sorted(definition)}")
+    schema = body.get("input_schema", body.get("inputSchema", body.get("parameters")))
+    if schema is None:
+        schema = {"type": "object", "properties": {}}
+    if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+        raise ToolDefinitionError(f"tool {name}: the input schema must be a JSON object schema")
+    if not callable(handler):
+        raise ToolDefinitionError(f"tool {name}: the handler {handler!r} is not callable")
+    annotations = body.get("annotations") or {}
+    return Tool(
+        name=name,
+        namespace=namespace,
+        description=str(body.get("description") or ""),
+        input_schema=schema,
+        output_schema=body.get("output_schema", body.get("outputSchema")),
+        handler=handler,
+        read_only=read_only or bool(annotations.get("readOnlyHint")),
+        destructive=destructive or bool(annotations.get("destructiveHint")),
+        source=source,
+        validate=_jsonschema_validator(schema, name),
+        takes_mapping=takes_mapping,
+    )
+
+
+AsyncHandler = Callable[[dict[str, Any]], Awaitable[Any]]

@@ -1,0 +1,208 @@
+"""The value encoding of tool calls, shared by the host and the kernel (stdlib only).
+
+Values cross the comm bridge as JSON plus binary buffers, never pickle: the
+kernel is untrusted and the host must be able to decode anything it sends
+without executing code. Types JSON lacks are tagged objects
+``{"__ka__": TAG, ...}``:
+
+==============  ===============================================================
+Python value    arrives as
+==============  ===============================================================
+datetime, date, time, timedelta, Decimal, UUID, complex, Path: the same type
+tuple, set, frozenset: the same type (items encoded recursively)
+bytes, bytearray: bytes, carried in a binary buffer (no base64)
+dict with non-string keys: the same dict
+pydantic model, dataclass, NamedTuple: a :class:`Record` (a dict with attribute access) named after the class
+enum member: its value
+numpy array: a numpy array if numpy is importable on the receiving side, else nested lists
+pandas DataFrame / Series: the same if pandas is importable, else a list of records / a dict
+anything else: ``str(value)`` tagged ``repr`` (so nothing is silently lost)
+==============  ===============================================================
+
+This module is the one piece of code both processes import; it must stay
+dependency-free (numpy/pandas are only used when already imported).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import sys
+import uuid
+from pathlib import PurePath
+from typing import Any
+
+TAG = "__ka__"
+
+
+class Record(dict):  # type: ignore[type-arg]
+    """A structured value from the other side: a dict whose keys are also attributes."""
+
+    __record_name__: str = "Record"
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"{self.__record_name__} has no field {name!r}") from None
+
+    def __dir__(self) -> list[str]:
+        return [*self.keys(), *super().__dir__()]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.items())
+        return f"{self.__record_name__}({fields})"
+
+
+def make_record(name: str, fields: dict[str, Any]) -> Record:
+    """A Record called ``name`` (its repr and errors use the name)."""
+    record = Record(fields)
+    record.__record_name__ = name
+    return record
+
+
+class Encoder:
+    """Turns a value into JSON-compatible data plus a list of binary buffers."""
+
+    def __init__(self) -> None:
+        self.buffers: list[bytes] = []
+
+    def encode(self, value: Any) -> Any:
+        """The JSON-compatible form of ``value``."""
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        if isinstance(value, (list,)):
+            return [self.encode(v) for v in value]
+        if isinstance(value, dict) and not isinstance(value, Record):
+            if all(isinstance(k, str) for k in value) and TAG not in value:
+                return {k: self.encode(v) for k, v in value.items()}
+            return {TAG: "dict", "items": [[self.encode(k), self.encode(v)] for k, v in value.items()]}
+        return self._encode_special(value)
+
+    def _encode_special(self, value: Any) -> Any:
+        if isinstance(value, Record):
+            return {TAG: "record", "name": value.__record_name__, "fields": self.encode(dict(value))}
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            self.buffers.append(bytes(value))
+            return {TAG: "bytes", "buffer": len(self.buffers) - 1}
+        if isinstance(value, enum.Enum):
+            return self.encode(value.value)
+        if isinstance(value, tuple) and hasattr(value, "_fields"):  # NamedTuple
+            return self._record(type(value).__name__, value._asdict())
+        for kind in (tuple, set, frozenset):
+            if isinstance(value, kind):
+                return {TAG: kind.__name__, "items": [self.encode(v) for v in value]}
+        for kind, tag in ((dt.datetime, "datetime"), (dt.date, "date"), (dt.time, "time")):
+            if isinstance(value, kind):
+                return {TAG: tag, "value": value.isoformat()}
+        if isinstance(value, dt.timedelta):
+            return {TAG: "timedelta", "seconds": value.total_seconds()}
+        if isinstance(value, decimal.Decimal):
+            return {TAG: "decimal", "value": str(value)}
+        if isinstance(value, uuid.UUID):
+            return {TAG: "uuid", "value": str(value)}
+        if isinstance(value, complex):
+            return {TAG: "complex", "real": value.real, "imag": value.imag}
+        if isinstance(value, PurePath):
+            return {TAG: "path", "value": str(value)}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return self._record(type(value).__name__, {f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+        if hasattr(value, "model_dump") and hasattr(type(value), "model_fields"):  # pydantic v2
+            return self._record(type(value).__name__, {name: getattr(value, name) for name in type(value).model_fields})
+        return self._encode_array_like(value)
+
+    def _record(self, name: str, fields: dict[str, Any]) -> Any:
+        return {TAG: "record", "name": name, "fields": {k: self.encode(v) for k, v in fields.items()}}
+
+    def _encode_array_like(self, value: Any) -> Any:
+        module = type(value).__module__.split(".")[0]
+        if module == "numpy" and hasattr(value, "tolist"):
+            if getattr(value, "ndim", 0) == 0:
+                return self.encode(value.item())
+            return {TAG: "ndarray", "dtype": str(value.dtype), "items": self.encode(value.tolist())}
+        if module == "pandas" and type(value).__name__ == "DataFrame":
+            return {TAG: "dataframe", "columns": self.encode(list(value.columns)),
+                    "rows": self.encode(value.to_numpy().tolist()), "index": self.encode(list(value.index))}
+        if module == "pandas" and type(value).__name__ == "Series":
+            return {TAG: "series", "name": self.encode(value.name), "items": self.encode(value.to_dict())}
+        if module == "pandas" and type(value).__name__ == "Timestamp":
+            return {TAG: "datetime", "value": value.isoformat()}
+        return {TAG: "repr", "type": type(value).__qualname__, "value": str(value)}
+
+
+def encode(value: Any) -> tuple[Any, list[bytes]]:
+    """Encode a value: (JSON-compatible data, binary buffers)."""
+    encoder = Encoder()
+    return encoder.encode(value), encoder.buffers
+
+
+class DecodeError(ValueError):
+    """The data is not a valid encoding (for example a buffer index out of range)."""
+
+
+def decode(data: Any, buffers: list[bytes] | None = None) -> Any:
+    """Rebuild a value from :func:`encode`'s output. Never executes code."""
+    buffers = buffers or []
+    if isinstance(data, list):
+        return [decode(v, buffers) for v in data]
+    if not isinstance(data, dict):
+        return data
+    tag = data.get(TAG)
+    if tag is None:
+        return {k: decode(v, buffers) for k, v in data.items()}
+    try:
+        return _decode_tagged(tag, data, buffers)
+    except (KeyError, TypeError, ValueError, IndexError, decimal.InvalidOperation) as exc:
+        raise DecodeError(f"invalid {tag!r} value: {exc}") from None
+
+
+def _decode_tagged(tag: str, data: dict[str, Any], buffers: list[bytes]) -> Any:
+    simple = {
+        "datetime": lambda: dt.datetime.fromisoformat(data["value"]),
+        "date": lambda: dt.date.fromisoformat(data["value"]),
+        "time": lambda: dt.time.fromisoformat(data["value"]),
+        "timedelta": lambda: dt.timedelta(seconds=float(data["seconds"])),
+        "decimal": lambda: decimal.Decimal(str(data["value"])),
+        "uuid": lambda: uuid.UUID(str(data["value"])),
+        "complex": lambda: complex(float(data["real"]), float(data["imag"])),
+        "path": lambda: PurePath(str(data["value"])),
+        "repr": lambda: str(data["value"]),
+    }
+    if tag in simple:
+        return simple[tag]()
+    if tag == "bytes":
+        index = data["buffer"]
+        if not isinstance(index, int) or not 0 <= index < len(buffers):
+            raise DecodeError(f"bytes value names buffer {index!r}, but {len(buffers)} were sent")
+        return bytes(buffers[index])
+    if tag in ("tuple", "set", "frozenset"):
+        items = [decode(v, buffers) for v in data["items"]]
+        return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
+    if tag == "dict":
+        return {_hashable(decode(k, buffers)): decode(v, buffers) for k, v in data["items"]}
+    if tag == "record":
+        return make_record(str(data["name"]), {str(k): decode(v, buffers) for k, v in data["fields"].items()})
+    return _decode_array_like(tag, data, buffers)
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
+
+
+def _decode_array_like(tag: str, data: dict[str, Any], buffers: list[bytes]) -> Any:
+    numpy = sys.modules.get("numpy")
+    pandas = sys.modules.get("pandas")
+    if tag == "ndarray":
+        items = decode(data["items"], buffers)
+        return numpy.array(items, dtype=str(data["dtype"])) if numpy is not None else items
+    if tag == "dataframe":
+        columns, rows, index = (decode(data[k], buffers) for k in ("columns", "rows", "index"))
+        if pandas is not None:
+            return pandas.DataFrame(rows, columns=columns, index=index)
+        return [dict(zip(columns, row)) for row in rows]
+    if tag == "series":
+        items = decode(data["items"], buffers)
+        return pandas.Series(items, name=decode(data["name"], buffers)) if pandas is not None else items
+    raise DecodeError(f"unknown value tag {tag!r}")
