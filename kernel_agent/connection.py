@@ -26,7 +26,9 @@ Message = dict[str, Any]
 DELIMITER = b"<IDS|MSG>"
 COMM_MESSAGE_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 MAX_MESSAGE_BYTES = 64 * 1024**2
-IOPUB_QUEUE_MESSAGES = 64
+# Bounded so a stalled host cannot queue without limit; large enough that
+# bursts (gathered tool calls are capped at 256 in flight) are not dropped.
+IOPUB_QUEUE_MESSAGES = 2048
 # Messages this small (status, execute_input, short prints) are always parsed.
 SMALL_MESSAGE_BYTES = 64 * 1024
 

@@ -19,6 +19,7 @@ for it: sync calls (main thread or any other thread) wake on a
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -31,11 +32,19 @@ TARGET_NAME = "kernel_agent.tools"
 # The kernel gives up this long after the host's own call timeout (the host
 # normally answers with a timeout error first).
 _TIMEOUT_MARGIN_SECONDS = 5.0
+# iopub is PUB/SUB: a message can be dropped when a queue is full (an output
+# flood, a burst of calls). Calls are therefore resent under the same id
+# until answered (the host answers each id once), and at most this many are
+# in flight so that a burst cannot overflow the queues in the first place.
+_MAX_IN_FLIGHT = 256
+_FIRST_RETRY_SECONDS = 1.0
+_MAX_RETRY_SECONDS = 8.0
 
 
 @dataclass
 class _Pending:
     tool: str
+    message: tuple[dict[str, Any], list[bytes]] = ({}, [])
     event: threading.Event = field(default_factory=threading.Event)
     loop: asyncio.AbstractEventLoop | None = None
     future: asyncio.Future[Any] | None = None
@@ -52,6 +61,9 @@ class BridgeClient:
         self.call_timeout = call_timeout
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(_MAX_IN_FLIGHT)
+        self._slot_waiters: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = (
+            collections.deque())
         self._comm = comm.create_comm(target_name=TARGET_NAME, data={"protocol": 1})
 
     @property
@@ -64,42 +76,83 @@ class BridgeClient:
     def _send(self, tool: str, arguments: dict[str, Any], pending: _Pending) -> str:
         call_id = uuid.uuid4().hex
         data, buffers = wire.encode(arguments)
+        pending.message = ({"type": "call", "id": call_id, "tool": tool, "args": data}, buffers)
         with self._lock:
             self._pending[call_id] = pending
-        self._comm.send({"type": "call", "id": call_id, "tool": tool, "args": data}, buffers=buffers)
+        self._resend(pending)
         return call_id
+
+    def _resend(self, pending: _Pending) -> None:
+        data, buffers = pending.message
+        self._comm.send(data, buffers=buffers)
+
+    def _retry_delays(self) -> list[float]:
+        """Waits between sends of one call, adding up to its timeout."""
+        delays, total, delay = [], 0.0, _FIRST_RETRY_SECONDS
+        limit = self.call_timeout + _TIMEOUT_MARGIN_SECONDS
+        while total < limit:
+            step = min(delay, limit - total)
+            delays.append(step)
+            total += step
+            delay = min(delay * 2, _MAX_RETRY_SECONDS)
+        return delays
 
     def call(self, tool: str, arguments: dict[str, Any]) -> Any:
         """Call a host tool and wait for its result (any thread)."""
+        if not self._slots.acquire(timeout=self.call_timeout):
+            raise sdk.ToolTimeoutError(tool, f"{_MAX_IN_FLIGHT} calls were still in flight after "
+                                       f"{self.call_timeout} s", kind="timeout")
         pending = _Pending(tool)
         call_id = self._send(tool, arguments, pending)
-        if not pending.event.wait(self.call_timeout + _TIMEOUT_MARGIN_SECONDS):
-            self._forget(call_id)
-            raise sdk.ToolTimeoutError(tool, f"no answer from the host within {self.call_timeout} s", kind="timeout")
-        return self._outcome(pending)
+        for delay in self._retry_delays():
+            if pending.event.wait(delay):
+                return self._outcome(pending)
+            self._resend(pending)
+        self._forget(call_id)
+        raise sdk.ToolTimeoutError(tool, f"no answer from the host within {self.call_timeout} s", kind="timeout")
 
     async def call_async(self, tool: str, arguments: dict[str, Any]) -> Any:
         """Call a host tool without blocking the event loop (``await``, ``asyncio.gather``)."""
         loop = asyncio.get_running_loop()
+        await self._acquire_async(loop)
         pending = _Pending(tool, loop=loop, future=loop.create_future())
         call_id = self._send(tool, arguments, pending)
         assert pending.future is not None
-        try:
-            await asyncio.wait_for(pending.future, self.call_timeout + _TIMEOUT_MARGIN_SECONDS)
-        except asyncio.TimeoutError:
-            self._forget(call_id)
-            raise sdk.ToolTimeoutError(tool, f"no answer from the host within {self.call_timeout} s",
-                                       kind="timeout") from None
-        return self._outcome(pending)
+        for delay in self._retry_delays():
+            done, _ = await asyncio.wait({pending.future}, timeout=delay)
+            if done:
+                return self._outcome(pending)
+            self._resend(pending)
+        self._forget(call_id)
+        raise sdk.ToolTimeoutError(tool, f"no answer from the host within {self.call_timeout} s", kind="timeout")
 
     def notify(self, kind: str, payload: dict[str, Any]) -> None:
         """Send a one-way message (progress, final answer)."""
         data, buffers = wire.encode(payload)
         self._comm.send({"type": kind, "payload": data}, buffers=buffers)
 
+    async def _acquire_async(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Take an in-flight slot without blocking the loop: queue up and be handed one."""
+        with self._lock:
+            if self._slots.acquire(blocking=False):
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._slot_waiters.append((loop, waiter))
+        await waiter
+
+    def _release_slot(self) -> None:
+        """Give the slot to the first queued async caller, else back to the semaphore (lock held)."""
+        while self._slot_waiters:
+            loop, waiter = self._slot_waiters.popleft()
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(lambda w=waiter: w.done() or w.set_result(None))
+                return
+        self._slots.release()
+
     def _forget(self, call_id: str) -> None:
         with self._lock:
-            self._pending.pop(call_id, None)
+            if self._pending.pop(call_id, None) is not None:
+                self._release_slot()
 
     # -- receiving (on ipykernel's shell-channel thread) ----------------------------
 
@@ -108,8 +161,9 @@ class BridgeClient:
         call_id = data.get("id")
         with self._lock:
             pending = self._pending.pop(call_id, None) if isinstance(call_id, str) else None
-        if pending is None:
-            return  # the caller timed out already
+            if pending is None:
+                return  # the caller timed out already, or this is a duplicate answer
+            self._release_slot()
         pending.reply, pending.buffers = data, buffers
         if pending.loop is not None and pending.future is not None:
             future = pending.future

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,9 @@ from kernel_agent.tools.tool import ArgumentsInvalid, Tool
 
 TARGET_NAME = "kernel_agent.tools"  # must match kernel_agent.kernel.bridge.TARGET_NAME
 MAX_CALL_ID_LENGTH = 64
+# The kernel resends a call it got no answer to (iopub can drop messages);
+# recent answers are kept to answer such duplicates without running twice.
+REPLY_CACHE_SIZE = 1024
 
 SendReply = Callable[[str, dict[str, Any], list[bytes]], None]
 
@@ -78,6 +82,8 @@ class ToolBridge:
         self._send: SendReply | None = None
         self._comm_ids: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._active_ids: set[str] = set()
+        self._recent_replies: OrderedDict[str, tuple[str, dict[str, Any], list[bytes]]] = OrderedDict()
         self.calls_started = 0
         self.log = CellLog(None)  # outside any cell until begin_cell
         self.rejected_messages = 0
@@ -161,13 +167,23 @@ class ToolBridge:
         call_id = data.get("id")
         if not isinstance(call_id, str) or not 0 < len(call_id) <= MAX_CALL_ID_LENGTH:
             raise ValueError("call without a usable id")  # nobody to answer
+        if call_id in self._active_ids:
+            return  # a resend of a call still running
+        if call_id in self._recent_replies:
+            _, data_sent, buffers_sent = self._recent_replies[call_id]
+            if self._send is not None:
+                with contextlib.suppress(Exception):
+                    self._send(comm_id, data_sent, buffers_sent)
+            return
         if len(self._tasks) >= self.max_queued:
             self._reply(comm_id, call_id, None, CallError(kind=CallStatus.ERROR,
                         message=f"too many calls in flight ({self.max_queued}); wait for some to finish"), [])
             return
+        self._active_ids.add(call_id)
         task = asyncio.get_running_loop().create_task(self._serve(comm_id, call_id, data, buffers, size, self.log))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._active_ids.discard(call_id))
 
     # -- serving ----------------------------------------------------------------------
 
@@ -233,5 +249,8 @@ class ToolBridge:
             data = {"type": "reply", "id": call_id, "ok": False,
                     "error": {"kind": error.kind.value, "message": error.message,
                               "details": wire.encode(error.details)[0]}}
+        self._recent_replies[call_id] = (comm_id, data, buffers)
+        if len(self._recent_replies) > REPLY_CACHE_SIZE:
+            self._recent_replies.popitem(last=False)
         with contextlib.suppress(Exception):  # a dead kernel cannot take the reply
             self._send(comm_id, data, buffers)
