@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,10 +51,18 @@ class _Pending:
     future: asyncio.Future[Any] | None = None
     reply: dict[str, Any] | None = None
     buffers: list[bytes] = field(default_factory=list)
+    deadline: float = 0.0
+    next_send: float = 0.0
+    retry_delay: float = _FIRST_RETRY_SECONDS
 
 
 class BridgeClient:
-    """Sends tool calls to the host and matches its replies to them by id."""
+    """Sends tool calls to the host and matches its replies to them by id.
+
+    Timing is kept off the hot path: no call carries its own timer. One
+    daemon thread sweeps the pending calls, resends those unanswered for a
+    while and fails those past their timeout.
+    """
 
     def __init__(self, call_timeout: float) -> None:
         import comm
@@ -62,9 +71,11 @@ class BridgeClient:
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(_MAX_IN_FLIGHT)
+        self._outbox: list[dict[str, Any]] = []
         self._slot_waiters: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = (
             collections.deque())
         self._comm = comm.create_comm(target_name=TARGET_NAME, data={"protocol": 1})
+        threading.Thread(target=self._sweep_forever, name="kernel-agent-bridge-retry", daemon=True).start()
 
     @property
     def comm_id(self) -> str:
@@ -73,29 +84,34 @@ class BridgeClient:
 
     # -- sending ---------------------------------------------------------------
 
-    def _send(self, tool: str, arguments: dict[str, Any], pending: _Pending) -> str:
+    def _send(self, tool: str, arguments: dict[str, Any], pending: _Pending, *, batch: bool = False) -> str:
         call_id = uuid.uuid4().hex
         data, buffers = wire.encode(arguments)
         pending.message = ({"type": "call", "id": call_id, "tool": tool, "args": data}, buffers)
+        now = time.monotonic()
+        pending.deadline = now + self.call_timeout + _TIMEOUT_MARGIN_SECONDS
+        pending.next_send = now + pending.retry_delay
         with self._lock:
             self._pending[call_id] = pending
+            if batch and not buffers and pending.loop is not None:
+                # Calls made in the same event-loop turn (asyncio.gather) leave
+                # as one message: per-message costs dominate small calls.
+                self._outbox.append(pending.message[0])
+                if len(self._outbox) == 1:
+                    pending.loop.call_soon(self._flush_outbox)
+                return call_id
         self._resend(pending)
         return call_id
+
+    def _flush_outbox(self) -> None:
+        with self._lock:
+            calls, self._outbox = self._outbox, []
+        if calls:
+            self._comm.send({"type": "calls", "calls": calls})
 
     def _resend(self, pending: _Pending) -> None:
         data, buffers = pending.message
         self._comm.send(data, buffers=buffers)
-
-    def _retry_delays(self) -> list[float]:
-        """Waits between sends of one call, adding up to its timeout."""
-        delays, total, delay = [], 0.0, _FIRST_RETRY_SECONDS
-        limit = self.call_timeout + _TIMEOUT_MARGIN_SECONDS
-        while total < limit:
-            step = min(delay, limit - total)
-            delays.append(step)
-            total += step
-            delay = min(delay * 2, _MAX_RETRY_SECONDS)
-        return delays
 
     def call(self, tool: str, arguments: dict[str, Any]) -> Any:
         """Call a host tool and wait for its result (any thread)."""
@@ -103,28 +119,19 @@ class BridgeClient:
             raise sdk.ToolTimeoutError(tool, f"{_MAX_IN_FLIGHT} calls were still in flight after "
                                        f"{self.call_timeout} s", kind="timeout")
         pending = _Pending(tool)
-        call_id = self._send(tool, arguments, pending)
-        for delay in self._retry_delays():
-            if pending.event.wait(delay):
-                return self._outcome(pending)
-            self._resend(pending)
-        self._forget(call_id)
-        raise sdk.ToolTimeoutError(tool, f"no answer from the host within {self.call_timeout} s", kind="timeout")
+        self._send(tool, arguments, pending)
+        pending.event.wait()  # the sweeper ends it with a timeout if the host never answers
+        return self._outcome(pending)
 
     async def call_async(self, tool: str, arguments: dict[str, Any]) -> Any:
         """Call a host tool without blocking the event loop (``await``, ``asyncio.gather``)."""
         loop = asyncio.get_running_loop()
         await self._acquire_async(loop)
         pending = _Pending(tool, loop=loop, future=loop.create_future())
-        call_id = self._send(tool, arguments, pending)
+        self._send(tool, arguments, pending, batch=True)
         assert pending.future is not None
-        for delay in self._retry_delays():
-            done, _ = await asyncio.wait({pending.future}, timeout=delay)
-            if done:
-                return self._outcome(pending)
-            self._resend(pending)
-        self._forget(call_id)
-        raise sdk.ToolTimeoutError(tool, f"no answer from the host within {self.call_timeout} s", kind="timeout")
+        await pending.future
+        return self._outcome(pending)
 
     def notify(self, kind: str, payload: dict[str, Any]) -> None:
         """Send a one-way message (progress, final answer)."""
@@ -149,27 +156,63 @@ class BridgeClient:
                 return
         self._slots.release()
 
-    def _forget(self, call_id: str) -> None:
+    # -- retries and timeouts (the sweeper thread) ----------------------------------------
+
+    def _sweep_forever(self) -> None:
+        while True:
+            time.sleep(0.25)
+            self.sweep(time.monotonic())
+
+    def sweep(self, now: float) -> None:
+        """Resend calls unanswered past their retry time; fail calls past their deadline."""
+        expired: list[_Pending] = []
+        resend: list[_Pending] = []
         with self._lock:
-            if self._pending.pop(call_id, None) is not None:
-                self._release_slot()
+            for call_id, pending in list(self._pending.items()):
+                if now >= pending.deadline:
+                    del self._pending[call_id]
+                    self._release_slot()
+                    expired.append(pending)
+                elif now >= pending.next_send:
+                    pending.retry_delay = min(pending.retry_delay * 2, _MAX_RETRY_SECONDS)
+                    pending.next_send = now + pending.retry_delay
+                    resend.append(pending)
+        for pending in resend:
+            self._resend(pending)
+        for pending in expired:
+            pending.reply = {"ok": False, "error": {"kind": "timeout",
+                                                    "message": f"no answer from the host within {self.call_timeout} s"}}
+            self._wake([pending])
 
     # -- receiving (on ipykernel's shell-channel thread) ----------------------------
 
     def deliver(self, data: dict[str, Any], buffers: list[bytes]) -> None:
-        """Hand a reply from the host to the call waiting for it."""
-        call_id = data.get("id")
+        """Hand a reply (or a batch of replies) from the host to the calls waiting for them."""
+        replies = data.get("replies") if data.get("type") == "replies" else [data]
+        answered: list[_Pending] = []
         with self._lock:
-            pending = self._pending.pop(call_id, None) if isinstance(call_id, str) else None
-            if pending is None:
-                return  # the caller timed out already, or this is a duplicate answer
-            self._release_slot()
-        pending.reply, pending.buffers = data, buffers
-        if pending.loop is not None and pending.future is not None:
-            future = pending.future
-            pending.loop.call_soon_threadsafe(lambda: future.done() or future.set_result(None))
-        else:
-            pending.event.set()
+            for reply in replies if isinstance(replies, list) else []:
+                call_id = reply.get("id") if isinstance(reply, dict) else None
+                pending = self._pending.pop(call_id, None) if isinstance(call_id, str) else None
+                if pending is None:
+                    continue  # timed out already, or a duplicate answer
+                self._release_slot()
+                pending.reply, pending.buffers = reply, buffers if reply is data else []
+                answered.append(pending)
+        self._wake(answered)
+
+    @staticmethod
+    def _wake(answered: list[_Pending]) -> None:
+        """Wake the callers: events for threads, one callback per event loop for coroutines."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[Any]]] = {}
+        for pending in answered:
+            if pending.loop is not None and pending.future is not None:
+                by_loop.setdefault(pending.loop, []).append(pending.future)
+            else:
+                pending.event.set()
+        for loop, futures in by_loop.items():
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve_all, futures)
 
     @staticmethod
     def _outcome(pending: _Pending) -> Any:
@@ -181,6 +224,12 @@ class BridgeClient:
         error_class = sdk.ERROR_KINDS.get(kind, sdk.ToolError)
         raise error_class(pending.tool, str(error.get("message", "the tool failed")), kind=kind,
                           details=error.get("details"))
+
+
+def _resolve_all(futures: list[asyncio.Future[Any]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 def install(modules: dict[str, str], call_timeout: float) -> None:

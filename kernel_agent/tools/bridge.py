@@ -83,6 +83,7 @@ class ToolBridge:
         self._comm_ids: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._active_ids: set[str] = set()
+        self._reply_outbox: dict[str, list[dict[str, Any]]] = {}
         self._recent_replies: OrderedDict[str, tuple[str, dict[str, Any], list[bytes]]] = OrderedDict()
         self.calls_started = 0
         self.log = CellLog(None)  # outside any cell until begin_cell
@@ -144,6 +145,12 @@ class ToolBridge:
         buffers = [bytes(b) for b in message.get("buffers", [])]
         if kind == "call":
             self._accept_call(comm_id, data, buffers, message.get("size", 0))
+        elif kind == "calls" and isinstance(data.get("calls"), list):
+            size = message.get("size", 0) // max(1, len(data["calls"]))
+            for call in data["calls"]:
+                if isinstance(call, dict):
+                    with contextlib.suppress(ValueError):
+                        self._accept_call(comm_id, call, [], size)
         elif kind == "progress":
             self._record_progress(data, buffers)
         elif kind == "final_answer":
@@ -206,7 +213,9 @@ class ToolBridge:
         except Exception as exc:  # the tool itself failed
             error = CallError(kind=CallStatus.ERROR, message=f"{type(exc).__name__}: {exc}",
                               details={"traceback": traceback.format_exception(exc)[-6:]})
-        record = ToolCall(
+        # Built without re-validation (every field is already of its type): at
+        # thousands of calls a second pydantic's checks are a visible cost.
+        record = ToolCall.model_construct(
             id=call_id, tool=str(tool_name)[:200], arguments=arguments_wire if size <= self.max_request_bytes else None,
             status=error.kind if error else CallStatus.OK, result=result_wire, error=error,
             started_at=started, ended_at=time.time(), cell=log.index,
@@ -234,10 +243,11 @@ class ToolBridge:
             raise _Refused(CallStatus.DENIED, reason)
         async with self._slots:
             try:
-                return await asyncio.wait_for(tool.invoke(arguments), self.call_timeout)
+                async with asyncio.timeout(self.call_timeout):
+                    return await tool.invoke(arguments)
             except ArgumentsInvalid as invalid:
                 raise _Refused(CallStatus.INVALID, f"invalid arguments: {invalid}", details=invalid.errors) from None
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise _Refused(CallStatus.TIMEOUT, f"the tool did not finish within {self.call_timeout} s") from None
 
     def _reply(self, comm_id: str, call_id: str, value: Any, error: CallError | None, buffers: list[bytes]) -> None:
@@ -252,5 +262,20 @@ class ToolBridge:
         self._recent_replies[call_id] = (comm_id, data, buffers)
         if len(self._recent_replies) > REPLY_CACHE_SIZE:
             self._recent_replies.popitem(last=False)
+        if buffers:
+            with contextlib.suppress(Exception):  # a dead kernel cannot take the reply
+                self._send(comm_id, data, buffers)
+            return
+        # Replies finished in the same loop turn leave as one message.
+        outbox = self._reply_outbox.setdefault(comm_id, [])
+        outbox.append(data)
+        if len(outbox) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_replies, comm_id)
+
+    def _flush_replies(self, comm_id: str) -> None:
+        replies = self._reply_outbox.pop(comm_id, [])
+        if not replies or self._send is None:
+            return
+        data = replies[0] if len(replies) == 1 else {"type": "replies", "replies": replies}
         with contextlib.suppress(Exception):  # a dead kernel cannot take the reply
-            self._send(comm_id, data, buffers)
+            self._send(comm_id, data, [])
