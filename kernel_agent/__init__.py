@@ -29,6 +29,20 @@ _EXPORTS = {
     "KernelStartError": "kernel_agent.errors",
     "SessionClosedError": "kernel_agent.errors",
     "WorkspaceError": "kernel_agent.errors",
+    "ToolDefinitionError": "kernel_agent.errors",
+    "McpServerError": "kernel_agent.errors",
+    "tool": "kernel_agent.tools.tool",
+    "tool_from_schema": "kernel_agent.tools.tool",
+    "tool_from_function": "kernel_agent.tools.tool",
+    "Tool": "kernel_agent.tools.tool",
+    "ToolRegistry": "kernel_agent.tools.registry",
+    "McpServer": "kernel_agent.tools.mcp",
+    "ToolCall": "kernel_agent.tools.calls",
+    "CallStatus": "kernel_agent.tools.calls",
+    "ProgressEvent": "kernel_agent.tools.calls",
+    "Decision": "kernel_agent.tools.policy",
+    "CallRequest": "kernel_agent.tools.policy",
+    "ask_for_destructive": "kernel_agent.tools.policy",
 }
 __all__ = ["__version__", *_EXPORTS]
 
@@ -42,8 +56,15 @@ if TYPE_CHECKING:
         SandboxUnavailableError,
         SessionClosedError,
         UnconfinedWarning,
+        McpServerError,
+        ToolDefinitionError,
         WorkspaceError,
     )
+    from kernel_agent.tools.calls import CallStatus, ProgressEvent, ToolCall
+    from kernel_agent.tools.mcp import McpServer
+    from kernel_agent.tools.policy import CallRequest, Decision, ask_for_destructive
+    from kernel_agent.tools.registry import ToolRegistry
+    from kernel_agent.tools.tool import Tool, tool, tool_from_function, tool_from_schema
     from kernel_agent.sandbox.policy import ResourceLimits, SandboxMode, SandboxPolicy
     from kernel_agent.session import Session
     from kernel_agent.sync import SyncSession

@@ -44,6 +44,41 @@ async def _example(timeout: float) -> int:
     return 0
 
 
+def load_object(spec: str) -> object:
+    """Import ``MODULE:OBJECT`` (OBJECT may be dotted); the current directory is importable."""
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"expected MODULE:OBJECT, got {spec!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    target: object = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+async def _sdk(tool_specs: list[str], mcp_commands: list[str]) -> int:
+    from kernel_agent.tools.mcp import McpServer
+    from kernel_agent.tools.registry import ToolRegistry
+    from kernel_agent.tools.sdkgen import render_sdk
+
+    items: list[object] = []
+    for spec in tool_specs:
+        loaded = load_object(spec)
+        items.extend(loaded if isinstance(loaded, (list, tuple)) else [loaded])
+    servers = [McpServer.stdio(command) for command in mcp_commands]
+    try:
+        for server in servers:
+            await server.start()
+        print(render_sdk(ToolRegistry([*items, *servers])))
+    finally:
+        for server in servers:
+            await server.close()
+    return 0
+
+
 def _kernelspec_install(args: argparse.Namespace) -> int:
     from kernel_agent.kernelspec import install_kernelspec
 
@@ -64,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     example = commands.add_parser("example", help="run a short example session in a sandboxed kernel (offline)")
     example.add_argument("--timeout", type=float, default=2.0, help="seconds before the runaway cell is interrupted (default: 2)")
     example.set_defaults(handler=lambda a: asyncio.run(_example(a.timeout)))
+
+    sdk = commands.add_parser("sdk", help="print the tool SDK and manifest a model would see")
+    sdk.add_argument("--tools", action="append", default=[], metavar="MODULE:OBJECT",
+                     help="a tool, a list of tools or a ToolRegistry to load (repeatable)")
+    sdk.add_argument("--mcp", action="append", default=[], metavar="COMMAND",
+                     help="an MCP server to start over stdio, e.g. 'python -m mcp_server_time' (repeatable)")
+    sdk.set_defaults(handler=lambda a: asyncio.run(_sdk(a.tools, a.mcp)))
 
     kernelspec = commands.add_parser("kernelspec", help="manage the Jupyter kernelspec")
     kernelspec_commands = kernelspec.add_subparsers(dest="kernelspec_command", metavar="ACTION", required=True)
@@ -86,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.handler(args))
-    except KernelAgentError as exc:
+    except (KernelAgentError, ValueError, ImportError, AttributeError) as exc:
         print(f"kernel-agent: error: {exc}", file=sys.stderr)
         return 1
 

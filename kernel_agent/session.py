@@ -132,8 +132,11 @@ class Session:
         from kernel_agent.tools.registry import ToolRegistry
         from kernel_agent.tools.sdkgen import generate_sdk
 
+        # Only an McpServer needs starting; if the caller made one, its module is loaded
+        # (sessions without MCP servers never pay for importing the mcp SDK).
+        mcp_module = sys.modules.get("kernel_agent.tools.mcp")
         for item in self._tool_items:
-            if hasattr(item, "start") and hasattr(item, "tools") and not getattr(item, "started", True):
+            if mcp_module is not None and isinstance(item, mcp_module.McpServer) and not item.started:
                 await item.start()
                 self._started_servers.append(item)
         self.registry = ToolRegistry(self._tool_items)

@@ -11,7 +11,9 @@ EXPECTED_PUBLIC_NAMES = {
     "__version__", "Session", "SyncSession", "CellResult", "CellError", "CellStatus",
     "SandboxPolicy", "SandboxMode", "ResourceLimits", "KernelAgentError", "SandboxError",
     "SandboxUnavailableError", "SandboxPolicyError", "UnconfinedWarning", "KernelStartError",
-    "SessionClosedError", "WorkspaceError",
+    "SessionClosedError", "WorkspaceError", "ToolDefinitionError", "McpServerError",
+    "tool", "tool_from_schema", "tool_from_function", "Tool", "ToolRegistry", "McpServer",
+    "ToolCall", "CallStatus", "ProgressEvent", "Decision", "CallRequest", "ask_for_destructive",
 }
 
 
@@ -25,15 +27,16 @@ def test_public_names_are_exactly_the_curated_list() -> None:
 def test_errors_form_one_tree() -> None:
     """Every host exception is a KernelAgentError, so callers can catch by meaning."""
     for name in ("SandboxError", "SandboxUnavailableError", "SandboxPolicyError", "KernelStartError",
-                 "SessionClosedError", "WorkspaceError"):
+                 "SessionClosedError", "WorkspaceError", "ToolDefinitionError", "McpServerError"):
         assert issubclass(getattr(kernel_agent, name), kernel_agent.KernelAgentError)
     assert issubclass(kernel_agent.SandboxUnavailableError, kernel_agent.SandboxError)
 
 
 def test_kernel_runtime_imports_no_host_code() -> None:
     """Importing the in-kernel package loads none of the host modules (the process boundary is real)."""
-    probe = ("import sys, kernel_agent.kernel.limits, kernel_agent.kernel.agent_kernel\n"
+    # kernel_agent.wire (the value encoding) and _version are the only modules both sides import.
+    probe = ("import sys, kernel_agent.kernel.limits, kernel_agent.kernel.agent_kernel, kernel_agent.kernel.bridge\n"
              "host = [m for m in sys.modules if m.startswith('kernel_agent.') and not m.startswith('kernel_agent.kernel')"
-             " and m != 'kernel_agent._version']\nprint(host)")
+             " and m not in ('kernel_agent._version', 'kernel_agent.wire')]\nprint(host)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
