@@ -129,6 +129,18 @@ def plan_parameters(schema: dict[str, Any]) -> list[Parameter]:
     return parameters
 
 
+def _server_label(server: object) -> str | None:
+    """The name an MCP server gives itself, else its ``name`` (McpServer raises before start)."""
+    try:
+        info = getattr(server, "server_info", None)
+        if isinstance(info, dict) and isinstance(info.get("name"), str) and info["name"]:
+            return str(info["name"])
+        name = getattr(server, "name", None)
+    except Exception:  # noqa: BLE001 - only a label for docs
+        return None
+    return name if isinstance(name, str) and name else None
+
+
 class ToolRegistry:
     """The tools of a session, in registration order, with their Python identifiers."""
 
@@ -145,12 +157,20 @@ class ToolRegistry:
     # -- adding ---------------------------------------------------------------------
 
     def add(self, item: object) -> list[Tool]:
-        """Register a Tool, a @tool function, a plain callable, or an MCP server (``.tools``)."""
+        """Register a Tool, a @tool function, a plain callable, another registry's tools,
+        or a started MCP server (anything whose ``.tools`` is a list of Tools)."""
         if isinstance(item, Tool):
             return [self._add_tool(item)]
         declared = getattr(item, "__kernel_agent_tool__", None)
         if isinstance(declared, Tool):
             return [self._add_tool(declared)]
+        if isinstance(item, ToolRegistry):  # merged tool by tool, so names are chosen afresh
+            added = [self._add_tool(t) for t in item.tools()]
+            for t in added:
+                label = item.server(item.namespace_of(t))
+                if t.namespace and label:
+                    self._servers[self._namespaces[t.namespace]] = label
+            return added
         listed = getattr(item, "tools", None)
         if isinstance(listed, (list, tuple)):
             return self._add_server(item, listed)
@@ -170,11 +190,10 @@ class ToolRegistry:
             raise ToolDefinitionError(
                 f"{type(server).__name__}.tools must hold Tool objects, found {type(wrong[0]).__name__}")
         added = [self._add_tool(t) for t in listed]
-        server_name = getattr(server, "name", None)
-        if isinstance(server_name, str):
-            for t in added:
-                if t.namespace:
-                    self._servers.setdefault(self._namespaces[t.namespace], server_name)
+        label = _server_label(server)
+        for t in added:
+            if t.namespace and label:
+                self._servers[self._namespaces[t.namespace]] = label
         return added
 
     def _add_tool(self, tool: Tool) -> Tool:
@@ -191,6 +210,8 @@ class ToolRegistry:
         self._tools[qualified] = tool
         self._identifiers[qualified] = identifier
         self._parameters[qualified] = plan_parameters(tool.input_schema)
+        if scope and tool.source.startswith("mcp:"):  # an MCP tool added on its own
+            self._servers.setdefault(scope, tool.source[len("mcp:"):])
         return tool
 
     def _namespace_identifier(self, namespace: str) -> str:
