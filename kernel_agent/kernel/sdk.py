@@ -218,8 +218,26 @@ def build_tools(modules: dict[str, str]) -> Namespace:
             setattr(root, namespace, target)
         for key, value in vars(module).items():
             if callable(value) and hasattr(value, "__kernel_agent_tool__"):
+                _resolve_annotations(value, module)
                 setattr(target, key, value)
     return root
+
+
+def _resolve_annotations(function: Callable[..., Any], module: types.ModuleType) -> None:
+    """Turn the generated string annotations into objects, so help() shows ``Literal['c', 'f']``, not a string."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(function, globalns=module.__dict__)
+    except Exception:
+        return  # keep the strings: still readable
+    for target in (function, getattr(function, "aio", None)):
+        if target is not None:
+            target.__annotations__ = dict(hints)
+            target.__signature__ = inspect.signature(target).replace(  # type: ignore[attr-defined]
+                parameters=[p.replace(annotation=hints.get(p.name, p.annotation))
+                            for p in inspect.signature(target).parameters.values()],
+                return_annotation=hints.get("return", inspect.Signature.empty))
 
 
 # -- progress and the final answer --------------------------------------------------------

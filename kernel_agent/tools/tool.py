@@ -18,7 +18,7 @@ import inspect
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints, overload
 
 import jsonschema
 import pydantic
@@ -36,7 +36,7 @@ class ArgumentsInvalid(Exception):
         super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: usable in sets and as dict keys
 class Tool:
     """One callable tool, whatever it was made from."""
 
@@ -192,8 +192,23 @@ def tool_from_function(
     )
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@overload
+def tool(function: F, /) -> F: ...
+
+
+@overload
+def tool(
+    *, name: str | None = None, namespace: str | None = None, description: str | None = None,
+    read_only: bool = False, destructive: bool = False,
+) -> Callable[[F], F]: ...
+
+
 def tool(
     function: Handler | None = None,
+    /,
     *,
     name: str | None = None,
     namespace: str | None = None,
@@ -225,6 +240,8 @@ def _jsonschema_validator(schema: dict[str, Any], tool_name: str) -> Callable[[d
         validator_class.check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise ToolDefinitionError(f"tool {tool_name}: invalid input schema: {exc.message}") from None
+    except RecursionError:  # a hostile server can send an absurdly deep schema
+        raise ToolDefinitionError(f"tool {tool_name}: the input schema is nested too deeply") from None
     validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
 
     def validate(arguments: dict[str, Any]) -> dict[str, Any]:
