@@ -142,6 +142,13 @@ class Session:
         self.registry = ToolRegistry(self._tool_items)
         self.sdk_modules = generate_sdk(self.registry)
 
+    @property
+    def manifest(self) -> str:
+        """The short tool manifest for a system prompt (names and one-line summaries; details via help())."""
+        if self.registry is None:
+            raise SessionClosedError("the session has not been started")
+        return str(self.registry.manifest()) if len(self.registry) else ""
+
     def _lookup_tool(self, qualified_name: str) -> Any:
         try:
             return self.registry.lookup(qualified_name) if self.registry is not None else None

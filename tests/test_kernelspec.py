@@ -45,6 +45,12 @@ async def test_plain_jupyter_client_gets_a_sandboxed_kernel(tmp_path: Path) -> N
         assert lines[2] == "101"  # ENETUNREACH: no network namespace in common with the host
         run_dir = manager.provisioner.run_dir
         assert sandbox_processes(run_dir)
+        no_host: list[str] = []
+        code = "try:\n    tools.anything(1)\nexcept ToolError as e:\n    print(type(e).__name__, '|', e.message)"
+        await client.execute_interactive(code, timeout=60,
+                                         output_hook=lambda m: no_host.append(m["content"].get("text", "")))
+        name, message = "".join(no_host).split(" | ")
+        assert name == "NoHostError" and "no kernel-agent host is attached" in message
     finally:
         client.stop_channels()
         await manager.shutdown_kernel(now=True)

@@ -373,3 +373,29 @@ def test_threads_of_the_host_do_not_leak(workspace: Path) -> None:
     with SyncSession(workspace, tools=[add]) as session:
         assert session.execute("tools.add(1)").result == "2"
     assert threading.active_count() <= before + 6  # asyncio's default executor may keep idle workers
+
+
+async def test_a_real_mcp_server_end_to_end(workspace: Path) -> None:
+    """An MCP server from PyPI becomes tools.<namespace>; a cell calls it through the bridge, errors included."""
+    import sys
+
+    from kernel_agent import McpServer
+
+    server = McpServer.stdio([sys.executable, "-m", "mcp_server_time"], namespace="clock")
+    async with Session(workspace, tools=[add, server]) as session:
+        result = await session.execute(
+            "now = tools.clock.get_current_time(timezone='Asia/Tokyo')\n"
+            "print(now['timezone'], type(now).__name__)\n"
+            "print(tools.search('convert'))\n"
+            "try:\n    tools.clock.get_current_time(timezone='Not/AZone')\nexcept ToolError as e:\n"
+            "    print(type(e).__name__, 'Invalid timezone' in e.message)")
+        assert result.ok, result.error
+        lines = result.stdout.splitlines()
+        assert lines[0] == "Asia/Tokyo dict"
+        assert "tools.clock.convert_time(" in lines[1]
+        assert lines[2] == "ToolError True"
+        assert [c.tool for c in result.tool_calls] == ["clock.get_current_time"] * 2
+        assert server.started
+        assert "tools.clock.get_current_time(timezone)" in session.manifest
+        assert "tools.add(a, b=1)" in session.manifest
+    assert not server.started  # the session started it, so the session stopped it
