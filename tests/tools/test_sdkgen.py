@@ -23,6 +23,11 @@ from kernel_agent.tools.tool import Tool, tool, tool_from_schema
 # -- tools from Python functions -----------------------------------------------------------
 
 
+def generated_signature(function: object) -> inspect.Signature:
+    """The signature as the generator wrote it (string annotations), not as resolved at load time."""
+    return inspect.signature(getattr(function, "__wrapped__", function))  # type: ignore[arg-type]
+
+
 class Address(pydantic.BaseModel):
     """A postal address."""
 
@@ -181,7 +186,7 @@ def tools(modules: dict[str, str]) -> sdk.Namespace:
 
 
 def signature_of(function: Any) -> list[tuple[str, Any, Any]]:
-    return [(p.name, p.annotation, p.default) for p in inspect.signature(function).parameters.values()]
+    return [(p.name, p.annotation, p.default) for p in generated_signature(function).parameters.values()]
 
 
 E = inspect.Parameter.empty
@@ -202,7 +207,7 @@ def test_dir_and_search_see_namespaces_and_tools(tools: sdk.Namespace) -> None:
     assert dir(tools) == ["crm", "get_weather", "read_file", "search_flights", "time"]
     assert dir(tools.crm) == ["send_letter"]
     found = tools.search("weather")
-    assert len(found) == 1 and found[0].startswith("tools.get_weather(city: 'str'")
+    assert len(found) == 1 and found[0].startswith("tools.get_weather(city: str, unit: Literal['c', 'f'] = 'c'")
     assert found[0].endswith(": Current weather for a city.")
     assert tools.search("IANA")[0].startswith("tools.time.get_current_time(timezone")
 
@@ -225,11 +230,11 @@ def test_type_hints_resolve(tools: sdk.Namespace) -> None:
 def test_signature_from_python_function(tools: sdk.Namespace) -> None:
     assert signature_of(tools.get_weather) == [
         ("city", "str", E), ("unit", "_t.Literal['c', 'f']", "c"), ("days", "_t.Optional[int]", None)]
-    assert inspect.signature(tools.get_weather).return_annotation == "dict[str, float]"
+    assert generated_signature(tools.get_weather).return_annotation == "dict[str, float]"
     assert signature_of(tools.crm.send_letter) == [
         ("to", "Person", E), ("copies", "list[Address]", E), ("tags", "dict[str, int]", E),
         ("note", "_t.Optional[str]", None)]
-    assert inspect.signature(tools.crm.send_letter).return_annotation == "SendLetterResult"
+    assert generated_signature(tools.crm.send_letter).return_annotation == "SendLetterResult"
 
 
 def test_signature_from_openai_schema(tools: sdk.Namespace) -> None:
@@ -246,13 +251,13 @@ def test_signature_from_openai_schema(tools: sdk.Namespace) -> None:
         ("level", "_t.Optional[_t.Literal[3]]", None),
         ("nullable_name", "_t.Optional[str]", None),
     ]
-    assert inspect.signature(tools.search_flights).return_annotation == "_t.Any"
+    assert generated_signature(tools.search_flights).return_annotation == "_t.Any"
 
 
 def test_signature_from_mcp_and_anthropic_schemas(tools: sdk.Namespace) -> None:
     assert signature_of(tools.time.get_current_time) == [("timezone", "str", E)]
     assert signature_of(tools.read_file) == [("path", "str", E)]
-    assert inspect.signature(tools.read_file).return_annotation == "ReadFileResult"
+    assert generated_signature(tools.read_file).return_annotation == "ReadFileResult"
 
 
 def test_typed_dicts_for_nested_objects(modules: dict[str, str]) -> None:
@@ -296,7 +301,7 @@ def test_help_shows_signature_and_description(tools: sdk.Namespace) -> None:
     import pydoc
 
     text = pydoc.render_doc(tools.time.get_current_time, renderer=pydoc.plaintext)  # type: ignore[attr-defined]
-    assert "get_current_time(timezone: 'str') -> '_t.Any'" in text
+    assert "get_current_time(timezone: str) -> Any" in text  # resolved annotations: readable for the model
     assert "Get current time in a specific timezone." in text
 
 
@@ -360,7 +365,7 @@ def test_same_class_name_different_shapes_get_distinct_names() -> None:
     source = generate_sdk(ToolRegistry([a, b, c]))[""]
     assert "class Item(" in source and "class Item2(" in source and "class Item3(" not in source
     loaded = load({"": source})
-    assert [p.annotation for p in inspect.signature(loaded.c).parameters.values()] == ["_t.Optional[Item]"]
+    assert [p.annotation for p in generated_signature(loaded.c).parameters.values()] == ["_t.Optional[Item]"]
 
 
 def test_keys_that_are_not_identifiers_use_the_functional_typeddict() -> None:
@@ -374,9 +379,9 @@ def test_keys_that_are_not_identifiers_use_the_functional_typeddict() -> None:
 
 def test_output_schemas_that_are_not_objects() -> None:
     _, function = generated({"type": "object"}, {"type": "array", "items": {"type": "string"}})
-    assert inspect.signature(function).return_annotation == "list[str]"
+    assert generated_signature(function).return_annotation == "list[str]"
     _, function = generated({"type": "object"}, {"type": "object"})
-    assert inspect.signature(function).return_annotation == "dict[str, _t.Any]"
+    assert generated_signature(function).return_annotation == "dict[str, _t.Any]"
 
 
 def test_unusual_schemas_degrade_to_any() -> None:
@@ -386,7 +391,7 @@ def test_unusual_schemas_degrade_to_any() -> None:
         "inf_default": {"type": "number", "default": float("inf")}, "all": {"allOf": [{"type": "string"}]},
         "tuple": {"type": "array", "items": [{"type": "string"}]}, "weird": {"type": "uuid"}}}
     _, function = generated(schema)
-    assert [(p.name, p.annotation, p.default) for p in inspect.signature(function).parameters.values()] == [
+    assert [(p.name, p.annotation, p.default) for p in generated_signature(function).parameters.values()] == [
         ("ext", "_t.Any", None), ("missing", "_t.Any", None), ("floats", "_t.Optional[float]", None),
         ("mixed", "_t.Any", None), ("inf_default", "_t.Optional[float]", None), ("all", "_t.Optional[str]", None),
         ("tuple", "_t.Optional[list[_t.Any]]", None), ("weird", "_t.Any", None)]
@@ -397,7 +402,7 @@ def test_deep_schemas_do_not_recurse_forever() -> None:
     for _ in range(200):
         deep = {"type": "array", "items": deep}
     _, function = generated({"type": "object", "properties": {"x": deep}})
-    assert "_t.Any" in inspect.signature(function).parameters["x"].annotation
+    assert "_t.Any" in generated_signature(function).parameters["x"].annotation
 
 
 # -- safety ------------------------------------------------------------------------------------------
@@ -441,7 +446,7 @@ def test_hostile_definitions_stay_data(bridge: FakeBridge) -> None:
     assert doc.startswith(inspect.cleandoc(str(HOSTILE_DEFINITION["description"])))
     assert HOSTILE.replace("\n", " ") in doc
     # The hostile property name is a plain parameter mapped back to its JSON name.
-    parameters = list(inspect.signature(function).parameters)
+    parameters = list(generated_signature(function).parameters)
     assert parameters[0].isidentifier() and parameters[1:] == ["ok", "nested", "cfg", "bad_ref"]
     function(HOSTILE)
     assert bridge.calls == [(hostile.qualified_name, {HOSTILE: HOSTILE, "ok": HOSTILE})]
@@ -515,7 +520,7 @@ def test_pydantic_enums_datetimes_and_optional_models_are_readable(bridge: FakeB
     assert signature_of(function) == [
         ("when", "str", E), ("color", "_t.Literal['red', 'green']", E),
         ("person", "_t.Optional[Person]", None), ("day", "_t.Optional[str]", None)]
-    assert inspect.signature(function).return_annotation == "list[Address]"
+    assert generated_signature(function).return_annotation == "list[Address]"
     doc = inspect.getdoc(function) or ""
     assert "    when: When to deliver. Format: date-time (a string).\n" in doc
     assert "    day: Format: date (a string).\n" in doc
@@ -534,7 +539,7 @@ def test_malformed_schemas_still_generate(junk: Any) -> None:
     schema = {"type": "object", "properties": properties, "required": junk, "$defs": junk}
     source, function = generated(schema, output={"type": "object", "properties": {"r": {key: junk for key in keys}}})
     compile(source, "<test>", "exec")
-    assert len(inspect.signature(function).parameters) == len(properties)
+    assert len(generated_signature(function).parameters) == len(properties)
     generated({"type": "object", "properties": junk, "required": junk}, output=junk)
 
 
@@ -545,7 +550,7 @@ def test_definitions_referring_to_each_other_do_not_explode() -> None:
     definitions["D30"] = {"anyOf": [{"$ref": "#/$defs/D0"}, {"type": "string"}]}  # and a cycle
     schema = {"type": "object", "properties": {"x": {"$ref": "#/$defs/D0"}}, "$defs": definitions}
     _, function = generated(schema)
-    assert inspect.signature(function).parameters["x"].annotation == "_t.Any"
+    assert generated_signature(function).parameters["x"].annotation == "_t.Any"
 
 
 async def test_real_mcp_time_server(bridge: FakeBridge) -> None:
