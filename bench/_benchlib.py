@@ -45,11 +45,16 @@ class Row(TypedDict):
 
 @dataclass(frozen=True)
 class Target:
-    """An upper bound from the issue, and the stock figure it was set against."""
+    """A bound from the issue, and the stock figure it was set against.
+
+    An upper bound by default (latency, memory); ``at_least`` makes it a
+    lower bound, for figures where more is better (throughput).
+    """
 
     limit: float
     unit: str
     stock_reference: float | None = None
+    at_least: bool = False
 
     @property
     def ratio_limit(self) -> float | None:
@@ -57,11 +62,16 @@ class Target:
         return None if self.stock_reference is None else self.limit / self.stock_reference
 
     def describe(self) -> str:
-        """Human text, e.g. '<= 0.5 s (stock ref 0.6 s: <= 0.83x stock)'."""
-        text = f"<= {_num(self.limit)} {self.unit}"
+        """Human text, e.g. '<= 0.5 s (stock ref 0.6 s: <= 0.83x stock)' or '>= 10000 calls/s'."""
+        bound = ">=" if self.at_least else "<="
+        text = f"{bound} {_num(self.limit)} {self.unit}"
         if self.stock_reference is not None and self.ratio_limit is not None:
-            text += f" (stock ref {_num(self.stock_reference)} {self.unit}: <= {self.ratio_limit:.2f}x stock)"
+            text += f" (stock ref {_num(self.stock_reference)} {self.unit}: {bound} {self.ratio_limit:.2f}x stock)"
         return text
+
+    def holds(self, value: float, limit: float) -> bool:
+        """Whether ``value`` is within ``limit`` in this target's direction."""
+        return value >= limit if self.at_least else value <= limit
 
 
 def make_row(
@@ -77,10 +87,10 @@ def make_row(
 ) -> Row:
     """Build a row, deriving the ratio and both target verdicts from the numbers."""
     ratio = value / baseline if baseline else None
-    met = None if target is None else value <= target.limit
+    met = None if target is None else target.holds(value, target.limit)
     met_vs_stock = None
     if target is not None and target.ratio_limit is not None and ratio is not None:
-        met_vs_stock = ratio <= target.ratio_limit
+        met_vs_stock = target.holds(ratio, target.ratio_limit)
     return Row(
         benchmark=benchmark, name=name, value=value, unit=unit, baseline=baseline,
         baseline_name=baseline_name, ratio=ratio, target=target.describe() if target else None,
