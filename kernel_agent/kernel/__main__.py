@@ -1,6 +1,7 @@
 """Start the kernel: ``python -m kernel_agent.kernel -f CONNECTION_FILE``.
 
-Runs inside the sandbox. Order matters: limits first (before any user code),
+Runs inside the sandbox. Order matters: the unprivileged identity and the
+limits first (before any user code),
 then the optional imports that only slow start-up are blocked, then ipykernel.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from kernel_agent.kernel.identity import drop_privileges_from_env
 from kernel_agent.kernel.limits import apply_rlimits_from_env
 
 # Imports ipykernel and IPython try at start-up that the sandboxed kernel does
@@ -25,7 +27,8 @@ _KERNEL_CONFIG = [
 
 
 def main() -> None:
-    """Apply limits, then run the kernel until it is shut down."""
+    """Drop privileges, apply limits, then run the kernel until it is shut down."""
+    drop_privileges_from_env()
     apply_rlimits_from_env()
     for name in _BLOCKED_OPTIONAL_IMPORTS:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]

@@ -14,7 +14,9 @@ What the kernel sees (everything else of the host filesystem is absent):
 Namespaces: user, pid, ipc, uts, cgroup, mount, and network unless the
 policy opts in. All capabilities are dropped (bwrap keeps them by default
 when started by root), new user namespaces are refused, the process gets
-its own session (no terminal injection) and dies with its parent.
+its own session (no terminal injection) and dies with its parent. On a
+root host the kernel runs as an unprivileged uid instead of in a user
+namespace (see ``sandbox_argv``).
 """
 
 from __future__ import annotations
@@ -131,19 +133,42 @@ def _outermost(paths: Iterable[Path]) -> list[Path]:
     return result
 
 
-def _system_binds() -> list[str]:
-    args: list[str] = []
+def _system_binds() -> list[list[str]]:
+    args: list[list[str]] = []
     for name in SYSTEM_DIRS:
         path = Path(name)
         if path.is_symlink():
-            args += ["--symlink", os.readlink(path), name]
+            args.append(["--symlink", os.readlink(path), name])
         elif path.is_dir():
-            args += ["--ro-bind", name, name]
+            args.append(["--ro-bind", name, name])
     for name in ETC_ALLOWLIST:
         path = Path("/etc") / name
         if path.exists():
-            args += ["--ro-bind", str(path), str(path)]
+            args.append(["--ro-bind", str(path), str(path)])
     return args
+
+
+class _Tree:
+    """Emits bwrap's mount arguments, creating every parent directory as 0755 first.
+
+    bwrap creates missing parents of a mount point itself, mode 0700 when it
+    runs privileged: an unprivileged kernel could not traverse them.
+    """
+
+    def __init__(self) -> None:
+        self.args: list[str] = []
+        self._made: set[str] = {"/"}
+
+    def _parents(self, destination: str) -> None:
+        for parent in reversed(Path(destination).parents):
+            if str(parent) not in self._made:
+                self.args += ["--perms", "0755", "--dir", str(parent)]
+                self._made.add(str(parent))
+
+    def add(self, *args: str, destination: str, perms: str | None = None) -> None:
+        self._parents(destination)
+        self.args += (["--perms", perms] if perms else []) + list(args)
+        self._made.add(destination)
 
 
 def sandbox_argv(
@@ -155,47 +180,72 @@ def sandbox_argv(
     shared_dir: Path,
     inner_env: Mapping[str, str],
     command: list[str],
+    run_as: int | None = None,
+    seccomp: bool = False,
 ) -> list[str]:
-    """The full argv that runs ``command`` confined by ``policy``."""
+    """The full argv that runs ``command`` confined by ``policy``.
+
+    ``run_as`` is for a host running as root. bwrap started by root maps
+    any sandbox uid in a user namespace back to host root, and host root
+    owns sysctls, setuid bits and every root-owned file; an unprivileged
+    bwrap cannot reach paths under /root to bind them. So bwrap runs
+    privileged *without* a user namespace, keeps only CAP_SETUID and
+    CAP_SETGID, and the kernel launcher (our code, before any user code)
+    switches to ``run_as`` with no capabilities and no-new-privs.
+    """
     for path in (*policy.readonly_paths, *policy.writable_paths):
         if not path.is_absolute() or not path.exists():
             raise SandboxPolicyError(f"sandbox path {path} must be absolute and exist")
-    args = [
-        str(bwrap.path),
-        "--unshare-all",
-        "--unshare-user",
-        "--disable-userns",
-        "--cap-drop", "ALL",
-        "--die-with-parent",
-        "--new-session",
-        "--clearenv",
-    ]
-    if policy.network:
-        args.append("--share-net")
-    args += _system_binds()
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    # The tmpfs must be mounted before anything is bound below /tmp.
-    args += ["--size", str(policy.limits.tmp_size_bytes), "--tmpfs", "/tmp"]
+    args = [str(bwrap.path)]
+    if run_as is None:
+        args += ["--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL"]
+        if policy.network:
+            args.append("--share-net")
+    else:
+        args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        if not policy.network:
+            args.append("--unshare-net")
+        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    args += ["--die-with-parent", "--new-session", "--clearenv"]
+    tree = _Tree()
+    for flag, *rest in _system_binds():
+        tree.add(flag, *rest, destination=rest[-1])
+    tree.add("--proc", "/proc", destination="/proc")
+    tree.add("--dev", "/dev", destination="/dev")
+    # Kernel-wide knobs stay read-only whatever the sandbox's uid maps to.
+    for knob in ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"):
+        if Path(knob).exists():
+            tree.add("--ro-bind", knob, knob, destination=knob)
+    # Sized tmpfs mounts; /tmp's must come before anything is bound below /tmp.
+    size = str(policy.limits.tmp_size_bytes)
+    tree.add("--size", size, "--tmpfs", "/dev/shm", destination="/dev/shm", perms="1777")
+    tree.add("--size", size, "--tmpfs", "/tmp", destination="/tmp", perms="1777")
     for path in _outermost([*python_paths(), *(p.resolve() for p in policy.readonly_paths)]):
-        args += ["--ro-bind", str(path), str(path)]
+        tree.add("--ro-bind", str(path), str(path), destination=str(path))
     # Writable binds come after read-only ones so a workspace inside a
     # read-only tree (a project checkout on sys.path) is still writable.
-    args += ["--bind", str(shared_dir), str(shared_dir)]
-    for path in [workspace, *policy.writable_paths]:
+    for path in [shared_dir, workspace, *policy.writable_paths]:
         resolved = str(path.resolve())
-        args += ["--bind", resolved, resolved]
+        tree.add("--bind", resolved, resolved, destination=resolved)
+    args += tree.args
     # A synthetic passwd/group so the kernel's uid has a name and a home, and
     # the host's user list is not exposed.
     args += ["--ro-bind", str(run_dir / "passwd"), "/etc/passwd"]
     args += ["--ro-bind", str(run_dir / "group"), "/etc/group"]
     for key, value in inner_env.items():
         args += ["--setenv", key, value]
-    args += ["--chdir", str(workspace.resolve()), "--", *command]
+    # bwrap's root (without CAP_DAC_OVERRIDE) may not enter a workspace the
+    # sandbox uid owns; the kernel launcher changes directory after switching uid.
+    if run_as is None:
+        args += ["--chdir", str(workspace.resolve())]
+    if seccomp:  # the launcher replaces @seccomp by a descriptor holding the filter
+        args += ["--seccomp", "@seccomp"]
+    args += ["--", *command]
     return args
 
 
-def write_identity_files(run_dir: Path, workspace: Path) -> None:
-    """Write the passwd and group files the sandbox sees."""
-    uid, gid = os.getuid(), os.getgid()
+def write_identity_files(run_dir: Path, workspace: Path, uid: int | None = None) -> None:
+    """Write the passwd and group files the sandbox sees (for ``uid``, default: the host's)."""
+    uid, gid = (os.getuid(), os.getgid()) if uid is None else (uid, uid)
     (run_dir / "passwd").write_text(f"agent:x:{uid}:{gid}:kernel-agent:{workspace.resolve()}:/bin/sh\n")
     (run_dir / "group").write_text(f"agent:x:{gid}:\n")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +69,33 @@ class SessionCgroup:
                             return True
         return False
 
+    def kill_all(self, timeout: float = 2.0) -> None:
+        """SIGKILL every process still in the cgroup.
+
+        The sandbox normally dies with bwrap (its pid 1), but a process that
+        escaped that (say, by ptrace-clearing a parent-death signal) is still
+        in the cgroup it was started in, and cannot leave it.
+        """
+        deadline = time.monotonic() + timeout
+        for directory in self.dirs:
+            if (directory / "cgroup.kill").exists():  # v2: the kernel does it atomically
+                with contextlib.suppress(OSError):
+                    (directory / "cgroup.kill").write_text("1")
+            while time.monotonic() < deadline:
+                try:
+                    pids = [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+                except OSError:
+                    break
+                if not pids:
+                    break
+                for pid in pids:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.01)
+
     def remove(self, timeout: float = 2.0) -> None:
-        """Remove the cgroup directories once their processes have exited."""
+        """Kill what is left in the cgroups, then remove the directories."""
+        self.kill_all(timeout)
         deadline = time.monotonic() + timeout
         for directory in self.dirs:
             while directory.exists():

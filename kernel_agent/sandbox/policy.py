@@ -59,6 +59,9 @@ class SandboxPolicy(BaseModel):
     )
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
     bwrap_path: Path | None = Field(default=None, description="bwrap binary; default: system >= 0.10, else bundled")
+    unprivileged_uid: int = Field(
+        default=65534, ge=1, description="uid and gid the kernel runs as when the host runs as root (nobody)"
+    )
 
     def loosenings(self) -> list[str]:
         """Human-readable list of every way this policy is weaker than the default."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import shutil
 import sys
 import tempfile
@@ -28,18 +29,15 @@ from jupyter_client.provisioning import LocalProvisioner
 from traitlets import Dict, Unicode
 
 from kernel_agent.errors import WorkspaceError
-from kernel_agent.sandbox import bwrap
+from kernel_agent.sandbox import bwrap, seccomp
 from kernel_agent.sandbox.cgroups import SessionCgroup, create_session_cgroup
 from kernel_agent.sandbox.policy import ResourceLimits, SandboxMode, SandboxPolicy
 
 RUN_DIR_PREFIX = "kernel-agent-"
+RUN_AS_ENV = "KERNEL_AGENT_RUN_AS"  # read by kernel_agent.kernel.identity
 
-# Joins the cgroups named by the first N arguments, then execs the rest: the
-# sandbox must be inside its cgroup before it starts any process.
-_JOIN_CGROUPS = (
-    'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 97; '
-    'shift; n=$((n-1)); done; exec "$@"'
-)
+# Runs between jupyter_client and bwrap: joins the cgroups, execs with a clean environment.
+_ENTER_SCRIPT = Path(__file__).resolve().parent / "_enter.py"
 
 
 def _inner_env(policy: SandboxPolicy, workspace: Path, rlimits: dict[str, int]) -> dict[str, str]:
@@ -62,6 +60,7 @@ def _inner_env(policy: SandboxPolicy, workspace: Path, rlimits: dict[str, int]) 
         "MALLOC_ARENA_MAX": "2",
         "PYTHONDONTWRITEBYTECODE": "1",
         "KERNEL_AGENT_SANDBOX": policy.mode.value,
+        "KERNEL_AGENT_WORKDIR": str(workspace.resolve()),
     }
     if rlimits:
         env["KERNEL_AGENT_RLIMITS"] = json.dumps(rlimits)
@@ -104,6 +103,18 @@ def enforcement_report(limits: ResourceLimits, cgroup: SessionCgroup) -> dict[st
     return report
 
 
+def _hand_over(uid: int, paths: list[Path]) -> None:
+    """Give the unprivileged sandbox uid what it must write (root hosts only).
+
+    Only these directories (and the connection file) change owner: the
+    workspace, the policy's writable paths, the socket directory. Files
+    already inside keep theirs, so the kernel can read them (if their mode
+    allows) but not change them.
+    """
+    for path in paths:
+        os.chown(path, uid, uid)
+
+
 def reap_stale_run_dirs() -> None:
     """Remove run directories of host processes that died without cleaning up."""
     for path in Path(tempfile.gettempdir()).glob(RUN_DIR_PREFIX + "*-*"):
@@ -120,6 +131,7 @@ class SandboxProvisioner(LocalProvisioner):  # type: ignore[misc]
 
     run_dir: Path | None = None
     log_path: Path | None = None
+    sandbox_uid: int | None = None  # set when a root host runs the kernel as an unprivileged uid
     cgroup: SessionCgroup | None = None
     enforcement: dict[str, str] = {}
 
@@ -152,18 +164,31 @@ class SandboxProvisioner(LocalProvisioner):  # type: ignore[misc]
         self.enforcement = enforcement_report(limits, self.cgroup)
         inner_env = _inner_env(policy, workspace, _rlimits(limits, self.cgroup))
         command: list[str] = kwargs.pop("cmd")
+        spec: dict[str, Any] = {"cgroups": [str(d) for d in self.cgroup.dirs]}
         if bwrap_binary is not None:
-            bwrap.write_identity_files(self.run_dir, workspace)
-            command = bwrap.sandbox_argv(
+            if os.getuid() == 0:
+                self.sandbox_uid = policy.unprivileged_uid
+                _hand_over(policy.unprivileged_uid,
+                           [workspace, *policy.writable_paths, shared_dir, Path(km.connection_file)])
+                inner_env[RUN_AS_ENV] = str(policy.unprivileged_uid)
+            bwrap.write_identity_files(self.run_dir, workspace, uid=self.sandbox_uid)
+            program = seccomp.filter_program()
+            spec["argv"] = bwrap.sandbox_argv(
                 bwrap_binary, policy, workspace=workspace, run_dir=self.run_dir, shared_dir=shared_dir,
-                inner_env=inner_env, command=command,
+                inner_env=inner_env, command=command, run_as=self.sandbox_uid, seccomp=program is not None,
             )
-            launch_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            if program is not None:
+                spec["seccomp"] = program.hex()
+            self.enforcement["syscall_filter"] = (
+                f"seccomp ({platform.machine()})" if program is not None
+                else f"NONE: no seccomp filter is described for {platform.machine()}")
+            self.enforcement["identity"] = (
+                f"uid {self.sandbox_uid} (the host runs as root)" if self.sandbox_uid is not None
+                else f"uid {os.getuid()} in a user namespace")
         else:
-            launch_env = inner_env
-        if self.cgroup.dirs:
-            command = ["/bin/sh", "-c", _JOIN_CGROUPS, "join-cgroups",
-                       str(len(self.cgroup.dirs)), *map(str, self.cgroup.dirs), *command]
+            spec.update(argv=command, env=inner_env)
+        command = [sys.executable, "-I", "-S", str(_ENTER_SCRIPT), json.dumps(spec)]
+        launch_env = {"PATH": "/usr/bin:/bin"}
         self.log_path = self.run_dir / "kernel.log"
         log = self.log_path.open("wb")
         kwargs.update(cmd=command, env=launch_env, cwd=str(workspace), stdout=log, stderr=log)
