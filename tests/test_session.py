@@ -227,6 +227,20 @@ def test_sync_session_runs_cells_from_plain_code(workspace: Path) -> None:
     assert run_dir is not None and not run_dir.exists()
 
 
+async def test_metadata_says_how_the_kernel_is_confined(session: Session) -> None:
+    """Identity, syscall filter and limit enforcement are stated in the metadata, and match what the kernel sees."""
+    import os
+
+    enforced = session.metadata()["sandbox"]["limits_enforced_by"]
+    seen = await session.execute("import os\nprint(os.getuid(), open('/proc/self/status').read().split('Seccomp:')[1].split()[0])")
+    uid, seccomp_mode = seen.stdout.split()
+    if os.getuid() == 0:
+        assert enforced["identity"] == "uid 65534 (the host runs as root)" and uid == "65534"
+    else:
+        assert uid == str(os.getuid())
+    assert enforced["syscall_filter"].startswith("seccomp") and seccomp_mode == "2"  # 2: a filter is installed
+
+
 async def test_many_sessions_in_one_host_process(tmp_path: Path) -> None:
     """Four sessions run cells concurrently, each with its own kernel, workspace and sockets."""
     workspaces = [tmp_path / f"w{i}" for i in range(4)]
