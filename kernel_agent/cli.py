@@ -79,6 +79,20 @@ async def _sdk(tool_specs: list[str], mcp_commands: list[str]) -> int:
     return 0
 
 
+def _recover(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kernel_agent.record.recorder import recover
+
+    journal = Path(args.journal)
+    notebook = Path(args.out) if args.out else journal.with_name(journal.name.replace(".journal.jsonl", ".ipynb"))
+    if notebook == journal:
+        raise ValueError(f"{journal} is not named *.journal.jsonl; give --out NOTEBOOK")
+    count = recover(journal, notebook)
+    print(f"recovered {count} cells from {journal} into {notebook}")
+    return 0
+
+
 def _kernelspec_install(args: argparse.Namespace) -> int:
     from kernel_agent.kernelspec import install_kernelspec
 
@@ -106,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     sdk.add_argument("--mcp", action="append", default=[], metavar="COMMAND",
                      help="an MCP server to start over stdio, e.g. 'python -m mcp_server_time' (repeatable)")
     sdk.set_defaults(handler=lambda a: asyncio.run(_sdk(a.tools, a.mcp)))
+
+    recover_command = commands.add_parser("recover", help="rebuild a session notebook from its journal (after a crash)")
+    recover_command.add_argument("journal", help="the session's *.journal.jsonl")
+    recover_command.add_argument("--out", help="notebook to write (default: next to the journal)")
+    recover_command.set_defaults(handler=_recover)
 
     kernelspec = commands.add_parser("kernelspec", help="manage the Jupyter kernelspec")
     kernelspec_commands = kernelspec.add_subparsers(dest="kernelspec_command", metavar="ACTION", required=True)

@@ -12,7 +12,8 @@ the host's own problems::
     ├── SessionClosedError            the session was closed (or never started)
     ├── WorkspaceError                the workspace cannot be used
     ├── ToolDefinitionError           a tool cannot be built from what was given
-    └── McpServerError                an MCP server could not be started or listed
+    ├── McpServerError                an MCP server could not be started or listed
+    └── RecordingError                a notebook or journal cannot be written or read
 
     UnconfinedWarning (a Warning)     a session runs with less confinement than
                                       the default (never silently)
@@ -55,6 +56,10 @@ class ToolDefinitionError(KernelAgentError):
 
 class McpServerError(KernelAgentError):
     """An MCP server could not be started, reached or asked for its tools."""
+
+
+class RecordingError(KernelAgentError):
+    """A session notebook or journal cannot be written, or one given to read is unusable (the message says why)."""
 
 
 class UnconfinedWarning(UserWarning):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import platform
 import shutil
@@ -19,7 +20,15 @@ from typing import Any
 
 from kernel_agent._version import __version__
 from kernel_agent.cell import DEFAULT_MAX_OUTPUT_BYTES, CellError, CellResult, CellStatus, OutputCollector
-from kernel_agent.errors import KernelStartError, SessionClosedError, UnconfinedWarning, WorkspaceError
+from kernel_agent.errors import (
+    KernelStartError,
+    RecordingError,
+    SessionClosedError,
+    UnconfinedWarning,
+    WorkspaceError,
+)
+from kernel_agent.record.format import AUDIT_KEY_ENV
+from kernel_agent.record.recorder import Recorder
 from kernel_agent.kernel_process import KernelProcess
 from kernel_agent.sandbox.policy import SandboxMode, SandboxPolicy
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
@@ -57,6 +66,9 @@ class Session:
         tool_timeout: float = 60.0,
         max_tool_calls: int | None = None,
         on_progress: Callable[[ProgressEvent], Any] | None = None,
+        notebook: str | os.PathLike[str] | None | bool = None,
+        audit_key: bytes | str | None = None,
+        record_metadata: dict[str, Any] | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.policy = policy or SandboxPolicy()
@@ -76,6 +88,13 @@ class Session:
         self.registry: Any = None
         self.sdk_modules: dict[str, str] = {}
         self._cells_run = 0
+        self._notebook_option = notebook
+        key = audit_key if audit_key is not None else os.environ.get(AUDIT_KEY_ENV)
+        self._audit_key = key.encode() if isinstance(key, str) else key
+        self._record_metadata = dict(record_metadata or {})
+        self.recorder: Recorder | None = None
+        self.totals = {"cells": 0, "errors": 0, "timeouts": 0, "kernel_deaths": 0, "tool_calls": 0,
+                       "tool_errors": 0, "seconds_in_cells": 0.0}
         self.bridge = ToolBridge(
             self._lookup_tool, policy=tool_policy, approver=approver, call_timeout=tool_timeout,
             max_calls=max_tool_calls, on_progress=on_progress,
@@ -116,7 +135,51 @@ class Session:
             raise
         self.started_at = time.time()
         self._warn_if_unconfined()
+        self._start_recording()
         return self
+
+    @property
+    def notebook(self) -> Path | None:
+        """Where this session is recorded (None: not recorded)."""
+        option = self._notebook_option
+        if option is False:
+            return None
+        if option is None or option is True:
+            # A temporary workspace is removed on close, and its notebook with it.
+            if self._owns_workspace or self._workspace is None:
+                return None
+            return self._workspace / f"kernel-agent-{self.id[:8]}.ipynb"
+        return Path(option).resolve()
+
+    def _start_recording(self) -> None:
+        path = self.notebook
+        if path is None:
+            return
+        if not path.parent.is_dir():
+            raise RecordingError(f"the notebook's directory {path.parent} does not exist")
+        from kernel_agent.tools.sdkgen import sdk_hash
+
+        metadata = self.metadata()
+        header = {
+            "session_id": self.id,
+            "started_at": dt.datetime.fromtimestamp(self.started_at or time.time(), dt.timezone.utc).isoformat(),
+            "kernel_agent_version": metadata["kernel_agent_version"],
+            "ipykernel_version": metadata["ipykernel_version"],
+            "python_version": metadata["python_version"],
+            "sandbox": metadata["sandbox"],
+            "tools": {
+                "manifest": self.manifest,
+                "sdk_hash": sdk_hash(self.sdk_modules),
+                "definitions": [_tool_definition(t) for t in self.registry],
+            },
+            **self._record_metadata,
+        }
+        self.recorder = Recorder(path, header, hmac_key=self._audit_key)
+
+    def record_message(self, kind: str, text: str) -> None:
+        """Record a markdown cell: the task (``kind="task"``) or a model's message (``"message"``)."""
+        if self.recorder is not None:
+            self.recorder.record_markdown(kind, text)
 
     def _warn_if_unconfined(self) -> None:
         """A weaker sandbox is never silent: warn once per session start."""
@@ -193,6 +256,9 @@ class Session:
     async def close(self) -> None:
         """Shut the kernel down, stop the MCP servers it started, remove its run directory (idempotent)."""
         self._closed = True
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            await asyncio.to_thread(recorder.close, {**self.totals, "kernel_restarts": self.kernel_restarts})
         kernel, self._kernel = self._kernel, None
         if kernel is not None:
             await kernel.kill()
@@ -236,18 +302,37 @@ class Session:
 
     # -- cells --------------------------------------------------------------
 
-    async def execute(self, code: str, *, timeout: float | None = ...) -> CellResult:  # type: ignore[assignment]
+    async def execute(
+        self, code: str, *, timeout: float | None = ..., record_extras: dict[str, Any] | None = None  # type: ignore[assignment]
+    ) -> CellResult:
         """Run ``code`` in the kernel and return everything it produced.
 
         ``timeout`` (seconds; default: the session's ``default_timeout``;
         None: no limit) interrupts the cell. A cell that does not stop within
         ``interrupt_grace`` after the interrupt is killed with its kernel,
         and a fresh kernel takes its place (``state_lost`` in the result).
+        ``record_extras`` go into the recorded cell's metadata (an agent's
+        observation and token usage).
         """
         limit = self.default_timeout if timeout is ... else timeout
         async with self._lock:
             kernel = self._require_kernel()
-            return await self._run_cell(kernel, code, limit)
+            result = await self._run_cell(kernel, code, limit)
+            self._count(result)
+            if self.recorder is not None:
+                # The journal is fsynced per cell: in a worker thread, so other sessions'
+                # event-loop work does not wait for the disk. The session lock keeps order.
+                await asyncio.to_thread(self.recorder.record_code, result, record_extras)
+            return result
+
+    def _count(self, result: CellResult) -> None:
+        self.totals["cells"] += 1
+        self.totals["errors"] += result.status is CellStatus.ERROR
+        self.totals["timeouts"] += result.status is CellStatus.TIMEOUT
+        self.totals["kernel_deaths"] += result.status is CellStatus.KERNEL_DIED
+        self.totals["tool_calls"] += len(result.tool_calls)
+        self.totals["tool_errors"] += sum(c.status.value != "ok" for c in result.tool_calls)
+        self.totals["seconds_in_cells"] += result.duration
 
     async def _run_cell(self, kernel: KernelProcess, code: str, timeout: float | None) -> CellResult:
         assert kernel.connection is not None
@@ -378,3 +463,12 @@ class Session:
             },
             "kernel_restarts": self.kernel_restarts,
         }
+
+
+def _tool_definition(tool: Any) -> dict[str, Any]:
+    """What a notebook keeps of a tool: enough to regenerate the same SDK for a replay."""
+    return {
+        "qualified_name": tool.qualified_name, "name": tool.name, "namespace": tool.namespace,
+        "description": tool.description, "input_schema": tool.input_schema, "output_schema": tool.output_schema,
+        "read_only": tool.read_only, "destructive": tool.destructive, "source": tool.source,
+    }

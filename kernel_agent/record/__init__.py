@@ -1,0 +1,1 @@
+"""Recording sessions as auditable, replayable notebooks (host side)."""

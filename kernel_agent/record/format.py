@@ -1,0 +1,123 @@
+"""The recorded-notebook format: where things live, and the integrity chain.
+
+A recorded session is an nbformat 4.5 notebook. Everything kernel-agent adds
+is under the metadata key ``kernel_agent``.
+
+Notebook ``metadata.kernel_agent``::
+
+    format            1
+    session           the immutable header (the chain's genesis): session_id,
+                      started_at, versions, sandbox (mode, policy, loosenings,
+                      limits_enforced_by), tools ({"manifest", "sdk_hash",
+                      "definitions": [{qualified_name, name, namespace,
+                      description, input_schema, output_schema, read_only,
+                      destructive, source}]}), model, task
+    ended_at, totals  written when the session closes (derived data: audit
+                      recomputes totals from the cells, it never trusts these)
+    chain             {"algorithm": "sha256", "genesis": H0, "head": Hn,
+                       "length": n, "hmac": hex | null}
+
+Cell ``metadata.kernel_agent`` (every cell kernel-agent writes has one)::
+
+    seq               0, 1, 2, ... the cell's position in the chain
+    kind              "setup" | "task" | "message" | "code"
+    hash              H[seq]
+    code cells also:  status, start_time, end_time, duration, tool_calls
+                      (ToolCall records; large arguments/results moved to
+                      side files), progress, final_answer (wire encoding),
+                      kernel_restarted, state_lost, dropped_output_bytes,
+                      and when an agent drove the cell: observation
+                      {"text", "truncated"}, usage
+
+The chain: ``H0 = sha256(canonical(session header))``,
+``H[i] = sha256(H[i-1] + canonical(hashable_cell(cell i)))``; the head is
+the last hash. ``hashable_cell`` is the cell without its id and without its
+own ``hash`` field, with multi-line strings joined (nbformat and JupyterLab
+may store text as lists of lines). An HMAC-SHA256 of the head with a user
+key (``KERNEL_AGENT_AUDIT_KEY``) makes the chain unforgeable by whoever lacks
+the key; the kernel never sees host variables. Canonical JSON: sorted keys,
+no spaces, UTF-8, no NaN.
+
+Large values (tool arguments and results, final answers) above
+``SIDE_FILE_THRESHOLD`` bytes of JSON go to ``<notebook stem>.files/<sha256>.json``
+next to the notebook and stand in the metadata as
+``{"$side_file": "<sha256>", "bytes": n}``; the cell hash covers the
+reference, and audit checks each file against its name.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+from typing import Any
+
+FORMAT_VERSION = 1
+METADATA_KEY = "kernel_agent"
+SIDE_FILE_THRESHOLD = 64 * 1024
+SIDE_FILE_KEY = "$side_file"
+AUDIT_KEY_ENV = "KERNEL_AGENT_AUDIT_KEY"
+
+
+def canonical_json(value: Any) -> str:
+    """The one serialisation that is hashed: sorted keys, compact, UTF-8, no NaN."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def sha256_hex(text: str | bytes) -> str:
+    """Hex SHA-256 of text (UTF-8) or bytes."""
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+def _join_lines(value: Any) -> Any:
+    return "".join(value) if isinstance(value, list) and all(isinstance(v, str) for v in value) else value
+
+
+def normalised_output(output: dict[str, Any]) -> dict[str, Any]:
+    """An output with multi-line strings joined (stream text, MIME data) and transient data dropped."""
+    result = dict(output)
+    if "text" in result:
+        result["text"] = _join_lines(result["text"])
+    if isinstance(result.get("data"), dict):
+        result["data"] = {mime: _join_lines(v) for mime, v in result["data"].items()}
+    result.pop("transient", None)
+    return result
+
+
+def hashable_cell(cell: dict[str, Any]) -> dict[str, Any]:
+    """The part of a notebook cell the chain covers: everything but its id and its own hash."""
+    metadata = copy.deepcopy(dict(cell.get("metadata") or {}))
+    ours = dict(metadata.get(METADATA_KEY) or {})
+    ours.pop("hash", None)
+    metadata[METADATA_KEY] = ours
+    content: dict[str, Any] = {
+        "cell_type": cell.get("cell_type"),
+        "source": _join_lines(cell.get("source", "")),
+        "metadata": metadata,
+    }
+    if cell.get("cell_type") == "code":
+        content["outputs"] = [normalised_output(o) for o in cell.get("outputs") or []]
+        content["execution_count"] = cell.get("execution_count")
+    return content
+
+
+def cell_hash(previous: str, cell: dict[str, Any]) -> str:
+    """``sha256(previous + canonical(hashable_cell(cell)))``."""
+    return sha256_hex(previous + canonical_json(hashable_cell(cell)))
+
+
+def genesis_hash(session_header: dict[str, Any]) -> str:
+    """The hash the chain starts from: the session header's canonical form."""
+    return sha256_hex(canonical_json(session_header))
+
+
+def sign_head(head: str, key: bytes) -> str:
+    """HMAC-SHA256 of the chain head, hex."""
+    return hmac.new(key, head.encode(), hashlib.sha256).hexdigest()
+
+
+def side_file_reference(value_json: str) -> tuple[dict[str, Any], str]:
+    """(the reference that stands in the notebook, the side file's name) for a large JSON value."""
+    digest = sha256_hex(value_json)
+    return {SIDE_FILE_KEY: digest, "bytes": len(value_json.encode())}, f"{digest}.json"

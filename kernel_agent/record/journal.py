@@ -1,0 +1,76 @@
+"""The append-only journal: the durable record a notebook is materialised from.
+
+One JSON object per line: ``{"event": "header", "metadata": {...}}`` first,
+then ``{"event": "cell", "cell": {...}}`` per notebook cell, and
+``{"event": "end", "metadata": {...}}`` when the session closes. Lines are
+flushed and fsynced at every cell boundary, so killing the host loses at
+most the cell in flight; ``kernel-agent recover`` rebuilds the notebook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from kernel_agent.errors import RecordingError
+
+
+def journal_path_for(notebook: Path) -> Path:
+    """``session.ipynb`` -> ``session.journal.jsonl`` next to it."""
+    return notebook.with_name(f"{notebook.stem}.journal.jsonl")
+
+
+class Journal:
+    """Appends events durably. Opened with O_NOFOLLOW: the journal may live in a
+    workspace the kernel can write, and must never be redirected by a symlink."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise RecordingError(f"cannot open the journal {path}: {exc.strerror}") from None
+
+    def append(self, event: dict[str, Any], *, sync: bool = True) -> None:
+        """Write one event as a line; fsync it unless ``sync`` is False."""
+        line = (json.dumps(event, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n").encode()
+        view = memoryview(line)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        if sync:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Close the journal (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """All events of a journal. A torn last line (a crash mid-write) is dropped; any other bad line is an error."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RecordingError(f"cannot read the journal {path}: {exc.strerror}") from None
+    lines = data.split(b"\n")
+    complete, torn = lines[:-1], lines[-1]
+    events: list[dict[str, Any]] = []
+    for number, line in enumerate(complete, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            if number == len(complete) and not torn:
+                break  # the last line was cut off after its newline was written: treat as torn
+            raise RecordingError(f"{path}: line {number} is not valid JSON; the journal is corrupt") from None
+        if not isinstance(event, dict) or "event" not in event:
+            raise RecordingError(f"{path}: line {number} is not a kernel-agent journal event")
+        events.append(event)
+    if not events or events[0].get("event") != "header":
+        raise RecordingError(f"{path} is not a kernel-agent journal (no header event)")
+    return events
