@@ -93,12 +93,24 @@ def _recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from kernel_agent.replay import run_command
+
+    return run_command(args)
+
+
 def _kernelspec_install(args: argparse.Namespace) -> int:
     from kernel_agent.kernelspec import install_kernelspec
 
     path = install_kernelspec(user=not args.sys_prefix, prefix=sys.prefix if args.sys_prefix else None)
     print(f"installed the kernel-agent kernelspec in {path}")
     return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from kernel_agent.audit import main as audit_main
+
+    return audit_main(args.notebook, json_output=args.json, key_env=args.key_env, key_file=args.key_file)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
     recover_command.add_argument("--out", help="notebook to write (default: next to the journal)")
     recover_command.set_defaults(handler=_recover)
 
+    replay = commands.add_parser(
+        "replay", help="re-run a recorded session and check it does the same (exit 0 faithful, 1 divergent, 2 error)")
+    replay.add_argument("notebook", help="the recorded session notebook (.ipynb); it is never modified")
+    replay.add_argument("--live", action="store_true",
+                        help="call the real tools (--tools/--mcp) instead of answering from the recording")
+    replay.add_argument("--out", metavar="PATH", help="record the replayed session to this notebook")
+    replay.add_argument("--tools", action="append", default=[], metavar="MODULE:OBJECT",
+                        help="with --live: a tool, a list of tools or a ToolRegistry to load (repeatable)")
+    replay.add_argument("--mcp", action="append", default=[], metavar="COMMAND",
+                        help="with --live: an MCP server to start over stdio (repeatable)")
+    replay.add_argument("--json", action="store_true", help="print the report as JSON")
+    replay.set_defaults(handler=_replay)
+
     kernelspec = commands.add_parser("kernelspec", help="manage the Jupyter kernelspec")
     kernelspec_commands = kernelspec.add_subparsers(dest="kernelspec_command", metavar="ACTION", required=True)
     install = kernelspec_commands.add_parser("install", help="install the kernel-agent kernelspec")
@@ -133,6 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--user", action="store_true", help="for the current user (default)")
     where.add_argument("--sys-prefix", action="store_true", help="into this Python environment")
     install.set_defaults(handler=_kernelspec_install)
+
+    audit = commands.add_parser(
+        "audit", help="verify a recorded notebook's integrity chain and summarise the session",
+        description="Verify a recorded notebook (never modified) and summarise its session. Exit status: "
+                    "0 intact, 1 tampered or incomplete, 2 unusable input.")
+    audit.add_argument("notebook", metavar="NOTEBOOK", help="the .ipynb a session was recorded to")
+    audit.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    key = audit.add_mutually_exclusive_group()
+    key.add_argument("--key-env", metavar="VAR",
+                     help="check the chain's HMAC with the key in this environment variable "
+                          "(default: KERNEL_AGENT_AUDIT_KEY, if set)")
+    key.add_argument("--key-file", metavar="PATH", help="check the chain's HMAC with the key in this file")
+    audit.set_defaults(handler=_audit)
     return parser
 
 

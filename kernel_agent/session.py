@@ -93,6 +93,7 @@ class Session:
         self._audit_key = key.encode() if isinstance(key, str) else key
         self._record_metadata = dict(record_metadata or {})
         self.recorder: Recorder | None = None
+        self.resume_differences: list[str] = []
         self.totals = {"cells": 0, "errors": 0, "timeouts": 0, "kernel_deaths": 0, "tool_calls": 0,
                        "tool_errors": 0, "seconds_in_cells": 0.0}
         self.bridge = ToolBridge(
@@ -166,15 +167,32 @@ class Session:
             "kernel_agent_version": metadata["kernel_agent_version"],
             "ipykernel_version": metadata["ipykernel_version"],
             "python_version": metadata["python_version"],
+            "workspace": metadata["workspace"],
             "sandbox": metadata["sandbox"],
             "tools": {
                 "manifest": self.manifest,
                 "sdk_hash": sdk_hash(self.sdk_modules),
+                "sdk_modules": self.sdk_modules,
                 "definitions": [_tool_definition(t) for t in self.registry],
             },
             **self._record_metadata,
         }
         self.recorder = Recorder(path, header, hmac_key=self._audit_key)
+
+    @classmethod
+    async def resume(cls, notebook: str | os.PathLike[str], **options: Any) -> Session:
+        """A started session whose kernel state is rebuilt from a recorded notebook, recording on into it.
+
+        The recorded cells run again with their recorded tool results (no
+        tool runs twice); ``tools=`` must be the session's tools for new
+        cells. ``resume_differences`` lists cells whose rebuilt outcome
+        differed from the recording. See :mod:`kernel_agent.resume`.
+        """
+        from kernel_agent.resume import resume_session
+
+        session, differences = await resume_session(notebook, **options)
+        session.resume_differences = differences
+        return session
 
     def record_message(self, kind: str, text: str) -> None:
         """Record a markdown cell: the task (``kind="task"``) or a model's message (``"message"``)."""

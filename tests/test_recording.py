@@ -24,6 +24,11 @@ def table(rows: int) -> list[dict[str, object]]:
     return [{"id": i, "label": f"row {i}", "padding": "x" * 40} for i in range(rows)]
 
 
+def session_cells(cells: list) -> list:  # type: ignore[type-arg]
+    """The cells a session recorded, without the setup cell (cell 0, for Jupyter re-execution)."""
+    return [c for c in cells if c["metadata"]["kernel_agent"].get("kind") != "setup"]
+
+
 def recomputed_head(document: dict[str, object]) -> str:
     """The chain head recomputed from the cells, as an auditor would."""
     ours = document["metadata"][fmt.METADATA_KEY]  # type: ignore[index]
@@ -46,10 +51,12 @@ async def test_a_session_becomes_a_valid_notebook(workspace: Path) -> None:
         await session.execute("final_answer(max(r['id'] for r in rows))")
     document = nbformat.read(notebook, as_version=4)
     nbformat.validate(document)
-    assert [c.cell_type for c in document.cells] == ["markdown", "code", "code", "code", "code"]
+    assert document.cells[0].metadata.kernel_agent.kind == "setup"
+    cells = session_cells(document.cells)
+    assert [c.cell_type for c in cells] == ["markdown", "code", "code", "code", "code"]
     assert all(c.get("id") for c in document.cells)
     assert document.metadata.kernelspec.name == "kernel-agent"
-    task, loaded, html, failed, answer = document.cells
+    task, loaded, html, failed, answer = cells
     assert task.source == "Find the largest row." and task.metadata.kernel_agent.kind == "task"
     assert loaded.outputs[0]["text"] == "3\n"
     meta = loaded.metadata.kernel_agent
@@ -65,7 +72,7 @@ async def test_a_session_becomes_a_valid_notebook(workspace: Path) -> None:
     assert session_header.sandbox.mode == "bwrap" and "ipykernel_version" in session_header
     assert "tools.data.table(rows)" in session_header.tools.manifest and len(session_header.tools.sdk_hash) == 64
     assert ours.totals["cells"] == 4 and ours.totals["errors"] == 1 and ours.totals["tool_calls"] == 1
-    assert ours.chain["length"] == 5
+    assert ours.chain["length"] == 6
     raw = json.loads(notebook.read_text())
     assert ours.chain["head"] == recomputed_head(raw)
     assert ours.chain["hmac"] == fmt.sign_head(ours.chain["head"], b"secret")
@@ -76,7 +83,7 @@ async def test_large_tool_results_go_to_side_files(workspace: Path) -> None:
     notebook = workspace / "big.ipynb"
     async with Session(workspace, tools=[table], notebook=notebook) as session:
         await session.execute("len(tools.data.table(5000))")
-    call = json.loads(notebook.read_text())["cells"][0]["metadata"]["kernel_agent"]["tool_calls"][0]
+    call = session_cells(json.loads(notebook.read_text())["cells"])[0]["metadata"]["kernel_agent"]["tool_calls"][0]
     reference = call["result"]
     assert set(reference) == {fmt.SIDE_FILE_KEY, "bytes"}
     stored = side_files_dir(notebook) / f"{reference[fmt.SIDE_FILE_KEY]}.json"
@@ -91,9 +98,9 @@ async def test_notebook_edited_between_cells_is_rewritten_whole(workspace: Path)
         await session.execute("a = 1")
         notebook.write_text("garbage")
         await session.execute("b = 2")
-        assert len(nbformat.read(notebook, as_version=4).cells) == 2
+        assert len(session_cells(nbformat.read(notebook, as_version=4).cells)) == 2
     document = json.loads(notebook.read_text())
-    assert [c["source"] for c in document["cells"]] == ["a = 1", "b = 2"]
+    assert [c["source"] for c in session_cells(document["cells"])] == ["a = 1", "b = 2"]
     assert document["metadata"]["kernel_agent"]["chain"]["head"] == recomputed_head(document)
 
 
@@ -110,7 +117,7 @@ async def test_the_kernel_cannot_redirect_the_notebook_with_a_symlink(workspace:
         await session.execute(attack)
         await session.execute("y = 2")
     assert sentinel.read_text() == "host data"
-    assert not notebook.is_symlink() and len(nbformat.read(notebook, as_version=4).cells) == 3
+    assert not notebook.is_symlink() and len(session_cells(nbformat.read(notebook, as_version=4).cells)) == 3
 
 
 def test_killed_host_loses_at_most_the_cell_in_flight(tmp_path: Path) -> None:
@@ -141,7 +148,7 @@ def test_killed_host_loses_at_most_the_cell_in_flight(tmp_path: Path) -> None:
         assert run.returncode == 0, run.stderr
         document = nbformat.read(recovered, as_version=4)
         nbformat.validate(document)
-        sources = [c.source for c in document.cells]
+        sources = [c.source for c in session_cells(document.cells)]
         assert sources[: finished + 1] == [f"v{i} = {i}\nprint(v{i})" for i in range(finished + 1)]
         assert document.metadata.kernel_agent.chain["head"] == recomputed_head(json.loads(recovered.read_text()))
 
@@ -190,6 +197,6 @@ async def test_recording_survives_kernel_death(workspace: Path) -> None:
     async with Session(workspace, notebook=notebook) as session:
         await session.execute("import os\nos._exit(3)")
         await session.execute("print('after')")
-    cells = nbformat.read(notebook, as_version=4).cells
+    cells = session_cells(nbformat.read(notebook, as_version=4).cells)
     assert cells[0].metadata.kernel_agent.status == "kernel_died" and cells[0].metadata.kernel_agent.state_lost
     assert cells[1].outputs[0]["text"] == "after\n"

@@ -26,10 +26,14 @@ class Journal:
     """Appends events durably. Opened with O_NOFOLLOW: the journal may live in a
     workspace the kernel can write, and must never be redirected by a symlink."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, continue_existing: bool = False) -> None:
         self.path = path
+        # A new session starts a new journal; only a resumed one appends to its own.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        if not continue_existing:
+            flags |= os.O_TRUNC
         try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            self._fd = os.open(path, flags, 0o600)
         except OSError as exc:
             raise RecordingError(f"cannot open the journal {path}: {exc.strerror}") from None
 

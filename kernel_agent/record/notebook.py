@@ -28,8 +28,9 @@ def _tail(metadata: dict[str, Any]) -> bytes:
 
 
 def cell_json(cell: dict[str, Any]) -> bytes:
-    """How one cell is stored in the file."""
-    return ("  " + json.dumps(cell, indent=1, sort_keys=True, ensure_ascii=False).replace("\n", "\n  ")).encode()
+    """How one cell is stored in the file (keys in their own order: a tool's dict keeps its order;
+    only the hash uses canonical, sorted JSON)."""
+    return ("  " + json.dumps(cell, indent=1, ensure_ascii=False).replace("\n", "\n  ")).encode()
 
 
 class NotebookFile:

@@ -36,24 +36,65 @@ def side_files_dir(notebook: Path) -> Path:
 class Recorder:
     """Records one session into ``notebook`` (and its journal and side files)."""
 
-    def __init__(self, notebook: Path, header: dict[str, Any], *, hmac_key: bytes | None = None) -> None:
+    def __init__(self, notebook: Path, header: dict[str, Any], *, hmac_key: bytes | None = None,
+                 cells: list[dict[str, Any]] | None = None) -> None:
         self.notebook = notebook
         self.header = header
         self.hmac_key = hmac_key
-        self.journal = Journal(journal_path_for(notebook))
         self.file = NotebookFile(notebook)
         self.genesis = fmt.genesis_hash(header)
         self.head = self.genesis
         self.length = 0
         self.ended: dict[str, Any] = {}
-        self.journal.append({"event": "header", "metadata": self.header})
-        self.file.write_full([], self.metadata())
+        resumed = cells is not None
+        self.journal = Journal(journal_path_for(notebook), continue_existing=resumed)
+        for cell in cells or []:
+            self.head = fmt.cell_hash(self.head, cell)
+            self.length += 1
+        if not resumed:
+            self.journal.append({"event": "header", "metadata": self.header})
+        self.file.write_full([cell_json(c) for c in cells or []], self.metadata())
+        if not resumed:
+            self._record_setup()
+
+    @classmethod
+    def resume(cls, notebook: Path, *, hmac_key: bytes | None = None) -> Recorder:
+        """Continue recording an existing session notebook; its chain must verify first."""
+        from kernel_agent.errors import RecordingError
+
+        document = load_notebook_json(notebook)
+        ours = (document.get("metadata") or {}).get(fmt.METADATA_KEY)
+        if not isinstance(ours, dict) or not isinstance(ours.get("session"), dict):
+            raise RecordingError(f"{notebook} is not a kernel-agent session notebook")
+        cells = document["cells"]
+        head = fmt.genesis_hash(ours["session"])
+        for index, cell in enumerate(cells):
+            head = fmt.cell_hash(head, cell)
+            if (cell.get("metadata") or {}).get(fmt.METADATA_KEY, {}).get("hash") != head:
+                raise RecordingError(f"{notebook}: cell {index} does not match its recorded hash; "
+                                     "run `kernel-agent audit` on it before resuming")
+        if head != (ours.get("chain") or {}).get("head"):
+            raise RecordingError(f"{notebook}: the chain head does not match its cells; run `kernel-agent audit`")
+        return cls(notebook, ours["session"], hmac_key=hmac_key, cells=cells)
 
     # -- what goes in ------------------------------------------------------------------
 
     def record_markdown(self, kind: str, text: str) -> dict[str, Any]:
         """A markdown cell: the task (``kind="task"``) or a model message (``"message"``)."""
         return self._append({"cell_type": "markdown", "source": text, "metadata": {fmt.METADATA_KEY: {"kind": kind}}})
+
+    def _record_setup(self) -> dict[str, Any]:
+        """Cell 0 (kind "setup"): lets Jupyter tools re-execute the notebook (kernel_agent.kernel.replay).
+
+        A session only records it, never runs it; it has no outputs and prints nothing when run.
+        """
+        session_id = str(self.header.get("session_id", ""))
+        source = ("# kernel-agent setup (a session records this cell but does not run it): re-executed by\n"
+                  "# Jupyter tools, it serves the tool calls below from the recording in this notebook.\n"
+                  "from kernel_agent.kernel.replay import serve_recording\n"
+                  f"serve_recording({self.notebook.name!r}, session_id={session_id!r})")
+        return self._append({"cell_type": "code", "source": source, "execution_count": None, "outputs": [],
+                             "metadata": {fmt.METADATA_KEY: {"kind": "setup"}}})
 
     def record_code(self, result: Any, extras: dict[str, Any] | None = None) -> dict[str, Any]:
         """A code cell from a CellResult; ``extras`` (observation, usage) go into its metadata."""

@@ -1,0 +1,88 @@
+"""Resume a recorded session: rebuild the kernel's state from its notebook, then go on recording.
+
+The kernel's state cannot be saved, but it can be rebuilt: the recorded
+code cells run again in a fresh sandboxed kernel, with every tool call
+answered from the recording (no tool runs twice, nothing external is
+repeated). Then the live tools take over and new cells are appended to the
+same notebook and journal, extending the same hash chain. The chain must
+verify before anything is appended.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from kernel_agent.errors import RecordingError
+from kernel_agent.record.format import AUDIT_KEY_ENV
+from kernel_agent.record.recorder import Recorder
+from kernel_agent.replay import RecordedTools, load_recording, recorded_tools
+from kernel_agent.session import Session
+
+
+async def resume_session(
+    notebook: str | os.PathLike[str],
+    *,
+    tools: Any = (),
+    workspace: str | os.PathLike[str] | None = None,
+    audit_key: bytes | str | None = None,
+    **options: Any,
+) -> tuple[Session, list[str]]:
+    """Start a session whose kernel state is rebuilt from ``notebook``, recording on into it.
+
+    ``tools`` are the live tools for the cells that follow; they must be the
+    ones the recording used (the regenerated SDK must match), or none: then
+    new tool calls fail with a clear error. ``workspace`` defaults to the
+    recorded one. Returns the started session and the cells whose rebuilt
+    outcome differed from the recording.
+    """
+    path = Path(notebook).resolve()
+    recording = load_recording(path)
+    server = RecordedTools()
+    recorded = recorded_tools(recording.definitions, server)
+    recorded_workspace = recording.header.get("workspace")
+    place = Path(workspace or recorded_workspace or path.parent)
+    session = Session(place, tools=recorded, notebook=False, audit_key=audit_key, **options)
+    await session.start()
+    differing: list[str] = []
+    try:
+        for cell in recording.cells:
+            server.begin_cell(cell)
+            try:
+                result = await session.execute(cell.source)
+            finally:
+                server.end_cell()
+            if result.status.value != cell.status:
+                differing.append(f"cell {cell.index} ({cell.first_line}): recorded {cell.status}, "
+                                 f"rebuilt {result.status.value}")
+        await _switch_to_live_tools(session, tools, recording.header)
+        key = audit_key if audit_key is not None else os.environ.get(AUDIT_KEY_ENV)
+        session.recorder = Recorder.resume(path, hmac_key=key.encode() if isinstance(key, str) else key)
+        session._notebook_option = path
+    except BaseException:
+        await session.close()
+        raise
+    return session, differing
+
+
+async def _switch_to_live_tools(session: Session, tools: Any, header: dict[str, Any]) -> None:
+    """From now on calls go to the live tools, whose SDK must be the one the kernel already has."""
+    from kernel_agent.tools.registry import ToolRegistry
+    from kernel_agent.tools.sdkgen import generate_sdk, sdk_hash
+
+    items = list(tools) if isinstance(tools, (list, tuple)) else [tools] if tools else []
+    if not items:
+        session.registry = ToolRegistry([])
+        return
+    session._tool_items = items
+    for item in items:
+        if hasattr(item, "start") and hasattr(item, "started") and not item.started:
+            await item.start()
+            session._started_servers.append(item)
+    live = ToolRegistry(items)
+    recorded_hash = (header.get("tools") or {}).get("sdk_hash")
+    if recorded_hash and sdk_hash(generate_sdk(live)) != recorded_hash:
+        raise RecordingError("the tools given to resume are not the ones this session was recorded with "
+                             "(their SDK differs); pass the same tools")
+    session.registry = live

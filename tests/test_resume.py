@@ -1,0 +1,92 @@
+"""Resuming a recorded session: state rebuilt from the recording, then recording goes on in the same chain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from kernel_agent import Session, tool
+from kernel_agent.errors import RecordingError
+from kernel_agent.record import format as fmt
+from kernel_agent.record.journal import journal_path_for, read_journal
+
+CALLS: list[tuple[int, int]] = []
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers (and count real calls)."""
+    CALLS.append((a, b))
+    return a + b
+
+
+def chain_head(path: Path) -> tuple[str, str]:
+    """(recomputed head, recorded head) of a notebook."""
+    document = json.loads(path.read_text())
+    ours = document["metadata"][fmt.METADATA_KEY]
+    head = fmt.genesis_hash(ours["session"])
+    for cell in document["cells"]:
+        head = fmt.cell_hash(head, cell)
+    return head, ours["chain"]["head"]
+
+
+async def record_session(workspace: Path) -> Path:
+    notebook = workspace / "analysis.ipynb"
+    async with Session(workspace, tools=[add], notebook=notebook) as session:
+        session.record_message("task", "Add things up.")
+        await session.execute("x = tools.add(a=1, b=2)")
+        await session.execute("y = x * 10\nopen('saved.txt', 'w').write(str(y))")
+    return notebook
+
+
+async def test_resume_rebuilds_state_without_calling_tools_again(workspace: Path) -> None:
+    """Variables come back, recorded tool results are reused, and new cells extend the same notebook and chain."""
+    notebook = await record_session(workspace)
+    CALLS.clear()
+    session = await Session.resume(notebook, tools=[add])
+    try:
+        assert CALLS == []  # the recorded call was answered from the recording
+        assert session.resume_differences == []
+        assert (await session.execute("y")).result == "30"
+        assert (await session.execute("tools.add(a=y, b=1)")).result == "31"
+        assert CALLS == [(30, 1)]  # new cells use the live tool
+    finally:
+        await session.close()
+    cells = nbformat.read(notebook, as_version=4).cells
+    assert cells[0].metadata.kernel_agent.kind == "setup" and cells[1].metadata.kernel_agent.kind == "task"
+    assert [c.source for c in cells[2:]] == [
+        "x = tools.add(a=1, b=2)", "y = x * 10\nopen('saved.txt', 'w').write(str(y))", "y", "tools.add(a=y, b=1)"]
+    recomputed, recorded = chain_head(notebook)
+    assert recomputed == recorded
+    assert [c.metadata.kernel_agent.seq for c in cells] == list(range(len(cells)))
+    events = read_journal(journal_path_for(notebook))
+    assert sum(e["event"] == "header" for e in events) == 1
+    assert sum(e["event"] == "cell" for e in events) == len(cells)
+
+
+async def test_resume_refuses_a_tampered_notebook(workspace: Path) -> None:
+    """A notebook whose chain does not verify is not resumed (nothing is appended to it)."""
+    notebook = await record_session(workspace)
+    document = json.loads(notebook.read_text())
+    document["cells"][1]["source"] = "x = tools.add(a=1, b=3)"
+    notebook.write_text(json.dumps(document))
+    before = notebook.read_bytes()
+    with pytest.raises(RecordingError, match="does not match its recorded hash"):
+        await Session.resume(notebook, tools=[add])
+    assert notebook.read_bytes() == before
+
+
+async def test_resume_refuses_other_tools(workspace: Path) -> None:
+    """Live tools whose SDK differs from the recording's are refused with a clear error."""
+    notebook = await record_session(workspace)
+
+    @tool
+    def add(a: int, b: int, c: int = 0) -> int:  # noqa: F811 - a different tool of the same name
+        """Add three integers."""
+        return a + b + c
+
+    with pytest.raises(RecordingError, match="not the ones this session was recorded with"):
+        await Session.resume(notebook, tools=[add])
