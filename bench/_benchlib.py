@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -204,3 +204,20 @@ def console_table(rows: Sequence[Row]) -> str:
         padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=False)]
         lines.append("  ".join([*padded, cells[-1]]).rstrip())
     return "\n".join(lines)
+
+
+def bench_main(run: Callable[[bool], list[Row]], description: str, quick_help: str,
+               argv: Sequence[str] | None = None) -> None:
+    """The command line every bench module shares: ``[--quick] [--json PATH]``, then a console table."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    rows = run(args.quick)
+    print(console_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))

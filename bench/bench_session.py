@@ -23,9 +23,7 @@ biasing one of them. Run: ``python bench/bench_session.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import math
 import subprocess
 import sys
@@ -45,7 +43,7 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kernel_agent import CellStatus, SandboxPolicy, Session, UnconfinedWarning  # noqa: E402
 
-from _benchlib import MB, Row, Target, TreeMemory, console_table, make_row, median, percentile, tree_memory  # noqa: E402
+from _benchlib import bench_main, MB, Row, Target, TreeMemory, make_row, median, percentile, tree_memory  # noqa: E402
 
 BENCHMARK = "session"
 
@@ -461,14 +459,7 @@ def run(quick: bool = False) -> list[Row]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples (3 cold starts, 100 cells)")
-    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
-    args = parser.parse_args(argv)
-    rows = run(args.quick)
-    print(console_table(rows))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    bench_main(run, __doc__.splitlines()[0], "fewer samples (3 cold starts, 100 cells)", argv)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ Run: ``python bench/bench_tools.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import inspect
 import json
@@ -50,7 +49,7 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kernel_agent import CellStatus, Session  # noqa: E402
 
-from _benchlib import Row, Target, console_table, make_row, median, percentile  # noqa: E402
+from _benchlib import bench_main, Row, Target, make_row, median, percentile  # noqa: E402
 
 BENCHMARK = "tools"
 
@@ -528,14 +527,7 @@ def run(quick: bool = False) -> list[Row]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples (300 round trips, 1,000-call gathers)")
-    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
-    args = parser.parse_args(argv)
-    rows = run(args.quick)
-    print(console_table(rows))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    bench_main(run, __doc__.splitlines()[0], "fewer samples (300 round trips, 1,000-call gathers)", argv)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,14 @@ from typing import Any
 from jupyter_client import AsyncKernelManager
 
 from kernel_agent.connection import KernelConnection
-from kernel_agent.errors import KernelStartError, SandboxUnavailableError
+from kernel_agent.errors import KernelStartError, SandboxError, SandboxUnavailableError
 from kernel_agent.kernelspec import KERNEL_NAME, SessionKernelSpecManager, kernel_spec_dict
 from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.sandbox.provisioner import SandboxProvisioner
 
+# What bwrap says when the kernel gives it no namespaces (user namespaces disabled, seccomp'd containers).
+_NAMESPACE_FAILURES = ("No permissions to create new namespace", "Creating new namespace failed",
+                       "setting up uid map", "Operation not permitted", "unshare failed")
 _USERNS_HINT = (
     "bubblewrap could not create its namespaces. Allow unprivileged user namespaces "
     "(`sysctl -w kernel.unprivileged_userns_clone=1`; on Ubuntu 24.04+ also "
@@ -69,8 +72,10 @@ class KernelProcess:
         except (asyncio.TimeoutError, KernelStartError) as exc:
             log = self.provisioner.log_tail()
             await self.kill()
-            if "bwrap:" in log:
+            if any(sign in log for sign in _NAMESPACE_FAILURES):
                 raise SandboxUnavailableError(f"{_USERNS_HINT}\nbwrap said: {log}") from None
+            if "bwrap:" in log:
+                raise SandboxError(f"the sandbox could not start the kernel. bwrap said: {log}") from None
             reason = "exited during start-up" if isinstance(exc, KernelStartError) else f"no answer in {timeout} s"
             raise KernelStartError(f"the kernel {reason}. Kernel log:\n{log or '(empty)'}") from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -26,7 +27,10 @@ def kernel_spec_dict(policy: SandboxPolicy | None = None, workspace: Path | None
     if workspace is not None:
         config["workspace"] = str(workspace)
     return {
-        "argv": [sys.executable, "-m", "kernel_agent.kernel", "-f", "{connection_file}"],
+        # Normalised but not resolved: a venv's python is a symlink that must stay the venv's,
+        # and a path with ".." in it does not exist inside the sandbox.
+        "argv": [os.path.normpath(os.path.abspath(sys.executable)), "-m", "kernel_agent.kernel",
+                 "-f", "{connection_file}"],
         "display_name": "kernel-agent (sandboxed Python)",
         "language": "python",
         # SIGINT cannot cross the sandbox's pid namespace: interrupts travel

@@ -374,3 +374,14 @@ def test_killing_the_host_kills_the_sandbox(tmp_path: Path) -> None:
     with SyncSession(tmp_path) as fresh:
         assert fresh.execute("1").ok
     assert not run_dir.exists()
+
+
+def test_interpreter_path_with_dotdot_still_starts(tmp_path: Path) -> None:
+    """A host started as `../.venv/bin/python` gets a kernel: the path inside the sandbox is normalised."""
+    exe = Path(sys.executable)
+    roundabout = exe.parent / ".." / exe.parent.name / exe.name
+    run = subprocess.run([str(roundabout), "-c", "from kernel_agent import SyncSession\n"
+                          "with SyncSession() as s:\n    print(s.execute('1 + 1').result)"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "2"
