@@ -138,9 +138,17 @@ class KernelProcess:
         if self.connection is not None:
             await self.connection.close()
             self.connection = None
+        process = getattr(self._manager.provisioner, "process", None)
         try:
-            await self._manager.shutdown_kernel(now=True)
+            await asyncio.wait_for(self._manager.shutdown_kernel(now=True), 15)
         except Exception:
             # shutdown cleans up after a kill; if it failed part-way, clean up anyway.
             with contextlib.suppress(Exception):
                 await self._manager.cleanup_resources()
+        # Whatever happened above, the launched process is killed and reaped (no zombie, no
+        # "subprocess still running" when it is collected).
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(OSError):
+                process.kill()
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(process.wait, 5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import signal
 import subprocess
 import sys
@@ -37,8 +38,10 @@ PNG_1PX = base64.b64encode(
 
 
 def run_dirs() -> set[str]:
-    """Names of kernel-agent run and workspace directories in the host's temp dir."""
-    return {p.name for p in Path(tempfile.gettempdir()).glob(RUN_DIR_PREFIX + "*")}
+    """Names of this process's kernel-agent run and workspace directories in the host's temp dir.
+
+    Only this process's: other sessions (other test runs) on the machine have their own."""
+    return {p.name for p in Path(tempfile.gettempdir()).glob(f"{RUN_DIR_PREFIX}{os.getpid()}-*")}
 
 
 async def test_state_persists_across_cells(session: Session) -> None:

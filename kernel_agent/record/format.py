@@ -8,10 +8,12 @@ Notebook ``metadata.kernel_agent``::
     format            1
     session           the immutable header (the chain's genesis): session_id,
                       started_at, versions, sandbox (mode, policy, loosenings,
-                      limits_enforced_by), tools ({"manifest", "sdk_hash",
+                      limits_enforced_by), workspace, tools ({"manifest",
+                      "sdk_hash", "sdk_modules" (the generated SDK source),
                       "definitions": [{qualified_name, name, namespace,
                       description, input_schema, output_schema, read_only,
-                      destructive, source}]}), model, task
+                      destructive, source}]}), and what the caller adds
+                      (record_metadata: model, task, ...)
     ended_at, totals  written when the session closes (derived data: audit
                       recomputes totals from the cells, it never trusts these)
     chain             {"algorithm": "sha256", "genesis": H0, "head": Hn,
@@ -20,7 +22,11 @@ Notebook ``metadata.kernel_agent``::
 Cell ``metadata.kernel_agent`` (every cell kernel-agent writes has one)::
 
     seq               0, 1, 2, ... the cell's position in the chain
-    kind              "setup" | "task" | "message" | "code"
+    kind              "setup" | "task" | "message" | "code"; cell 0 is the
+                      setup cell: a session records it but never runs it;
+                      Jupyter tools (nbclient, nbval, papermill) run it, and it
+                      makes the kernel serve the recorded tool results
+                      (kernel_agent.kernel.replay)
     hash              H[seq]
     code cells also:  status, start_time, end_time, duration, tool_calls
                       (ToolCall records; large arguments/results moved to

@@ -117,9 +117,13 @@ class Recorder:
 
             ours["final_answer"] = self._maybe_side_file(wire.encode(result.final_answer)[0])
         ours.update(extras or {})
+        metadata: dict[str, Any] = {fmt.METADATA_KEY: ours}
+        if result.status.value == "error":
+            # The standard tag: nbclient, nbconvert and nbval re-execute past a cell that raised.
+            metadata["tags"] = ["raises-exception"]
         return self._append({
             "cell_type": "code", "source": result.code, "execution_count": result.execution_count,
-            "outputs": result.outputs, "metadata": {fmt.METADATA_KEY: ours},
+            "outputs": result.outputs, "metadata": metadata,
         })
 
     def close(self, totals: dict[str, Any]) -> None:
@@ -170,6 +174,8 @@ class Recorder:
             descriptor, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
                 handle.write(text)
+            # Readable by the sandboxed kernel, which serves it when Jupyter re-executes the notebook.
+            os.chmod(temporary, 0o644)
             os.replace(temporary, target)
         return reference
 

@@ -1,0 +1,349 @@
+"""Serve a recorded session's tool calls inside the kernel, without kernel-agent's host.
+
+Every recorded notebook starts with a *setup* cell (metadata kind
+``"setup"``) that a kernel-agent session records but never runs::
+
+    from kernel_agent.kernel.replay import serve_recording
+    serve_recording("run.ipynb", session_id="...")
+
+When standard Jupyter tooling re-executes the notebook with the
+kernel-agent kernelspec (nbclient, ``jupyter nbconvert --execute``,
+papermill, nbval), that cell runs first. It reads the notebook from the
+kernel's working directory (these tools start the kernel in the notebook's
+directory, which the sandbox provisioner makes the workspace), rebuilds
+the session's tool SDK from the header (``tools.sdk_modules``) and attaches
+a local bridge that answers every tool call from the recording:
+
+* A code cell that starts running is matched, by its source, to the next
+  recorded code cell with the same source; a call is answered by the first
+  unanswered recorded call *of that cell* with the same tool name and the
+  same (wire-encoded) arguments. A call that cell did not record is looked
+  up among all unanswered recorded calls, in recording order (timing can
+  move a background call into a neighbouring cell).
+* A recorded result is returned decoded; a recorded error is raised as the
+  same :class:`~kernel_agent.kernel.sdk.ToolError` subclass with the same
+  message. Large values stand in the notebook as ``{"$side_file": sha,
+  "bytes": n}`` and are read from ``<notebook stem>.files/<sha>.json``
+  (checked against their name).
+* A call the recording does not have raises a ToolError saying it is "not
+  in the recording". So does a result that held ``bytes``: their content
+  travels in binary buffers, which the recording does not keep.
+
+``progress()`` and ``final_answer()`` are accepted and kept (on the bridge),
+never printed, so the re-executed outputs are the recorded ones. The setup
+cell itself prints nothing.
+
+Runs in the kernel: imports only the standard library, :mod:`kernel_agent.wire`
+and :mod:`kernel_agent.kernel` (IPython only when serving).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kernel_agent import wire
+from kernel_agent.kernel import sdk
+
+METADATA_KEY = "kernel_agent"  # kernel_agent.record.format.METADATA_KEY (host code: not imported here)
+SIDE_FILE_KEY = "$side_file"
+NOT_RECORDED = "not in the recording"
+
+
+class ReplayError(RuntimeError):
+    """The recording cannot be served: notebook missing or unreadable, no SDK in its header..."""
+
+
+# -- the recording --------------------------------------------------------------------------
+
+
+@dataclass
+class RecordedCall:
+    """One tool call as the notebook recorded it (values still wire-encoded)."""
+
+    tool: str
+    arguments: Any
+    status: str
+    result: Any
+    error: dict[str, Any]
+    cell: int  # index into Recording.cells
+    answered: bool = False
+
+
+@dataclass
+class RecordedCell:
+    """A recorded code cell: its source and the calls it made."""
+
+    seq: int | None
+    source: str
+    calls: list[RecordedCall] = field(default_factory=list)
+
+
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value or "")
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class Recording:
+    """The code cells and tool calls of a recorded notebook, and where its side files are."""
+
+    def __init__(self, document: dict[str, Any], side_dirs: list[Path]) -> None:
+        metadata = document.get("metadata")
+        ours = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+        session = ours.get("session") if isinstance(ours, dict) else None
+        if not isinstance(session, dict):
+            raise ReplayError("the notebook has no kernel-agent session header (metadata.kernel_agent.session)")
+        self.session: dict[str, Any] = session
+        self.side_dirs = side_dirs
+        self._side_values: dict[str, Any] = {}
+        self.cells: list[RecordedCell] = []
+        self.calls: list[RecordedCall] = []
+        for cell in document.get("cells") or []:
+            if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+                continue
+            meta = (cell.get("metadata") or {}).get(METADATA_KEY) or {}
+            if not isinstance(meta, dict) or meta.get("kind") == "setup":
+                continue
+            recorded = RecordedCell(seq=meta.get("seq"), source=_text(cell.get("source")))
+            for call in meta.get("tool_calls") or []:
+                if not isinstance(call, dict) or not isinstance(call.get("tool"), str):
+                    continue
+                error = call.get("error") if isinstance(call.get("error"), dict) else {}
+                recorded.calls.append(RecordedCall(
+                    tool=call["tool"], arguments=call.get("arguments"), status=str(call.get("status", "ok")),
+                    result=call.get("result"), error=error, cell=len(self.cells)))
+            self.cells.append(recorded)
+            self.calls.extend(recorded.calls)
+
+    @property
+    def sdk_modules(self) -> dict[str, str]:
+        """The generated SDK sources the session's kernel was given."""
+        tools = self.session.get("tools")
+        modules = tools.get("sdk_modules") if isinstance(tools, dict) else None
+        if not isinstance(modules, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in modules.items()):
+            raise ReplayError("the session header has no tools.sdk_modules (the notebook was recorded by a "
+                              "kernel-agent version that did not keep the generated SDK), so its tools "
+                              "cannot be rebuilt in the kernel")
+        return dict(modules)
+
+    def resolve(self, value: Any) -> Any:
+        """A recorded value, with a side-file reference replaced by the file's content."""
+        if not (isinstance(value, dict) and set(value) == {SIDE_FILE_KEY, "bytes"}
+                and isinstance(value[SIDE_FILE_KEY], str)):
+            return value
+        digest = value[SIDE_FILE_KEY]
+        if digest in self._side_values:
+            return self._side_values[digest]
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ReplayError(f"invalid side-file reference {digest!r}")
+        problems = []
+        for directory in self.side_dirs:
+            path = directory / f"{digest}.json"
+            try:
+                text = path.read_bytes()
+            except FileNotFoundError:
+                problems.append(f"{path}: missing")
+                continue
+            except OSError as exc:
+                problems.append(f"{path}: {exc.strerror}")
+                continue
+            if hashlib.sha256(text).hexdigest() != digest:
+                raise ReplayError(f"side file {path} does not match its name (it was changed)")
+            self._side_values[digest] = json.loads(text.decode("utf-8"))
+            return self._side_values[digest]
+        raise ReplayError(f"the recorded value is in a side file that cannot be read ({'; '.join(problems)})")
+
+
+def find_notebook(name: str, session_id: str, directory: Path) -> tuple[Path, dict[str, Any]]:
+    """The recording: ``directory/name``, else another notebook there recording ``session_id``.
+
+    The notebook may have been renamed or copied (papermill writes an
+    output notebook; the input keeps the recording either way).
+    """
+    candidates = [directory / name] if name else []
+    try:
+        candidates += sorted(p for p in directory.glob("*.ipynb") if p.name != name)
+    except OSError:
+        pass
+    seen = []
+    for path in candidates:
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        session = (((document.get("metadata") or {}).get(METADATA_KEY) or {}).get("session") or {}
+                   if isinstance(document, dict) else {})
+        found = session.get("session_id") if isinstance(session, dict) else None
+        if found == session_id:
+            return path, document
+        seen.append(path.name)
+    raise ReplayError(f"no notebook recording session {session_id} in {directory} (looked for {name!r}"
+                      f"{'; other notebooks: ' + ', '.join(seen) if seen else ''}). Jupyter tools start the kernel "
+                      "in the notebook's directory: run them on the recorded notebook, with its side files next to it")
+
+
+# -- the bridge -------------------------------------------------------------------------------
+
+
+class RecordingBridge:
+    """A local bridge (see :class:`kernel_agent.kernel.sdk.Bridge`) that answers from a recording."""
+
+    def __init__(self, recording: Recording) -> None:
+        self.recording = recording
+        self.current: int | None = None  # the recorded cell the running cell was matched to
+        self._next_cell = 0
+        self._lock = threading.Lock()
+        self.unrecorded: list[tuple[str, Any]] = []  # calls answered "not in the recording"
+        self.progress: list[dict[str, Any]] = []
+        self.final_answers: list[Any] = []
+
+    def begin_cell(self, source: str) -> None:
+        """A cell starts: match it to the next recorded code cell with this source (if any)."""
+        wanted = source.rstrip()
+        with self._lock:
+            self.current = None
+            for index in range(self._next_cell, len(self.recording.cells)):
+                if self.recording.cells[index].source.rstrip() == wanted:
+                    self.current, self._next_cell = index, index + 1
+                    return
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> Any:
+        """Answer a call with its recorded result, or raise its recorded error."""
+        data, _buffers = wire.encode(arguments)
+        wanted = _canonical(json.loads(json.dumps(data)))
+        unreadable: list[str] = []
+        with self._lock:
+            call = self._take(tool, wanted, unreadable)
+            if call is None:
+                self.unrecorded.append((tool, data))
+        if call is None:
+            unreadable = list(dict.fromkeys(unreadable))
+            also = f" ({len(unreadable)} recorded call(s) of {tool} could not be compared: {unreadable[0]})" \
+                if unreadable else ""
+            raise sdk.ToolError(tool, f"this call is {NOT_RECORDED}: the recorded session made no (further) call "
+                                f"of {tool} with these arguments, so re-executing the notebook cannot answer it"
+                                f"{also}", kind="error")
+        return self._outcome(call)
+
+    async def call_async(self, tool: str, arguments: dict[str, Any]) -> Any:
+        """The same as :meth:`call` (answers are local, nothing to wait for)."""
+        return self.call(tool, arguments)
+
+    def notify(self, kind: str, payload: dict[str, Any]) -> None:
+        """progress() and final_answer(): accepted silently (kept on the bridge)."""
+        if kind == "final_answer":
+            self.final_answers.append(payload.get("value"))
+        elif kind == "progress":
+            self.progress.append(payload)
+
+    def _take(self, tool: str, wanted: str, unreadable: list[str]) -> RecordedCall | None:
+        recording = self.recording
+        pools = []
+        if self.current is not None:
+            pools.append(recording.cells[self.current].calls)
+        pools.append(recording.calls)
+        for pool in pools:
+            for call in pool:
+                if call.answered or call.tool != tool:
+                    continue
+                try:
+                    arguments = recording.resolve(call.arguments)
+                except ReplayError as exc:
+                    unreadable.append(str(exc))  # an unreadable side file: cannot be matched
+                    continue
+                if _canonical(arguments) == wanted:
+                    call.answered = True
+                    return call
+        return None
+
+    def _outcome(self, call: RecordedCall) -> Any:
+        tool = call.tool
+        if call.status != "ok":
+            details = call.error.get("details")
+            try:
+                details = wire.decode(details)
+            except wire.DecodeError:
+                pass
+            kind = str(call.error.get("kind", call.status))
+            error_class = sdk.ERROR_KINDS.get(kind, sdk.ToolError)
+            raise error_class(tool, str(call.error.get("message", "the tool failed")), kind=kind, details=details)
+        try:
+            value = self.recording.resolve(call.result)
+        except ReplayError as exc:
+            raise sdk.ToolError(tool, f"the recorded result cannot be served: {exc}", kind="error") from None
+        try:
+            return wire.decode(value)
+        except wire.DecodeError as exc:
+            if "'bytes'" in str(exc):
+                message = ("the recorded result holds bytes, whose content the recording does not keep "
+                           "(binary buffers are not recorded), so it cannot be served")
+            else:
+                message = f"the recorded result cannot be decoded: {exc}"
+            raise sdk.ToolError(tool, message, kind="error") from None
+
+
+# -- installing it in the kernel ------------------------------------------------------------------
+
+_served: tuple[RecordingBridge, Callable[[Any], None]] | None = None
+
+
+def serve_recording(notebook: str, session_id: str) -> None:
+    """Answer this kernel's tool calls from the recording in ``notebook`` (the setup cell calls this).
+
+    Puts the session's ``tools`` (and ``progress``, ``final_answer``, the
+    ToolError family) into the user namespace. Prints nothing. Refuses when
+    a kernel-agent host is attached: a live session's tools run on its host.
+    """
+    global _served
+    from IPython import get_ipython
+
+    if not isinstance(sdk._bridge, (sdk._Detached, RecordingBridge)):
+        raise ReplayError("a kernel-agent host is attached to this kernel: its tools run on the host, "
+                          "so the recording is not served (a session never runs the setup cell)")
+    directory = Path(os.getcwd())
+    path, document = find_notebook(notebook, session_id, directory)
+    side_dirs = list(dict.fromkeys([path.with_name(f"{path.stem}.files"),
+                                    directory / f"{Path(notebook).stem}.files"]))
+    recording = Recording(document, side_dirs)
+    tools = sdk.build_tools(recording.sdk_modules)
+    bridge = RecordingBridge(recording)
+
+    shell = get_ipython()
+    if shell is None:
+        raise ReplayError("serve_recording runs in an IPython kernel (the setup cell of a recorded notebook)")
+    if _served is not None:
+        try:
+            shell.events.unregister("pre_run_cell", _served[1])
+        except ValueError:
+            pass
+
+    def before_cell(info: Any) -> None:
+        bridge.begin_cell(str(getattr(info, "raw_cell", "") or ""))
+
+    shell.events.register("pre_run_cell", before_cell)
+    _served = (bridge, before_cell)
+    sdk.attach(bridge)
+    shell.user_ns.update({
+        "tools": tools,
+        "progress": sdk.progress,
+        "final_answer": sdk.final_answer,
+        "ToolError": sdk.ToolError,
+        "ToolValidationError": sdk.ToolValidationError,
+        "ToolDenied": sdk.ToolDenied,
+        "ToolTimeoutError": sdk.ToolTimeoutError,
+    })
+
+
+def served() -> RecordingBridge | None:
+    """The bridge serving the recording in this kernel, if :func:`serve_recording` ran."""
+    return _served[0] if _served is not None else None
