@@ -69,6 +69,7 @@ class Session:
         notebook: str | os.PathLike[str] | None | bool = None,
         audit_key: bytes | str | None = None,
         record_metadata: dict[str, Any] | None = None,
+        restore_on_death: bool = False,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.policy = policy or SandboxPolicy()
@@ -94,6 +95,11 @@ class Session:
         self._record_metadata = dict(record_metadata or {})
         self.recorder: Recorder | None = None
         self.resume_differences: list[str] = []
+        # Off by default: restoring re-runs earlier cells (their workspace writes happen again),
+        # takes as long as they did, and a memory-limit death would likely recur.
+        self.restore_on_death = restore_on_death
+        self._history: list[CellResult] = []  # cells since the kernel state was last fresh
+        self._restoring = False
         self.totals = {"cells": 0, "errors": 0, "timeouts": 0, "kernel_deaths": 0, "tool_calls": 0,
                        "tool_errors": 0, "seconds_in_cells": 0.0}
         self.bridge = ToolBridge(
@@ -336,6 +342,10 @@ class Session:
         async with self._lock:
             kernel = self._require_kernel()
             result = await self._run_cell(kernel, code, limit)
+            if result.state_lost:
+                self._history.clear()
+            elif result.status is not CellStatus.KERNEL_DIED and not result.kernel_restarted:
+                self._history.append(result)
             self._count(result)
             if self.recorder is not None:
                 # The journal is fsynced per cell: in a worker thread, so other sessions'
@@ -414,6 +424,7 @@ class Session:
         timeout: float | None,
     ) -> CellResult:
         restarted = False
+        lost = True  # when restarted: unless the state is restored
         error = collector.error
         if status == "replied":
             content = reply.result()["content"]
@@ -437,9 +448,16 @@ class Session:
                                   evalue=f"The cell ran past its {timeout} s timeout and did not stop within "
                                          f"{self.interrupt_grace} s of an interrupt, so its kernel was killed. "
                                          "A fresh kernel was started; variables from earlier cells are lost.")
+            log = self.bridge.end_cell()
             await self._replace_kernel()
             restarted = True
-        log = self.bridge.end_cell()
+            if self.restore_on_death and not self._restoring and await self._restore_state():
+                lost = False
+                error = CellError(ename=error.ename, evalue=error.evalue.replace(
+                    "variables from earlier cells are lost.",
+                    "the earlier cells were re-run with their recorded tool results, so their state is back."))
+        if not restarted:
+            log = self.bridge.end_cell()
         return CellResult(
             code=code,
             status=cell_status,
@@ -449,13 +467,40 @@ class Session:
             duration=time.monotonic() - started,
             timed_out=timed_out,
             kernel_restarted=restarted,
-            state_lost=restarted,
+            state_lost=restarted and lost,
             dropped_output_bytes=collector.dropped_bytes,
             tool_calls=log.calls,
             progress=log.progress,
             final_answer=log.final_answers[-1] if log.final_answers else None,
             has_final_answer=bool(log.final_answers),
         )
+
+    async def _restore_state(self) -> bool:
+        """Re-run the cells since the last fresh state in the new kernel, tools answered from their records."""
+        from kernel_agent.replay import RecordedCell, RecordedTools, recorded_tools
+        from kernel_agent.tools.registry import ToolRegistry
+
+        server = RecordedTools()
+        live = self.registry
+        self.registry = ToolRegistry(recorded_tools([_tool_definition(t) for t in live], server))
+        self._restoring = True
+        try:
+            for index, past in enumerate(self._history):
+                server.begin_cell(RecordedCell(
+                    index=index, seq=None, source=past.code, status=past.status.value, outputs=past.outputs,
+                    calls=[call.model_dump(mode="json") for call in past.tool_calls],
+                    final_answer=(past.has_final_answer, past.final_answer), duration=past.duration,
+                    timed_out=past.timed_out))
+                try:
+                    again = await self._run_cell(self._require_kernel(), past.code, self.default_timeout)
+                finally:
+                    server.end_cell()
+                if again.kernel_restarted:
+                    return False
+            return True
+        finally:
+            self._restoring = False
+            self.registry = live
 
     # -- description ----------------------------------------------------------
 

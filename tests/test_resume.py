@@ -90,3 +90,21 @@ async def test_resume_refuses_other_tools(workspace: Path) -> None:
 
     with pytest.raises(RecordingError, match="not the ones this session was recorded with"):
         await Session.resume(notebook, tools=[add])
+
+
+async def test_restore_on_death_rebuilds_state_from_the_session_so_far(workspace: Path) -> None:
+    """With restore_on_death, a kernel death re-runs earlier cells (tools answered from their records)."""
+    CALLS.clear()
+    async with Session(workspace, tools=[add], notebook=False, restore_on_death=True) as session:
+        await session.execute("x = tools.add(a=2, b=3)")
+        await session.execute("y = x * 2")
+        died = await session.execute("import os\nos._exit(9)")
+        assert died.kernel_restarted and not died.state_lost
+        assert "state is back" in died.error.evalue  # type: ignore[union-attr]
+        assert (await session.execute("x, y")).result == "(5, 10)"
+        assert CALLS == [(2, 3)]  # the tool ran once: the restore used the recorded result
+        assert (await session.execute("tools.add(a=1, b=1)")).result == "2"  # live tools again
+    async with Session(workspace, tools=[add], notebook=False) as default:
+        await default.execute("x = 1")
+        died = await default.execute("import os\nos._exit(9)")
+        assert died.state_lost  # off by default
