@@ -12,6 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from kernel_agent.tools.calls import ProgressEvent, ToolCall
 
 DEFAULT_MAX_OUTPUT_BYTES = 2 * 1024**2
+#: The msg_type of a note that output addressed to a cell was lost in transit. Its content:
+#: ``reason`` (what happened, for the marker) and ``min_bytes`` (how much at least; counted as dropped).
+#: The connection sends one to every request in flight when the kernel cut the iopub connection with a
+#: message over the host's size limit.
+OUTPUT_LOST = "kernel_agent.output_lost"
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -105,7 +110,16 @@ def _output_from_message(msg_type: str, content: dict[str, Any]) -> dict[str, An
 
 
 def _size(output: dict[str, Any]) -> int:
+    """What a rich output costs (only when its message size is unknown: the connection gives it)."""
     return len(json.dumps(output, ensure_ascii=False))
+
+
+def _public(output: dict[str, Any]) -> dict[str, Any]:
+    """An output as nbformat has it, without the collector's bookkeeping keys."""
+    public = {key: value for key, value in output.items() if key not in ("_display_id", "_texts")}
+    if "_texts" in output:
+        public["text"] = "".join(output["_texts"])
+    return public
 
 
 class OutputCollector:
@@ -114,6 +128,9 @@ class OutputCollector:
     Consecutive stream messages are merged (as nbclient does), ``clear_output``
     and ``update_display_data`` are honoured, and everything past the cap is
     counted instead of kept so that an output flood cannot grow host memory.
+    The connection asks :meth:`wants_content` before it verifies or parses a
+    large message, so output past the cap costs the host only its frame
+    lengths.
     """
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
@@ -123,14 +140,24 @@ class OutputCollector:
         self.dropped_bytes = 0
         self.execution_count: int | None = None
         self.error: CellError | None = None
+        #: How often output addressed to this cell was lost in transit (see :data:`OUTPUT_LOST`).
+        self.output_lost = 0
+        self._loss_reasons: list[str] = []
         self._clear_on_next = False
 
     def wants_content(self, size: int) -> bool:
-        """Whether a message of ``size`` bytes can still be kept (used before parsing it)."""
-        if self.kept_bytes + size <= self.max_bytes or size <= 4096:
+        """Whether a message of ``size`` bytes is worth verifying and parsing; if not, it is counted as dropped.
+
+        A message that fits the room left is wanted. One that does not is
+        still wanted while it is at most one cap larger than the room (a
+        stream message is cut at the cap, so its first part is kept); the
+        host never parses more than twice the cap to keep a cap's worth.
+        """
+        room = self.max_bytes - self.kept_bytes
+        if size <= max(room, 4096):
             return True
-        if self.kept_bytes < self.max_bytes:
-            return True  # parse it to keep the part that still fits
+        if room > 0 and size <= room + self.max_bytes:
+            return True
         self.dropped_bytes += size
         return False
 
@@ -138,7 +165,14 @@ class OutputCollector:
         """Take one iopub message addressed to this cell."""
         msg_type = message["header"]["msg_type"]
         content = message["content"]
-        if "__dropped_bytes__" in content:
+        if not isinstance(content, dict) or "__dropped_bytes__" in content:
+            return
+        if msg_type == OUTPUT_LOST:
+            self.output_lost += 1
+            reason = str(content.get("reason") or "output sent by the kernel did not reach the host")
+            if reason not in self._loss_reasons:
+                self._loss_reasons.append(reason)
+            self.dropped_bytes += max(0, int(content.get("min_bytes", 0)))
             return
         if msg_type == "execute_input":
             self.execution_count = content.get("execution_count")
@@ -162,9 +196,9 @@ class OutputCollector:
         if msg_type == "display_data" and (display_id := content.get("transient", {}).get("display_id")):
             output.setdefault("metadata", {})
             output["_display_id"] = display_id
-        self._keep(output)
+        self._keep(output, message.get("size"))
 
-    def _keep(self, output: dict[str, Any]) -> None:
+    def _keep(self, output: dict[str, Any], message_size: int | None = None) -> None:
         room = self.max_bytes - self.kept_bytes
         if output["output_type"] == "stream":
             text: str = output["text"]
@@ -176,11 +210,11 @@ class OutputCollector:
             self.kept_bytes += len(text)
             last = self.outputs[-1] if self.outputs else None
             if last and last["output_type"] == "stream" and last["name"] == output["name"]:
-                last["text"] += text
+                last["_texts"].append(text)  # joined once in finish(): `+=` here would be quadratic
             else:
-                self.outputs.append({"output_type": "stream", "name": output["name"], "text": text})
+                self.outputs.append({"output_type": "stream", "name": output["name"], "_texts": [text]})
             return
-        size = _size(output)
+        size = message_size if message_size is not None else _size(output)
         if size > room and output["output_type"] != "error":
             self.dropped_bytes += size
             return
@@ -201,8 +235,15 @@ class OutputCollector:
 
     def finish(self) -> list[dict[str, Any]]:
         """The final outputs, with a marker where output was dropped."""
-        outputs = [{k: v for k, v in o.items() if k != "_display_id"} for o in self.outputs]
-        if self.dropped_bytes:
+        outputs = [_public(output) for output in self.outputs]
+        if self.output_lost:
+            outputs.append({
+                "output_type": "stream",
+                "name": "stderr",
+                "text": (f"\n[kernel-agent: output lost: {'; '.join(self._loss_reasons)}. At least "
+                         f"{self.dropped_bytes:,} bytes dropped (max_output_bytes is {self.max_bytes:,})]\n"),
+            })
+        elif self.dropped_bytes:
             outputs.append({
                 "output_type": "stream",
                 "name": "stderr",

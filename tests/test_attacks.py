@@ -1569,27 +1569,12 @@ async def test_output_flood_does_not_balloon_host_memory(print_flood: FloodOutco
     assert_host_healthy(host_baseline)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "HOLE (silent output loss): ipykernel coalesces the flood into iopub messages larger than the host's 64 MiB "
-    "zmq MAXMSGSIZE; zmq drops them (and the connection) below Python, so the result has no output, no truncation "
-    "marker and dropped_output_bytes == 0. Fix: watch the iopub socket with a zmq monitor; on EVENT_DISCONNECTED "
-    "mark the running cell's output as lost (count it, add the marker) and reconnect; and cap the kernel's "
-    "OutStream buffer/flush size in AgentKernel so accidental floods arrive as countable messages."))
 @module_loop
 async def test_output_flood_loss_is_reported(print_flood: FloodOutcome) -> None:
     """Attack: `while True: print('x' * 10**6)`. The result must say that output was dropped (dropped_output_bytes)."""
     assert print_flood.cell.dropped_output_bytes > 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "HOLE (host DoS): each iopub message up to 64 MiB is HMAC-checked, JSON-parsed and re-serialised (_size) "
-    "synchronously on the host's event loop, and the reader loop never yields while messages are queued "
-    "(awaiting an already-complete recv future does not yield), so a kernel sending 60 MB messages stalls the "
-    "host's loop for seconds per message: cell timeouts are not enforced and every other session in the process "
-    "freezes. Fix: `await asyncio.sleep(0)` after each message in KernelConnection._read; lower the iopub "
-    "MAXMSGSIZE to about max_output_bytes + 1 MiB; decide to drop by frame size before verifying/parsing "
-    "(wants_content must refuse messages bigger than the remaining room); never json.dumps outputs just to size "
-    "them."))
 @module_loop
 async def test_huge_output_messages_do_not_stall_the_host(message_flood: FloodOutcome) -> None:
     """Attack: four 60 MB display messages. The host's event loop keeps running and the 3 s timeout is enforced."""
@@ -1609,13 +1594,6 @@ for _ in range(16):
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "HOLE (host memory): the host's iopub SUB socket queues up to RCVHWM=64 messages of up to MAXMSGSIZE=64 MiB "
-    "inside the host process (up to 4 GiB per session), and each one being handled is copied again. A kernel that "
-    "re-sends one signed 60 MB message 16 times (faster than the host can HMAC-verify them) raises the host's RSS "
-    "by about 850 MB. Fix: iopub MAXMSGSIZE about max_output_bytes + 1 MiB (with reconnect on oversize, see the "
-    "oversized-message hole) and a small iopub RCVHWM (e.g. 8), so the host never buffers more than ~10x the "
-    "output cap per session; drop over-cap messages by frame length without copying them."))
 async def test_huge_output_messages_do_not_balloon_host_memory(tmp_path: Path, host_baseline: HostBaseline) -> None:
     """Attack: re-send one signed 60 MB iopub message 16 times. The host's peak RSS grows by less than 300 MB."""
     flood = await _flood(tmp_path, RAW_IOPUB_FLOOD, timeout=10)
@@ -1625,12 +1603,6 @@ async def test_huge_output_messages_do_not_balloon_host_memory(tmp_path: Path, h
     assert flood.peak_rss_growth < 300 * MiB, f"host RSS peaked {flood.peak_rss_growth / MiB:.0f} MB up"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "HOLE (session DoS): one iopub message over the 64 MiB MAXMSGSIZE makes libzmq drop the host's iopub "
-    "connection as a protocol error, and libzmq never reconnects after a protocol error: every later cell of the "
-    "session returns status ok with no output at all (each after the 2 s iopub settle timeout), silently. Fix: "
-    "monitor the iopub socket (socket.get_monitor_socket) and on EVENT_DISCONNECTED recreate/reconnect the SUB "
-    "socket, re-prove the subscription, and mark the interrupted cell's output as lost."))
 async def test_oversized_output_message_does_not_break_the_session(
     session: Session, host_baseline: HostBaseline
 ) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+from ipykernel.iostream import OutStream
 from ipykernel.ipkernel import IPythonKernel
 from traitlets import Float
 
@@ -11,10 +13,55 @@ from kernel_agent._version import __version__
 from kernel_agent.kernel import sdk
 
 
+#: stdout and stderr are flushed before more than this many characters are waiting, so that no
+#: stream message comes near the host's iopub message limit (40 MiB; a character is at most 6 bytes
+#: of JSON) and a flood is sent as a steady series of countable messages.
+STREAM_FLUSH_CHARS = 1024**2
+
+
+class CappedOutStream(OutStream):
+    """ipykernel's OutStream, flushed by size as well as by time.
+
+    ipykernel buffers stream output and flushes it every 0.2 s, however much
+    was written, so ``while True: print('x' * 10**6)`` became messages of
+    hundreds of MB that the host refuses (its iopub limit is 40 MiB). Here a
+    write that would take the pending output past :data:`STREAM_FLUSH_CHARS`
+    flushes first (a long string in pieces), and ``flush()`` waits for the
+    IOPub thread: a flood leaves as a steady series of messages of at most
+    about 1 MiB, which the host counts past the cell's output cap, paced by
+    what the kernel can send, and an interrupt finds the writer waiting in
+    Python. A courtesy to well-meaning code: the host does not rely on it.
+    """
+
+    _pending_chars = 0  # written since the last size-triggered flush (the timed flush does not reset it)
+
+    def write(self, string: str) -> int | None:  # type: ignore[override]
+        if not isinstance(string, str) or self._pending_chars + len(string) <= STREAM_FLUSH_CHARS:
+            self._pending_chars += len(string) if isinstance(string, str) else 0
+            return super().write(string)
+        for start in range(0, len(string), STREAM_FLUSH_CHARS):
+            piece = string[start : start + STREAM_FLUSH_CHARS]
+            if self._pending_chars + len(piece) > STREAM_FLUSH_CHARS:
+                self._pending_chars = 0
+                self.flush()
+            super().write(piece)
+            self._pending_chars += len(piece)
+        return len(string)
+
+
+def cap_output_streams() -> None:
+    """Make the kernel's stdout and stderr (ipykernel OutStreams) flush by size (see CappedOutStream)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if type(stream) is OutStream:
+            stream.__class__ = CappedOutStream
+
+
 class AgentKernel(IPythonKernel):
     """IPython kernel used by every kernel-agent session.
 
-    Two additions: tool-bridge replies are taken off the shell channel before
+    Three additions: stdout and stderr flush by size (:class:`CappedOutStream`),
+    tool-bridge replies are taken off the shell channel before
     ipykernel routes it (see :mod:`kernel_agent.kernel.bridge`), and the
     model-facing names (``tools``, ``progress``, ``final_answer``, the
     ``ToolError`` family) exist from the start, so that a kernel opened
@@ -33,6 +80,7 @@ class AgentKernel(IPythonKernel):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        cap_output_streams()  # IPKernelApp made them (init_io) before it made the kernel
         self.shell.user_ns.update({
             "tools": sdk.build_tools({}),
             "progress": sdk.progress,
