@@ -19,7 +19,14 @@ from types import TracebackType
 from typing import Any
 
 from kernel_agent._version import __version__
-from kernel_agent.cell import DEFAULT_MAX_OUTPUT_BYTES, CellError, CellResult, CellStatus, OutputCollector
+from kernel_agent.cell import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    OUTPUT_LOST,
+    CellError,
+    CellResult,
+    CellStatus,
+    OutputCollector,
+)
 from kernel_agent.errors import (
     KernelStartError,
     RecordingError,
@@ -385,7 +392,7 @@ class Session:
             if status == "timeout":
                 status = "stuck"
         if status == "replied":
-            await self._settle_iopub(kernel, request.idle)
+            await self._settle_iopub(request.idle, collector)
         kernel.connection.forget(request) if kernel.connection is not None else None
         return await self._finish(kernel, code, collector, request.reply, status, timed_out, started, timeout)
 
@@ -406,11 +413,14 @@ class Session:
                 return "died", False
 
     @staticmethod
-    async def _settle_iopub(kernel: KernelProcess, idle: asyncio.Event) -> None:
+    async def _settle_iopub(idle: asyncio.Event, collector: OutputCollector) -> None:
+        """Wait briefly for the outputs still in flight after the reply; say so if they never come."""
         try:
             await asyncio.wait_for(idle.wait(), _IOPUB_SETTLE_SECONDS)
         except asyncio.TimeoutError:
-            pass  # outputs lost in transit (an oversized message); the reply is authoritative
+            collector.add({"header": {"msg_type": OUTPUT_LOST}, "content": {
+                "reason": f"output still in transit {_IOPUB_SETTLE_SECONDS:.0f} s after the cell finished was not "
+                          "waited for", "min_bytes": 0}})
 
     async def _finish(
         self,
