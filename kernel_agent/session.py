@@ -138,18 +138,25 @@ class Session:
             self._workspace = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-workspace-"))
         elif not self._workspace.is_dir():
             raise WorkspaceError(f"workspace {self._workspace} does not exist or is not a directory; create it first")
+        notebook = self.notebook
+        if notebook is not None and not notebook.parent.is_dir():
+            raise RecordingError(f"the notebook's directory {notebook.parent} does not exist; create it first")
         try:
             await self._prepare_tools()
             self._kernel = await self._launch()
+            self.started_at = time.time()
+            self._start_recording()
         except BaseException:
+            # Nothing half-started survives a failed start: kernel, MCP servers, temporary workspace.
+            kernel, self._kernel = self._kernel, None
+            if kernel is not None:
+                await kernel.kill()
             await self._close_servers()
             if self._owns_workspace:
                 shutil.rmtree(self._workspace, ignore_errors=True)
                 self._workspace = None
             raise
-        self.started_at = time.time()
         self._warn_if_unconfined()
-        self._start_recording()
         return self
 
     @property
@@ -169,8 +176,6 @@ class Session:
         path = self.notebook
         if path is None:
             return
-        if not path.parent.is_dir():
-            raise RecordingError(f"the notebook's directory {path.parent} does not exist")
         from kernel_agent.tools.sdkgen import sdk_hash
 
         metadata = self.metadata()

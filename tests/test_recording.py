@@ -13,6 +13,9 @@ import nbformat
 import pytest
 
 from kernel_agent import Session, tool
+from kernel_agent.errors import RecordingError
+
+from .conftest import sandbox_processes
 from kernel_agent.record import format as fmt
 from kernel_agent.record.journal import journal_path_for
 from kernel_agent.record.recorder import side_files_dir
@@ -187,8 +190,9 @@ async def test_where_sessions_are_recorded(workspace: Path) -> None:
         assert temporary.notebook is None
     async with Session(workspace, notebook=False) as off:
         assert off.notebook is None
-    with pytest.raises(Exception, match="does not exist"):
+    with pytest.raises(RecordingError, match="does not exist"):
         await Session(workspace, notebook=workspace / "missing-dir" / "x.ipynb").start()
+    assert sandbox_processes(workspace) == []  # a failed start leaves no kernel behind
 
 
 async def test_recording_survives_kernel_death(workspace: Path) -> None:
