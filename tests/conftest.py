@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -40,3 +43,30 @@ def sandbox_processes(run_dir: Path | None = None) -> list[int]:
         if marker in cmdline and int(entry.name) != os.getpid():
             found.append(int(entry.name))
     return found
+
+
+class LoopStallMonitor:
+    """The longest time the host's event loop could not run a task (beyond the tick's own sleep)."""
+
+    def __init__(self, tick: float = 0.02) -> None:
+        self.tick = tick
+        self.max_gap = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self.tick)
+            now = time.monotonic()
+            self.max_gap = max(self.max_gap, now - last - self.tick)
+            last = now
+
+    async def __aenter__(self) -> LoopStallMonitor:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

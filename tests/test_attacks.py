@@ -50,7 +50,7 @@ import kernel_agent
 from kernel_agent import CellResult, CellStatus, ResourceLimits, SandboxPolicy, Session
 from kernel_agent.sandbox.provisioner import SandboxProvisioner
 
-from .conftest import sandbox_processes
+from .conftest import LoopStallMonitor, sandbox_processes
 
 MiB = 1024**2
 SECRET_ENV_NAME = "ANTHROPIC_API_KEY"
@@ -309,32 +309,6 @@ class PeakRss:
     @property
     def growth(self) -> int:
         return self.peak - self.start
-
-
-class LoopStallMonitor:
-    """Measures the longest time the host's event loop could not run a task."""
-
-    def __init__(self) -> None:
-        self.max_gap = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _tick(self) -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0.02)
-            now = time.monotonic()
-            self.max_gap = max(self.max_gap, now - last - 0.02)
-            last = now
-
-    async def __aenter__(self) -> LoopStallMonitor:
-        self._task = asyncio.create_task(self._tick())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
 
 # --------------------------------------------------------------------------

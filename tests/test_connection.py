@@ -8,7 +8,6 @@ socket, as hostile code in a cell can.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import threading
 import time
@@ -22,6 +21,8 @@ from kernel_agent.cell import OUTPUT_LOST, OutputCollector
 from kernel_agent.connection import MAX_IOPUB_MESSAGE_BYTES, KernelConnection
 from kernel_agent.kernel.agent_kernel import STREAM_FLUSH_CHARS
 from kernel_agent.tools.tool import tool
+
+from .conftest import LoopStallMonitor
 
 MiB = 1024**2
 # Session waits this long for a cell's iopub idle status when it is missing (session._IOPUB_SETTLE_SECONDS).
@@ -45,32 +46,6 @@ def connection_of(session: Session) -> KernelConnection:
     kernel = session._kernel
     assert kernel is not None and kernel.connection is not None
     return kernel.connection
-
-
-class LoopTicks:
-    """The longest delay a task on the host's event loop saw beyond its 10 ms sleep."""
-
-    def __init__(self) -> None:
-        self.max_gap = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _tick(self) -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0.01)
-            now = time.monotonic()
-            self.max_gap = max(self.max_gap, now - last - 0.01)
-            last = now
-
-    async def __aenter__(self) -> LoopTicks:
-        self._task = asyncio.create_task(self._tick())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
 
 class PeakRss:
@@ -199,7 +174,7 @@ async def test_a_kernel_death_is_not_reported_as_lost_output(session: Session) -
 )
 async def test_large_output_messages_do_not_stall_the_host(session: Session, msg_type: str, content: str) -> None:
     """Four signed 35 MB output messages (under the iopub cap): dropped by their length, never parsed."""
-    async with LoopTicks() as ticks:
+    async with LoopStallMonitor(tick=0.01) as ticks:
         with PeakRss() as rss:
             cell = await session.execute(raw_messages(msg_type, content, 4), timeout=30)
     assert cell.status is CellStatus.OK
@@ -214,7 +189,7 @@ async def test_large_output_messages_do_not_stall_the_host(session: Session, msg
 async def test_large_comm_messages_hold_the_loop_one_at_a_time(session: Session) -> None:
     """Comm messages are always verified and parsed (the bridge needs them); the loop runs between 35 MB ones."""
     comm = "{'comm_id': 'not-the-bridge', 'data': {'type': 'call', 'padding': 'x' * 35_000_000}}"
-    async with LoopTicks() as ticks:
+    async with LoopStallMonitor(tick=0.01) as ticks:
         cell = await session.execute(raw_messages("comm_msg", comm, 4), timeout=60)
     assert cell.status is CellStatus.OK
     assert ticks.max_gap < 1.5, f"the host's event loop stalled for {ticks.max_gap:.2f} s"

@@ -81,15 +81,7 @@ class AgentKernel(IPythonKernel):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         cap_output_streams()  # IPKernelApp made them (init_io) before it made the kernel
-        self.shell.user_ns.update({
-            "tools": sdk.build_tools({}),
-            "progress": sdk.progress,
-            "final_answer": sdk.final_answer,
-            "ToolError": sdk.ToolError,
-            "ToolValidationError": sdk.ToolValidationError,
-            "ToolDenied": sdk.ToolDenied,
-            "ToolTimeoutError": sdk.ToolTimeoutError,
-        })
+        self.shell.user_ns.update(sdk.model_names(sdk.build_tools({})))
 
     async def shell_channel_thread_main(self, msg: list[Any]) -> None:
         """Deliver bridge replies on the shell-channel thread; route everything else as ipykernel does.

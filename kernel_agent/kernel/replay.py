@@ -333,15 +333,7 @@ def serve_recording(notebook: str, session_id: str) -> None:
     shell.events.register("pre_run_cell", before_cell)
     _served = (bridge, before_cell)
     sdk.attach(bridge)
-    shell.user_ns.update({
-        "tools": tools,
-        "progress": sdk.progress,
-        "final_answer": sdk.final_answer,
-        "ToolError": sdk.ToolError,
-        "ToolValidationError": sdk.ToolValidationError,
-        "ToolDenied": sdk.ToolDenied,
-        "ToolTimeoutError": sdk.ToolTimeoutError,
-    })
+    shell.user_ns.update(sdk.model_names(tools))
 
 
 def served() -> RecordingBridge | None:

@@ -251,3 +251,16 @@ def progress(message: str = "", **fields: Any) -> None:
 def final_answer(value: Any) -> None:
     """Hand the task's answer to the host; the agent loop ends after this cell."""
     _bridge.notify("final_answer", {"value": value})
+
+
+def model_names(tools: Namespace) -> dict[str, Any]:
+    """What the model's code finds in its namespace: ``tools``, ``progress``, ``final_answer``, the errors."""
+    return {
+        "tools": tools,
+        "progress": progress,
+        "final_answer": final_answer,
+        "ToolError": ToolError,
+        "ToolValidationError": ToolValidationError,
+        "ToolDenied": ToolDenied,
+        "ToolTimeoutError": ToolTimeoutError,
+    }
