@@ -463,8 +463,7 @@ class _Verifier:
                 continue
             computed = _link(previous, cell.raw)
             if computed == cell.stored_hash:
-                continue
-            if self._only_ui_metadata_added(previous, cell):
+                self._note_editor_metadata(cell)
                 continue
             if computed is None:
                 why = "cannot be hashed (malformed cell)"
@@ -474,25 +473,19 @@ class _Verifier:
                     why += " (or the session header was changed and the genesis updated to match)"
             self.add(cell.index, "content_changed", "tampered", f"{cell.ref.describe()} {why}", cell)
 
-    def _only_ui_metadata_added(self, previous: str, cell: _Cell) -> bool:
-        """An editor may add UI state (collapsed, trusted, tags...) to a cell's metadata.
+    def _note_editor_metadata(self, cell: _Cell) -> None:
+        """An editor may add UI state (collapsed, trusted, jupyter.source_hidden...) to a verified cell.
 
-        The recorder writes only ``metadata.kernel_agent``, so if the cell
-        hashes correctly with just that, the recorded content is provably
-        unchanged: say which keys were added (a ``note``: some, like
-        ``jupyter.source_hidden``, change what a viewer shows).
+        The chain does not cover it (only our metadata and the tags), so the
+        recorded content is unchanged; say which keys were added, since some
+        change what a viewer shows.
         """
         metadata = cell.raw.get("metadata")
-        if not isinstance(metadata, dict) or set(metadata) == {fmt.METADATA_KEY}:
-            return False
-        stripped = {**cell.raw, "metadata": {fmt.METADATA_KEY: cell.ours}}
-        if _link(previous, stripped) != cell.stored_hash:
-            return False
-        added = ", ".join(sorted(k for k in metadata if k != fmt.METADATA_KEY))
-        self.add(cell.index, "ui_metadata", "note",
-                 f"{cell.ref.describe()} has editor metadata the recording did not write ({added}); "
-                 "the recorded content is unchanged", cell)
-        return True
+        added = sorted(k for k in metadata if k not in (fmt.METADATA_KEY, "tags")) if isinstance(metadata, dict) else []
+        if added:
+            self.add(cell.index, "ui_metadata", "note",
+                     f"{cell.ref.describe()} has editor metadata the recording did not write ({', '.join(added)}); "
+                     "the recorded content is unchanged", cell)
 
     def check_end(self) -> None:
         """The metadata's length and head must describe the last chained cell: else cells are missing or added."""

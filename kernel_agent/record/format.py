@@ -80,23 +80,36 @@ def _join_lines(value: Any) -> Any:
     return "".join(value) if isinstance(value, list) and all(isinstance(v, str) for v in value) else value
 
 
+def _is_json_mime(mime: str) -> bool:
+    # A list of strings is a real value in JSON MIME data, never a split text.
+    return mime == "application/json" or mime.endswith("+json")
+
+
 def normalised_output(output: dict[str, Any]) -> dict[str, Any]:
-    """An output with multi-line strings joined (stream text, MIME data) and transient data dropped."""
+    """An output with multi-line strings joined (stream text, textual MIME data) and transient data dropped."""
     result = dict(output)
     if "text" in result:
         result["text"] = _join_lines(result["text"])
     if isinstance(result.get("data"), dict):
-        result["data"] = {mime: _join_lines(v) for mime, v in result["data"].items()}
+        result["data"] = {mime: v if _is_json_mime(mime) else _join_lines(v) for mime, v in result["data"].items()}
     result.pop("transient", None)
     return result
 
 
 def hashable_cell(cell: dict[str, Any]) -> dict[str, Any]:
-    """The part of a notebook cell the chain covers: everything but its id and its own hash."""
-    metadata = copy.deepcopy(dict(cell.get("metadata") or {}))
-    ours = dict(metadata.get(METADATA_KEY) or {})
+    """The part of a notebook cell the chain covers.
+
+    Its type, source, outputs, execution count, our metadata (without its
+    own hash) and its tags; not its id nor the rest of the cell metadata,
+    which editors change on their own (JupyterLab's collapsed, scrolled,
+    trusted, ...), so opening and saving a notebook keeps it verifiable.
+    """
+    full = dict(cell.get("metadata") or {})
+    ours = copy.deepcopy(dict(full.get(METADATA_KEY) or {}))
     ours.pop("hash", None)
-    metadata[METADATA_KEY] = ours
+    metadata: dict[str, Any] = {METADATA_KEY: ours}
+    if full.get("tags"):
+        metadata["tags"] = list(full["tags"])
     content: dict[str, Any] = {
         "cell_type": cell.get("cell_type"),
         "source": _join_lines(cell.get("source", "")),

@@ -121,9 +121,14 @@ class Recorder:
         if result.status.value == "error":
             # The standard tag: nbclient, nbconvert and nbval re-execute past a cell that raised.
             metadata["tags"] = ["raises-exception"]
+        outputs = list(result.outputs)
+        if result.error is not None and not any(o.get("output_type") == "error" for o in outputs):
+            # Errors the host made up (the kernel died, or was killed after a timeout) are shown too.
+            outputs.append({"output_type": "error", "ename": result.error.ename, "evalue": result.error.evalue,
+                            "traceback": list(result.error.traceback) or [f"{result.error.ename}: {result.error.evalue}"]})
         return self._append({
             "cell_type": "code", "source": result.code, "execution_count": result.execution_count,
-            "outputs": result.outputs, "metadata": metadata,
+            "outputs": outputs, "metadata": metadata,
         })
 
     def close(self, totals: dict[str, Any]) -> None:
