@@ -33,3 +33,57 @@ def test_readme_names_the_two_commands() -> None:
     text = README.read_text()
     assert "./dev.sh example" in text and "./dev.sh test" in text
     assert "./dev.sh test" in (README.parent / ".ci" / "run").read_text()
+
+
+def test_readme_session_is_audited_replayed_and_reexecuted(tmp_path: Path) -> None:
+    """The README's first example leaves a notebook that audits, fails audit after a one-character edit
+    (naming the cell), replays faithfully and re-executes under nbclient with the kernelspec."""
+    import json
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from kernel_agent.kernelspec import install_kernelspec
+
+    (tmp_path / "work").mkdir()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    first = subprocess.run([sys.executable, "-c", PYTHON_BLOCKS[0]], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    (notebook,) = (tmp_path / "work").glob("kernel-agent-*.ipynb")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kernel_agent.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    assert cli("audit", str(notebook)).returncode == 0
+    assert cli("replay", str(notebook)).returncode == 0
+
+    original = notebook.read_text()
+    document = json.loads(original)
+    index = next(i for i, c in enumerate(document["cells"]) if "statistics.mean" in "".join(c["source"]))
+    source = "".join(document["cells"][index]["source"])
+    document["cells"][index]["source"] = source.replace("mean", "meaN", 1)
+    notebook.write_text(json.dumps(document))
+    tampered = cli("audit", str(notebook))
+    assert tampered.returncode == 1 and f"index {index}" in tampered.stdout
+    notebook.write_text(original)
+
+    kernels = Path(install_kernelspec(user=False, prefix=str(tmp_path / "prefix"))).parent
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    recorded = nbformat.read(notebook, as_version=4)
+    executed = nbformat.read(notebook, as_version=4)
+    manager = KernelManager(kernel_name="kernel-agent", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
+    client = NotebookClient(executed, km=manager, kernel_name="kernel-agent", timeout=120, allow_errors=True,
+                            resources={"metadata": {"path": str(notebook.parent)}})
+    try:
+        client.execute(cwd=str(notebook.parent))
+    finally:  # nbclient leaves running a kernel manager it was given
+        if client.kc is not None:
+            client.kc.stop_channels()
+        manager.shutdown_kernel(now=True)
+    streams = lambda nb: [[o.get("text") for o in c.get("outputs", []) if o["output_type"] == "stream"]  # noqa: E731
+                          for c in nb.cells if c.cell_type == "code"]
+    assert streams(executed) == streams(recorded)
