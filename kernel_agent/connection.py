@@ -65,6 +65,7 @@ from kernel_agent.cell import OUTPUT_LOST
 
 Message = dict[str, Any]
 DELIMITER = b"<IDS|MSG>"
+READ_POLL_MS = 500
 COMM_MESSAGE_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 #: Largest frame accepted on shell and control (execute replies carry tracebacks).
 MAX_MESSAGE_BYTES = 64 * 1024**2
@@ -243,7 +244,14 @@ class KernelConnection:
     async def _read(self, socket: zmq.asyncio.Socket, handle: Callable[[list[Any]], Awaitable[None]]) -> None:
         batch: deque[list[Any]] = deque()
         while True:
-            batch.append(await socket.recv_multipart(copy=False))
+            # Readiness is edge-triggered, and these sockets are also written from this loop: a
+            # missed wake-up would strand a message (the class of bug of ipykernel #1554). So the
+            # wait is bounded, and a non-blocking read follows it either way.
+            await socket.poll(timeout=READ_POLL_MS, flags=zmq.POLLIN)
+            try:
+                batch.append(socket.recv_multipart(zmq.NOBLOCK, copy=False).result())
+            except zmq.Again:
+                continue
             # Take what is already queued without waiting (much cheaper than a waiting receive, and it
             # keeps libzmq's small queue from filling during bursts), up to a bounded batch.
             held = _frames_size(batch[0])

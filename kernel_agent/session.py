@@ -404,8 +404,19 @@ class Session:
     async def _await_reply(
         self, kernel: KernelProcess, reply: asyncio.Future[Any], deadline: float | None
     ) -> tuple[str, bool]:
-        """Wait for the reply, the deadline, or the kernel's death, whichever comes first."""
+        """Wait for the reply, the deadline, or the kernel's death, whichever comes first.
+
+        While a reply is overdue the kernel is nudged with a kernel_info
+        request now and then (2, 4, 8 ... 60 s): ipykernel 7's shell stream can
+        miss the wake-up of a request that arrives while it sends a reply
+        (ipykernel #1554), and any later message makes it read what is waiting.
+        """
+        nudge_after, next_nudge = 2.0, time.monotonic() + 2.0
         while True:
+            if time.monotonic() >= next_nudge and kernel.connection is not None:
+                kernel.connection.forget(kernel.connection.send(kernel.connection.shell, "kernel_info_request", {}))
+                nudge_after = min(nudge_after * 2, 60.0)
+                next_nudge = time.monotonic() + nudge_after
             wait = _LIVENESS_POLL_SECONDS
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())

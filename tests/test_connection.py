@@ -268,3 +268,19 @@ async def test_a_burst_of_gathered_tool_calls_completes(workspace: Path) -> None
     assert cell.status is CellStatus.OK, cell.error
     assert cell.result == str(sum(range(1, 5001)))
     assert len(cell.tool_calls) == 5000
+
+
+async def test_overdue_replies_nudge_the_kernel(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cell still running after 2 s gets a kernel_info nudge (against missed wake-ups, ipykernel #1554)."""
+    connection = session._kernel.connection  # type: ignore[union-attr]
+    sent: list[str] = []
+    original = connection.send
+
+    def spy(socket: object, msg_type: str, content: dict[str, object], **options: object) -> object:
+        sent.append(msg_type)
+        return original(socket, msg_type, content, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(connection, "send", spy)
+    result = await session.execute("import time\ntime.sleep(2.6)\n'done'")
+    assert result.result == "'done'"
+    assert sent[0] == "execute_request" and "kernel_info_request" in sent[1:]
