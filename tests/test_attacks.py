@@ -34,7 +34,6 @@ import subprocess
 import sysconfig
 import tempfile
 import textwrap
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -50,7 +49,7 @@ import kernel_agent
 from kernel_agent import CellResult, CellStatus, ResourceLimits, SandboxPolicy, Session
 from kernel_agent.sandbox.provisioner import SandboxProvisioner
 
-from .conftest import LoopStallMonitor, sandbox_processes
+from .conftest import LoopStallMonitor, PeakRss, sandbox_processes
 
 MiB = 1024**2
 SECRET_ENV_NAME = "ANTHROPIC_API_KEY"
@@ -283,32 +282,6 @@ def kill_survivors(procs: list[psutil.Process]) -> None:
 def host_mountinfo() -> list[str]:
     """The host's mount table (mount ids and points, without counters)."""
     return sorted(" ".join(line.split()[:5]) for line in Path("/proc/self/mountinfo").read_text().splitlines())
-
-
-class PeakRss:
-    """Samples this process's RSS from a thread (which an event-loop stall cannot stop)."""
-
-    def __init__(self) -> None:
-        self.process = psutil.Process()
-        self.start = self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.start
 
 
 # --------------------------------------------------------------------------

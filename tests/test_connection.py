@@ -8,12 +8,9 @@ socket, as hostile code in a cell can.
 from __future__ import annotations
 
 import asyncio
-import gc
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from kernel_agent import CellStatus, Session
@@ -22,7 +19,7 @@ from kernel_agent.connection import MAX_IOPUB_MESSAGE_BYTES, KernelConnection
 from kernel_agent.kernel.agent_kernel import STREAM_FLUSH_CHARS
 from kernel_agent.tools.tool import tool
 
-from .conftest import LoopStallMonitor
+from .conftest import LoopStallMonitor, PeakRss
 
 MiB = 1024**2
 # Session waits this long for a cell's iopub idle status when it is missing (session._IOPUB_SETTLE_SECONDS).
@@ -46,34 +43,6 @@ def connection_of(session: Session) -> KernelConnection:
     kernel = session._kernel
     assert kernel is not None and kernel.connection is not None
     return kernel.connection
-
-
-class PeakRss:
-    """This process's peak RSS growth, sampled from a thread (a stalled loop cannot stop it)."""
-
-    def __init__(self) -> None:
-        self._process = psutil.Process()
-        self.start = self.peak = self._process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self._process.memory_info().rss)
-
-    def __enter__(self) -> PeakRss:
-        gc.collect()
-        self.start = self.peak = self._process.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.start
 
 
 # --------------------------------------------------------------------------
