@@ -138,6 +138,31 @@ def encode(value: Any) -> tuple[Any, list[bytes]]:
     return encoder.encode(value), encoder.buffers
 
 
+def keep_key_order(data: Any) -> Any:
+    """Encoded ``data`` in a form that survives JSON writers that sort keys (nbformat, canonical JSON).
+
+    A recording stores tool results inside notebook JSON, which Jupyter
+    rewrites with sorted keys; a replayed tool must still return its dicts
+    in their original order (printing a row would differ otherwise). Dicts
+    and record fields whose keys are not already sorted become ordered
+    ``[key, value]`` pairs, which :func:`decode` reads back the same.
+    """
+    if isinstance(data, list):
+        return [keep_key_order(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    tag = data.get(TAG)
+    if tag is None:
+        if list(data) == sorted(data):
+            return {k: keep_key_order(v) for k, v in data.items()}
+        return {TAG: "dict", "items": [[k, keep_key_order(v)] for k, v in data.items()]}
+    if tag == "record" and isinstance(data.get("fields"), dict):
+        fields = data["fields"]
+        ordered = [[k, keep_key_order(v)] for k, v in fields.items()]
+        return {**data, "fields": ordered if list(fields) != sorted(fields) else dict(ordered)}
+    return {k: keep_key_order(v) if k != TAG else v for k, v in data.items()}
+
+
 class DecodeError(ValueError):
     """The data is not a valid encoding (for example a buffer index out of range)."""
 
@@ -183,7 +208,9 @@ def _decode_tagged(tag: str, data: dict[str, Any], buffers: list[bytes]) -> Any:
     if tag == "dict":
         return {_hashable(decode(k, buffers)): decode(v, buffers) for k, v in data["items"]}
     if tag == "record":
-        return make_record(str(data["name"]), {str(k): decode(v, buffers) for k, v in data["fields"].items()})
+        fields = data["fields"]
+        pairs = fields.items() if isinstance(fields, dict) else fields  # a list of pairs keeps the order
+        return make_record(str(data["name"]), {str(k): decode(v, buffers) for k, v in pairs})
     return _decode_array_like(tag, data, buffers)
 
 

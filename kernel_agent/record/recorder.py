@@ -162,8 +162,12 @@ class Recorder:
         return cell
 
     def _call_metadata(self, call: dict[str, Any]) -> dict[str, Any]:
-        for key in ("arguments", "result"):
-            call[key] = self._maybe_side_file(call.get(key))
+        from kernel_agent import wire
+
+        # A replayed tool must return dicts in their recorded key order; arguments are
+        # only matched, so they stay plain.
+        call["arguments"] = self._maybe_side_file(call.get("arguments"))
+        call["result"] = self._maybe_side_file(wire.keep_key_order(call.get("result")))
         return call
 
     def _maybe_side_file(self, value: Any) -> Any:
