@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     example.add_argument("--timeout", type=float, default=2.0, help="seconds before the runaway cell is interrupted (default: 2)")
     example.set_defaults(handler=lambda a: asyncio.run(_example(a.timeout)))
 
+    from kernel_agent.cli_agent import add_commands
+
+    add_commands(commands)
+
     sdk = commands.add_parser("sdk", help="print the tool SDK and manifest a model would see")
     sdk.add_argument("--tools", action="append", default=[], metavar="MODULE:OBJECT",
                      help="a tool, a list of tools or a ToolRegistry to load (repeatable)")

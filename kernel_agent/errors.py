@@ -10,10 +10,16 @@ the host's own problems::
     │   └── SandboxPolicyError        the policy asks for something impossible
     ├── KernelStartError              the kernel did not come up
     ├── SessionClosedError            the session was closed (or never started)
+    ├── PoolError                     a kernel pool cannot serve the request (closed, or
+    │                                 a workspace or policy its kernels cannot have)
     ├── WorkspaceError                the workspace cannot be used
     ├── ToolDefinitionError           a tool cannot be built from what was given
     ├── McpServerError                an MCP server could not be started or listed
-    └── RecordingError                a notebook or journal cannot be written or read
+    ├── RecordingError                a notebook or journal cannot be written or read
+    └── ModelError                    a language model could not be asked
+        ├── ModelConfigError          unknown provider, bad model spec, missing API key
+        ├── ModelUnreachableError     the provider's server cannot be reached
+        └── ModelResponseError        the provider refused or failed (after its retries)
 
     UnconfinedWarning (a Warning)     a session runs with less confinement than
                                       the default (never silently)
@@ -46,6 +52,10 @@ class SessionClosedError(KernelAgentError):
     """The session is closed (or was never started); start a new one."""
 
 
+class PoolError(KernelAgentError):
+    """A KernelPool cannot serve the request: closed, not started, or a workspace or policy its kernels lack."""
+
+
 class WorkspaceError(KernelAgentError):
     """The workspace directory is missing, not a directory, or not usable."""
 
@@ -60,6 +70,22 @@ class McpServerError(KernelAgentError):
 
 class RecordingError(KernelAgentError):
     """A session notebook or journal cannot be written, or one given to read is unusable (the message says why)."""
+
+
+class ModelError(KernelAgentError):
+    """A language model could not be asked for its next step (the message says why)."""
+
+
+class ModelConfigError(ModelError):
+    """The model spec names an unknown provider, is malformed, or its API key is missing."""
+
+
+class ModelUnreachableError(ModelError):
+    """The provider's server could not be reached (wrong base URL, no network, server down)."""
+
+
+class ModelResponseError(ModelError):
+    """The provider answered with an error (rate limit, overload, bad request) after its own retries."""
 
 
 class UnconfinedWarning(UserWarning):

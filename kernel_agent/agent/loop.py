@@ -1,0 +1,350 @@
+"""The agent loop: the model writes cells, the session runs them, bounded observations go back.
+
+task -> model -> code -> Session.execute -> (tools on the host) -> outputs ->
+observation -> model ... until ``final_answer(value)``, a plain-text answer, or
+a limit. The session records every step into the run's notebook; the loop
+only adds what the session cannot know (the model's messages, each step's
+observation and token usage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from kernel_agent.agent.observation import bound, cell_notes, cell_output_text
+from kernel_agent.agent.prompt import system_prompt
+from kernel_agent.agent.result import AgentResult, Execution, Pricing, Step, StopReason
+from kernel_agent.cell import CellResult
+from kernel_agent.errors import ModelError
+from kernel_agent.models import model_from_spec
+from kernel_agent.models.base import (
+    CODE_TOOL,
+    AssistantTurn,
+    CodeRequest,
+    Model,
+    ModelReply,
+    Observation,
+    ObservationTurn,
+    Turn,
+    Usage,
+    UserTurn,
+    conversation_as_text,
+)
+from kernel_agent.models.fenced import fenced_code
+from kernel_agent.sandbox.policy import SandboxPolicy
+from kernel_agent.session import Session
+from kernel_agent.tools.calls import ProgressEvent
+
+DEFAULT_RUNS_DIR = "kernel-agent-runs"
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """Something a run did, for live display: ``kind`` is one of
+    ``start``, ``reply``, ``cell``, ``progress``, ``answer_rejected``, ``end``."""
+
+    kind: str
+    step: int
+    text: str = ""
+    code: str = ""
+    cell: CellResult | None = None
+    observation: str = ""
+    progress: ProgressEvent | None = None
+    result: AgentResult | None = None
+
+
+@dataclass
+class _Run:
+    """The state of one run in progress (kept so an interrupted run can still report)."""
+
+    task: str
+    started: float
+    conversation: list[Turn] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    answer: Any = None
+    stop: StopReason | None = None
+    error: str | None = None
+
+
+class Agent:
+    """A model working in a sandboxed, recorded kernel with tools, until it answers.
+
+    ``model`` is a :class:`~kernel_agent.models.Model` or a spec string
+    (``anthropic:MODEL``, ``openai:MODEL``, ``openai:MODEL@URL``,
+    ``scripted:PATH``). ``tools`` are what :class:`~kernel_agent.Session`
+    takes. Each run gets its own session, recorded to ``notebook`` (default: in
+    the workspace when one is given, else ``kernel-agent-runs/`` in the current
+    directory; ``False``: not recorded). Limits: ``max_steps`` model replies,
+    ``max_tokens`` in all, ``max_cost`` dollars (with ``pricing``),
+    ``max_seconds`` of wall time. ``observation_limit`` bounds, in
+    characters, what one cell sends back to the model. ``output_type`` (a
+    pydantic model or any type pydantic validates) checks the value given to
+    ``final_answer``; a mismatch goes back to the model. ``on_event`` gets an
+    :class:`AgentEvent` for each step as it happens. ``session_options`` go to
+    the Session (timeouts, tool policy, call budget...).
+    """
+
+    def __init__(
+        self,
+        model: Model | str,
+        tools: Iterable[Any] | Any = (),
+        *,
+        workspace: str | os.PathLike[str] | None = None,
+        notebook: str | os.PathLike[str] | bool | None = None,
+        policy: SandboxPolicy | None = None,
+        max_steps: int = 30,
+        max_tokens: int | None = None,
+        max_cost: float | None = None,
+        pricing: Pricing | None = None,
+        max_seconds: float | None = None,
+        observation_limit: int = 4000,
+        cell_timeout: float = 300.0,
+        output_type: Any = None,
+        instructions: str | None = None,
+        on_event: Callable[[AgentEvent], Any] | None = None,
+        session_options: dict[str, Any] | None = None,
+    ) -> None:
+        if max_cost is not None and pricing is None:
+            raise ValueError("max_cost needs pricing=Pricing(input=..., output=...) (US dollars per million tokens)")
+        if max_steps < 1 or observation_limit < 200:
+            raise ValueError("max_steps must be at least 1 and observation_limit at least 200 characters")
+        self.model = model_from_spec(model)
+        self.tools = list(tools) if isinstance(tools, (list, tuple, set)) else [tools] if tools else []
+        self.workspace = workspace
+        self.notebook = notebook
+        self.policy = policy
+        self.max_steps = max_steps
+        self.max_tokens = max_tokens
+        self.max_cost = max_cost
+        self.pricing = pricing
+        self.max_seconds = max_seconds
+        self.observation_limit = observation_limit
+        self.cell_timeout = cell_timeout
+        self.output_type = output_type
+        self._output_adapter = TypeAdapter(output_type) if output_type is not None else None
+        self.instructions = instructions
+        self.on_event = on_event
+        self.session_options = dict(session_options or {})
+        self.last_result: AgentResult | None = None
+
+    # -- running --------------------------------------------------------------------
+
+    async def run(self, task: str, *, session: Session | None = None) -> AgentResult:
+        """Work on ``task`` until an answer or a limit; the result says which.
+
+        With ``session`` (started), the run uses it and leaves it open;
+        otherwise it makes one and closes it, which finalises the notebook.
+        Cancelling the run (Ctrl-C) closes its session too, keeping the
+        notebook; ``last_result`` then holds what was done, and the
+        cancellation propagates.
+        """
+        run = _Run(task=task, started=time.monotonic())
+        owned = session is None
+        if session is None:
+            session = self._make_session(task, run)
+            await session.start()
+        try:
+            system = system_prompt(session.manifest, observation_limit=self.observation_limit,
+                                   tool_name=CODE_TOOL.name, output_schema=self._output_schema(),
+                                   instructions=self.instructions)
+            session.record_message("task", task)
+            run.conversation.append(UserTurn(task))
+            self._emit(AgentEvent("start", 0, text=task))
+            await self._loop(run, session, system)
+        except asyncio.CancelledError:
+            run.stop, run.error = StopReason.INTERRUPTED, "the run was cancelled"
+            with _suppress_all():
+                session.record_message("message", f"*Run interrupted after {len(run.steps)} step(s).*")
+            raise
+        finally:
+            notebook = session.notebook
+            if owned:
+                await asyncio.shield(session.close())
+            self.last_result = self._result(run, system if "system" in locals() else "", notebook)
+        self._emit(AgentEvent("end", len(run.steps), result=self.last_result))
+        return self.last_result
+
+    async def _loop(self, run: _Run, session: Session, system: str) -> None:
+        while run.stop is None:
+            if (limit := self._limit_reached(run)) is not None:
+                run.stop, run.error = limit
+                return
+            step_index = len(run.steps) + 1
+            asked = time.monotonic()
+            try:
+                reply = await asyncio.wait_for(
+                    self.model.complete(system, run.conversation, CODE_TOOL), self._time_left(run))
+            except asyncio.TimeoutError:
+                run.stop, run.error = StopReason.MAX_TIME, f"the model did not answer within the {self.max_seconds} s limit"
+                return
+            except ModelError as exc:
+                run.stop, run.error = StopReason.MODEL_ERROR, str(exc)
+                session.record_message("message", f"*The run stopped: {exc}*")
+                return
+            model_seconds = time.monotonic() - asked
+            run.usage = run.usage + reply.usage
+            requests = reply.code or self._fenced(reply, step_index)
+            run.conversation.append(AssistantTurn(_with_code(reply, requests)))
+            if reply.text:
+                session.record_message("message", reply.text)
+            self._emit(AgentEvent("reply", step_index, text=reply.text, code="\n\n".join(r.code for r in requests)))
+            step = Step(index=step_index, text=reply.text, executions=[], usage=reply.usage,
+                        model_stop_reason=reply.stop_reason, model_seconds=model_seconds)
+            run.steps.append(step)
+            if not requests and not reply.malformed:
+                run.stop, run.answer = StopReason.ANSWERED, reply.text
+                return
+            observations = [await self._execute(run, session, step, request) for request in requests]
+            observations += [Observation(call_id, f"Error: the call could not be read as Python code ({raw[:200]!r}); "
+                                         "send code as the `code` argument of the python tool.", is_error=True)
+                             for call_id, raw in reply.malformed]
+            run.conversation.append(ObservationTurn(tuple(observations)))
+
+    async def _execute(self, run: _Run, session: Session, step: Step, request: CodeRequest) -> Observation:
+        timeout = min(self.cell_timeout, self._time_left(run) or self.cell_timeout)
+        extras: dict[str, Any] = {"step": step.index, "call_id": request.call_id, "code_via": request.via,
+                                  "model_stop_reason": step.model_stop_reason}
+        if not step.executions:
+            extras["usage"] = step.usage.model_dump()
+        observed: list[Execution] = []
+
+        def record_extras(cell: CellResult) -> dict[str, Any]:
+            # Called by the session before it records the cell, so the notebook keeps the
+            # observation exactly as the model will see it.
+            observed.append(self._observe(run, session, step, request, cell))
+            execution = observed[0]
+            return {**extras, "observation": {"text": execution.observation, "truncated": execution.truncated,
+                                              "spill_file": execution.spill_file}}
+
+        cell = await session.execute(request.code, timeout=timeout, record_extras=record_extras)
+        execution = observed[0] if observed else self._observe(run, session, step, request, cell)
+        step.executions.append(execution)
+        step.cell_seconds += cell.duration
+        self._emit(AgentEvent("cell", step.index, code=request.code, cell=cell, observation=execution.observation))
+        return Observation(request.call_id, execution.observation or "(no output)", is_error=cell.error is not None,
+                           via=request.via)
+
+    def _observe(self, run: _Run, session: Session, step: Step, request: CodeRequest, cell: CellResult) -> Execution:
+        """The bounded observation of a cell (and the run's answer, when the cell gave a valid one)."""
+        answer_note = self._take_answer(run, cell)
+        where = f"the notebook (cell In[{cell.execution_count}])" if session.notebook else "the cell's outputs"
+        bounded = bound(cell_output_text(cell), self.observation_limit, where=where, spill_to=session.workspace,
+                        spill_name=f"step-{step.index:03d}-{len(step.executions) + 1}.txt")
+        text = "\n".join(part for part in (bounded.text.rstrip("\n"), cell_notes(cell), answer_note) if part)
+        return Execution(request.code, cell, text, bounded.truncated, bounded.spill_file)
+
+    def _take_answer(self, run: _Run, cell: CellResult) -> str:
+        """Accept the cell's final_answer (validated when there is an output_type); else say why not."""
+        if not cell.has_final_answer:
+            return ""
+        value = cell.final_answer
+        if self._output_adapter is not None:
+            try:
+                value = self._output_adapter.validate_python(value)
+            except ValidationError as exc:
+                self._emit(AgentEvent("answer_rejected", len(run.steps), text=str(exc)))
+                return (f"[final_answer was rejected: it does not match the expected type.\n{_errors(exc)}\n"
+                        "Fix the value and call final_answer again.]")
+        run.stop, run.answer = StopReason.FINAL_ANSWER, value
+        return ""
+
+    # -- limits -------------------------------------------------------------------------
+
+    def _limit_reached(self, run: _Run) -> tuple[StopReason, str] | None:
+        if len(run.steps) >= self.max_steps:
+            return StopReason.MAX_STEPS, f"reached the limit of {self.max_steps} steps"
+        if self.max_tokens is not None and run.usage.total_tokens >= self.max_tokens:
+            return StopReason.MAX_TOKENS, f"used {run.usage.total_tokens:,} tokens (limit {self.max_tokens:,})"
+        cost = self._cost(run.usage)
+        if self.max_cost is not None and cost is not None and cost >= self.max_cost:
+            return StopReason.MAX_COST, f"spent ${cost:.4f} (limit ${self.max_cost:.4f})"
+        if self.max_seconds is not None and time.monotonic() - run.started >= self.max_seconds:
+            return StopReason.MAX_TIME, f"ran for the limit of {self.max_seconds} s"
+        return None
+
+    def _time_left(self, run: _Run) -> float | None:
+        if self.max_seconds is None:
+            return None
+        return max(0.001, self.max_seconds - (time.monotonic() - run.started))
+
+    def _cost(self, usage: Usage) -> float | None:
+        return self.pricing.cost(usage) if self.pricing is not None else None
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    def _make_session(self, task: str, run: _Run) -> Session:
+        notebook = self.notebook
+        if notebook is None and self.workspace is None:
+            runs = Path(DEFAULT_RUNS_DIR)
+            runs.mkdir(exist_ok=True)
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            notebook = runs / f"run-{stamp}-{uuid.uuid4().hex[:6]}.ipynb"
+        options = {"default_timeout": self.cell_timeout, **self.session_options}
+        return Session(
+            self.workspace, policy=self.policy, tools=self.tools, notebook=notebook,
+            on_progress=lambda event: self._emit(AgentEvent("progress", len(run.steps), progress=event)),
+            record_metadata={
+                "task": task,
+                "model": {"spec": self.model.spec, "provider": self.model.provider},
+                "agent": {"max_steps": self.max_steps, "max_tokens": self.max_tokens, "max_cost": self.max_cost,
+                          "max_seconds": self.max_seconds, "observation_limit": self.observation_limit,
+                          "cell_timeout": self.cell_timeout, "output_schema": self._output_schema()},
+            },
+            **options,
+        )
+
+    def _fenced(self, reply: ModelReply, step_index: int) -> tuple[CodeRequest, ...]:
+        code = fenced_code(reply.text) if reply.text else None
+        return () if code is None else (CodeRequest(call_id=f"fenced-{step_index}", code=code, via="fenced"),)
+
+    def _output_schema(self) -> dict[str, Any] | None:
+        return self._output_adapter.json_schema() if self._output_adapter is not None else None
+
+    def _result(self, run: _Run, system: str, notebook: Path | None) -> AgentResult:
+        return AgentResult(
+            task=run.task, answer=run.answer, stop_reason=run.stop or StopReason.INTERRUPTED, steps=run.steps,
+            usage=run.usage, seconds=time.monotonic() - run.started, notebook=notebook, model=self.model.spec,
+            cost=self._cost(run.usage), error=run.error, conversation=conversation_as_text(system, run.conversation),
+        )
+
+    def _emit(self, event: AgentEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    async def close(self) -> None:
+        """Release the model's HTTP client."""
+        await self.model.close()
+
+
+def _with_code(reply: ModelReply, requests: tuple[CodeRequest, ...]) -> ModelReply:
+    """The reply as it goes back into the conversation, with fenced code taken as its code."""
+    if reply.code or not requests:
+        return reply
+    return ModelReply(text=reply.text, code=requests, usage=reply.usage, stop_reason=reply.stop_reason,
+                      model=reply.model, malformed=reply.malformed)
+
+
+def _errors(exc: ValidationError) -> str:
+    return "\n".join(f"- {'.'.join(str(p) for p in error['loc']) or 'value'}: {error['msg']}"
+                     for error in exc.errors())
+
+
+class _suppress_all:
+    """Recording a note must never hide the reason a run stopped."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return True

@@ -1,0 +1,174 @@
+"""OpenAI models, and any OpenAI-compatible server, through the official ``openai`` SDK (Chat Completions).
+
+A local server (vLLM, llama.cpp's server, Ollama, LM Studio) is reached with
+``base_url``; it needs no real key. A server that rejects function calling is
+asked again without it, and from then on the model's fenced code is run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from kernel_agent.errors import ModelConfigError
+from kernel_agent.models._errors import translate
+from kernel_agent.models.base import (
+    AssistantTurn,
+    CodeRequest,
+    CodeTool,
+    ModelReply,
+    ObservationTurn,
+    Turn,
+    Usage,
+    UserTurn,
+)
+
+API_KEY_ENV = "OPENAI_API_KEY"
+BASE_URL_ENV = "OPENAI_BASE_URL"
+# Local servers check no key, but the SDK insists on having one.
+_LOCAL_SERVER_KEY = "not-needed"
+_TEXT_MODE_NOTE = (
+    "\n\nThis server has no function calling: send code as one fenced ```python block per reply; "
+    "it runs and you get the output back."
+)
+
+
+class OpenAIModel:
+    """An OpenAI chat model, or one served by an OpenAI-compatible server at ``base_url``.
+
+    The key comes from ``api_key`` or ``OPENAI_API_KEY`` (optional with a
+    ``base_url``); the base URL from ``base_url`` or ``OPENAI_BASE_URL``.
+    ``client`` replaces the SDK client (tests give one with a fake transport).
+    """
+
+    provider = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        max_tokens: int | None = None,
+        max_retries: int = 4,
+        timeout: float = 600.0,
+        client: Any = None,
+    ) -> None:
+        import openai
+
+        self.name = model
+        base_url = base_url or os.environ.get(BASE_URL_ENV) or None
+        self.spec = f"openai:{model}" + (f"@{base_url}" if base_url else "")
+        self.max_tokens = max_tokens
+        self.function_calling = True
+        if client is None:
+            key = api_key or os.environ.get(API_KEY_ENV) or (_LOCAL_SERVER_KEY if base_url else None)
+            if not key:
+                raise ModelConfigError(
+                    f"openai: no API key. Set {API_KEY_ENV} (or pass api_key=...), or give the base URL of "
+                    "an OpenAI-compatible server (`openai:MODEL@http://localhost:8000/v1`, --base-url or "
+                    f"{BASE_URL_ENV}); for an offline run use the scripted model (`kernel-agent demo`)."
+                )
+            client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=max_retries, timeout=timeout)
+        self._client = client
+        self.base_url = str(client.base_url)
+
+    async def complete(self, system: str, conversation: list[Turn], tool: CodeTool) -> ModelReply:
+        import openai
+
+        try:
+            if self.function_calling:
+                try:
+                    response = await self._create(system, conversation, tool)
+                except openai.BadRequestError as exc:
+                    if "tool" not in str(exc).lower() and "function" not in str(exc).lower():
+                        raise
+                    self.function_calling = False
+            if not self.function_calling:
+                response = await self._create(system + _TEXT_MODE_NOTE, conversation, None)
+        except openai.OpenAIError as exc:
+            raise translate(exc, self.provider, self.base_url, openai) from exc
+        return from_response(response, tool)
+
+    async def _create(self, system: str, conversation: list[Turn], tool: CodeTool | None) -> Any:
+        options: dict[str, Any] = {}
+        if tool is not None:
+            options["tools"] = [{"type": "function", "function": {
+                "name": tool.name, "description": tool.description, "parameters": tool.input_schema}}]
+        if self.max_tokens is not None:
+            options["max_completion_tokens"] = self.max_tokens
+        return await self._client.chat.completions.create(
+            model=self.name, messages=to_messages(system, conversation), **options)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def to_messages(system: str, conversation: list[Turn]) -> list[dict[str, Any]]:
+    """The conversation as Chat Completions messages."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
+    for turn in conversation:
+        if isinstance(turn, UserTurn):
+            messages.append({"role": "user", "content": turn.text})
+        elif isinstance(turn, AssistantTurn):
+            calls = [{"id": r.call_id, "type": "function",
+                      "function": {"name": "python", "arguments": json.dumps({"code": r.code})}}
+                     for r in turn.reply.code if r.via == "tool"]
+            calls += [{"id": call_id, "type": "function", "function": {"name": "python", "arguments": raw}}
+                      for call_id, raw in turn.reply.malformed]
+            message: dict[str, Any] = {"role": "assistant", "content": turn.reply.text or None}
+            if calls:
+                message["tool_calls"] = calls
+            messages.append(message)
+        elif isinstance(turn, ObservationTurn):
+            for obs in turn.observations:
+                if obs.via == "tool":
+                    messages.append({"role": "tool", "tool_call_id": obs.call_id, "content": obs.text or "(no output)"})
+                else:
+                    messages.append({"role": "user", "content": obs.text or "(no output)"})
+    return messages
+
+
+def from_response(response: Any, tool: CodeTool) -> ModelReply:
+    """A ModelReply from a Chat Completions response (the first choice)."""
+    if not response.choices:
+        return ModelReply(text="", stop_reason="no_choices", model=response.model or "")
+    choice = response.choices[0]
+    message = choice.message
+    code: list[CodeRequest] = []
+    malformed: list[tuple[str, str]] = []
+    for call in message.tool_calls or []:
+        function = getattr(call, "function", None)
+        raw = function.arguments if function is not None else ""
+        source = _code_from_arguments(raw) if function is not None and function.name == tool.name else None
+        if source is None:
+            malformed.append((call.id, raw or ""))
+        else:
+            code.append(CodeRequest(call_id=call.id, code=source))
+    usage = response.usage
+    cached = 0
+    if usage is not None and usage.prompt_tokens_details is not None:
+        cached = usage.prompt_tokens_details.cached_tokens or 0
+    return ModelReply(
+        text=(message.content or "").strip(),
+        code=tuple(code),
+        usage=Usage(
+            input_tokens=(usage.prompt_tokens - cached) if usage is not None else 0,
+            output_tokens=usage.completion_tokens if usage is not None else 0,
+            cache_read_tokens=cached,
+        ),
+        stop_reason=choice.finish_reason or "",
+        model=response.model or "",
+        malformed=tuple(malformed),
+    )
+
+
+def _code_from_arguments(raw: str) -> str | None:
+    """The ``code`` argument; local models sometimes send bare code instead of JSON, which is taken as is."""
+    try:
+        arguments = json.loads(raw)
+    except (json.JSONDecodeError, TypeError):
+        return raw if raw and raw.strip() and not raw.lstrip().startswith("{") else None
+    code = arguments.get("code") if isinstance(arguments, dict) else None
+    return code if isinstance(code, str) else None
