@@ -14,6 +14,10 @@ EXPECTED_PUBLIC_NAMES = {
     "SessionClosedError", "WorkspaceError", "ToolDefinitionError", "McpServerError",
     "tool", "tool_from_schema", "tool_from_function", "Tool", "ToolRegistry", "McpServer",
     "ToolCall", "CallStatus", "ProgressEvent", "Decision", "CallRequest", "ask_for_destructive",
+    "KernelPool", "PoolError",
+    "Agent", "AgentEvent", "AgentResult", "Step", "StopReason", "Pricing", "Usage", "model_from_spec",
+    "ScriptedModel", "AnthropicModel", "OpenAIModel",
+    "ModelError", "ModelConfigError", "ModelUnreachableError", "ModelResponseError",
 }
 
 
@@ -27,9 +31,11 @@ def test_public_names_are_exactly_the_curated_list() -> None:
 def test_errors_form_one_tree() -> None:
     """Every host exception is a KernelAgentError, so callers can catch by meaning."""
     for name in ("SandboxError", "SandboxUnavailableError", "SandboxPolicyError", "KernelStartError",
-                 "SessionClosedError", "WorkspaceError", "ToolDefinitionError", "McpServerError"):
+                 "SessionClosedError", "WorkspaceError", "ToolDefinitionError", "McpServerError", "PoolError",
+                 "ModelError", "ModelConfigError", "ModelUnreachableError", "ModelResponseError"):
         assert issubclass(getattr(kernel_agent, name), kernel_agent.KernelAgentError)
     assert issubclass(kernel_agent.SandboxUnavailableError, kernel_agent.SandboxError)
+    assert issubclass(kernel_agent.ModelConfigError, kernel_agent.ModelError)
 
 
 def test_kernel_runtime_imports_no_host_code() -> None:
