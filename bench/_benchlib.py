@@ -178,7 +178,7 @@ TABLE_HEADER = ("Metric", "Value", "Stock baseline (same run)", "Ratio", "Target
 def row_cells(row: Row) -> tuple[str, ...]:
     """The table cells for one row, in TABLE_HEADER order."""
     baseline = "-" if row["baseline"] is None else f"{_num(row['baseline'])} {row['unit']} ({row['baseline_name']})"
-    ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+    ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x" if row["ratio"] >= 0.1 else f"{_num(row['ratio'])}x"
     return (
         row["name"], f"{_num(row['value'])} {row['unit']}", baseline, ratio, row["target"] or "-",
         _verdict(row["met"]), _verdict(row["met_vs_stock"]), row["note"],

@@ -171,7 +171,10 @@ How to read: every figure is measured next to its stock baseline in the same run
 issue's target as written (set on a reference machine); *Vs stock* judges the same
 target expressed as a multiple of stock (target / stock-on-the-reference-machine),
 which is the verdict that carries over to a slower machine. Timings are never
-asserted; a shared VM is noisy, so compare ratios rather than absolute times."""
+asserted; a shared VM is noisy, so compare ratios rather than absolute times.
+The token-economy section counts tokens, not time: there the baseline is a classic
+tool-calling agent given the same tools and making the same calls, every result
+passing through its context (bench/bench_tokens.py says how both are counted)."""
 
 
 def render(results: Sequence[BenchResult], machine: Sequence[tuple[str, str]], command: str,
