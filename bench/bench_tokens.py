@@ -1,9 +1,9 @@
 """Token economy: context tokens of kernel-agent against a classic tool-calling agent on data-heavy tasks.
 
-Four tasks (bench/token_tasks.py): pick 5 rows out of 10,000 CRM records;
-join 8,000 orders with those 10,000 customers; pull what a 50,000-word
-agreement says about one subject; rank endpoints by errors in 12,000 log
-lines. Each is run for real through the agent loop (``Agent`` with a
+Four tasks (bench/token_tasks.py, their data in bench/token_data.py): pick
+5 rows out of 10,000 CRM records; join 8,000 orders with those 10,000
+customers; pull what a 50,000-word agreement says about one subject; rank
+endpoints by errors in 12,000 log lines. Each is run for real through the agent loop (``Agent`` with a
 ``ScriptedModel`` sending the code a capable model would write) in a
 sandboxed kernel, and its final answer is checked against the truth
 computed on the host.
