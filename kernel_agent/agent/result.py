@@ -78,7 +78,7 @@ class Step:
         return sum(len(e.cell.tool_calls) for e in self.executions if e.cell is not None)
 
 
-@dataclass
+@dataclass(repr=False)
 class AgentResult:
     """The outcome of :meth:`Agent.run`. In Jupyter it displays as a short report."""
 
@@ -112,6 +112,10 @@ class AgentResult:
             "seconds": round(self.seconds, 3), "notebook": str(self.notebook) if self.notebook else None,
             "model": self.model, "error": self.error,
         }
+
+    def __repr__(self) -> str:
+        return (f"AgentResult(stop_reason={self.stop_reason.value!r}, answer={_short(self.answer, 80)}, "
+                f"steps={len(self.steps)}, tokens={self.usage.total_tokens}, notebook={str(self.notebook)!r})")
 
     def __str__(self) -> str:
         lines = [f"stop reason: {self.stop_reason.value}" + (f" ({self.error})" if self.error else ""),
