@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kernel_agent._version import __version__
 from kernel_agent.cell import (
@@ -29,6 +29,7 @@ from kernel_agent.cell import (
 )
 from kernel_agent.errors import (
     KernelStartError,
+    PoolError,
     RecordingError,
     SessionClosedError,
     UnconfinedWarning,
@@ -43,6 +44,9 @@ from kernel_agent.tools.bridge import ToolBridge
 from kernel_agent.tools.calls import ProgressEvent
 from kernel_agent.tools.policy import Approver, Policy, allow_all
 
+if TYPE_CHECKING:
+    from kernel_agent.pool import KernelPool
+
 # How often a waiting cell checks that its kernel is still alive.
 _LIVENESS_POLL_SECONDS = 0.1
 # After the execute reply, outputs still in flight on iopub get this long.
@@ -56,6 +60,12 @@ class Session:
     :meth:`close` yourself. Problems caused by a cell never raise: they are
     reported in the :class:`CellResult`. Host problems raise
     :class:`~kernel_agent.errors.KernelAgentError` subclasses.
+
+    With ``pool=`` (a started :class:`~kernel_agent.pool.KernelPool`) the
+    session takes a pre-started kernel and its workspace instead of
+    launching one; ``keep_workspace=True`` keeps a workspace the session did
+    not get from the caller (temporary or pooled) after close, and records
+    the notebook in it by default.
     """
 
     def __init__(
@@ -77,9 +87,15 @@ class Session:
         audit_key: bytes | str | None = None,
         record_metadata: dict[str, Any] | None = None,
         restore_on_death: bool = False,
+        pool: KernelPool | None = None,
+        keep_workspace: bool = False,
     ) -> None:
         self.id = uuid.uuid4().hex
-        self.policy = policy or SandboxPolicy()
+        if pool is not None:
+            _check_pool_options(pool, workspace, policy, keep_workspace)
+        self._pool = pool
+        self.keep_workspace = keep_workspace
+        self.policy = policy or (pool.policy if pool is not None else SandboxPolicy())
         self.max_output_bytes = max_output_bytes
         self.default_timeout = default_timeout
         self.interrupt_grace = interrupt_grace
@@ -89,6 +105,10 @@ class Session:
         self._kernel: KernelProcess | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        self._closed_because: str | None = None
+        #: time.monotonic() of the session's last activity (start, a cell, a recorded message);
+        #: a pool's idle culling reads it.
+        self.last_activity = time.monotonic()
         self.kernel_restarts = 0
         self.started_at: float | None = None
         self._tool_items = list(tools) if isinstance(tools, (list, tuple, set)) else [tools] if tools else []
@@ -134,28 +154,44 @@ class Session:
             raise SessionClosedError("this session was closed; create a new Session")
         if self._kernel is not None:
             return self
-        if self._workspace is None:
-            self._workspace = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-workspace-"))
-        elif not self._workspace.is_dir():
+        if self._workspace is None and self._pool is None:
+            # A kept workspace must not look like a dead host's leftovers, which are reaped.
+            owner = "kept" if self.keep_workspace else str(os.getpid())
+            self._workspace = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{owner}-workspace-"))
+        elif self._workspace is not None and not self._workspace.is_dir():
             raise WorkspaceError(f"workspace {self._workspace} does not exist or is not a directory; create it first")
         notebook = self.notebook
         if notebook is not None and not notebook.parent.is_dir():
             raise RecordingError(f"the notebook's directory {notebook.parent} does not exist; create it first")
         try:
             await self._prepare_tools()
-            self._kernel = await self._launch()
+            self._kernel = await self._new_kernel(from_pool=True)
             self.started_at = time.time()
-            self._start_recording()
+            # The SDK install mostly waits for the kernel: the recording (files, fsyncs) starts meanwhile,
+            # in a worker thread, which also keeps it off the event loop other sessions share.
+            outcomes = await asyncio.gather(self._install_sdk(self._kernel), asyncio.to_thread(self._start_recording),
+                                            return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         except BaseException:
-            # Nothing half-started survives a failed start: kernel, MCP servers, temporary workspace.
+            # Nothing half-started survives a failed start: kernel, MCP servers, temporary workspace;
+            # a notebook already begun is finalised (with no cells) rather than left open.
+            recorder, self.recorder = self.recorder, None
+            if recorder is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(recorder.close, {**self.totals, "kernel_restarts": 0})
             kernel, self._kernel = self._kernel, None
             if kernel is not None:
                 await kernel.kill()
             await self._close_servers()
-            if self._owns_workspace:
+            if self._pool is not None:
+                self._pool.release(self)
+            if self._owns_workspace and self._workspace is not None:
                 shutil.rmtree(self._workspace, ignore_errors=True)
                 self._workspace = None
             raise
+        self.last_activity = time.monotonic()
         self._warn_if_unconfined()
         return self
 
@@ -167,7 +203,7 @@ class Session:
             return None
         if option is None or option is True:
             # A temporary workspace is removed on close, and its notebook with it.
-            if self._owns_workspace or self._workspace is None:
+            if (self._owns_workspace and not self.keep_workspace) or self._workspace is None:
                 return None
             return self._workspace / f"kernel-agent-{self.id[:8]}.ipynb"
         return Path(option).resolve()
@@ -214,6 +250,7 @@ class Session:
 
     def record_message(self, kind: str, text: str) -> None:
         """Record a markdown cell: the task (``kind="task"``) or a model's message (``"message"``)."""
+        self.last_activity = time.monotonic()
         if self.recorder is not None:
             self.recorder.record_markdown(kind, text)
 
@@ -254,9 +291,24 @@ class Session:
         except (KeyError, LookupError):
             return None
 
-    async def _launch(self) -> KernelProcess:
+    async def _new_kernel(self, *, from_pool: bool) -> KernelProcess:
+        """A running kernel without the SDK: the pool's (and its workspace) at a pooled session's start.
+
+        A replacement kernel (after a death or a timeout) is always launched
+        here, on the session's own workspace: a pooled kernel is bound to
+        another directory, and the workspace's files outlive the kernel.
+        """
+        if from_pool and self._pool is not None:
+            kernel = await self._pool.take_kernel(self)
+            self._workspace = kernel.workspace
+            return kernel
         kernel = KernelProcess(self.policy, self.workspace)
         await kernel.start(self.startup_timeout)
+        return kernel
+
+    async def _launch(self) -> KernelProcess:
+        """A fresh kernel on the session's workspace with the session's SDK installed (for restarts)."""
+        kernel = await self._new_kernel(from_pool=False)
         try:
             await self._install_sdk(kernel)
         except BaseException:
@@ -300,8 +352,28 @@ class Session:
             await kernel.kill()
         await self.bridge.close()
         await self._close_servers()
-        if self._owns_workspace and self._workspace is not None:
+        if self._pool is not None:
+            self._pool.release(self)
+        if self._owns_workspace and not self.keep_workspace and self._workspace is not None:
             shutil.rmtree(self._workspace, ignore_errors=True)
+
+    async def close_if_idle(self, idle_timeout: float) -> bool:
+        """Close the session if it has been idle for ``idle_timeout`` seconds (a running cell is not idle).
+
+        Returns whether it closed. The notebook is finalised as by
+        :meth:`close`; the next :meth:`execute` raises SessionClosedError
+        saying the session was closed for idleness.
+        """
+        if self._closed or self._lock.locked() or time.monotonic() - self.last_activity < idle_timeout:
+            return False
+        async with self._lock:  # a cell that started meanwhile finishes first, and makes the session active
+            idle = time.monotonic() - self.last_activity
+            if self._closed or idle < idle_timeout:
+                return False
+            self._closed_because = (f"it was closed after {idle:.0f} s without activity (idle_timeout="
+                                    f"{idle_timeout:g} s); its notebook was finalised. Start a new session")
+            await self.close()
+        return True
 
     async def _close_servers(self) -> None:
         servers, self._started_servers = self._started_servers, []
@@ -331,7 +403,7 @@ class Session:
 
     def _require_kernel(self) -> KernelProcess:
         if self._closed:
-            raise SessionClosedError("this session is closed")
+            raise SessionClosedError(f"this session is closed{': ' + self._closed_because if self._closed_because else ''}")
         if self._kernel is None:
             raise SessionClosedError("the session has not been started: use `async with Session()` or `await start()`")
         return self._kernel
@@ -339,7 +411,11 @@ class Session:
     # -- cells --------------------------------------------------------------
 
     async def execute(
-        self, code: str, *, timeout: float | None = ..., record_extras: dict[str, Any] | None = None  # type: ignore[assignment]
+        self,
+        code: str,
+        *,
+        timeout: float | None = ...,  # type: ignore[assignment]
+        record_extras: dict[str, Any] | Callable[[CellResult], dict[str, Any]] | None = None,
     ) -> CellResult:
         """Run ``code`` in the kernel and return everything it produced.
 
@@ -348,12 +424,17 @@ class Session:
         ``interrupt_grace`` after the interrupt is killed with its kernel,
         and a fresh kernel takes its place (``state_lost`` in the result).
         ``record_extras`` go into the recorded cell's metadata (an agent's
-        observation and token usage).
+        observation and token usage); a callable gets the result first and
+        returns them (so they can describe the cell they are recorded with).
         """
         limit = self.default_timeout if timeout is ... else timeout
         async with self._lock:
             kernel = self._require_kernel()
-            result = await self._run_cell(kernel, code, limit)
+            self.last_activity = time.monotonic()
+            try:
+                result = await self._run_cell(kernel, code, limit)
+            finally:
+                self.last_activity = time.monotonic()
             if result.state_lost:
                 self._history.clear()
             elif result.status is not CellStatus.KERNEL_DIED and not result.kernel_restarted:
@@ -362,7 +443,8 @@ class Session:
             if self.recorder is not None:
                 # The journal is fsynced per cell: in a worker thread, so other sessions'
                 # event-loop work does not wait for the disk. The session lock keeps order.
-                await asyncio.to_thread(self.recorder.record_code, result, record_extras)
+                extras = record_extras(result) if callable(record_extras) else record_extras
+                await asyncio.to_thread(self.recorder.record_code, result, extras)
             return result
 
     def _count(self, result: CellResult) -> None:
@@ -552,6 +634,24 @@ class Session:
             },
             "kernel_restarts": self.kernel_restarts,
         }
+
+
+def _check_pool_options(
+    pool: KernelPool, workspace: str | os.PathLike[str] | None, policy: SandboxPolicy | None, keep_workspace: bool
+) -> None:
+    """A pooled kernel was launched with the pool's workspace and policy; say so rather than cold-start silently."""
+    if workspace is not None:
+        raise PoolError(
+            f"a pooled kernel comes with its own workspace, mounted into its sandbox when it was launched, so a "
+            f"session given the workspace {workspace} cannot use it. Leave out the workspace (session.workspace "
+            "says where it is; keep_workspace=True keeps it, KernelPool(workspace_root=...) says where they are "
+            "made), or start the session without the pool.")
+    if policy is not None and policy != pool.policy:
+        raise PoolError("the pool's kernels run under the pool's SandboxPolicy, and this session asks for a "
+                        "different one: use a pool made with that policy, or start the session without the pool")
+    if keep_workspace and pool.workspace_root is None:
+        raise PoolError("keep_workspace=True needs KernelPool(workspace_root=DIR): the pool's default workspaces "
+                        "live in the temporary directory, where they are reaped once the host process ends")
 
 
 def _tool_definition(tool: Any) -> dict[str, Any]:

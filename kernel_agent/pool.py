@@ -1,0 +1,398 @@
+"""KernelPool: sandboxed kernels started ahead of time, so that a new session is ready in milliseconds.
+
+A cold start costs most of a second (bwrap, the interpreter, ipykernel), so
+the pool keeps ``size`` kernels running and waiting. Each one is launched
+with the pool's :class:`SandboxPolicy` and a workspace the pool made for it
+(the workspace is bind-mounted when the sandbox starts, so it cannot be
+chosen later), and warmed with a silent cell so that installing a session's
+tool SDK is quick. A kernel serves **one** session: when that session
+closes, the kernel is killed and its workspace removed, never handed out
+again, so nothing of one session can reach the next.
+
+Acquisition never waits for a refill when a spare is ready; refills run in
+the background, at most ``max_concurrent_launches`` at a time. When no
+spare is ready, the acquisition asks for one more launch and takes
+whichever kernel is ready first (that launch or one already in flight). A
+launch that fails (no sandbox on this machine, say) fails the acquisition
+that was waiting with the real exception, and refilling backs off.
+
+With ``idle_timeout`` the pool also closes the sessions it handed out that
+ran no cell for that long (:meth:`Session.close_if_idle`: the notebook is
+finalised; the next ``execute`` raises SessionClosedError saying why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from kernel_agent.errors import KernelStartError, PoolError
+from kernel_agent.kernel_process import KernelProcess
+from kernel_agent.sandbox.policy import SandboxPolicy
+from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
+from kernel_agent.session import Session
+
+logger = logging.getLogger(__name__)
+
+# Run silently in every spare kernel: imports the bridge's modules (tens of ms on a
+# fresh interpreter) and runs IPython's first cell, so that a session's SDK install
+# is a few milliseconds. __import__ binds no name in the user's namespace.
+_WARM_UP_CODE = "__import__('comm'); __import__('typing'); __import__('kernel_agent.kernel.bridge')"
+# Refilling after a failed launch waits this long, doubling up to the maximum.
+_FIRST_BACKOFF_SECONDS = 1.0
+_MAX_BACKOFF_SECONDS = 60.0
+# The refill after an acquisition starts this much later: launching a kernel costs the
+# host's event loop a few milliseconds of work (and a core), which would otherwise land
+# in the middle of the acquiring session's SDK install (measured: 11 -> 20 ms).
+_REFILL_DELAY_SECONDS = 0.05
+# How often the kernel's liveness is checked while waiting for the warm-up reply.
+_LIVENESS_POLL_SECONDS = 0.1
+
+
+class KernelPool:
+    """Pre-started sandboxed kernels for new sessions; each kernel serves one session, then is destroyed.
+
+    Use it as an async context manager (``async with KernelPool(size=4) as
+    pool``) and get started sessions with :meth:`session`. ``size`` spare
+    kernels are kept ready; ``policy`` confines every one of them;
+    ``workspace_root`` is where their workspaces are made (default: the
+    temporary directory, where a dead host's leftovers are reaped);
+    ``idle_timeout`` (seconds) closes sessions that ran no cell for that long.
+    """
+
+    def __init__(
+        self,
+        size: int = 4,
+        *,
+        policy: SandboxPolicy | None = None,
+        workspace_root: str | os.PathLike[str] | None = None,
+        idle_timeout: float | None = None,
+        max_concurrent_launches: int | None = None,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        if size < 0:
+            raise ValueError("size must be 0 or more")
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ValueError("idle_timeout must be positive (or None: never cull)")
+        self.size = size
+        self.policy = policy or SandboxPolicy()
+        self.workspace_root = Path(workspace_root).resolve() if workspace_root is not None else None
+        self.idle_timeout = idle_timeout
+        # Launching is CPU-bound (an interpreter and ipykernel start-up each): more at once than
+        # there are cores only slows every launch and the sessions already running.
+        self.max_concurrent_launches = max_concurrent_launches or max(1, os.cpu_count() or 1)
+        self.startup_timeout = startup_timeout
+        self._spares: collections.deque[KernelProcess] = collections.deque()
+        self._launches: set[asyncio.Task[None]] = set()
+        self._waiters: collections.deque[asyncio.Future[KernelProcess]] = collections.deque()
+        self._sessions: set[Session] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._launch_slots: asyncio.Semaphore | None = None
+        self._changed: asyncio.Event | None = None
+        self._cull_task: asyncio.Task[None] | None = None
+        self._retry: asyncio.TimerHandle | None = None
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self._started = False
+        self._closed = False
+        #: Counters, for monitoring: kernels launched, launches that failed, spares found dead
+        #: and discarded, sessions closed for idleness.
+        self.launched = 0
+        self.launch_failures = 0
+        self.discarded = 0
+        self.culled = 0
+        #: The exception of the most recent failed launch (None once a launch succeeds again).
+        self.last_error: BaseException | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self, *, wait: bool = True) -> KernelPool:
+        """Begin filling the pool; with ``wait``, return once it is full (or raise why it cannot fill)."""
+        if self._closed:
+            raise PoolError("this pool was closed; create a new KernelPool")
+        if not self._started:
+            self._started = True
+            self._launch_slots = asyncio.Semaphore(self.max_concurrent_launches)
+            self._changed = asyncio.Event()
+            if self.workspace_root is not None and not self.workspace_root.is_dir():
+                raise PoolError(f"the pool's workspace_root {self.workspace_root} is not an existing directory; "
+                                "create it first")
+            if self.idle_timeout is not None:
+                self._cull_task = asyncio.create_task(self._cull_forever(self.idle_timeout))
+            self._refill()
+        if wait:
+            try:
+                await self.wait_until_full()
+            except BaseException:
+                await self.close()
+                raise
+        return self
+
+    async def wait_until_full(self) -> None:
+        """Wait until ``size`` spare kernels are ready; raise the exception of a launch that fails meanwhile."""
+        self._require_started()
+        assert self._changed is not None
+        failures = self.launch_failures
+        while len(self._spares) < self.size:
+            if self._closed:
+                raise PoolError("the pool was closed while filling")
+            if self.launch_failures > failures and self.last_error is not None:
+                raise self.last_error
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def close(self, *, close_sessions: bool = True) -> None:
+        """Kill every spare kernel; with ``close_sessions``, also close the live sessions it handed out (idempotent)."""
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+        if self._cull_task is not None:
+            self._cull_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cull_task
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(PoolError("the pool was closed before a kernel was ready"))
+        self._waiters.clear()
+        if self._changed is not None:
+            self._changed.set()
+        # Launches in flight finish (a half-started sandbox is never abandoned) and, seeing the
+        # pool closed, destroy their kernel; launches still queued for a slot do nothing.
+        await asyncio.gather(*self._launches, return_exceptions=True)
+        spares = list(self._spares)
+        self._spares.clear()
+        await asyncio.gather(*(self._destroy(kernel) for kernel in spares))
+        if close_sessions:
+            await asyncio.gather(*(session.close() for session in list(self._sessions)), return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def __aenter__(self) -> KernelPool:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def spare_count(self) -> int:
+        """Kernels ready to serve a session right now."""
+        return len(self._spares)
+
+    @property
+    def launching_count(self) -> int:
+        """Kernels being launched (refills, and launches for waiting acquisitions)."""
+        return len(self._launches)
+
+    @property
+    def sessions(self) -> tuple[Session, ...]:
+        """The live sessions this pool handed out (closed ones are forgotten)."""
+        return tuple(self._sessions)
+
+    # -- acquisition -------------------------------------------------------------------
+
+    async def session(self, **options: Any) -> Session:
+        """A started :class:`Session` on one of the pool's kernels; ``options`` are Session's (not ``workspace``).
+
+        The session's workspace is the kernel's (``session.workspace``),
+        removed on close unless ``keep_workspace=True`` (which needs the
+        pool's ``workspace_root``). ``notebook=PATH`` records it as usual.
+        """
+        return await Session(pool=self, **options).start()
+
+    async def take_kernel(self, session: Session) -> KernelProcess:
+        """A ready, unused kernel for ``session`` (called by :meth:`Session.start`); the pool tracks the session."""
+        self._require_started()
+        if self._closed:
+            raise PoolError("this pool is closed; create a new KernelPool")
+        kernel = self._pop_live_spare()
+        if kernel is None:
+            kernel = await self._wait_for_kernel()
+        self._sessions.add(session)
+        asyncio.get_running_loop().call_later(_REFILL_DELAY_SECONDS, self._refill)
+        return kernel
+
+    def release(self, session: Session) -> None:
+        """Forget a session (closed, or failed to start); its kernel was destroyed, never reused."""
+        self._sessions.discard(session)
+
+    def _pop_live_spare(self) -> KernelProcess | None:
+        """The oldest spare that is still alive; dead ones are discarded (and cleaned up in the background)."""
+        while self._spares:
+            kernel = self._spares.popleft()
+            if kernel.alive() and kernel.connection is not None:
+                return kernel
+            self.discarded += 1
+            logger.warning("discarding a spare kernel that died while waiting: %s", kernel.death_reason())
+            self._spawn(self._destroy(kernel))
+        return None
+
+    async def _wait_for_kernel(self) -> KernelProcess:
+        """No spare is ready: ask for one more launch and take the first kernel that is ready."""
+        waiter: asyncio.Future[KernelProcess] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._refill()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # Cancelled just after a kernel was handed over: it is still unused, so it goes back.
+            if waiter.done() and not waiter.cancelled():
+                if waiter.exception() is None:
+                    self._spares.appendleft(waiter.result())
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    # -- refilling -----------------------------------------------------------------------
+
+    def _refill(self) -> None:
+        """Start launches until spares + launches cover the pool's size and every waiting acquisition.
+
+        After a failed launch, only waiting acquisitions get a launch until the
+        backoff has passed (a broken sandbox is not hammered in the background).
+        """
+        if self._closed or not self._started:
+            return
+        waiting = sum(not waiter.done() for waiter in self._waiters)
+        wanted = waiting + (self.size if time.monotonic() >= self._retry_at else 0)
+        for _ in range(wanted - len(self._spares) - len(self._launches)):
+            task = asyncio.create_task(self._launch())
+            self._launches.add(task)
+            task.add_done_callback(self._launches.discard)
+
+    async def _launch(self) -> None:
+        assert self._launch_slots is not None
+        async with self._launch_slots:
+            if self._closed:
+                return
+            try:
+                kernel = await self._start_kernel()
+            except Exception as exc:
+                self._launch_failed(exc)
+                return
+        self._launches.discard(asyncio.current_task())  # type: ignore[arg-type]
+        if self._closed:
+            await self._destroy(kernel)
+            return
+        self.launched += 1
+        self._backoff, self._retry_at, self.last_error = 0.0, 0.0, None
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.set_result(kernel)
+        else:
+            self._spares.append(kernel)
+        self._notify()
+        self._refill()
+
+    async def _start_kernel(self) -> KernelProcess:
+        """Launch one kernel on a fresh workspace and warm it up; nothing survives a failure."""
+        if self.workspace_root is None:
+            # Named like a Session's own temporary workspace, so a dead host's leftovers are reaped.
+            workspace = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-workspace-"))
+        else:
+            workspace = Path(tempfile.mkdtemp(prefix="workspace-", dir=self.workspace_root))
+        kernel = KernelProcess(self.policy, workspace)
+        try:
+            await kernel.start(self.startup_timeout)
+            await _warm_up(kernel, self.startup_timeout)
+        except BaseException:
+            await self._destroy(kernel)
+            raise
+        return kernel
+
+    def _launch_failed(self, exc: Exception) -> None:
+        self._launches.discard(asyncio.current_task())  # type: ignore[arg-type]
+        self.launch_failures += 1
+        self.last_error = exc
+        self._backoff = min(self._backoff * 2, _MAX_BACKOFF_SECONDS) if self._backoff else _FIRST_BACKOFF_SECONDS
+        self._retry_at = time.monotonic() + self._backoff
+        if self._retry is not None:
+            self._retry.cancel()
+        self._retry = asyncio.get_running_loop().call_later(self._backoff, self._refill)
+        logger.warning("a pool kernel failed to launch (retrying in %.0f s): %s", self._backoff, exc)
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.set_exception(exc)
+        self._notify()
+        self._refill()
+
+    def _next_waiter(self) -> asyncio.Future[KernelProcess] | None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                return waiter
+        return None
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def _destroy(self, kernel: KernelProcess) -> None:
+        """Kill a kernel that will never serve a session, and remove its workspace."""
+        with contextlib.suppress(Exception):
+            await kernel.kill()
+        shutil.rmtree(kernel.workspace, ignore_errors=True)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise PoolError("the pool has not been started: use `async with KernelPool(...)` or `await pool.start()`")
+
+    # -- idle culling ----------------------------------------------------------------------
+
+    async def _cull_forever(self, idle_timeout: float) -> None:
+        """Close the sessions that ran no cell for ``idle_timeout`` seconds, checking a few times per timeout."""
+        interval = min(max(idle_timeout / 4, 0.05), 30.0)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            idle = [s for s in self._sessions if now - s.last_activity >= idle_timeout]
+            outcomes = await asyncio.gather(*(s.close_if_idle(idle_timeout) for s in idle), return_exceptions=True)
+            for session, outcome in zip(idle, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    # The session is closed as far as it could be; one failure must not stop culling.
+                    logger.error("closing idle session %s failed: %r", session.id[:8], outcome)
+                    self.release(session)
+                elif outcome:
+                    self.culled += 1
+
+
+async def _warm_up(kernel: KernelProcess, timeout: float) -> None:
+    """Run the warm-up cell silently; raise KernelStartError if the kernel dies or does not answer."""
+    connection = kernel.connection
+    assert connection is not None
+    request = connection.send(connection.shell, "execute_request", {
+        "code": _WARM_UP_CODE, "silent": True, "store_history": False, "user_expressions": {},
+        "allow_stdin": False, "stop_on_error": False})
+    deadline = time.monotonic() + timeout
+    try:
+        while not request.reply.done():
+            if not kernel.alive():
+                raise KernelStartError(f"the kernel died while warming up: {kernel.death_reason()}")
+            if time.monotonic() >= deadline:
+                raise KernelStartError(f"the kernel did not finish warming up in {timeout} s")
+            await asyncio.wait({request.reply}, timeout=_LIVENESS_POLL_SECONDS)
+        content = request.reply.result()["content"]
+        if content.get("status") != "ok":
+            raise KernelStartError(f"the kernel could not warm up: {content.get('ename')}: {content.get('evalue')}")
+    finally:
+        connection.forget(request)
