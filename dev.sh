@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point that does its own set-up: creates .venv (or $KERNEL_AGENT_VENV)
 # on first use, reinstalls when pyproject.toml changes, then runs the command.
-#   ./dev.sh example      a short sandboxed session, offline, no API key
+#   ./dev.sh demo         the main job: a scripted agent session, offline, no API key
+#   ./dev.sh example      a short sandboxed session without a model
 #   ./dev.sh test [ARGS]  the test suite (ARGS go to pytest)
 #   ./dev.sh bench [ARGS] the benchmarks (bench/run_all.py)
 #   ./dev.sh ARGS         any kernel-agent command
@@ -21,7 +22,7 @@ if [ ! -f "$venv/.installed" ] || [ pyproject.toml -nt "$venv/.installed" ]; the
   touch "$venv/.installed"
 fi
 
-command=${1:-example}
+command=${1:-demo}
 [ $# -gt 0 ] && shift
 case "$command" in
   test) exec "$venv/bin/python" -m pytest "$@" ;;

@@ -12,6 +12,8 @@ import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+# The first Session example (it records into ./work): the end-to-end audit/replay test uses it.
+SESSION_BLOCK = next(block for block in PYTHON_BLOCKS if 'Session("./work"' in block)
 
 
 @pytest.mark.parametrize("code", PYTHON_BLOCKS, ids=[f"block-{i}" for i in range(len(PYTHON_BLOCKS))])
@@ -31,12 +33,12 @@ def test_readme_python_example_runs(code: str, tmp_path: Path) -> None:
 def test_readme_names_the_two_commands() -> None:
     """The two front-door commands are in the README and .ci/run calls the test one."""
     text = README.read_text()
-    assert "./dev.sh example" in text and "./dev.sh test" in text
+    assert "./dev.sh demo" in text and "./dev.sh test" in text
     assert "./dev.sh test" in (README.parent / ".ci" / "run").read_text()
 
 
 def test_readme_session_is_audited_replayed_and_reexecuted(tmp_path: Path) -> None:
-    """The README's first example leaves a notebook that audits, fails audit after a one-character edit
+    """The README's first Session example leaves a notebook that audits, fails audit after a one-character edit
     (naming the cell), replays faithfully and re-executes under nbclient with the kernelspec."""
     import json
 
@@ -47,7 +49,7 @@ def test_readme_session_is_audited_replayed_and_reexecuted(tmp_path: Path) -> No
 
     (tmp_path / "work").mkdir()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    first = subprocess.run([sys.executable, "-c", PYTHON_BLOCKS[0]], cwd=tmp_path, env=env, capture_output=True,
+    first = subprocess.run([sys.executable, "-c", SESSION_BLOCK], cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     (notebook,) = (tmp_path / "work").glob("kernel-agent-*.ipynb")

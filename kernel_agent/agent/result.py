@@ -103,6 +103,11 @@ class AgentResult:
     def tool_calls(self) -> int:
         return sum(step.tool_calls for step in self.steps)
 
+    @property
+    def usage_is_estimate(self) -> bool:
+        """The scripted model has no tokenizer: its usage is estimated (characters / 4)."""
+        return self.model.startswith("scripted:")
+
     def summary(self) -> dict[str, Any]:
         """The figures of the run as plain data (for logs, JSON and comparisons)."""
         return {
@@ -110,7 +115,7 @@ class AgentResult:
             "cells": sum(len(step.executions) for step in self.steps), "tool_calls": self.tool_calls,
             "usage": self.usage.model_dump(), "total_tokens": self.usage.total_tokens, "cost_usd": self.cost,
             "seconds": round(self.seconds, 3), "notebook": str(self.notebook) if self.notebook else None,
-            "model": self.model, "error": self.error,
+            "model": self.model, "usage_is_estimate": self.usage_is_estimate, "error": self.error,
         }
 
     def __repr__(self) -> str:
@@ -123,7 +128,7 @@ class AgentResult:
                  f"steps:       {len(self.steps)} ({self.tool_calls} tool calls)",
                  f"tokens:      {self.usage.total_tokens:,} (input {self.usage.input_tokens:,}, output "
                  f"{self.usage.output_tokens:,}, cache read {self.usage.cache_read_tokens:,}, cache write "
-                 f"{self.usage.cache_write_tokens:,})"]
+                 f"{self.usage.cache_write_tokens:,})" + (", estimated" if self.usage_is_estimate else "")]
         if self.cost is not None:
             lines.append(f"cost:        ${self.cost:.4f}")
         lines += [f"time:        {self.seconds:.1f} s", f"notebook:    {self.notebook or '(not recorded)'}"]
@@ -151,7 +156,8 @@ class AgentResult:
                 ("stop reason", self.stop_reason.value + (f": {self.error}" if self.error else "")),
                 ("steps", f"{len(self.steps)} ({self.tool_calls} tool calls)"),
                 ("tokens", f"{self.usage.total_tokens:,} (in {self.usage.input_tokens:,}, out "
-                           f"{self.usage.output_tokens:,}, cached {self.usage.cache_read_tokens:,})"),
+                           f"{self.usage.output_tokens:,}, cached {self.usage.cache_read_tokens:,})"
+                           + (", estimated" if self.usage_is_estimate else "")),
                 ("time", f"{self.seconds:.1f} s"), ("notebook", str(self.notebook or "(not recorded)"))]
         if self.cost is not None:
             rows.insert(4, ("cost", f"${self.cost:.4f}"))
