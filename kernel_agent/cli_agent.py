@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -122,6 +123,10 @@ def _drive(agent: Agent, task: str, *, quiet: bool, as_json: bool) -> int:
         agent.on_event = ConsoleReporter()
 
     async def main() -> AgentResult:
+        # SIGTERM (kill, a job scheduler) stops the run as cleanly as Ctrl-C does.
+        current = asyncio.current_task()
+        if current is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
         try:
             return await agent.run(task)
         finally:
@@ -129,7 +134,7 @@ def _drive(agent: Agent, task: str, *, quiet: bool, as_json: bool) -> int:
 
     try:
         result = asyncio.run(main())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         result = agent.last_result
         print("\ninterrupted: the session was closed and its notebook saved.", file=sys.stderr)
         if result is not None:
