@@ -135,10 +135,9 @@ def _drive(agent: Agent, task: str, *, quiet: bool, as_json: bool) -> int:
     try:
         result = asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        result = agent.last_result
         print("\ninterrupted: the session was closed and its notebook saved.", file=sys.stderr)
-        if result is not None:
-            print(result, file=sys.stderr)
+        if agent.last_result is not None:
+            print(agent.last_result, file=sys.stderr)
         return EXIT_INTERRUPTED
     if as_json:
         print(json.dumps(result.summary(), indent=2, default=str))
