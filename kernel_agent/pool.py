@@ -96,6 +96,7 @@ class KernelPool:
         self._waiters: collections.deque[asyncio.Future[KernelProcess]] = collections.deque()
         self._sessions: set[Session] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._launch_slots: asyncio.Semaphore | None = None
         self._changed: asyncio.Event | None = None
         self._cull_task: asyncio.Task[None] | None = None
@@ -121,6 +122,7 @@ class KernelPool:
             raise PoolError("this pool was closed; create a new KernelPool")
         if not self._started:
             self._started = True
+            self._loop = asyncio.get_running_loop()
             self._launch_slots = asyncio.Semaphore(self.max_concurrent_launches)
             self._changed = asyncio.Event()
             if self.workspace_root is not None and not self.workspace_root.is_dir():
@@ -285,7 +287,7 @@ class KernelPool:
             except Exception as exc:
                 self._launch_failed(exc)
                 return
-        self._launches.discard(asyncio.current_task())  # type: ignore[arg-type]
+        self._launches.discard(asyncio.current_task())
         if self._closed:
             await self._destroy(kernel)
             return
@@ -316,7 +318,7 @@ class KernelPool:
         return kernel
 
     def _launch_failed(self, exc: Exception) -> None:
-        self._launches.discard(asyncio.current_task())  # type: ignore[arg-type]
+        self._launches.discard(asyncio.current_task())
         self.launch_failures += 1
         self.last_error = exc
         self._backoff = min(self._backoff * 2, _MAX_BACKOFF_SECONDS) if self._backoff else _FIRST_BACKOFF_SECONDS
@@ -356,6 +358,9 @@ class KernelPool:
     def _require_started(self) -> None:
         if not self._started:
             raise PoolError("the pool has not been started: use `async with KernelPool(...)` or `await pool.start()`")
+        if asyncio.get_running_loop() is not self._loop:
+            # Its kernels' connections and tasks belong to that loop (a SyncSession runs its own).
+            raise PoolError("a KernelPool serves sessions on the event loop it was started on, not another one")
 
     # -- idle culling ----------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from kernel_agent import (
 )
 from kernel_agent.audit import audit_notebook
 from kernel_agent.kernel_process import KernelProcess
-from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
+from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX, reap_stale_run_dirs
 
 from .conftest import sandbox_processes
 
@@ -61,7 +62,7 @@ async def test_acquisition_takes_a_prestarted_kernel_and_the_pool_refills() -> N
         await pool.wait_until_full()
         assert pool.spare_count == 2 and pool.launched == 3
         await session.close()
-        assert pool.sessions == ()
+        assert not pool.sessions
 
 
 async def test_a_used_kernel_is_destroyed_never_handed_out_again() -> None:
@@ -207,3 +208,17 @@ async def test_options_a_pooled_kernel_cannot_honour_are_named(tmp_path: Path) -
     with pytest.raises(PoolError, match="not been started"):
         await pool.session()
     assert Session(pool=pool, policy=SandboxPolicy()).policy == pool.policy
+
+
+async def test_a_kept_temporary_workspace_is_not_reaped() -> None:
+    """Session(keep_workspace=True) without a pool keeps its temporary workspace, under a name the reaper skips."""
+    async with Session(keep_workspace=True) as session:
+        await session.execute("open('out.txt', 'w').write('kept')")
+        workspace, notebook = session.workspace, session.notebook
+    try:
+        assert workspace.name.startswith(f"{RUN_DIR_PREFIX}kept-") and notebook is not None
+        reap_stale_run_dirs()
+        assert (workspace / "out.txt").read_text() == "kept" and notebook.parent == workspace
+        assert audit_notebook(notebook).verdict == "intact"
+    finally:
+        shutil.rmtree(workspace)
