@@ -174,7 +174,10 @@ which is the verdict that carries over to a slower machine. Timings are never
 asserted; a shared VM is noisy, so compare ratios rather than absolute times.
 The token-economy section counts tokens, not time: there the baseline is a classic
 tool-calling agent given the same tools and making the same calls, every result
-passing through its context (bench/bench_tokens.py says how both are counted)."""
+passing through its context (bench/bench_tokens.py says how both are counted).
+The scale section compares kernel-agent with itself where no stock equivalent
+exists: a pooled session against a cold-started one, 20 concurrent sessions
+against one session alone; its memory rows are next to a stock ipykernel."""
 
 
 def render(results: Sequence[BenchResult], machine: Sequence[tuple[str, str]], command: str,
