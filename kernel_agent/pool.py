@@ -224,6 +224,9 @@ class KernelPool:
         kernel = self._pop_live_spare()
         if kernel is None:
             kernel = await self._wait_for_kernel()
+            if self._closed:  # handed over just before the pool closed: it would outlive the pool
+                await self._destroy(kernel)
+                raise PoolError("the pool was closed before the session could start")
         self._sessions.add(session)
         asyncio.get_running_loop().call_later(_REFILL_DELAY_SECONDS, self._refill)
         return kernel
@@ -252,8 +255,10 @@ class KernelPool:
             return await waiter
         except asyncio.CancelledError:
             # Cancelled just after a kernel was handed over: it is still unused, so it goes back.
-            if waiter.done() and not waiter.cancelled():
-                if waiter.exception() is None:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                if self._closed:
+                    self._spawn(self._destroy(waiter.result()))
+                else:
                     self._spares.appendleft(waiter.result())
             raise
         finally:
@@ -371,7 +376,9 @@ class KernelPool:
             await asyncio.sleep(interval)
             now = time.monotonic()
             idle = [s for s in self._sessions if now - s.last_activity >= idle_timeout]
-            outcomes = await asyncio.gather(*(s.close_if_idle(idle_timeout) for s in idle), return_exceptions=True)
+            # Shielded: closing the pool cancels this task, and must not interrupt a session half closed.
+            outcomes = await asyncio.shield(asyncio.gather(*(s.close_if_idle(idle_timeout) for s in idle),
+                                                           return_exceptions=True))
             for session, outcome in zip(idle, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
                     # The session is closed as far as it could be; one failure must not stop culling.
