@@ -63,37 +63,61 @@ _EXPORTS = {
 }
 __all__ = ["__version__", *_EXPORTS]
 
-if TYPE_CHECKING:
-    from kernel_agent.cell import CellError, CellResult, CellStatus
-    from kernel_agent.errors import (
-        KernelAgentError,
-        KernelStartError,
-        SandboxError,
-        SandboxPolicyError,
-        SandboxUnavailableError,
-        SessionClosedError,
-        UnconfinedWarning,
-        McpServerError,
-        PoolError,
-        ToolDefinitionError,
-        WorkspaceError,
+if TYPE_CHECKING:  # `X as X`: an explicit re-export, which strict type checkers require
+    from kernel_agent.agent import (
+        Agent as Agent,
+        AgentEvent as AgentEvent,
+        AgentResult as AgentResult,
+        Pricing as Pricing,
+        Step as Step,
+        StopReason as StopReason,
     )
-    from kernel_agent.agent import Agent, AgentEvent, AgentResult, Pricing, Step, StopReason
-    from kernel_agent.errors import ModelConfigError, ModelError, ModelResponseError, ModelUnreachableError
-    from kernel_agent.models import Usage, model_from_spec
-    from kernel_agent.models.anthropic import AnthropicModel
-    from kernel_agent.models.openai import OpenAIModel
-    from kernel_agent.models.scripted import ScriptedModel
-    from kernel_agent.tools.calls import CallStatus, ProgressEvent, ToolCall
-    from kernel_agent.tools.mcp import McpServer
-    from kernel_agent.tools.policy import CallRequest, Decision, ask_for_destructive
-    from kernel_agent.tools.registry import ToolRegistry
-    from kernel_agent.tools.tool import Tool, tool, tool_from_function, tool_from_schema
-    from kernel_agent.pool import KernelPool
-    from kernel_agent.sandbox.policy import ResourceLimits, SandboxMode, SandboxPolicy
-    from kernel_agent.session import Session
-    from kernel_agent.sync import SyncSession
-
+    from kernel_agent.cell import CellError as CellError, CellResult as CellResult, CellStatus as CellStatus
+    from kernel_agent.errors import (
+        KernelAgentError as KernelAgentError,
+        KernelStartError as KernelStartError,
+        McpServerError as McpServerError,
+        PoolError as PoolError,
+        SandboxError as SandboxError,
+        SandboxPolicyError as SandboxPolicyError,
+        SandboxUnavailableError as SandboxUnavailableError,
+        SessionClosedError as SessionClosedError,
+        ToolDefinitionError as ToolDefinitionError,
+        UnconfinedWarning as UnconfinedWarning,
+        WorkspaceError as WorkspaceError,
+    )
+    from kernel_agent.errors import (
+        ModelConfigError as ModelConfigError,
+        ModelError as ModelError,
+        ModelResponseError as ModelResponseError,
+        ModelUnreachableError as ModelUnreachableError,
+    )
+    from kernel_agent.models import model_from_spec as model_from_spec, Usage as Usage
+    from kernel_agent.models.anthropic import AnthropicModel as AnthropicModel
+    from kernel_agent.models.openai import OpenAIModel as OpenAIModel
+    from kernel_agent.models.scripted import ScriptedModel as ScriptedModel
+    from kernel_agent.pool import KernelPool as KernelPool
+    from kernel_agent.sandbox.policy import (
+        ResourceLimits as ResourceLimits,
+        SandboxMode as SandboxMode,
+        SandboxPolicy as SandboxPolicy,
+    )
+    from kernel_agent.session import Session as Session
+    from kernel_agent.sync import SyncSession as SyncSession
+    from kernel_agent.tools.calls import CallStatus as CallStatus, ProgressEvent as ProgressEvent, ToolCall as ToolCall
+    from kernel_agent.tools.mcp import McpServer as McpServer
+    from kernel_agent.tools.policy import (
+        ask_for_destructive as ask_for_destructive,
+        CallRequest as CallRequest,
+        Decision as Decision,
+    )
+    from kernel_agent.tools.registry import ToolRegistry as ToolRegistry
+    from kernel_agent.tools.tool import (
+        Tool as Tool,
+        tool as tool,
+        tool_from_function as tool_from_function,
+        tool_from_schema as tool_from_schema,
+    )
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)

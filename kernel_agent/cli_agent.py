@@ -36,6 +36,8 @@ def add_commands(commands: Any) -> None:
                      help="anthropic:MODEL, openai:MODEL, openai:MODEL@BASE_URL (a local OpenAI-compatible "
                           "server) or scripted:PATH")
     run.add_argument("--base-url", metavar="URL", help="the provider's API base URL (a local server, a proxy)")
+    run.add_argument("--max-retries", type=int, default=4, metavar="N",
+                     help="retries of rate limits, overloads and server errors by the provider's SDK (default 4)")
     _add_session_options(run)
     run.add_argument("--max-steps", type=int, default=30, metavar="N", help="model replies at most (default 30)")
     run.add_argument("--max-tokens", type=int, metavar="N", help="tokens in all, input and output")
@@ -81,7 +83,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--workspace {args.workspace} does not exist or is not a directory; create it first")
     from kernel_agent.models import model_from_spec
 
-    model = model_from_spec(args.model, base_url=args.base_url) if args.base_url else args.model
+    retries = {} if args.model.startswith("scripted:") else {"max_retries": args.max_retries}
+    model = model_from_spec(args.model, base_url=args.base_url, **retries)
     agent = Agent(
         model, tools, workspace=args.workspace, notebook=args.notebook, max_steps=args.max_steps,
         max_tokens=args.max_tokens, max_cost=args.max_cost, pricing=_pricing(args.price),

@@ -403,7 +403,8 @@ class Session:
 
     def _require_kernel(self) -> KernelProcess:
         if self._closed:
-            raise SessionClosedError(f"this session is closed{': ' + self._closed_because if self._closed_because else ''}")
+            because = f": {self._closed_because}" if self._closed_because else ""
+            raise SessionClosedError(f"this session is closed{because}")
         if self._kernel is None:
             raise SessionClosedError("the session has not been started: use `async with Session()` or `await start()`")
         return self._kernel

@@ -195,6 +195,9 @@ async def test_cancelling_a_run_closes_its_session_and_keeps_the_notebook(worksp
     assert agent.last_result is not None and agent.last_result.stop_reason is StopReason.INTERRUPTED
     assert len(agent.last_result.steps) == 2
     assert audit_main(str(notebook), json_output=True, key_env=None, key_file=None) == 0
+    last = notebook_cells(notebook)[-1]
+    assert "Run interrupted in step 2 while this code was running" in "".join(last["source"])
+    assert "while True: time.sleep(0.05)" in "".join(last["source"])
     assert not sandbox_processes(workspace)  # bwrap's command line names the workspace it binds
 
 

@@ -202,5 +202,5 @@ def test_interrupt_stops_the_run_and_keeps_the_notebook(tmp_path: Path, signum: 
         time.sleep(0.05)
     assert not left, f"processes of the run still alive: {left}"
     notebook = tmp_path / "run.ipynb"
-    assert "Run interrupted after 1 step" in notebook.read_text()
+    assert "Run interrupted in step 1 while this code was running" in notebook.read_text()
     assert_intact(notebook, tmp_path)

@@ -75,6 +75,7 @@ class _Run:
     answer: Any = None
     stop: StopReason | None = None
     error: str | None = None
+    running_code: str | None = None  # the code in the kernel right now (named if the run is interrupted)
 
 
 class Agent:
@@ -164,8 +165,12 @@ class Agent:
             await self._loop(run, session, system)
         except asyncio.CancelledError:
             run.stop, run.error = StopReason.INTERRUPTED, "the run was cancelled"
+            note = f"*Run interrupted after {len(run.steps)} step(s).*"
+            if run.running_code is not None:
+                note = (f"*Run interrupted in step {len(run.steps)} while this code was running (its output is "
+                        f"not recorded):*\n\n```python\n{run.running_code}\n```")
             with _suppress_all():
-                session.record_message("message", f"*Run interrupted after {len(run.steps)} step(s).*")
+                session.record_message("message", note)
             raise
         finally:
             notebook = session.notebook
@@ -227,7 +232,9 @@ class Agent:
             return {**extras, "observation": {"text": execution.observation, "truncated": execution.truncated,
                                               "spill_file": execution.spill_file}}
 
+        run.running_code = request.code
         cell = await session.execute(request.code, timeout=timeout, record_extras=record_extras)
+        run.running_code = None
         execution = observed[0] if observed else self._observe(run, session, step, request, cell)
         step.executions.append(execution)
         step.cell_seconds += cell.duration

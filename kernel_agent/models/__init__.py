@@ -64,6 +64,7 @@ def model_from_spec(spec: str | Model, *, base_url: str | None = None, **options
         from kernel_agent.models.scripted import ScriptedModel
 
         if options or base_url:
-            raise ModelConfigError(f"the scripted model takes no options, got {sorted(options)}")
+            given = sorted(options) + (["base_url"] if base_url else [])
+            raise ModelConfigError(f"the scripted model takes no options (it calls no server), got {', '.join(given)}")
         return ScriptedModel.from_file(name)
     raise ModelConfigError(f"unknown model provider {provider!r} in {spec!r}; known: {', '.join(PROVIDERS)}")

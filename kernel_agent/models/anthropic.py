@@ -19,6 +19,7 @@ from kernel_agent.models.base import (
 )
 
 API_KEY_ENV = "ANTHROPIC_API_KEY"
+AUTH_TOKEN_ENV = "ANTHROPIC_AUTH_TOKEN"
 _CACHE = {"type": "ephemeral"}
 
 
@@ -44,20 +45,21 @@ class AnthropicModel:
         timeout: float = 600.0,
         client: Any = None,
     ) -> None:
-        import anthropic
-
         self.name = model
         self.spec = f"anthropic:{model}"
         self.max_tokens = max_tokens
         if client is None:
             key = api_key or os.environ.get(API_KEY_ENV)
-            if not key:
+            token = None if key else os.environ.get(AUTH_TOKEN_ENV)
+            if not key and not token:
                 raise ModelConfigError(
-                    f"anthropic: no API key. Set {API_KEY_ENV} (or pass api_key=...); "
+                    f"anthropic: no API key. Set {API_KEY_ENV} (or {AUTH_TOKEN_ENV}, or pass api_key=...); "
                     "for an offline run use the scripted model (`kernel-agent demo`)."
                 )
-            client = anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=max_retries,
-                                              timeout=timeout)
+            import anthropic  # after the key check: importing the SDK takes seconds
+
+            client = anthropic.AsyncAnthropic(api_key=key, auth_token=token, base_url=base_url,
+                                              max_retries=max_retries, timeout=timeout)
         self._client = client
         self.base_url = str(client.base_url)
 
@@ -130,13 +132,13 @@ def from_response(response: Any, tool: CodeTool) -> ModelReply:
                 code.append(CodeRequest(call_id=block.id, code=source))
             else:
                 malformed.append((block.id, f"tool {block.name!r} with input {block.input!r}"))
-    usage = response.usage
+    usage = getattr(response, "usage", None)  # some gateways leave it out
     return ModelReply(
         text="\n".join(texts).strip(),
         code=tuple(code),
         usage=Usage(
-            input_tokens=usage.input_tokens or 0,
-            output_tokens=usage.output_tokens or 0,
+            input_tokens=getattr(usage, "input_tokens", None) or 0,
+            output_tokens=getattr(usage, "output_tokens", None) or 0,
             cache_read_tokens=getattr(usage, "cache_read_input_tokens", None) or 0,
             cache_write_tokens=getattr(usage, "cache_creation_input_tokens", None) or 0,
         ),

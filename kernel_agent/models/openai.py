@@ -55,13 +55,12 @@ class OpenAIModel:
         timeout: float = 600.0,
         client: Any = None,
     ) -> None:
-        import openai
-
         self.name = model
         base_url = base_url or os.environ.get(BASE_URL_ENV) or None
         self.spec = f"openai:{model}" + (f"@{base_url}" if base_url else "")
         self.max_tokens = max_tokens
         self.function_calling = True
+        self._tools_worked = False  # once a call with tools succeeded, a 400 is never "no tool support"
         if client is None:
             key = api_key or os.environ.get(API_KEY_ENV) or (_LOCAL_SERVER_KEY if base_url else None)
             if not key:
@@ -70,6 +69,8 @@ class OpenAIModel:
                     "an OpenAI-compatible server (`openai:MODEL@http://localhost:8000/v1`, --base-url or "
                     f"{BASE_URL_ENV}); for an offline run use the scripted model (`kernel-agent demo`)."
                 )
+            import openai  # after the key check: importing the SDK takes seconds
+
             client = openai.AsyncOpenAI(api_key=key, base_url=base_url, max_retries=max_retries, timeout=timeout)
         self._client = client
         self.base_url = str(client.base_url)
@@ -81,8 +82,9 @@ class OpenAIModel:
             if self.function_calling:
                 try:
                     response = await self._create(system, conversation, tool)
+                    self._tools_worked = True
                 except openai.BadRequestError as exc:
-                    if "tool" not in str(exc).lower() and "function" not in str(exc).lower():
+                    if self._tools_worked or not _says_no_tool_support(str(exc)):
                         raise
                     self.function_calling = False
             if not self.function_calling:
@@ -103,6 +105,18 @@ class OpenAIModel:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+# How servers without function calling refuse a request that has tools (vLLM, llama.cpp, Ollama, TGI).
+_NO_TOOL_SUPPORT = ("does not support tools", "tool choice", "tool_choice", "tools are not supported",
+                    "function calling is not", "not support function", "--enable-auto-tool-choice",
+                    "tools param", "unsupported parameter: 'tools'", "unrecognized request argument supplied: tools")
+
+
+def _says_no_tool_support(message: str) -> bool:
+    """Whether a 400 says the server cannot take tools (not an error about one tool message)."""
+    text = message.lower()
+    return any(phrase in text for phrase in _NO_TOOL_SUPPORT)
 
 
 def to_messages(system: str, conversation: list[Turn]) -> list[dict[str, Any]]:
@@ -154,8 +168,8 @@ def from_response(response: Any, tool: CodeTool) -> ModelReply:
         text=(message.content or "").strip(),
         code=tuple(code),
         usage=Usage(
-            input_tokens=(usage.prompt_tokens - cached) if usage is not None else 0,
-            output_tokens=usage.completion_tokens if usage is not None else 0,
+            input_tokens=max(0, (usage.prompt_tokens or 0) - cached) if usage is not None else 0,
+            output_tokens=(usage.completion_tokens or 0) if usage is not None else 0,
             cache_read_tokens=cached,
         ),
         stop_reason=choice.finish_reason or "",

@@ -353,3 +353,19 @@ async def test_agent_stops_on_a_persistent_rate_limit(tmp_path: Path) -> None:
     assert len(fake.requests) == 3
     assert "The run stopped: anthropic: rate limited" in notebook.read_text()
     assert audit_notebook(notebook).verdict == "intact"
+
+
+async def test_reply_without_usage_counts_nothing() -> None:
+    """A gateway that leaves out ``usage``: the reply still reads, with zero usage (not an AttributeError)."""
+    plain = anthropic_message(text_block("done"))
+    fake = FakeProvider(Reply(200, {k: v for k, v in plain.body.items() if k != "usage"}, plain.headers))
+    model = model_for(fake)
+    reply = await model.complete(SYSTEM, [UserTurn("go")], CODE_TOOL)
+    await model.close()
+    assert reply.text == "done" and reply.usage == Usage()
+
+
+def test_an_auth_token_is_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "token-for-a-gateway")
+    assert AnthropicModel("claude-x").spec == "anthropic:claude-x"

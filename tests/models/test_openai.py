@@ -360,3 +360,30 @@ async def test_agent_on_a_server_without_function_calling(tmp_path: Path) -> Non
     code = [c["metadata"]["kernel_agent"] for c in document["cells"] if c["metadata"]["kernel_agent"]["kind"] == "code"]
     assert [(m["call_id"], m["code_via"]) for m in code] == [("fenced-1", "fenced"), ("fenced-2", "fenced")]
     assert audit_notebook(notebook).verdict == "intact"
+
+
+async def test_null_token_counts_read_as_zero() -> None:
+    """Some compatible servers send ``"completion_tokens": null``."""
+    plain = openai_completion("ok")
+    body = {**plain.body, "usage": {"prompt_tokens": 12, "completion_tokens": None, "total_tokens": 12}}
+    fake = FakeProvider(Reply(200, body))
+    model = model_for(fake)
+    reply = await model.complete(SYSTEM, [UserTurn("go")], CODE_TOOL)
+    await model.close()
+    assert reply.usage == Usage(input_tokens=12)
+
+
+async def test_a_400_about_a_tool_message_does_not_turn_function_calling_off() -> None:
+    """The word "tool" in a 400 is not a refusal of tools; after tools worked, no 400 switches modes."""
+    message = "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'."
+    fake = FakeProvider(openai_error(400, message, "invalid_request_error", None), openai_completion("fine"),
+                        vllm_bad_request(VLLM_NO_TOOLS))
+    model = model_for(fake)
+    with pytest.raises(ModelResponseError, match="role 'tool'"):
+        await model.complete(SYSTEM, [UserTurn("go")], CODE_TOOL)
+    assert model.function_calling is True and len(fake.requests) == 1
+    await model.complete(SYSTEM, [UserTurn("go")], CODE_TOOL)
+    with pytest.raises(ModelResponseError):  # tools worked before: this is not "no tool support"
+        await model.complete(SYSTEM, [UserTurn("go")], CODE_TOOL)
+    await model.close()
+    assert model.function_calling is True and len(fake.requests) == 3
