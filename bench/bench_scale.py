@@ -104,7 +104,8 @@ def cell_code(owner: int, cell: int) -> str:
         for k in range({SYNC_CALLS}):
             answer = tools.lookup(key=f"s{owner}-c{cell}-k{{k}}")
             print("s{owner} c{cell} sync", k, answer["owner"], answer["key"])
-        fetched = await asyncio.gather(*(tools.fetch.aio(key=f"s{owner}-c{cell}-a{{k}}") for k in range({GATHERED_CALLS})))
+        keys = [f"s{owner}-c{cell}-a{{k}}" for k in range({GATHERED_CALLS})]
+        fetched = await asyncio.gather(*(tools.fetch.aio(key=key) for key in keys))
         for k, value in enumerate(fetched):
             print("s{owner} c{cell} gathered", k, value)
     """)
@@ -358,8 +359,8 @@ def activity_rows(active: Activity, alone: Activity) -> list[Row]:
                      baseline=alone.calls_per_second, baseline_name="1 session alone", note=note))
     for label, pct in (("p50", 50), ("p99", 99)):
         rows.append(_row(f"{n} concurrent sessions: cell latency {label}", percentile(active.latencies, pct) * 1e3,
-                         "ms", baseline=percentile(alone.latencies, pct) * 1e3, baseline_name=f"{label}, 1 session alone",
-                         note=f"n={len(active.latencies)}"))
+                         "ms", baseline=percentile(alone.latencies, pct) * 1e3,
+                         baseline_name=f"{label}, 1 session alone", note=f"n={len(active.latencies)}"))
     rows.append(_row(f"{n} concurrent sessions: host CPU", 100 * active.host_cpu_seconds / active.seconds, "%",
                      baseline=100 * alone.host_cpu_seconds / alone.seconds, baseline_name="1 session alone",
                      note="of one core: the host process alone"))

@@ -48,7 +48,8 @@ def cell_code(owner: int, cell: int) -> str:
         for k in range({SYNC_CALLS}):
             answer = tools.lookup(key=f"s{owner}-c{cell}-k{{k}}")
             print("s{owner} c{cell} sync", k, answer["owner"], answer["key"])
-        fetched = await asyncio.gather(*(tools.fetch.aio(key=f"s{owner}-c{cell}-a{{k}}") for k in range({GATHERED_CALLS})))
+        keys = [f"s{owner}-c{cell}-a{{k}}" for k in range({GATHERED_CALLS})]
+        fetched = await asyncio.gather(*(tools.fetch.aio(key=key) for key in keys))
         for k, value in enumerate(fetched):
             print("s{owner} c{cell} gathered", k, value)
     """)
