@@ -68,7 +68,7 @@ class Config:
 
     @classmethod
     def for_mode(cls, quick: bool) -> Config:
-        return cls(acquire_rounds=5, idle_sessions=20, active_seconds=4.0, alone_seconds=2.0) if quick else cls(
+        return cls(acquire_rounds=4, idle_sessions=20, active_seconds=3.0, alone_seconds=1.5) if quick else cls(
             acquire_rounds=15, idle_sessions=50, active_seconds=10.0, alone_seconds=4.0)
 
 
@@ -409,7 +409,7 @@ def run(quick: bool = False) -> list[Row]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    bench_main(run, __doc__.splitlines()[0], "fewer samples (5 acquisition rounds, 20 idle sessions, 4 s active)",
+    bench_main(run, __doc__.splitlines()[0], "fewer samples (4 acquisition rounds, 20 idle sessions, 3 s active)",
                argv)
 
 
