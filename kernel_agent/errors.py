@@ -13,9 +13,12 @@ the host's own problems::
     ├── PoolError                     a kernel pool cannot serve the request (closed, or
     │                                 a workspace or policy its kernels cannot have)
     ├── WorkspaceError                the workspace cannot be used
+    ├── UnsafePathError               a path inside a sandbox-writable tree is a link,
+    │                                 a special file or otherwise unsafe for the host
     ├── ToolDefinitionError           a tool cannot be built from what was given
     ├── McpServerError                an MCP server could not be started or listed
     ├── RecordingError                a notebook or journal cannot be written or read
+    │   └── RecordLocationError       the record would be written where a sandbox can write
     └── ModelError                    a language model could not be asked
         ├── ModelConfigError          unknown provider, bad model spec, missing API key
         ├── ModelUnreachableError     the provider's server cannot be reached
@@ -70,6 +73,18 @@ class McpServerError(KernelAgentError):
 
 class RecordingError(KernelAgentError):
     """A session notebook or journal cannot be written, or one given to read is unusable (the message says why)."""
+
+
+class RecordLocationError(RecordingError):
+    """The notebook, journal or side files would live where a sandboxed kernel can write.
+
+    A record the audited code can reach proves nothing; record elsewhere, or
+    pass ``allow_reachable_record=True`` (the audit then says so).
+    """
+
+
+class UnsafePathError(KernelAgentError):
+    """A name inside a directory the sandbox can write is a link, a special file or not what the host made."""
 
 
 class ModelError(KernelAgentError):

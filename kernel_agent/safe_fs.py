@@ -1,0 +1,165 @@
+"""File operations the host may do inside a tree the sandbox can write.
+
+The host often runs as root, and a kernel can plant symbolic links, hard
+links, FIFOs or directories at any name inside its workspace (and any other
+writable path) at any moment. A path-based operation there (``open``,
+``mkdir``, ``chmod``, ``rename`` by name from the root) follows whatever the
+kernel put on the way. So every operation here works from a directory
+descriptor the host opened itself, refuses links at every step
+(``O_NOFOLLOW``), creates with ``O_EXCL`` and checks what it opened with
+``fstat`` before using it; modes and owners are changed through descriptors
+(``fchmod``, ``fchown``), never by name.
+
+Only the *top* directory is opened by path, and it must be one the caller
+gave (a workspace, a record directory): its parents are the caller's, not
+the kernel's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from kernel_agent.errors import UnsafePathError
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_dir(path: str | os.PathLike[str]) -> int:
+    """A descriptor for a directory the caller named (its last component must not be a link)."""
+    try:
+        return os.open(os.fspath(path), _DIR_FLAGS)
+    except OSError as exc:
+        raise UnsafePathError(f"cannot open the directory {path}: {_reason(exc)}") from None
+
+
+def open_subdir(dir_fd: int, name: str, *, create: bool = False, mode: int = 0o755) -> int:
+    """A descriptor for ``name`` inside ``dir_fd``: a real directory, never a link; made if ``create``."""
+    _check_name(name)
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, mode, dir_fd=dir_fd)
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        raise UnsafePathError(f"{name!r} is not a directory the host can use safely: {_reason(exc)}") from None
+    return fd
+
+
+def write_new_file(dir_fd: int, name: str, data: bytes, *, mode: int = 0o644, sync: bool = False) -> None:
+    """Create ``name`` in ``dir_fd`` (it must not exist: no link or file is ever reused) and write ``data``."""
+    _check_name(name)
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=dir_fd)
+    except OSError as exc:
+        raise UnsafePathError(f"cannot create {name!r}: {_reason(exc)}") from None
+    try:
+        _write_all(fd, data)
+        os.fchmod(fd, mode)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_file(dir_fd: int, name: str, data: bytes, *, mode: int = 0o644) -> None:
+    """Atomically replace ``name`` in ``dir_fd`` with ``data`` (temporary file made with O_EXCL, then renamed).
+
+    A link at ``name`` is replaced, never followed; the mode is set on the
+    descriptor, so nothing can be swapped in between the write and the chmod.
+    """
+    _check_name(name)
+    temporary = f".{name}.{secrets.token_hex(6)}.tmp"
+    write_new_file(dir_fd, temporary, data, mode=mode, sync=True)
+    try:
+        os.replace(temporary, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=dir_fd)
+        raise
+
+
+def open_regular(dir_fd: int, name: str, flags: int, *, mode: int = 0o600) -> int:
+    """Open ``name`` in ``dir_fd`` without following a link, and check it is a regular file with one link."""
+    _check_name(name)
+    try:
+        fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode, dir_fd=dir_fd)
+    except OSError as exc:
+        raise UnsafePathError(f"cannot open {name!r}: {_reason(exc)}") from None
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
+        os.close(fd)
+        raise UnsafePathError(f"{name!r} is not a plain file (a device, FIFO, directory or hard link)")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def chown_tree(dir_fd: int, uid: int, gid: int, *, only_owned_by: int | None = None) -> int:
+    """Give every entry below ``dir_fd`` (and the directory itself) to ``uid:gid``; return how many changed.
+
+    Links are changed themselves, never followed (``lchown`` through the
+    parent's descriptor); directories are entered by descriptor. With
+    ``only_owned_by``, entries owned by someone else (the user's own files)
+    are left as they are.
+    """
+    changed = 0
+    for target_fd, name in _entries(dir_fd):
+        try:
+            status = os.stat(name, dir_fd=target_fd, follow_symlinks=False) if name else os.fstat(target_fd)
+        except FileNotFoundError:
+            continue
+        if only_owned_by is not None and status.st_uid != only_owned_by:
+            continue
+        if (status.st_uid, status.st_gid) == (uid, gid):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if name:
+                os.chown(name, uid, gid, dir_fd=target_fd, follow_symlinks=False)
+            else:
+                os.fchown(target_fd, uid, gid)
+            changed += 1
+    return changed
+
+
+def _entries(dir_fd: int) -> Iterator[tuple[int, str]]:
+    """(directory descriptor, name) for every entry below ``dir_fd``; ("", ) stands for the directory itself."""
+    yield dir_fd, ""
+    for _root, dirs, files, root_fd in os.fwalk(".", dir_fd=dir_fd, follow_symlinks=False):
+        for name in [*dirs, *files]:
+            yield root_fd, name
+
+
+def _check_name(name: str) -> None:
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise UnsafePathError(f"{name!r} is not a single file name")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "it is a symbolic link"
+    if exc.errno == errno.ENOTDIR:
+        return "it is not a directory"
+    if exc.errno == errno.EEXIST:
+        return "it already exists"
+    return exc.strerror or str(exc)
+
+
+def inside(path: Path, tree: Path) -> bool:
+    """Whether ``path`` (resolved) is ``tree`` or below it (resolved)."""
+    try:
+        return path.resolve().is_relative_to(tree.resolve())
+    except OSError:
+        return False
