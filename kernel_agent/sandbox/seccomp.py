@@ -11,7 +11,8 @@ covers the kernel and everything it starts. Refused (EPERM unless noted):
 * inspecting or writing other processes: ptrace, process_vm_readv/writev;
 * kernel attack surface an agent never needs: keyrings, bpf,
   perf_event_open, userfaultfd, module loading, kexec, mount and the new
-  mount API, pivot_root, setns, swap, reboot, open_by_handle_at;
+  mount API, pivot_root, setns, swap, reboot, open_by_handle_at, and
+  io_uring (whose queued operations would not pass through this filter);
 * every syscall of a foreign ABI (32-bit ``int 0x80``, x32), which would
   otherwise reach the same functions under other numbers.
 
@@ -50,6 +51,8 @@ X86_64_DENIED = {
     "swapon": 167, "swapoff": 168, "reboot": 169, "setns": 308, "open_by_handle_at": 304,
     "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
     "fspick": 433, "mount_setattr": 442, "acct": 163, "quotactl": 179,
+    # io_uring: a large, often-exploited kernel surface, and its operations bypass this filter.
+    "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
 }
 _X86_64_UNSHARE, _X86_64_CLONE, _X86_64_CLONE3 = 272, 56, 435
 
