@@ -39,10 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, Field
 
 from kernel_agent.errors import RecordingError
 from kernel_agent.record import format as fmt
+from kernel_agent.record import signing
 from kernel_agent.record.recorder import load_notebook_json, side_files_dir
 
 EXIT_INTACT = 0
@@ -51,6 +53,7 @@ EXIT_UNUSABLE = 2
 
 Severity = Literal["tampered", "incomplete", "note"]
 HmacStatus = Literal["valid", "invalid", "unsigned", "not_checked"]
+SignatureStatus = HmacStatus
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # Top-level cell keys the recorder writes; anything else (with content) is not covered by the chain.
@@ -132,6 +135,10 @@ class Summary(BaseModel):
     wall_seconds: float | None = Field(default=None, description="from the header's started_at to ended_at")
     has_final_answer: bool = False
     final_answer: Any = None
+    end_reason: str | None = Field(default=None, description="why the session ended, from the sealed end")
+    settings: dict[str, Any] = Field(default_factory=dict, description="the session's limits, timeouts and budgets")
+    record_reachable_from_sandbox: str | None = Field(
+        default=None, description="why the sandbox could write this record (None: it could not, or not recorded)")
 
 
 class ChainReport(BaseModel):
@@ -144,6 +151,7 @@ class ChainReport(BaseModel):
     computed_genesis: str | None = None
     chained_cells: int = Field(default=0, description="cells with kernel-agent metadata that take part in the chain")
     hmac: HmacStatus = "unsigned"
+    signature: SignatureStatus = "unsigned"
 
 
 class AuditReport(BaseModel):
@@ -301,7 +309,8 @@ class _Finding:
 class _Verifier:
     """Recomputes the chain of one notebook and collects what does not fit."""
 
-    def __init__(self, path: Path, document: dict[str, Any], key: bytes | None) -> None:
+    def __init__(self, path: Path, document: dict[str, Any], key: bytes | None,
+                 public_key: Ed25519PublicKey | None = None) -> None:
         self.path = path
         self.meta: dict[str, Any] = document["metadata"][fmt.METADATA_KEY]
         chain = self.meta.get("chain")
@@ -309,6 +318,8 @@ class _Verifier:
         header = self.meta.get("session")
         self.header: dict[str, Any] | None = header if isinstance(header, dict) else None
         self.key = key
+        self.public_key = public_key
+        self.signature_status: SignatureStatus = "unsigned"
         self.cells = [_Cell.of(i, raw) for i, raw in enumerate(document["cells"])]
         self.findings: list[_Finding] = []
         self.genuine: dict[int, _Cell] = {}  # seq -> the cell taking part in the chain
@@ -332,8 +343,9 @@ class _Verifier:
             self.check_links()
             self.check_end()
             self.check_side_files()
-        self.check_closed()
+        self.check_sealed()
         self.check_hmac()
+        self.check_signature()
 
     # each check --------------------------------------------------------------------------
 
@@ -547,13 +559,39 @@ class _Verifier:
         except ValueError:
             pass  # hashes right yet is not JSON: the recorder never writes that; leave the reference in the summary
 
-    def check_closed(self) -> None:
-        """A session that never closed has no end record: the notebook may lack its last cells."""
-        if "ended_at" in self.meta:
+    def check_sealed(self) -> None:
+        """The end record must exist and be chained by the seal: else the record may lack its last cells."""
+        where = len(self.cells) + 0.5
+        end, seal = self.meta.get("end"), self.chain.get("seal")
+        if end is None:
+            if seal is not None:
+                self.add(where, "end_removed", "tampered", f"the chain is sealed but its end record "
+                         f"(metadata.{fmt.METADATA_KEY}.end) was removed")
+                return
+            how = " (rebuilt by recover from its journal)" if self.meta.get("recovered") else ""
+            self.add(where, "not_sealed", "incomplete",
+                     f"the session has no sealed end{how}: it is still running, its host stopped before the end, "
+                     "or its end was cut off together with any cells after the ones shown")
             return
-        how = " (rebuilt by recover from its journal)" if self.meta.get("recovered") else ""
-        self.add(len(self.cells) + 0.5, "not_closed", "incomplete",
-                 f"the session was not closed{how}: it is still running, or its host stopped before the end")
+        try:
+            computed = fmt.seal_hash(str(self.chain.get("head")), end) if isinstance(end, dict) else None
+        except (TypeError, ValueError):
+            computed = None
+        if computed is None or seal != computed:
+            self.add(where, "end_changed", "tampered", f"the end record (metadata.{fmt.METADATA_KEY}.end) does not "
+                     "match the chain's seal: the end (its counts, totals or settings) or the seal was changed")
+            return
+        if end.get("cells") != self.chain.get("length") or end.get("head") != self.chain.get("head"):
+            self.add(where, "end_mismatch", "tampered",
+                     f"the sealed end records {end.get('cells')!r} cells ending at {str(end.get('head'))[:16]}…, but "
+                     f"the chain records {self.chain.get('length')!r} ending at {str(self.chain.get('head'))[:16]}…")
+
+    def statement(self) -> str:
+        """What the HMAC and the signature sign: genesis, length, head and seal as recorded."""
+        chain = self.chain
+        seal = chain.get("seal")
+        return fmt.chain_statement(str(chain.get("genesis")), chain.get("length") if isinstance(
+            chain.get("length"), int) else -1, str(chain.get("head")), seal if isinstance(seal, str) else None)
 
     def check_hmac(self) -> None:
         """With a key the head must be signed with it; without one, say what could not be checked."""
@@ -564,7 +602,7 @@ class _Verifier:
             if recorded:
                 self.add(end, "hmac_not_checked", "note", "the chain is signed, but no key was given, so the "
                          f"signature was not checked (set {fmt.AUDIT_KEY_ENV} or use --key-file)")
-            else:
+            elif self.chain.get("signature") is None:
                 self.add(end, "unsigned", "note", "the chain is not signed (recorded without a key): it shows the "
                          "cells are consistent, not who wrote them")
             return
@@ -573,15 +611,41 @@ class _Verifier:
             self.add(end, "unsigned", "tampered", "the chain is unsigned but a key was given: its HMAC is missing, "
                      "so a rewritten chain cannot be told from the original")
             return
-        head = self.chain.get("head")
-        expected = fmt.sign_head(head, self.key) if isinstance(head, str) else ""
+        expected = fmt.hmac_statement(self.statement(), self.key)
         if isinstance(recorded, str) and hmac.compare_digest(expected.encode(), recorded.encode()):
             self.hmac_status = "valid"
             return
         self.hmac_status = "invalid"
         self.add(end, "hmac_invalid", "tampered",
-                 "the chain's HMAC does not match the key: the chain was rewritten, or the key is not the one it was "
-                 "recorded with")
+                 "the chain's HMAC does not match the key: the chain or its end was rewritten, or the key is not the "
+                 "one it was recorded with")
+
+    def check_signature(self) -> None:
+        """With a public key the chain must carry a valid Ed25519 signature by it; without one, say what is there."""
+        recorded = self.chain.get("signature")
+        end = len(self.cells) + 1.5
+        record = recorded if isinstance(recorded, dict) else {}
+        embedded = record.get("public_key") if isinstance(record.get("public_key"), str) else None
+        value = record.get("value") if isinstance(record.get("value"), str) else None
+        if self.public_key is None:
+            if recorded is not None:
+                self.signature_status = "not_checked"
+                owner = f" by key {signing.fingerprint(embedded)}" if embedded and _HEX64.fullmatch(embedded) else ""
+                self.add(end, "signature_not_checked", "note", f"the chain is signed{owner}, but no public key was "
+                         "given, so the signature was not checked (use --public-key)")
+            return
+        if recorded is None:
+            self.signature_status = "unsigned"
+            self.add(end, "signature_missing", "tampered", "a public key was given but the chain has no signature: "
+                     "a rewritten chain cannot be told from the original")
+            return
+        if value is not None and signing.verify(self.public_key, self.statement(), value):
+            self.signature_status = "valid"
+            return
+        self.signature_status = "invalid"
+        self.add(end, "signature_invalid", "tampered",
+                 "the chain's signature does not verify with the given public key: the chain or its end was "
+                 "rewritten, or it was signed with another key")
 
 
 def _is_side_file_reference(value: Any) -> bool:
@@ -653,7 +717,10 @@ def summarise(verifier: _Verifier) -> Summary:
     confined = sandbox.get("confined")
     summary = Summary(
         session_id=_str(header.get("session_id")), started_at=_str(header.get("started_at")),
-        ended_at=_str(verifier.meta.get("ended_at")), model=header.get("model"),
+        ended_at=_str(_dict(verifier.meta.get("end")).get("ended_at")), model=header.get("model"),
+        end_reason=_str(_dict(verifier.meta.get("end")).get("reason")),
+        settings=_dict(header.get("settings")),
+        record_reachable_from_sandbox=_reachable(header),
         sandbox_mode=_str(sandbox.get("mode")), confined=confined if isinstance(confined, bool) else None,
         loosenings=[str(x) for x in _list(sandbox.get("loosenings"))],
         limits_not_enforced=[f"{k}: {v}" for k, v in enforced.items() if str(v).startswith("NOT ENFORCED")],
@@ -697,6 +764,15 @@ def summarise(verifier: _Verifier) -> Summary:
     return summary
 
 
+def _reachable(header: dict[str, Any]) -> str | None:
+    record = _dict(header.get("record"))
+    if record.get("reachable_from_sandbox") is True:
+        return _str(record.get("why")) or "the recording says so"
+    if not record:
+        return "unknown: the recording predates this check"
+    return None
+
+
 def _count_tool_calls(summary: Summary, calls: Any, destructive: dict[str, bool]) -> None:
     for call in calls if isinstance(calls, list) else []:
         if not isinstance(call, dict):
@@ -714,10 +790,17 @@ def _count_tool_calls(summary: Summary, calls: Any, destructive: dict[str, bool]
 # -- the whole audit -------------------------------------------------------------------------
 
 
-def audit_notebook(path: Path, key: bytes | None = None) -> AuditReport:
-    """Verify ``path`` (read only) and summarise it; AuditInputError if it cannot be audited."""
+def audit_notebook(path: Path, key: bytes | None = None, public_key: Ed25519PublicKey | None = None) -> AuditReport:
+    """Verify ``path`` (read only) and summarise it; AuditInputError if it cannot be audited.
+
+    With no key the chain shows the record is consistent (nothing edited,
+    removed, inserted or cut off relative to itself), not who wrote it:
+    whoever can write the file can recompute a consistent chain. ``key``
+    (the HMAC secret) proves it to the key's holders; ``public_key``
+    (Ed25519) proves it to anyone who trusts that key.
+    """
     document = load_recorded_notebook(path)
-    verifier = _Verifier(path, document, key)
+    verifier = _Verifier(path, document, key, public_key)
     verifier.run()
     findings = sorted(verifier.findings, key=lambda f: f.position)  # stable: same position keeps check order
     problems = [f.problem for f in findings if f.problem.severity != "note"]
@@ -726,6 +809,7 @@ def audit_notebook(path: Path, key: bytes | None = None) -> AuditReport:
         algorithm=verifier.chain.get("algorithm"), genesis=verifier.chain.get("genesis"),
         head=verifier.chain.get("head"), length=verifier.chain.get("length"),
         computed_genesis=verifier.computed_genesis, chained_cells=len(verifier.genuine), hmac=verifier.hmac_status,
+        signature=verifier.signature_status,
     )
     tampered = [p for p in problems if p.severity == "tampered"]
     incomplete = [p for p in problems if p.severity == "incomplete"]
@@ -737,9 +821,13 @@ def audit_notebook(path: Path, key: bytes | None = None) -> AuditReport:
         headline = f"{verdict.upper()}: {first.message}" + (f" (+{more} more problem{'s' * (more > 1)})" if more else "")
     else:
         verdict = "intact"
-        signed = {"valid": ", HMAC valid", "not_checked": ", signed (not checked: no key)",
-                  "unsigned": ", unsigned", "invalid": ""}[verifier.hmac_status]
-        headline = f"INTACT: {len(verifier.genuine)} cells verified (sha256 chain{signed})"
+        signed = {"valid": ", HMAC valid", "not_checked": ", HMAC not checked (no key)",
+                  "unsigned": "", "invalid": ""}[verifier.hmac_status]
+        signed += {"valid": ", signature valid", "not_checked": ", signature not checked (no public key)",
+                   "unsigned": "", "invalid": ""}[verifier.signature_status]
+        if not signed:
+            signed = ", unsigned: consistent, authorship not proven"
+        headline = f"INTACT: {len(verifier.genuine)} cells verified, sealed (sha256 chain{signed})"
     return AuditReport(
         notebook=str(path), verdict=verdict, headline=headline,
         exit_code=EXIT_INTACT if verdict == "intact" else EXIT_PROBLEM,
@@ -768,8 +856,13 @@ def render_text(report: AuditReport) -> str:
     """The human report: the verdict line first, then the session, then every problem and note."""
     s = report.summary
     rows: list[tuple[str, str]] = [("notebook", report.notebook)]
-    rows.append(("session", f"{s.session_id or '-'}, started {s.started_at or '-'}, ended {s.ended_at or '(not closed)'}"
+    ended = f"{s.ended_at} ({s.end_reason or 'no reason'})" if s.ended_at else "(not sealed)"
+    rows.append(("session", f"{s.session_id or '-'}, started {s.started_at or '-'}, ended {ended}"
                             f", wall {_seconds(s.wall_seconds)}"))
+    rows.append(("record", "REACHABLE from the sandbox: " + s.record_reachable_from_sandbox
+                 if s.record_reachable_from_sandbox else "out of the sandbox's reach"))
+    if s.settings:
+        rows.append(("settings", _preview(s.settings, 300)))
     if s.model is not None:
         rows.append(("model", _preview(s.model)))
     sandbox = f"{s.sandbox_mode or '-'} ({'confined' if s.confined else 'NOT confined'})"
@@ -794,7 +887,8 @@ def render_text(report: AuditReport) -> str:
     rows.append(("final answer", _preview(s.final_answer) if s.has_final_answer else "-"))
     c = report.chain
     rows.append(("chain", f"{c.chained_cells} chained cells, metadata length {c.length}, head "
-                          f"{str(c.head)[:16]}…, HMAC {c.hmac.replace('_', ' ')}"))
+                          f"{str(c.head)[:16]}…, HMAC {c.hmac.replace('_', ' ')}, "
+                          f"signature {c.signature.replace('_', ' ')}"))
     width = max(len(label) for label, _ in rows) + 1
     lines = [report.headline, *(f"{label + ':':<{width}} {value}" for label, value in rows)]
     if report.problems:
@@ -809,7 +903,8 @@ def render_text(report: AuditReport) -> str:
 # -- the command --------------------------------------------------------------------------------
 
 
-def main(notebook: str, *, json_output: bool = False, key_env: str | None = None, key_file: str | None = None) -> int:
+def main(notebook: str, *, json_output: bool = False, key_env: str | None = None, key_file: str | None = None,
+         public_key_file: str | None = None) -> int:
     """``kernel-agent audit``: print the report, return the exit status (0 intact, 1 problems, 2 unusable).
 
     The input is adversarial by nature, so no exception escapes as a
@@ -818,7 +913,8 @@ def main(notebook: str, *, json_output: bool = False, key_env: str | None = None
     path = Path(notebook)
     try:
         key = read_key(key_env, key_file)
-        report = audit_notebook(path, key)
+        public_key = signing.load_public_key(public_key_file) if public_key_file else None
+        report = audit_notebook(path, key, public_key)
     except AuditInputError as exc:
         return _unusable(path, str(exc), json_output)
     except Exception as exc:  # noqa: BLE001 - see the docstring

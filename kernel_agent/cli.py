@@ -110,7 +110,20 @@ def _kernelspec_install(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from kernel_agent.audit import main as audit_main
 
-    return audit_main(args.notebook, json_output=args.json, key_env=args.key_env, key_file=args.key_file)
+    return audit_main(args.notebook, json_output=args.json, key_env=args.key_env, key_file=args.key_file,
+                      public_key_file=args.public_key)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kernel_agent.record.signing import SIGNING_KEY_ENV, generate_keypair
+
+    private = Path(args.private_key)
+    public = generate_keypair(private)
+    print(f"private key: {private} (mode 0600; give it to sessions with {SIGNING_KEY_ENV}={private})\n"
+          f"public key:  {public} (give it to auditors: kernel-agent audit NOTEBOOK --public-key {public})")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,7 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="check the chain's HMAC with the key in this environment variable "
                           "(default: KERNEL_AGENT_AUDIT_KEY, if set)")
     key.add_argument("--key-file", metavar="PATH", help="check the chain's HMAC with the key in this file")
+    audit.add_argument("--public-key", metavar="PATH",
+                       help="check the chain's Ed25519 signature with this public key (PEM, or 64 hex digits)")
     audit.set_defaults(handler=_audit)
+
+    keygen = commands.add_parser("keygen", help="make an Ed25519 key pair for signing recordings",
+                                 description="Write a new private key (mode 0600) and PATH.pub beside it. Sessions "
+                                             "sign their recordings with the private key (KERNEL_AGENT_SIGNING_KEY="
+                                             "PATH); anyone verifies them with the public key (audit --public-key).")
+    keygen.add_argument("private_key", metavar="PATH", help="where to write the private key (never overwritten)")
+    keygen.set_defaults(handler=_keygen)
     return parser
 
 

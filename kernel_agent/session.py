@@ -36,7 +36,9 @@ from kernel_agent.errors import (
     WorkspaceError,
 )
 from kernel_agent.record.format import AUDIT_KEY_ENV
+from kernel_agent.record.location import check_record_location, default_record_dir, ensure_record_dir
 from kernel_agent.record.recorder import Recorder
+from kernel_agent.record.signing import SIGNING_KEY_ENV, SigningKeySource, load_private_key
 from kernel_agent.kernel_process import KernelProcess
 from kernel_agent.sandbox.policy import SandboxMode, SandboxPolicy
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
@@ -45,6 +47,8 @@ from kernel_agent.tools.calls import ProgressEvent
 from kernel_agent.tools.policy import Approver, Policy, allow_all
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from kernel_agent.pool import KernelPool
 
 # How often a waiting cell checks that its kernel is still alive.
@@ -89,6 +93,9 @@ class Session:
         restore_on_death: bool = False,
         pool: KernelPool | None = None,
         keep_workspace: bool = False,
+        record_dir: str | os.PathLike[str] | None = None,
+        allow_reachable_record: bool = False,
+        signing_key: SigningKeySource | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         if pool is not None:
@@ -119,6 +126,12 @@ class Session:
         self._notebook_option = notebook
         key = audit_key if audit_key is not None else os.environ.get(AUDIT_KEY_ENV)
         self._audit_key = key.encode() if isinstance(key, str) else key
+        self._record_dir = Path(record_dir).resolve() if record_dir is not None else None
+        self.allow_reachable_record = allow_reachable_record
+        self._signing_key_source = signing_key if signing_key is not None else os.environ.get(SIGNING_KEY_ENV)
+        #: Why the record is reachable from the sandbox (None: it is not); set at start.
+        self.record_reachable: str | None = None
+        self._tool_policy_name = getattr(tool_policy, "__name__", type(tool_policy).__name__)
         self._record_metadata = dict(record_metadata or {})
         self.recorder: Recorder | None = None
         self.resume_differences: list[str] = []
@@ -160,16 +173,19 @@ class Session:
             self._workspace = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{owner}-workspace-"))
         elif self._workspace is not None and not self._workspace.is_dir():
             raise WorkspaceError(f"workspace {self._workspace} does not exist or is not a directory; create it first")
-        notebook = self.notebook
-        if notebook is not None and not notebook.parent.is_dir():
-            raise RecordingError(f"the notebook's directory {notebook.parent} does not exist; create it first")
+        signing_key = load_private_key(self._signing_key_source) if self._signing_key_source else None
+        if self._workspace is not None:  # else a pooled kernel brings it: checked once it is there
+            self._check_record_location()
         try:
             await self._prepare_tools()
             self._kernel = await self._new_kernel(from_pool=True)
+            if self._pool is not None:
+                self._check_record_location()
             self.started_at = time.time()
             # The SDK install mostly waits for the kernel: the recording (files, fsyncs) starts meanwhile,
             # in a worker thread, which also keeps it off the event loop other sessions share.
-            outcomes = await asyncio.gather(self._install_sdk(self._kernel), asyncio.to_thread(self._start_recording),
+            outcomes = await asyncio.gather(self._install_sdk(self._kernel),
+                                            asyncio.to_thread(self._start_recording, signing_key),
                                             return_exceptions=True)
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
@@ -177,13 +193,13 @@ class Session:
         except BaseException:
             # Nothing half-started survives a failed start: kernel, MCP servers, temporary workspace;
             # a notebook already begun is finalised (with no cells) rather than left open.
-            recorder, self.recorder = self.recorder, None
-            if recorder is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(recorder.close, {**self.totals, "kernel_restarts": 0})
             kernel, self._kernel = self._kernel, None
             if kernel is not None:
                 await kernel.kill()
+            recorder, self.recorder = self.recorder, None
+            if recorder is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._seal, recorder, "start_failed")
             await self._close_servers()
             if self._pool is not None:
                 self._pool.release(self)
@@ -201,14 +217,46 @@ class Session:
         option = self._notebook_option
         if option is False:
             return None
+        if option is None and self._owns_workspace and not self.keep_workspace:
+            return None  # a session on a throwaway workspace records only when asked to
         if option is None or option is True:
-            # A temporary workspace is removed on close, and its notebook with it.
-            if (self._owns_workspace and not self.keep_workspace) or self._workspace is None:
-                return None
-            return self._workspace / f"kernel-agent-{self.id[:8]}.ipynb"
+            # Out of the sandbox's reach: never the workspace (see kernel_agent.record.location).
+            return (self._record_dir or default_record_dir()) / f"kernel-agent-{self.id[:8]}.ipynb"
         return Path(option).resolve()
 
-    def _start_recording(self) -> None:
+    def _check_record_location(self) -> None:
+        """Refuse a record the sandbox could write (unless allowed); create the default record directory."""
+        notebook = self.notebook
+        if notebook is None:
+            return
+        if self._notebook_option in (None, True) and self._record_dir is None:
+            ensure_record_dir(notebook.parent)
+        if not notebook.parent.is_dir():
+            raise RecordingError(f"the notebook's directory {notebook.parent} does not exist; create it first")
+        writable = [self.workspace, *self.policy.writable_paths]
+        self.record_reachable = check_record_location(notebook, writable, allowed=self.allow_reachable_record)
+
+    def settings(self) -> dict[str, Any]:
+        """The session's own limits: recorded in the header and in the sealed end, and shown by audit."""
+        return {
+            "default_timeout": self.default_timeout, "interrupt_grace": self.interrupt_grace,
+            "startup_timeout": self.startup_timeout, "max_output_bytes": self.max_output_bytes,
+            "tool_timeout": self.bridge.call_timeout, "max_tool_calls": self.bridge.max_calls,
+            "max_request_bytes": self.bridge.max_request_bytes, "tool_policy": self._tool_policy_name,
+            "approver": self.bridge.approver is not None, "restore_on_death": self.restore_on_death,
+            "limits": self.policy.limits.model_dump(mode="json"),
+        }
+
+    def _record_facts(self) -> dict[str, Any]:
+        return {"reachable_from_sandbox": self.record_reachable is not None, "why": self.record_reachable,
+                "hmac": self._audit_key is not None}
+
+    def _seal(self, recorder: Recorder, reason: str) -> None:
+        """Seal the record (called once the kernel is stopped: nothing it does can land after this)."""
+        recorder.close({**self.totals, "kernel_restarts": self.kernel_restarts}, reason=reason,
+                       settings=self.settings(), record=self._record_facts())
+
+    def _start_recording(self, signing_key: Ed25519PrivateKey | None = None) -> None:
         path = self.notebook
         if path is None:
             return
@@ -223,6 +271,8 @@ class Session:
             "python_version": metadata["python_version"],
             "workspace": metadata["workspace"],
             "sandbox": metadata["sandbox"],
+            "settings": self.settings(),
+            "record": self._record_facts(),
             "tools": {
                 "manifest": self.manifest,
                 "sdk_hash": sdk_hash(self.sdk_modules),
@@ -231,7 +281,7 @@ class Session:
             },
             **self._record_metadata,
         }
-        self.recorder = Recorder(path, header, hmac_key=self._audit_key)
+        self.recorder = Recorder(path, header, hmac_key=self._audit_key, signing_key=signing_key)
 
     @classmethod
     async def resume(cls, notebook: str | os.PathLike[str], **options: Any) -> Session:
@@ -344,13 +394,15 @@ class Session:
     async def close(self) -> None:
         """Shut the kernel down, stop the MCP servers it started, remove its run directory (idempotent)."""
         self._closed = True
-        recorder, self.recorder = self.recorder, None
-        if recorder is not None:
-            await asyncio.to_thread(recorder.close, {**self.totals, "kernel_restarts": self.kernel_restarts})
+        # The kernel is stopped before the record is sealed: a kernel thread that is still
+        # running could otherwise act (or, with a reachable record, write) after the seal.
         kernel, self._kernel = self._kernel, None
         if kernel is not None:
             await kernel.kill()
         await self.bridge.close()
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            await asyncio.to_thread(self._seal, recorder, "idle" if self._closed_because else "closed")
         await self._close_servers()
         if self._pool is not None:
             self._pool.release(self)

@@ -14,10 +14,16 @@ Notebook ``metadata.kernel_agent``::
                       description, input_schema, output_schema, read_only,
                       destructive, source}]}), and what the caller adds
                       (record_metadata: model, task, ...)
-    ended_at, totals  written when the session closes (derived data: audit
-                      recomputes totals from the cells, it never trusts these)
+    end               written when the session closes, after its kernel was
+                      stopped: {"ended_at", "reason", "cells" (= length),
+                      "head" (= Hn), "totals", "settings" (limits, timeouts,
+                      budgets, policy), "record" (where it was written and
+                      whether a sandbox could reach it)}; the chain covers it
+                      through the seal
     chain             {"algorithm": "sha256", "genesis": H0, "head": Hn,
-                       "length": n, "hmac": hex | null}
+                       "length": n, "seal": S | absent, "hmac": hex | null,
+                       "signature": {"algorithm": "ed25519", "public_key",
+                       "value"} | absent}
 
 Cell ``metadata.kernel_agent`` (every cell kernel-agent writes has one)::
 
@@ -37,11 +43,17 @@ Cell ``metadata.kernel_agent`` (every cell kernel-agent writes has one)::
 
 The chain: ``H0 = sha256(canonical(session header))``,
 ``H[i] = sha256(H[i-1] + canonical(hashable_cell(cell i)))``; the head is
-the last hash. ``hashable_cell`` is the cell without its id and without its
+the last hash. The seal ``S = sha256(Hn + canonical(end))`` chains the end
+record after the last cell, so dropping trailing cells, or replacing the
+notebook or the journal after close, leaves an end that no longer fits.
+``hashable_cell`` is the cell without its id and without its
 own ``hash`` field, with multi-line strings joined (nbformat and JupyterLab
-may store text as lists of lines). An HMAC-SHA256 of the head with a user
-key (``KERNEL_AGENT_AUDIT_KEY``) makes the chain unforgeable by whoever lacks
-the key; the kernel never sees host variables. Canonical JSON: sorted keys,
+may store text as lists of lines). The HMAC-SHA256 (user key,
+``KERNEL_AGENT_AUDIT_KEY``) and the Ed25519 signature (``kernel-agent keygen``;
+``KERNEL_AGENT_SIGNING_KEY``) are computed over one statement naming the
+genesis, the length, the head and the seal (:func:`chain_statement`), so
+they cover the whole chain including its end; while a session runs, the
+statement has no seal yet. The kernel never sees host variables or keys. Canonical JSON: sorted keys,
 no spaces, UTF-8, no NaN.
 
 Large values (tool arguments and results, final answers) above
@@ -57,6 +69,7 @@ import copy
 import hashlib
 import hmac
 import json
+import math
 from typing import Any
 
 FORMAT_VERSION = 1
@@ -131,9 +144,48 @@ def genesis_hash(session_header: dict[str, Any]) -> str:
     return sha256_hex(canonical_json(session_header))
 
 
-def sign_head(head: str, key: bytes) -> str:
-    """HMAC-SHA256 of the chain head, hex."""
-    return hmac.new(key, head.encode(), hashlib.sha256).hexdigest()
+def seal_hash(head: str, end: dict[str, Any]) -> str:
+    """``sha256(head + canonical(end))``: the end record chained after the last cell."""
+    return sha256_hex(head + canonical_json(end))
+
+
+def chain_statement(genesis: str, length: int, head: str, seal: str | None) -> str:
+    """What the HMAC and the signature cover: the whole chain, and its end once sealed."""
+    return f"kernel-agent-chain/1 genesis={genesis} length={length} head={head} seal={seal or '-'}"
+
+
+def hmac_statement(statement: str, key: bytes) -> str:
+    """HMAC-SHA256 of a chain statement, hex."""
+    return hmac.new(key, statement.encode(), hashlib.sha256).hexdigest()
+
+
+def json_safe(value: Any, path: str = "", problems: list[str] | None = None) -> Any:
+    """``value`` with what JSON cannot hold replaced, each replacement named in ``problems``.
+
+    Non-finite floats become the strings ``"NaN"``, ``"Infinity"``,
+    ``"-Infinity"``; keys that are not strings become their ``str``; other
+    objects their ``repr``. Used only when a recorded cell does not
+    serialise as it is, so a cell is kept with what could be kept rather
+    than lost.
+    """
+    problems = problems if problems is not None else []
+    if isinstance(value, float) and not math.isfinite(value):
+        text = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+        problems.append(f"{path or 'value'}: {text} is not valid JSON; recorded as the string {text!r}")
+        return text
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                problems.append(f"{path}: key {key!r} is not a string; recorded as {str(key)!r}")
+            result[str(key)] = json_safe(item, f"{path}.{key}" if path else str(key), problems)
+        return result
+    problems.append(f"{path or 'value'}: a {type(value).__name__} is not JSON; recorded as its repr")
+    return repr(value)
 
 
 def side_file_reference(value_json: str) -> tuple[dict[str, Any], str]:

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from kernel_agent.errors import RecordingError
+from kernel_agent.errors import RecordingError, UnsafePathError
+from kernel_agent.safe_fs import open_regular
 
 
 def journal_path_for(notebook: Path) -> Path:
@@ -23,19 +24,23 @@ def journal_path_for(notebook: Path) -> Path:
 
 
 class Journal:
-    """Appends events durably. Opened with O_NOFOLLOW: the journal may live in a
-    workspace the kernel can write, and must never be redirected by a symlink."""
+    """Appends events durably.
 
-    def __init__(self, path: Path, *, continue_existing: bool = False) -> None:
+    Opened through the record directory's descriptor, never following a
+    link, and checked to be a plain file: even where a caller explicitly
+    allowed a record the sandbox can reach, the journal is never redirected.
+    """
+
+    def __init__(self, path: Path, *, dir_fd: int, continue_existing: bool = False) -> None:
         self.path = path
         # A new session starts a new journal; only a resumed one appends to its own.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         if not continue_existing:
             flags |= os.O_TRUNC
         try:
-            self._fd = os.open(path, flags, 0o600)
-        except OSError as exc:
-            raise RecordingError(f"cannot open the journal {path}: {exc.strerror}") from None
+            self._fd = open_regular(dir_fd, path.name, flags)
+        except UnsafePathError as exc:
+            raise RecordingError(f"cannot open the journal {path}: {exc}") from None
 
     def append(self, event: dict[str, Any], *, sync: bool = True) -> None:
         """Write one event as a line; fsync it unless ``sync`` is False."""

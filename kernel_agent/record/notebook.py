@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from kernel_agent import safe_fs
+from kernel_agent.errors import UnsafePathError
 
 _HEAD = b'{\n "cells": ['
 
@@ -34,10 +36,20 @@ def cell_json(cell: dict[str, Any]) -> bytes:
 
 
 class NotebookFile:
-    """Keeps one .ipynb on disk in step with the recorded cells."""
+    """Keeps one .ipynb on disk in step with the recorded cells.
 
-    def __init__(self, path: Path) -> None:
+    Every operation goes through a descriptor of the notebook's directory
+    (opened once, never following a link): the temporary file is made with
+    O_EXCL and its mode set with fchmod before the rename, and the in-place
+    append opens the file with O_NOFOLLOW and checks it is the file last
+    written. Even a record directory a sandbox could reach (only when the
+    caller allowed it) cannot redirect a write.
+    """
+
+    def __init__(self, path: Path, *, dir_fd: int | None = None) -> None:
         self.path = path
+        self._own_dir_fd = dir_fd is None
+        self._dir_fd = safe_fs.open_dir(path.parent) if dir_fd is None else dir_fd
         self._cells: list[bytes] = []
         self._cells_end = 0  # offset where the tail starts
         self._stamp: tuple[int, int, int] | None = None
@@ -46,17 +58,7 @@ class NotebookFile:
         """Write the whole notebook atomically."""
         self._cells = list(cells)
         body = _HEAD + b",".join(b"\n" + c for c in self._cells)
-        descriptor, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(body + _tail(metadata))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        safe_fs.replace_file(self._dir_fd, self.path.name, body + _tail(metadata), mode=0o644)
         self._cells_end = len(body)
         self._remember()
 
@@ -67,8 +69,8 @@ class NotebookFile:
     def append(self, cell: bytes, metadata: dict[str, Any]) -> None:
         """Add one cell (and the new metadata) in place; rewrite in full if the file was touched."""
         try:
-            descriptor = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
+            descriptor = safe_fs.open_regular(self._dir_fd, self.path.name, os.O_RDWR)
+        except UnsafePathError:
             self.write_full([*self._cells, cell], metadata)
             return
         with os.fdopen(descriptor, "r+b") as handle:
@@ -82,10 +84,17 @@ class NotebookFile:
             handle.write(chunk + _tail(metadata))
             handle.truncate()
             handle.flush()
-        self._cells.append(cell)
-        self._cells_end += len(chunk)
-        self._remember()
+            self._cells.append(cell)
+            self._cells_end += len(chunk)
+            status = os.fstat(handle.fileno())
+            self._stamp = (status.st_ino, status.st_size, status.st_mtime_ns)
+
+    def close(self) -> None:
+        """Close the directory descriptor this file opened (idempotent)."""
+        if self._own_dir_fd and self._dir_fd >= 0:
+            os.close(self._dir_fd)
+        self._dir_fd = -1
 
     def _remember(self) -> None:
-        status = os.stat(self.path, follow_symlinks=False)
+        status = os.stat(self.path.name, dir_fd=self._dir_fd, follow_symlinks=False)
         self._stamp = (status.st_ino, status.st_size, status.st_mtime_ns)

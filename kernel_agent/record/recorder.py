@@ -11,13 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kernel_agent import safe_fs
+from kernel_agent.errors import UnsafePathError
 from kernel_agent.record import format as fmt
+from kernel_agent.record import signing
 from kernel_agent.record.journal import Journal, journal_path_for, read_journal
 from kernel_agent.record.notebook import NotebookFile, cell_json
 
@@ -37,17 +41,21 @@ class Recorder:
     """Records one session into ``notebook`` (and its journal and side files)."""
 
     def __init__(self, notebook: Path, header: dict[str, Any], *, hmac_key: bytes | None = None,
-                 cells: list[dict[str, Any]] | None = None) -> None:
+                 signing_key: Ed25519PrivateKey | None = None, cells: list[dict[str, Any]] | None = None) -> None:
         self.notebook = notebook
         self.header = header
         self.hmac_key = hmac_key
-        self.file = NotebookFile(notebook)
+        self.signing_key = signing_key
+        # Every file of the record is reached through this descriptor, never by path (see NotebookFile).
+        self._dir_fd = safe_fs.open_dir(notebook.parent)
+        self._side_dir_fd: int | None = None
+        self.file = NotebookFile(notebook, dir_fd=self._dir_fd)
         self.genesis = fmt.genesis_hash(header)
         self.head = self.genesis
         self.length = 0
-        self.ended: dict[str, Any] = {}
+        self.end: dict[str, Any] | None = None
         resumed = cells is not None
-        self.journal = Journal(journal_path_for(notebook), continue_existing=resumed)
+        self.journal = Journal(journal_path_for(notebook), dir_fd=self._dir_fd, continue_existing=resumed)
         for cell in cells or []:
             self.head = fmt.cell_hash(self.head, cell)
             self.length += 1
@@ -58,7 +66,8 @@ class Recorder:
             self._record_setup()
 
     @classmethod
-    def resume(cls, notebook: Path, *, hmac_key: bytes | None = None) -> Recorder:
+    def resume(cls, notebook: Path, *, hmac_key: bytes | None = None,
+               signing_key: Ed25519PrivateKey | None = None) -> Recorder:
         """Continue recording an existing session notebook; its chain must verify first."""
         from kernel_agent.errors import RecordingError
 
@@ -75,7 +84,7 @@ class Recorder:
                                      "run `kernel-agent audit` on it before resuming")
         if head != (ours.get("chain") or {}).get("head"):
             raise RecordingError(f"{notebook}: the chain head does not match its cells; run `kernel-agent audit`")
-        return cls(notebook, ours["session"], hmac_key=hmac_key, cells=cells)
+        return cls(notebook, ours["session"], hmac_key=hmac_key, signing_key=signing_key, cells=cells)
 
     # -- what goes in ------------------------------------------------------------------
 
@@ -131,30 +140,74 @@ class Recorder:
             "outputs": outputs, "metadata": metadata,
         })
 
-    def close(self, totals: dict[str, Any]) -> None:
-        """Write the closing metadata (end time, totals) and close the journal."""
-        self.ended = {"ended_at": _iso(time.time()), "totals": totals}
+    def close(self, totals: dict[str, Any], *, reason: str = "closed", **end: Any) -> None:
+        """Seal the record: the end entry (chained after the last cell), then close the journal.
+
+        The session calls this after its kernel was stopped, so nothing the
+        kernel does can land after the seal. ``end`` adds what the end
+        records besides the counts (the session's settings, where the record
+        lives); values JSON cannot hold are named, not lost.
+        """
+        problems: list[str] = []
+        self.end = fmt.json_safe({"ended_at": _iso(time.time()), "reason": reason, "cells": self.length,
+                                  "head": self.head, "totals": totals, **end}, "end", problems)
+        if problems:
+            self.end["recording_problems"] = problems
         metadata = self.metadata()
-        self.journal.append({"event": "end", "metadata": metadata})
+        try:
+            self.journal.append({"event": "end", "metadata": metadata})
+            self.journal.close()
+            self.file.rewrite(metadata)
+        finally:
+            self._close_descriptors()
+
+    def abandon(self) -> None:
+        """Close the files without sealing (the record stays unsealed: audit says it did not end)."""
         self.journal.close()
-        self.file.rewrite(metadata)
+        self._close_descriptors()
 
     # -- how ------------------------------------------------------------------------------
 
     def metadata(self) -> dict[str, Any]:
         """The notebook-level metadata as it stands now."""
-        chain = {"algorithm": "sha256", "genesis": self.genesis, "head": self.head, "length": self.length,
-                 "hmac": fmt.sign_head(self.head, self.hmac_key) if self.hmac_key else None}
+        seal = fmt.seal_hash(self.head, self.end) if self.end is not None else None
+        statement = fmt.chain_statement(self.genesis, self.length, self.head, seal)
+        chain: dict[str, Any] = {"algorithm": "sha256", "genesis": self.genesis, "head": self.head,
+                                 "length": self.length,
+                                 "hmac": fmt.hmac_statement(statement, self.hmac_key) if self.hmac_key else None}
+        if seal is not None:
+            chain["seal"] = seal
+        if self.signing_key is not None:
+            chain["signature"] = signing.sign(self.signing_key, statement)
+        ours: dict[str, Any] = {"format": fmt.FORMAT_VERSION, "session": self.header, "chain": chain}
+        if self.end is not None:
+            ours["end"] = self.end
         return {
             "kernelspec": KERNELSPEC,
             "language_info": {"name": "python", "version": self.header.get("python_version", "")},
-            fmt.METADATA_KEY: {"format": fmt.FORMAT_VERSION, "session": self.header, **self.ended, "chain": chain},
+            fmt.METADATA_KEY: ours,
         }
+
+    def _close_descriptors(self) -> None:
+        for fd in (self._side_dir_fd, self._dir_fd):
+            if fd is not None and fd >= 0:
+                os.close(fd)
+        self._side_dir_fd = None
+        self._dir_fd = -1
 
     def _append(self, cell: dict[str, Any]) -> dict[str, Any]:
         cell["id"] = uuid.uuid4().hex[:12]
         cell["metadata"][fmt.METADATA_KEY]["seq"] = self.length
-        self.head = fmt.cell_hash(self.head, cell)
+        try:
+            head = fmt.cell_hash(self.head, cell)
+        except (TypeError, ValueError):
+            # Something JSON cannot hold (a NaN in a display output, an odd object in extras):
+            # keep the cell with what can be kept, and say what was replaced.
+            problems: list[str] = []
+            cell = fmt.json_safe(cell, "", problems)
+            cell["metadata"][fmt.METADATA_KEY]["recording_problems"] = problems
+            head = fmt.cell_hash(self.head, cell)
+        self.head = head
         cell["metadata"][fmt.METADATA_KEY]["hash"] = self.head
         self.length += 1
         self.journal.append({"event": "cell", "cell": cell})
@@ -171,21 +224,23 @@ class Recorder:
         return call
 
     def _maybe_side_file(self, value: Any) -> Any:
-        """Large values go to a content-addressed file next to the notebook."""
-        text = fmt.canonical_json(value)
+        """Large values go to a content-addressed file in ``<stem>.files/`` beside the notebook."""
+        try:
+            text = fmt.canonical_json(value)
+        except (TypeError, ValueError):
+            value = fmt.json_safe(value)
+            text = fmt.canonical_json(value)
         if len(text) <= fmt.SIDE_FILE_THRESHOLD:
             return value
         reference, name = fmt.side_file_reference(text)
-        directory = side_files_dir(self.notebook)
-        directory.mkdir(exist_ok=True)
-        target = directory / name
-        if not target.is_file():
-            descriptor, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            # Readable by the sandboxed kernel, which serves it when Jupyter re-executes the notebook.
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, target)
+        if self._side_dir_fd is None:
+            self._side_dir_fd = safe_fs.open_subdir(self._dir_fd, side_files_dir(self.notebook).name, create=True)
+        try:
+            # Readable by a sandboxed kernel, which serves it when Jupyter re-executes the notebook.
+            safe_fs.write_new_file(self._side_dir_fd, name, text.encode(), mode=0o644)
+        except UnsafePathError:
+            # Content-addressed: an existing file of that name is replaced (never followed) with the value.
+            safe_fs.replace_file(self._side_dir_fd, name, text.encode(), mode=0o644)
         return reference
 
 
