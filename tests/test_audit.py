@@ -20,14 +20,17 @@ from typing import Any
 
 import nbformat
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kernel_agent import CellResult, SyncSession, tool
 from kernel_agent.audit import audit_notebook
 from kernel_agent.audit import main as audit_main
-from kernel_agent.record.format import AUDIT_KEY_ENV, SIDE_FILE_KEY, cell_hash, genesis_hash
+from kernel_agent.record.format import AUDIT_KEY_ENV, SIDE_FILE_KEY, cell_hash, genesis_hash, seal_hash
+from kernel_agent.record.signing import generate_keypair, public_hex
 from kernel_agent.tools.policy import CallRequest, Decision
 
 KEY = "audit-test-key"
+SIGNING_KEY = Ed25519PrivateKey.generate()
 
 
 @tool(read_only=True)
@@ -86,6 +89,7 @@ class Recording:
     results: list[CellResult]
     index: dict[str, int]  # CELL_SOURCES name -> index in the notebook (= its seq)
     cells: int
+    public_key: Ed25519PublicKey
 
     @property
     def side_files(self) -> Path:
@@ -101,7 +105,8 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
     notebook = root / "session.ipynb"
     results = []
     with SyncSession(root / "workspace", notebook=notebook, tools=[add, wipe, fail, big],
-                     tool_policy=deny_destructive, audit_key=KEY, record_metadata={"model": "test-model"}) as s:
+                     tool_policy=deny_destructive, audit_key=KEY, signing_key=SIGNING_KEY,
+                     record_metadata={"model": "test-model"}) as s:
         s.session.record_message("task", "Add the numbers.\nThen report the total.")
         results.append(s.execute("print('hello')", record_extras={
             "usage": {"input_tokens": 100, "output_tokens": 20, "cache_read_input_tokens": 50}}))
@@ -118,7 +123,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
     index = {name: next(i for i, c in enumerate(cells) if c["source"].startswith(start))
              for name, start in CELL_SOURCES.items()}
     assert list(index.values()) == sorted(index.values())
-    return Recording(notebook, results, index, len(cells))
+    return Recording(notebook, results, index, len(cells), SIGNING_KEY.public_key())
 
 
 @pytest.fixture
@@ -240,7 +245,8 @@ def test_resaved_by_nbformat_is_still_intact(nb: Path, recording: Recording, ix:
     assert isinstance(cell(nb, ix["task"])["source"], list)  # the re-save really did rewrite the text
     run = audit(nb, env={AUDIT_KEY_ENV: KEY})
     assert run.returncode == 0, run.stdout
-    assert verdict_line(run) == f"INTACT: {recording.cells} cells verified (sha256 chain, HMAC valid)"
+    assert verdict_line(run) == (f"INTACT: {recording.cells} cells verified, sealed (sha256 chain, HMAC valid, "
+                                 "signature not checked (no public key))")
 
 
 def test_editor_ui_metadata_is_a_note_not_tampering(nb: Path, ix: dict[str, int]) -> None:
@@ -393,23 +399,74 @@ def test_truncated_notebook_is_incomplete(nb: Path, recording: Recording, ix: di
                            f"but its last chained cell is seq {ix['dies'] - 1}; 2 cell(s) at the end are missing"), line
 
 
-def test_truncated_with_a_rewritten_head_is_caught_by_the_hmac(nb: Path, ix: dict[str, int]) -> None:
-    """Dropping cells and fixing length/head is invisible without a key, and TAMPERED with one."""
-    def change(document: dict[str, Any]) -> None:
-        del document["cells"][ix["dies"]:]
-        chain = document["metadata"]["kernel_agent"]["chain"]
-        chain["length"], chain["head"] = ix["dies"], document["cells"][-1]["metadata"]["kernel_agent"]["hash"]
+def truncate_and_fix_chain(document: dict[str, Any], keep: int, *, reseal: bool) -> None:
+    """Drop the cells from ``keep`` on and rewrite length and head (and, with ``reseal``, the end and its seal)."""
+    del document["cells"][keep:]
+    ours = document["metadata"]["kernel_agent"]
+    chain = ours["chain"]
+    chain["length"], chain["head"] = keep, document["cells"][-1]["metadata"]["kernel_agent"]["hash"]
+    if reseal:
+        ours["end"].update(cells=keep, head=chain["head"])
+        chain["seal"] = seal_hash(chain["head"], ours["end"])
 
-    edit(nb, change)
+
+def test_truncated_with_a_rewritten_head_breaks_the_seal(nb: Path, ix: dict[str, int]) -> None:
+    """Dropping cells and fixing length/head leaves a sealed end that no longer fits, even without a key."""
+    edit(nb, lambda d: truncate_and_fix_chain(d, ix["dies"], reseal=False))
+    found = report(nb)
+    assert found["exit_code"] == 1 and [p["kind"] for p in found["problems"]] == ["end_changed"]
+
+
+def test_truncated_and_resealed_is_caught_by_the_hmac_and_the_signature(
+        nb: Path, ix: dict[str, int], recording: Recording) -> None:
+    """A complete rewrite (cells, length, head, end, seal) is consistent without a key, TAMPERED with the HMAC key
+    and with the public key."""
+    edit(nb, lambda d: truncate_and_fix_chain(d, ix["dies"], reseal=True))
     assert report(nb)["exit_code"] == 0
     found = report(nb, key=KEY)
     assert found["exit_code"] == 1 and found["headline"].startswith("TAMPERED: the chain's HMAC does not match the key")
+    signed = audit_notebook(nb, None, recording.public_key)
+    assert signed.exit_code == 1 and [p.kind for p in signed.problems] == ["signature_invalid"]
+
+
+def test_the_signature_verifies_with_the_public_key_only(nb: Path, tmp_path: Path) -> None:
+    """`audit --public-key` checks the Ed25519 signature: valid with the recording's key, TAMPERED with another."""
+    public = tmp_path / "recording.pub"
+    public.write_text(public_hex(SIGNING_KEY.public_key()) + "\n")
+    good = audit_json(nb, "--public-key", str(public))
+    assert good["exit_code"] == 0 and good["chain"]["signature"] == "valid", good["headline"]
+    assert "signature valid" in good["headline"]
+    unchecked = audit_json(nb)
+    assert unchecked["chain"]["signature"] == "not_checked"
+    assert any(n["kind"] == "signature_not_checked" for n in unchecked["notes"])
+    other = tmp_path / "other"
+    generate_keypair(other)
+    wrong = audit_json(nb, "--public-key", f"{other}.pub")
+    assert wrong["exit_code"] == 1 and [p["kind"] for p in wrong["problems"]] == ["signature_invalid"]
+
+
+def test_changed_settings_in_the_sealed_end_are_tampering(nb: Path) -> None:
+    """The end records the session's settings; raising a limit there after the fact breaks the seal."""
+    edit(nb, lambda d: d["metadata"]["kernel_agent"]["end"]["settings"].update(max_tool_calls=10**6))
+    found = report(nb)
+    assert found["exit_code"] == 1 and [p["kind"] for p in found["problems"]] == ["end_changed"]
 
 
 def test_session_that_never_closed_is_incomplete(nb: Path) -> None:
-    edit(nb, lambda d: d["metadata"]["kernel_agent"].pop("ended_at"))
+    """No end and no seal: the session never closed (or both were cut off): INCOMPLETE."""
+    def unseal(document: dict[str, Any]) -> None:
+        document["metadata"]["kernel_agent"].pop("end")
+        document["metadata"]["kernel_agent"]["chain"].pop("seal")
+
+    edit(nb, unseal)
     found = report(nb)
-    assert found["exit_code"] == 1 and found["headline"].startswith("INCOMPLETE: the session was not closed")
+    assert found["exit_code"] == 1 and found["headline"].startswith("INCOMPLETE: the session has no sealed end")
+
+
+def test_removed_end_of_a_sealed_chain_is_tampering(nb: Path) -> None:
+    edit(nb, lambda d: d["metadata"]["kernel_agent"].pop("end"))
+    found = report(nb)
+    assert found["exit_code"] == 1 and [p["kind"] for p in found["problems"]] == ["end_removed"]
 
 
 def side_file(notebook: Path) -> Path:
@@ -463,7 +520,8 @@ def test_rewritten_chain_with_a_stale_hmac_is_tampered(nb: Path) -> None:
         for stored in document["cells"]:
             head = cell_hash(head, stored)
             stored["metadata"]["kernel_agent"]["hash"] = head
-        ours["chain"]["head"] = head
+        ours["chain"]["head"] = ours["end"]["head"] = head
+        ours["chain"]["seal"] = seal_hash(head, ours["end"])
 
     edit(nb, change)
     assert report(nb)["exit_code"] == 0  # consistent: only the key can tell

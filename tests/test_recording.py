@@ -74,16 +74,21 @@ async def test_a_session_becomes_a_valid_notebook(workspace: Path) -> None:
     assert session_header.model == {"provider": "scripted", "name": "test"}
     assert session_header.sandbox.mode == "bwrap" and "ipykernel_version" in session_header
     assert "tools.data.table(rows)" in session_header.tools.manifest and len(session_header.tools.sdk_hash) == 64
-    assert ours.totals["cells"] == 4 and ours.totals["errors"] == 1 and ours.totals["tool_calls"] == 1
+    totals = ours.end["totals"]
+    assert totals["cells"] == 4 and totals["errors"] == 1 and totals["tool_calls"] == 1
+    assert ours.end["reason"] == "closed" and ours.end["cells"] == 6 and ours.end["head"] == ours.chain["head"]
+    assert ours.end["settings"]["default_timeout"] == 600.0 and ours.end["record"]["reachable_from_sandbox"] is False
     assert ours.chain["length"] == 6
     raw = json.loads(notebook.read_text())
     assert ours.chain["head"] == recomputed_head(raw)
-    assert ours.chain["hmac"] == fmt.sign_head(ours.chain["head"], b"secret")
+    assert ours.chain["seal"] == fmt.seal_hash(ours.chain["head"], dict(ours.end))
+    statement = fmt.chain_statement(ours.chain["genesis"], 6, ours.chain["head"], ours.chain["seal"])
+    assert ours.chain["hmac"] == fmt.hmac_statement(statement, b"secret")
 
 
 async def test_large_tool_results_go_to_side_files(workspace: Path) -> None:
     """A tool result above the threshold is stored next to the notebook, content-addressed."""
-    notebook = workspace / "big.ipynb"
+    notebook = workspace.parent / "big.ipynb"
     async with Session(workspace, tools=[table], notebook=notebook) as session:
         await session.execute("len(tools.data.table(5000))")
     call = session_cells(json.loads(notebook.read_text())["cells"])[0]["metadata"]["kernel_agent"]["tool_calls"][0]
@@ -96,7 +101,7 @@ async def test_large_tool_results_go_to_side_files(workspace: Path) -> None:
 
 async def test_notebook_edited_between_cells_is_rewritten_whole(workspace: Path) -> None:
     """If something changes the notebook file mid-session, the next cell rewrites it from the recorder's state."""
-    notebook = workspace / "edited.ipynb"
+    notebook = workspace.parent / "edited.ipynb"
     async with Session(workspace, notebook=notebook) as session:
         await session.execute("a = 1")
         notebook.write_text("garbage")
@@ -108,11 +113,11 @@ async def test_notebook_edited_between_cells_is_rewritten_whole(workspace: Path)
 
 
 async def test_the_kernel_cannot_redirect_the_notebook_with_a_symlink(workspace: Path, tmp_path: Path) -> None:
-    """The notebook lives in the kernel's workspace: replacing it with a symlink must not make the host write elsewhere."""
+    """A notebook explicitly allowed in the kernel's workspace: links planted there never make the host write elsewhere."""
     sentinel = tmp_path / "host-file.txt"
     sentinel.write_text("host data")
     notebook = workspace / "session.ipynb"
-    async with Session(workspace, notebook=notebook) as session:
+    async with Session(workspace, notebook=notebook, allow_reachable_record=True) as session:
         await session.execute("x = 1")
         journal = journal_path_for(notebook)
         attack = (f"import os\nos.remove({str(notebook)!r})\nos.symlink({str(sentinel)!r}, {str(notebook)!r})\n"
@@ -128,7 +133,7 @@ def test_killed_host_loses_at_most_the_cell_in_flight(tmp_path: Path) -> None:
     for kill_after in (1, 4):
         workspace = tmp_path / f"ws{kill_after}"
         workspace.mkdir()
-        notebook = workspace / "crash.ipynb"
+        notebook = tmp_path / f"crash{kill_after}.ipynb"
         script = textwrap.dedent(f"""
             import sys
             from kernel_agent import SyncSession
@@ -145,7 +150,7 @@ def test_killed_host_loses_at_most_the_cell_in_flight(tmp_path: Path) -> None:
         host.send_signal(signal.SIGKILL)
         host.wait()
         host.stdout.close()
-        recovered = workspace / "recovered.ipynb"
+        recovered = tmp_path / f"recovered{kill_after}.ipynb"
         run = subprocess.run([sys.executable, "-m", "kernel_agent.cli", "recover", str(journal_path_for(notebook)),
                               "--out", str(recovered)], capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
@@ -171,23 +176,29 @@ def test_recover_handles_torn_and_corrupt_journals(tmp_path: Path) -> None:
     corrupt.write_text(json.dumps(header) + "\nnot json\n" + json.dumps(cell) + "\n")
     run = subprocess.run([sys.executable, "-m", "kernel_agent.cli", "recover", str(corrupt)],
                          capture_output=True, text=True, timeout=60)
-    assert run.returncode == 1 and "line 2 is not valid JSON" in run.stderr and "Traceback" not in run.stderr
+    assert run.returncode == 2 and "line 2 is not valid JSON" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "corrupt.ipynb").exists()
     other = tmp_path / "other.journal.jsonl"
     other.write_text('{"hello": 1}\n')
     run = subprocess.run([sys.executable, "-m", "kernel_agent.cli", "recover", str(other)],
                          capture_output=True, text=True, timeout=60)
-    assert run.returncode == 1 and "not a kernel-agent journal" in run.stderr
+    assert run.returncode == 2 and "not a kernel-agent journal" in run.stderr
 
 
-async def test_where_sessions_are_recorded(workspace: Path) -> None:
-    """By default in the given workspace; not at all for a temporary workspace or with notebook=False."""
+async def test_where_sessions_are_recorded(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default in the host's record directory, never the workspace; not at all for a temporary workspace
+    (unless notebook=True) or with notebook=False."""
+    records = tmp_path / "records"
+    monkeypatch.setenv("KERNEL_AGENT_RECORD_DIR", str(records))
     async with Session(workspace) as session:
         await session.execute("1")
         default = session.notebook
-    assert default is not None and default.parent == workspace and default.is_file()
+    assert default is not None and default.parent == records and default.is_file()
+    assert list(workspace.iterdir()) == []
     async with Session() as temporary:
         assert temporary.notebook is None
+    async with Session(notebook=True) as asked:
+        assert asked.notebook is not None and asked.notebook.parent == records
     async with Session(workspace, notebook=False) as off:
         assert off.notebook is None
     with pytest.raises(RecordingError, match="does not exist"):
@@ -197,10 +208,33 @@ async def test_where_sessions_are_recorded(workspace: Path) -> None:
 
 async def test_recording_survives_kernel_death(workspace: Path) -> None:
     """A kernel death is recorded as such, and recording goes on in the fresh kernel."""
-    notebook = workspace / "death.ipynb"
+    notebook = workspace.parent / "death.ipynb"
     async with Session(workspace, notebook=notebook) as session:
         await session.execute("import os\nos._exit(3)")
         await session.execute("print('after')")
     cells = session_cells(nbformat.read(notebook, as_version=4).cells)
     assert cells[0].metadata.kernel_agent.status == "kernel_died" and cells[0].metadata.kernel_agent.state_lost
     assert cells[1].outputs[0]["text"] == "after\n"
+
+
+def test_a_value_json_cannot_hold_never_erases_a_cell(tmp_path: Path) -> None:
+    """NaN in an output, an infinity in the extras, an object in a progress field: the cell is recorded with
+    each replaced value named, the notebook is valid JSON, and the chain verifies."""
+    from kernel_agent.audit import audit_notebook
+    from kernel_agent.cell import CellResult, CellStatus
+    from kernel_agent.record.recorder import Recorder
+
+    notebook = tmp_path / "nan.ipynb"
+    recorder = Recorder(notebook, {"session_id": "nan-test"})
+    result = CellResult(code="x", status=CellStatus.OK, duration=0.1, outputs=[
+        {"output_type": "display_data", "data": {"application/json": {"x": float("nan")}}, "metadata": {}}])
+    cell = recorder.record_code(result, {"usage": {"cost": float("inf")}, "note": object()})
+    recorder.close({"cells": 1, "ratio": float("-inf")})
+    problems = cell["metadata"]["kernel_agent"]["recording_problems"]
+    assert any("NaN is not valid JSON" in p and "application/json" in p for p in problems)
+    assert any("Infinity" in p and "usage" in p for p in problems) and any("object is not JSON" in p for p in problems)
+    document = json.loads(notebook.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the notebook"))
+    recorded = session_cells(document["cells"])[0]
+    assert recorded["outputs"][0]["data"]["application/json"] == {"x": "NaN"}
+    assert document["metadata"]["kernel_agent"]["end"]["totals"]["ratio"] == "-Infinity"
+    assert audit_notebook(notebook).verdict == "intact"

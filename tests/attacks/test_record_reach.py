@@ -1,0 +1,105 @@
+"""The record is out of the kernel's reach, and sealed only after the kernel is stopped (issue 10, points 2-3)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from kernel_agent import SandboxPolicy, Session
+from kernel_agent.audit import audit_notebook
+from kernel_agent.errors import RecordLocationError
+from kernel_agent.record.journal import journal_path_for
+
+
+@pytest.fixture
+def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The host's record directory for this test (what KERNEL_AGENT_RECORD_DIR names)."""
+    path = tmp_path / "records"
+    monkeypatch.setenv("KERNEL_AGENT_RECORD_DIR", str(path))
+    return path
+
+
+async def test_the_kernel_cannot_see_or_write_the_default_record(workspace: Path, records: Path) -> None:
+    """By default the notebook, journal and side files are in a directory the sandbox does not have at all."""
+    async with Session(workspace) as session:
+        notebook = session.notebook
+        assert notebook is not None and notebook.parent == records
+        probe = await session.execute(
+            "import os, json\n"
+            f"paths = [{str(notebook)!r}, {str(journal_path_for(notebook))!r}, {str(records)!r}]\n"
+            "seen = [os.path.exists(p) for p in paths]\n"
+            "try:\n"
+            f"    open({str(notebook)!r}, 'w').write('forged')\n"
+            "    wrote = True\n"
+            "except OSError:\n"
+            "    wrote = False\n"
+            "print(json.dumps({'seen': seen, 'wrote': wrote}))")
+        assert json.loads(probe.stdout) == {"seen": [False, False, False], "wrote": False}
+    report = audit_notebook(notebook)
+    assert report.verdict == "intact" and report.summary.record_reachable_from_sandbox is None
+    assert report.summary.end_reason == "closed"
+
+
+@pytest.mark.parametrize("where", ["workspace", "writable_path", "nested"])
+async def test_a_record_the_sandbox_could_write_is_refused(tmp_path: Path, workspace: Path, where: str) -> None:
+    """A notebook inside the workspace or a policy's writable path is refused with a named error, before any kernel."""
+    extra = tmp_path / "shared"
+    extra.mkdir()
+    (workspace / "sub").mkdir()
+    notebook = {"workspace": workspace / "run.ipynb", "writable_path": extra / "run.ipynb",
+                "nested": workspace / "sub" / "run.ipynb"}[where]
+    policy = SandboxPolicy(writable_paths=[extra])
+    with pytest.raises(RecordLocationError, match="the session's sandbox can write"):
+        await Session(workspace, policy=policy, notebook=notebook).start()
+    assert not notebook.exists() and not journal_path_for(notebook).exists()
+
+
+async def test_a_record_directory_owned_by_another_user_is_refused(tmp_path: Path, workspace: Path) -> None:
+    """A directory someone else owns (here: the sandbox's own uid on a root host) could be rewritten by them."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a directory owned by another uid")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    os.chown(foreign, 65534, 65534)
+    with pytest.raises(RecordLocationError, match="belongs to uid 65534"):
+        await Session(workspace, notebook=foreign / "run.ipynb").start()
+
+
+async def test_a_kernel_racing_close_cannot_replace_an_allowed_reachable_record(workspace: Path, tmp_path: Path) -> None:
+    """With allow_reachable_record, a kernel thread that keeps swapping the notebook and journal for forgeries (and
+    for links to a host file) while the session closes loses: the kernel is stopped before the seal, the seal is
+    written through a descriptor, the host file is untouched, and the audit says the record was reachable."""
+    host_file = tmp_path / "host.txt"
+    host_file.write_text("host data")
+    notebook = workspace / "run.ipynb"
+    async with Session(workspace, notebook=notebook, allow_reachable_record=True) as session:
+        await session.execute("answer = 6 * 7")
+        started = await session.execute(
+            "import os, threading\n"
+            "forgery = open('run.ipynb').read().replace('answer = 6 * 7', 'answer = 0')\n"
+            "def swap():\n"
+            "    n = 0\n"
+            "    while True:\n"
+            "        n += 1\n"
+            "        for name in ('run.ipynb', 'run.journal.jsonl'):\n"
+            "            tmp = f'.{name}.{n}'\n"
+            "            if n % 2:\n"
+            "                open(tmp, 'w').write(forgery)\n"
+            "            else:\n"
+            f"                os.symlink({str(host_file)!r}, tmp)\n"
+            "            os.replace(tmp, name)\n"
+            "threading.Thread(target=swap, daemon=True).start()\n"
+            "print('racing')")
+        assert started.stdout == "racing\n"
+    # The journal's name may now be the kernel's (the host kept appending to the file it opened): a reachable
+    # record's journal is not evidence, its sealed notebook is.
+    assert host_file.read_text() == "host data"
+    assert not notebook.is_symlink()
+    report = audit_notebook(notebook)
+    assert report.verdict == "intact", report.headline
+    assert report.summary.record_reachable_from_sandbox and "can write" in report.summary.record_reachable_from_sandbox
+    sources = [c["source"] for c in json.loads(notebook.read_text())["cells"]]
+    assert "answer = 6 * 7" in sources and "answer = 0" not in sources
