@@ -55,6 +55,15 @@ if TYPE_CHECKING:
 _LIVENESS_POLL_SECONDS = 0.1
 # After the execute reply, outputs still in flight on iopub get this long.
 _IOPUB_SETTLE_SECONDS = 2.0
+#: What restore_on_death may keep of past cells (their code, outputs and tool records), in bytes.
+HISTORY_MAX_BYTES = 64 * 1024**2
+_HISTORY_OVERFLOW = (f"restore_on_death could not restore the earlier cells: together they are over the "
+                     f"{HISTORY_MAX_BYTES:,} bytes kept for it (HISTORY_MAX_BYTES)")
+
+
+def _history_size(result: CellResult) -> int:
+    """What keeping a past cell for restore_on_death costs, about (its JSON; NaN and inf become null)."""
+    return len(result.model_dump_json())
 
 
 class Session:
@@ -138,7 +147,8 @@ class Session:
         # Off by default: restoring re-runs earlier cells (their workspace writes happen again),
         # takes as long as they did, and a memory-limit death would likely recur.
         self.restore_on_death = restore_on_death
-        self._history: list[CellResult] = []  # cells since the kernel state was last fresh
+        self._history: list[CellResult] = []  # cells since the kernel state was last fresh (restore_on_death)
+        self._history_bytes, self._history_overflow = 0, False
         self._restoring = False
         self.totals = {"cells": 0, "errors": 0, "timeouts": 0, "kernel_deaths": 0, "tool_calls": 0,
                        "tool_errors": 0, "seconds_in_cells": 0.0}
@@ -490,8 +500,16 @@ class Session:
                 self.last_activity = time.monotonic()
             if result.state_lost:
                 self._history.clear()
-            elif result.status is not CellStatus.KERNEL_DIED and not result.kernel_restarted:
+                self._history_bytes, self._history_overflow = 0, False
+            elif result.status is not CellStatus.KERNEL_DIED and not result.kernel_restarted \
+                    and self.restore_on_death and not self._history_overflow:
+                # Past cells are kept only to restore state, and within a bound: beyond it,
+                # restoring is given up (and says so) rather than host memory growing per cell.
+                self._history_bytes += _history_size(result)
                 self._history.append(result)
+                if self._history_bytes > HISTORY_MAX_BYTES:
+                    self._history.clear()
+                    self._history_overflow = True
             self._count(result)
             if self.recorder is not None:
                 # The journal is fsynced per cell: in a worker thread, so other sessions'
@@ -513,8 +531,6 @@ class Session:
         assert kernel.connection is not None
         started = time.monotonic()
         collector = OutputCollector(self.max_output_bytes)
-        self.bridge.begin_cell(self._cells_run)
-        self._cells_run += 1
         request = kernel.connection.send(
             kernel.connection.shell,
             "execute_request",
@@ -523,6 +539,9 @@ class Session:
             on_iopub=collector.add,
             wants_content=collector.wants_content,
         )
+        # No await since the send: the kernel's calls for this request cannot have been read yet.
+        self.bridge.begin_cell(self._cells_run, request.msg_id)
+        self._cells_run += 1
         deadline = None if timeout is None else started + timeout
         status, timed_out = await self._await_reply(kernel, request.reply, deadline)
         if status == "timeout":
@@ -609,16 +628,21 @@ class Session:
                                   evalue=f"The cell ran past its {timeout} s timeout and did not stop within "
                                          f"{self.interrupt_grace} s of an interrupt, so its kernel was killed. "
                                          "A fresh kernel was started; variables from earlier cells are lost.")
-            log = self.bridge.end_cell()
+            log = await self.bridge.end_cell()
             await self._replace_kernel()
             restarted = True
-            if self.restore_on_death and not self._restoring and await self._restore_state():
+            if self.restore_on_death and self._history_overflow:
+                collector.note(_HISTORY_OVERFLOW)
+            if self.restore_on_death and not self._restoring and not self._history_overflow \
+                    and await self._restore_state():
                 lost = False
                 error = CellError(ename=error.ename, evalue=error.evalue.replace(
                     "variables from earlier cells are lost.",
                     "the earlier cells were re-run with their recorded tool results, so their state is back."))
         if not restarted:
-            log = self.bridge.end_cell()
+            log = await self.bridge.end_cell()
+        for note in log.notes():
+            collector.note(note)
         return CellResult(
             code=code,
             status=cell_status,
