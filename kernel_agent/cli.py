@@ -88,9 +88,25 @@ def _recover(args: argparse.Namespace) -> int:
     notebook = Path(args.out) if args.out else journal.with_name(journal.name.replace(".journal.jsonl", ".ipynb"))
     if notebook == journal:
         raise ValueError(f"{journal} is not named *.journal.jsonl; give --out NOTEBOOK")
-    count = recover(journal, notebook)
+    try:
+        count = recover(journal, notebook)
+    except Exception as exc:  # noqa: BLE001 - a journal is hostile input: one line, never a traceback
+        return _input_error("recover", exc)
     print(f"recovered {count} cells from {journal} into {notebook}")
     return 0
+
+
+def _input_error(command: str, exc: Exception) -> int:
+    """Report why a recording could not be used, in one line, with exit status 2.
+
+    Our own errors say what is wrong; anything else is named by its type
+    (the input found a path the checks missed: still no traceback).
+    """
+    from kernel_agent.errors import KernelAgentError
+
+    message = str(exc) if isinstance(exc, KernelAgentError) else f"{type(exc).__name__}: {exc}"
+    print(f"kernel-agent {command}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 def _replay(args: argparse.Namespace) -> int:

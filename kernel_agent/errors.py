@@ -18,7 +18,9 @@ the host's own problems::
     ├── ToolDefinitionError           a tool cannot be built from what was given
     ├── McpServerError                an MCP server could not be started or listed
     ├── RecordingError                a notebook or journal cannot be written or read
-    │   └── RecordLocationError       the record would be written where a sandbox can write
+    │   ├── RecordLocationError       the record would be written where a sandbox can write
+    │   └── UnusableRecordError       a notebook, journal or side file given to read is malformed,
+    │                                 too large, too deep, or has a field of the wrong type
     └── ModelError                    a language model could not be asked
         ├── ModelConfigError          unknown provider, bad model spec, missing API key
         ├── ModelUnreachableError     the provider's server cannot be reached
@@ -105,3 +107,12 @@ class ModelResponseError(ModelError):
 
 class UnconfinedWarning(UserWarning):
     """A session runs with weaker confinement than the default (no sandbox, or a limit not enforced)."""
+
+
+class UnusableRecordError(RecordingError):
+    """A notebook, journal or side file given to kernel-agent to read cannot be used.
+
+    Not strict JSON (NaN, infinities, duplicated keys), too large, nested too
+    deeply, a number past the bounds, a field of the wrong type, or a side-file
+    reference that is not a sha256 name; the message names the file and the field.
+    """

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import importlib
 import json
 import re
@@ -147,7 +146,8 @@ def _render_outputs(outputs: Iterable[Any]) -> list[str]:
                 items.append(name)
             streams[name].append(str(output.get("text", "")))
         elif kind in ("display_data", "execute_result", "update_display_data"):
-            data = output.get("data") if isinstance(output.get("data"), dict) else {}
+            raw_data = output.get("data")
+            data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
             block = [] if data else [f"[{kind}: no data]"]
             for mime in sorted(data):
                 value = data[mime]
@@ -247,30 +247,24 @@ def _text(value: Any) -> str:
 
 class _SideFiles:
     def __init__(self, notebook: Path) -> None:
-        self.directory = notebook.with_name(f"{notebook.stem}.files")
+        self.notebook = notebook
         self.cache: dict[str, Any] = {}
 
     def resolve(self, value: Any, where: str) -> Any:
-        """The value itself, or the content of the side file a reference names."""
+        """The value itself, or the content of the side file a reference names (found only next to the notebook)."""
+        from kernel_agent.record.reader import read_side_file
+
         if not (isinstance(value, dict) and fmt.SIDE_FILE_KEY in value):
             return value
         digest = value.get(fmt.SIDE_FILE_KEY)
         if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
             raise ReplayInputError(f"{where}: {fmt.SIDE_FILE_KEY} {digest!r} is not a sha256 side-file name")
         if digest not in self.cache:
-            path = self.directory / f"{digest}.json"
             try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise ReplayInputError(f"{where} is stored in the side file {path}, which cannot be read "
-                                       f"({exc.strerror}); copy the {self.directory.name}/ directory along with "
-                                       "the notebook") from None
-            if hashlib.sha256(data).hexdigest() != digest:
-                raise ReplayInputError(f"the side file {path} does not match its name (changed or corrupt)")
-            try:
-                self.cache[digest] = json.loads(data)
-            except ValueError:
-                raise ReplayInputError(f"the side file {path} is not valid JSON") from None
+                self.cache[digest] = read_side_file(self.notebook, digest)
+            except RecordingError as exc:
+                raise ReplayInputError(f"{where} is stored in a side file: {exc}; copy the "
+                                       f"{self.notebook.stem}.files/ directory along with the notebook") from None
         return self.cache[digest]
 
 
@@ -468,7 +462,8 @@ class RecordedTools:
         self.served += 1
         status = match.get("status")
         if status != "ok":
-            error = match.get("error") if isinstance(match.get("error"), dict) else {}
+            raw_error = match.get("error")
+            error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
             raise _Refused(CallStatus(status), str(error.get("message", "")), error.get("details"))
         result = match.get("result")
         if _has_tag(result, {"bytes"}):
@@ -591,7 +586,8 @@ async def replay(
     warnings: list[str] = list(recording.warnings)
     server = RecordedTools()
     tools = live_items if live else recorded_tools(recording.definitions, server)
-    sandbox = recording.header.get("sandbox") if isinstance(recording.header.get("sandbox"), dict) else {}
+    raw_sandbox = recording.header.get("sandbox")
+    sandbox: dict[str, Any] = raw_sandbox if isinstance(raw_sandbox, dict) else {}
     if policy is None and sandbox.get("loosenings"):
         warnings.append("the session was recorded under a loosened sandbox (" + "; ".join(
             map(str, sandbox["loosenings"])) + "); it is replayed under the default strict policy")
@@ -602,7 +598,7 @@ async def replay(
                                     "of_notebook": str(path.resolve()), "live": live}},
     )
     report = ReplayReport(notebook=str(path), live=live, faithful=True, cells=0,
-                          tool_calls_recorded=recorded_calls, out=str(out_path) if out_path else None)
+                          tool_calls_recorded=recorded_calls, tool_calls_served=0, out=str(out_path) if out_path else None)
     async with session:
         _check_sdk(session, recording, live, warnings)
         messages = dict(recording.messages)
@@ -714,8 +710,12 @@ def run_command(args: Any) -> int:
     import asyncio
     import sys
 
+    from kernel_agent.cli import _input_error
+
     try:
         return asyncio.run(_command(args))
     except (KernelAgentError, ValueError, ImportError, AttributeError) as exc:
         print(f"kernel-agent replay: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - the notebook is hostile input: one line, never a traceback
+        return _input_error("replay", exc)

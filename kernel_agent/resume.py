@@ -33,20 +33,28 @@ async def resume_session(
 
     ``tools`` are the live tools for the cells that follow; they must be the
     ones the recording used (the regenerated SDK must match), or none: then
-    new tool calls fail with a clear error. ``workspace`` defaults to the
-    recorded one. Returns the started session and the cells whose rebuilt
-    outcome differed from the recording.
+    new tool calls fail with a clear error. ``workspace`` is the directory
+    the kernel works in, given by the caller; without it the session gets a
+    fresh temporary one. The workspace recorded in the notebook's header is
+    never used: a notebook is input anyone could have written, and the
+    sandbox hands its workspace to the kernel's uid. Returns the started
+    session and the cells whose rebuilt outcome differed from the recording.
+    A notebook that is unusable or whose chain does not verify raises a
+    RecordingError before any kernel starts.
     """
     path = Path(notebook).resolve()
     recording = load_recording(path)
+    _check_chain(path)  # before any recorded cell runs in the caller's workspace
     server = RecordedTools()
     recorded = recorded_tools(recording.definitions, server)
-    recorded_workspace = recording.header.get("workspace")
-    place = Path(workspace or recorded_workspace or path.parent)
+    place = Path(workspace) if workspace is not None else None
     session = Session(place, tools=recorded, notebook=False, audit_key=audit_key, **options)
     await session.start()
     differing: list[str] = []
     try:
+        # The resumed record must be out of the sandbox's reach too (unless allow_reachable_record).
+        session._notebook_option = path
+        session._check_record_location()
         for cell in recording.cells:
             server.begin_cell(cell)
             try:
@@ -59,11 +67,30 @@ async def resume_session(
         await _switch_to_live_tools(session, tools, recording.header)
         key = audit_key if audit_key is not None else os.environ.get(AUDIT_KEY_ENV)
         session.recorder = Recorder.resume(path, hmac_key=key.encode() if isinstance(key, str) else key)
-        session._notebook_option = path
     except BaseException:
         await session.close()
         raise
     return session, differing
+
+
+def _check_chain(path: Path) -> None:
+    """The cells link into the chain the header starts and the metadata's head ends (Recorder.resume checks again)."""
+    from kernel_agent.record import format as fmt
+    from kernel_agent.record.reader import read_notebook
+
+    document = read_notebook(path)
+    metadata = document.get("metadata") or {}
+    ours = metadata.get(fmt.METADATA_KEY) if isinstance(metadata, dict) else None
+    if not isinstance(ours, dict) or not isinstance(ours.get("session"), dict):
+        raise RecordingError(f"{path} is not a kernel-agent session notebook")
+    head = fmt.genesis_hash(ours["session"])
+    for index, cell in enumerate(document["cells"]):
+        head = fmt.cell_hash(head, cell)
+        if ((cell.get("metadata") or {}).get(fmt.METADATA_KEY) or {}).get("hash") != head:
+            raise RecordingError(f"{path}: cell {index} does not match its recorded hash; "
+                                 "run `kernel-agent audit` on it before resuming")
+    if head != (ours.get("chain") or {}).get("head"):
+        raise RecordingError(f"{path}: the chain head does not match its cells; run `kernel-agent audit`")
 
 
 async def _switch_to_live_tools(session: Session, tools: Any, header: dict[str, Any]) -> None:

@@ -294,17 +294,20 @@ class Session:
         self.recorder = Recorder(path, header, hmac_key=self._audit_key, signing_key=signing_key)
 
     @classmethod
-    async def resume(cls, notebook: str | os.PathLike[str], **options: Any) -> Session:
+    async def resume(cls, notebook: str | os.PathLike[str], *, workspace: str | os.PathLike[str] | None = None,
+                     **options: Any) -> Session:
         """A started session whose kernel state is rebuilt from a recorded notebook, recording on into it.
 
         The recorded cells run again with their recorded tool results (no
         tool runs twice); ``tools=`` must be the session's tools for new
-        cells. ``resume_differences`` lists cells whose rebuilt outcome
-        differed from the recording. See :mod:`kernel_agent.resume`.
+        cells. ``workspace`` is the caller's (default: a fresh temporary
+        one); the workspace named in the notebook is never used.
+        ``resume_differences`` lists cells whose rebuilt outcome differed
+        from the recording. See :mod:`kernel_agent.resume`.
         """
         from kernel_agent.resume import resume_session
 
-        session, differences = await resume_session(notebook, **options)
+        session, differences = await resume_session(notebook, workspace=workspace, **options)
         session.resume_differences = differences
         return session
 

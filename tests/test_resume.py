@@ -34,7 +34,7 @@ def chain_head(path: Path) -> tuple[str, str]:
 
 
 async def record_session(workspace: Path) -> Path:
-    notebook = workspace / "analysis.ipynb"
+    notebook = workspace.parent / "analysis.ipynb"  # the record lives out of the sandbox's reach
     async with Session(workspace, tools=[add], notebook=notebook) as session:
         session.record_message("task", "Add things up.")
         await session.execute("x = tools.add(a=1, b=2)")

@@ -33,8 +33,11 @@ a local bridge that answers every tool call from the recording:
 never printed, so the re-executed outputs are the recorded ones. The setup
 cell itself prints nothing.
 
-Runs in the kernel: imports only the standard library, :mod:`kernel_agent.wire`
-and :mod:`kernel_agent.kernel` (IPython only when serving).
+Runs in the kernel: imports only the standard library, :mod:`kernel_agent.wire`,
+:mod:`kernel_agent.strict_json` and :mod:`kernel_agent.kernel` (IPython only
+when serving). The notebook is parsed with the same strict, bounded JSON
+reader as the host's, and every field is type-checked before use: a crafted
+notebook ends in a ReplayError, not in an arbitrary exception.
 """
 
 from __future__ import annotations
@@ -48,11 +51,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kernel_agent import wire
+from kernel_agent import strict_json, wire
 from kernel_agent.kernel import sdk
 
 METADATA_KEY = "kernel_agent"  # kernel_agent.record.format.METADATA_KEY (host code: not imported here)
 SIDE_FILE_KEY = "$side_file"
+MAX_NOTEBOOK_BYTES = 256 * 1024**2  # kernel_agent.record.reader's default cap (host code: not imported here)
 NOT_RECORDED = "not in the recording"
 
 
@@ -86,7 +90,9 @@ class RecordedCell:
 
 
 def _text(value: Any) -> str:
-    return "".join(value) if isinstance(value, list) else str(value or "")
+    if isinstance(value, list):
+        return "".join(v for v in value if isinstance(v, str))
+    return value if isinstance(value, str) else ""
 
 
 def _canonical(value: Any) -> str:
@@ -107,17 +113,23 @@ class Recording:
         self._side_values: dict[str, Any] = {}
         self.cells: list[RecordedCell] = []
         self.calls: list[RecordedCall] = []
-        for cell in document.get("cells") or []:
+        cells = document.get("cells")
+        for cell in cells if isinstance(cells, list) else []:
             if not isinstance(cell, dict) or cell.get("cell_type") != "code":
                 continue
-            meta = (cell.get("metadata") or {}).get(METADATA_KEY) or {}
+            cell_meta = cell.get("metadata")
+            meta = cell_meta.get(METADATA_KEY) if isinstance(cell_meta, dict) else None
             if not isinstance(meta, dict) or meta.get("kind") == "setup":
                 continue
-            recorded = RecordedCell(seq=meta.get("seq"), source=_text(cell.get("source")))
-            for call in meta.get("tool_calls") or []:
+            seq = meta.get("seq")
+            recorded = RecordedCell(seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+                                    source=_text(cell.get("source")))
+            calls = meta.get("tool_calls")
+            for call in calls if isinstance(calls, list) else []:
                 if not isinstance(call, dict) or not isinstance(call.get("tool"), str):
                     continue
-                error = call.get("error") if isinstance(call.get("error"), dict) else {}
+                raw_error = call.get("error")
+                error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
                 recorded.calls.append(RecordedCall(
                     tool=call["tool"], arguments=call.get("arguments"), status=str(call.get("status", "ok")),
                     result=call.get("result"), error=error, cell=len(self.cells)))
@@ -159,7 +171,10 @@ class Recording:
                 continue
             if hashlib.sha256(text).hexdigest() != digest:
                 raise ReplayError(f"side file {path} does not match its name (it was changed)")
-            self._side_values[digest] = json.loads(text.decode("utf-8"))
+            try:
+                self._side_values[digest] = strict_json.loads(text, max_bytes=MAX_NOTEBOOK_BYTES)
+            except strict_json.StrictJSONError as exc:
+                raise ReplayError(f"side file {path} {exc}") from None
             return self._side_values[digest]
         raise ReplayError(f"the recorded value is in a side file that cannot be read ({'; '.join(problems)})")
 
@@ -178,11 +193,12 @@ def find_notebook(name: str, session_id: str, directory: Path) -> tuple[Path, di
     seen = []
     for path in candidates:
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
+            document = strict_json.loads(path.read_bytes(), max_bytes=MAX_NOTEBOOK_BYTES)
         except (OSError, ValueError):
-            continue
-        session = (((document.get("metadata") or {}).get(METADATA_KEY) or {}).get("session") or {}
-                   if isinstance(document, dict) else {})
+            continue  # unreadable, not strict JSON or too large (StrictJSONError is a ValueError)
+        metadata = document.get("metadata") if isinstance(document, dict) else None
+        ours = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+        session = ours.get("session") if isinstance(ours, dict) else None
         found = session.get("session_id") if isinstance(session, dict) else None
         if found == session_id:
             return path, document

@@ -60,26 +60,10 @@ class Journal:
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
-    """All events of a journal. A torn last line (a crash mid-write) is dropped; any other bad line is an error."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RecordingError(f"cannot read the journal {path}: {exc.strerror}") from None
-    lines = data.split(b"\n")
-    complete, torn = lines[:-1], lines[-1]
-    events: list[dict[str, Any]] = []
-    for number, line in enumerate(complete, start=1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            if number == len(complete) and not torn:
-                break  # the last line was cut off after its newline was written: treat as torn
-            raise RecordingError(f"{path}: line {number} is not valid JSON; the journal is corrupt") from None
-        if not isinstance(event, dict) or "event" not in event:
-            raise RecordingError(f"{path}: line {number} is not a kernel-agent journal event")
-        events.append(event)
-    if not events or events[0].get("event") != "header":
-        raise RecordingError(f"{path} is not a kernel-agent journal (no header event)")
-    return events
+    """All events of a journal, checked as hostile input (see :mod:`kernel_agent.record.reader`).
+
+    A torn last line (a crash mid-write) is dropped; any other bad line is an UnusableRecordError.
+    """
+    from kernel_agent.record.reader import read_journal as read_checked
+
+    return read_checked(path)

@@ -266,15 +266,11 @@ def recover(journal: Path, notebook: Path) -> int:
 
 
 def load_notebook_json(path: Path) -> dict[str, Any]:
-    """Parse a notebook file as JSON (no nbformat upgrade: the bytes as recorded)."""
-    from kernel_agent.errors import RecordingError
+    """Parse a notebook file as recorded (no nbformat upgrade), checked as hostile input.
 
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RecordingError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise RecordingError(f"{path} is not valid JSON ({exc}); it is not a usable notebook") from None
-    if not isinstance(document, dict) or not isinstance(document.get("cells"), list):
-        raise RecordingError(f"{path} is not a Jupyter notebook (no cells list)")
-    return document
+    See :mod:`kernel_agent.record.reader`: size and nesting bounds, strict JSON, field types;
+    UnusableRecordError says what is wrong.
+    """
+    from kernel_agent.record.reader import read_notebook
+
+    return read_notebook(path)
