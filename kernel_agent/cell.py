@@ -102,7 +102,8 @@ def _output_from_message(msg_type: str, content: dict[str, Any]) -> dict[str, An
         return {"output_type": "stream", "name": content.get("name", "stdout"), "text": str(content.get("text", ""))}
     if msg_type == "error":
         return {"output_type": "error", "ename": str(content.get("ename", "")),
-                "evalue": str(content.get("evalue", "")), "traceback": list(content.get("traceback", []))}
+                "evalue": str(content.get("evalue", "")),
+                "traceback": [str(line) for line in content.get("traceback", []) or []]}
     output = {"output_type": msg_type, "data": content.get("data", {}), "metadata": content.get("metadata", {})}
     if msg_type == "execute_result":
         output["execution_count"] = content.get("execution_count")
@@ -114,9 +115,20 @@ def _size(output: dict[str, Any]) -> int:
     return len(json.dumps(output, ensure_ascii=False))
 
 
+# What of an error output is kept when it does not fit the cap (the cell's first error only).
+_ERROR_TRACEBACK_LINES = 20
+_ERROR_TEXT_CHARS = 10_000
+
+
+def _trimmed_error(output: dict[str, Any]) -> dict[str, Any]:
+    """An error output cut to a bounded size: its value and the last lines of its traceback."""
+    traceback = [str(line)[:_ERROR_TEXT_CHARS] for line in output["traceback"][-_ERROR_TRACEBACK_LINES:]]
+    return {**output, "evalue": output["evalue"][:_ERROR_TEXT_CHARS], "traceback": traceback}
+
+
 def _public(output: dict[str, Any]) -> dict[str, Any]:
     """An output as nbformat has it, without the collector's bookkeeping keys."""
-    public = {key: value for key, value in output.items() if key not in ("_display_id", "_texts")}
+    public = {key: value for key, value in output.items() if key not in ("_display_id", "_texts", "_bytes")}
     if "_texts" in output:
         public["text"] = "".join(output["_texts"])
     return public
@@ -128,6 +140,9 @@ class OutputCollector:
     Consecutive stream messages are merged (as nbclient does), ``clear_output``
     and ``update_display_data`` are honoured, and everything past the cap is
     counted instead of kept so that an output flood cannot grow host memory.
+    Every kind counts against the cap: an ``error`` output that does not fit
+    is kept only if it is the cell's first, cut to a bounded size; a display
+    update that would not fit is dropped (counted).
     The connection asks :meth:`wants_content` before it verifies or parses a
     large message, so output past the cap costs the host only its frame
     lengths.
@@ -143,7 +158,9 @@ class OutputCollector:
         #: How often output addressed to this cell was lost in transit (see :data:`OUTPUT_LOST`).
         self.output_lost = 0
         self._loss_reasons: list[str] = []
+        self._notes: list[str] = []
         self._clear_on_next = False
+        self._kept_error = False
 
     def wants_content(self, size: int) -> bool:
         """Whether a message of ``size`` bytes is worth verifying and parsing; if not, it is counted as dropped.
@@ -184,7 +201,7 @@ class OutputCollector:
                 self._clear()
             return
         if msg_type == "update_display_data":
-            self._update_display(content)
+            self._update_display(content, message.get("size"))
             return
         if msg_type not in ("stream", "display_data", "execute_result", "error"):
             return
@@ -192,7 +209,8 @@ class OutputCollector:
             self._clear()
         output = _output_from_message(msg_type, content)
         if msg_type == "error":
-            self.error = CellError(ename=content["ename"], evalue=content["evalue"], traceback=content["traceback"])
+            self._keep_error(output, message.get("size"))
+            return
         if msg_type == "display_data" and (display_id := content.get("transient", {}).get("display_id")):
             output.setdefault("metadata", {})
             output["_display_id"] = display_id
@@ -215,23 +233,48 @@ class OutputCollector:
                 self.outputs.append({"output_type": "stream", "name": output["name"], "_texts": [text]})
             return
         size = message_size if message_size is not None else _size(output)
-        if size > room and output["output_type"] != "error":
+        if size > room:
             self.dropped_bytes += size
             return
         self.kept_bytes += size
-        self.outputs.append(dict(output))
+        self.outputs.append({**output, "_bytes": size})
+
+    def _keep_error(self, output: dict[str, Any], message_size: int | None) -> None:
+        size = message_size or _size(output)
+        if size > self.max_bytes - self.kept_bytes:
+            if self._kept_error:
+                self.dropped_bytes += size
+                return
+            output = _trimmed_error(output)  # the cell's first error is worth a bounded overrun
+            self.dropped_bytes += max(0, size - _size(output))
+            size = _size(output)
+        self._kept_error = True
+        self.error = CellError(ename=output["ename"], evalue=output["evalue"], traceback=output["traceback"])
+        self.kept_bytes += size
+        self.outputs.append(output)
 
     def _clear(self) -> None:
         self.outputs.clear()
         self.kept_bytes = 0
+        self._kept_error = False
         self._clear_on_next = False
 
-    def _update_display(self, content: dict[str, Any]) -> None:
+    def _update_display(self, content: dict[str, Any], message_size: int | None) -> None:
         display_id = content.get("transient", {}).get("display_id")
+        data, metadata = content.get("data", {}), content.get("metadata", {})
+        size = message_size if message_size is not None else _size({"data": data, "metadata": metadata})
         for output in self.outputs:
-            if output.get("_display_id") == display_id:
-                output["data"] = content.get("data", {})
-                output["metadata"] = content.get("metadata", {})
+            if display_id is not None and output.get("_display_id") == display_id:
+                # The update replaces what the output held: only the growth must fit.
+                if size - output.get("_bytes", 0) > self.max_bytes - self.kept_bytes:
+                    self.dropped_bytes += size
+                    continue
+                self.kept_bytes += size - output.get("_bytes", 0)
+                output.update(data=data, metadata=metadata, _bytes=size)
+
+    def note(self, text: str) -> None:
+        """Name something of the cell's that was not kept (a marker line in the outputs)."""
+        self._notes.append(text)
 
     def finish(self) -> list[dict[str, Any]]:
         """The final outputs, with a marker where output was dropped."""
@@ -250,4 +293,7 @@ class OutputCollector:
                 "text": (f"\n[kernel-agent: output truncated: {self.dropped_bytes:,} bytes dropped after the "
                          f"first {self.max_bytes:,} (max_output_bytes)]\n"),
             })
+        if self._notes:
+            outputs.append({"output_type": "stream", "name": "stderr",
+                            "text": "".join(f"\n[kernel-agent: {note}]" for note in self._notes) + "\n"})
         return outputs

@@ -9,6 +9,7 @@ without executing code. Types JSON lacks are tagged objects
 Python value    arrives as
 ==============  ===============================================================
 datetime, date, time, timedelta, Decimal, UUID, complex, Path: the same type
+float NaN, inf, -inf: the same float (tagged: JSON has no such numbers)
 tuple, set, frozenset: the same type (items encoded recursively)
 bytes, bytearray: bytes, carried in a binary buffer (no base64)
 dict with non-string keys: the same dict
@@ -21,6 +22,13 @@ anything else: ``str(value)`` tagged ``repr`` (so nothing is silently lost)
 
 This module is the one piece of code both processes import; it must stay
 dependency-free (numpy/pandas are only used when already imported).
+
+Decoding is bounded, because the host decodes what a hostile kernel sends:
+nesting deeper than :data:`MAX_DEPTH`, more than :data:`MAX_ITEMS` values,
+and decimals with more than :data:`MAX_DECIMAL_DIGITS` digits or an exponent
+beyond that are refused with :class:`DecodeError` (``Decimal("1e10000000")``
+is a short string, but validating it as an ``int`` costs seconds of CPU).
+Encoded output never holds a non-finite float, so it is valid JSON.
 """
 
 from __future__ import annotations
@@ -29,12 +37,18 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import math
 import sys
 import uuid
 from pathlib import PurePath
 from typing import Any
 
 TAG = "__ka__"
+#: Limits of :func:`decode` (see the module docstring).
+MAX_DEPTH = 200
+MAX_ITEMS = 10_000_000
+MAX_DECIMAL_DIGITS = 10_000
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 class Record(dict):  # type: ignore[type-arg]
@@ -71,6 +85,8 @@ class Encoder:
 
     def encode(self, value: Any) -> Any:
         """The JSON-compatible form of ``value``."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return {TAG: "float", "value": "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"}
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         if isinstance(value, (list,)):
@@ -104,7 +120,7 @@ class Encoder:
         if isinstance(value, uuid.UUID):
             return {TAG: "uuid", "value": str(value)}
         if isinstance(value, complex):
-            return {TAG: "complex", "real": value.real, "imag": value.imag}
+            return {TAG: "complex", "real": self.encode(value.real), "imag": self.encode(value.imag)}
         if isinstance(value, PurePath):
             return {TAG: "path", "value": str(value)}
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -164,72 +180,100 @@ def keep_key_order(data: Any) -> Any:
 
 
 class DecodeError(ValueError):
-    """The data is not a valid encoding (for example a buffer index out of range)."""
+    """The data is not a valid encoding (for example a buffer index out of range), or is over a limit."""
 
 
 def decode(data: Any, buffers: list[bytes] | None = None) -> Any:
-    """Rebuild a value from :func:`encode`'s output. Never executes code."""
-    buffers = buffers or []
-    if isinstance(data, list):
-        return [decode(v, buffers) for v in data]
-    if not isinstance(data, dict):
-        return data
-    tag = data.get(TAG)
-    if tag is None:
-        return {k: decode(v, buffers) for k, v in data.items()}
-    try:
-        return _decode_tagged(tag, data, buffers)
-    except (KeyError, TypeError, ValueError, IndexError, decimal.InvalidOperation) as exc:
-        raise DecodeError(f"invalid {tag!r} value: {exc}") from None
+    """Rebuild a value from :func:`encode`'s output. Never executes code; bounded (see the module docstring)."""
+    return _Decoder(buffers or []).decode(data, 0)
 
 
-def _decode_tagged(tag: str, data: dict[str, Any], buffers: list[bytes]) -> Any:
-    simple = {
-        "datetime": lambda: dt.datetime.fromisoformat(data["value"]),
-        "date": lambda: dt.date.fromisoformat(data["value"]),
-        "time": lambda: dt.time.fromisoformat(data["value"]),
-        "timedelta": lambda: dt.timedelta(seconds=float(data["seconds"])),
-        "decimal": lambda: decimal.Decimal(str(data["value"])),
-        "uuid": lambda: uuid.UUID(str(data["value"])),
-        "complex": lambda: complex(float(data["real"]), float(data["imag"])),
-        "path": lambda: PurePath(str(data["value"])),
-        "repr": lambda: str(data["value"]),
-    }
-    if tag in simple:
-        return simple[tag]()
-    if tag == "bytes":
-        index = data["buffer"]
-        if not isinstance(index, int) or not 0 <= index < len(buffers):
-            raise DecodeError(f"bytes value names buffer {index!r}, but {len(buffers)} were sent")
-        return bytes(buffers[index])
-    if tag in ("tuple", "set", "frozenset"):
-        items = [decode(v, buffers) for v in data["items"]]
-        return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
-    if tag == "dict":
-        return {_hashable(decode(k, buffers)): decode(v, buffers) for k, v in data["items"]}
-    if tag == "record":
-        fields = data["fields"]
-        pairs = fields.items() if isinstance(fields, dict) else fields  # a list of pairs keeps the order
-        return make_record(str(data["name"]), {str(k): decode(v, buffers) for k, v in pairs})
-    return _decode_array_like(tag, data, buffers)
+class _Decoder:
+    """One decoding: counts values and depth so that hostile input costs bounded work."""
+
+    def __init__(self, buffers: list[bytes]) -> None:
+        self.buffers = buffers
+        self.items = 0
+
+    def decode(self, data: Any, depth: int) -> Any:
+        self.items += 1
+        if depth > MAX_DEPTH:
+            raise DecodeError(f"the value is nested more than {MAX_DEPTH} levels deep")
+        if self.items > MAX_ITEMS:
+            raise DecodeError(f"the value has more than {MAX_ITEMS:,} parts")
+        if isinstance(data, list):
+            return [self.decode(v, depth + 1) for v in data]
+        if not isinstance(data, dict):
+            return data
+        tag = data.get(TAG)
+        if tag is None:
+            return {k: self.decode(v, depth + 1) for k, v in data.items()}
+        try:
+            return self._tagged(tag, data, depth + 1)
+        except DecodeError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, decimal.InvalidOperation) as exc:
+            raise DecodeError(f"invalid {tag!r} value: {exc}") from None
+
+    def _tagged(self, tag: str, data: dict[str, Any], depth: int) -> Any:
+        simple = {
+            "float": lambda: _NON_FINITE[str(data["value"])],
+            "datetime": lambda: dt.datetime.fromisoformat(data["value"]),
+            "date": lambda: dt.date.fromisoformat(data["value"]),
+            "time": lambda: dt.time.fromisoformat(data["value"]),
+            "timedelta": lambda: dt.timedelta(seconds=float(data["seconds"])),
+            "decimal": lambda: _decimal(data["value"]),
+            "uuid": lambda: uuid.UUID(str(data["value"])),
+            "complex": lambda: complex(float(self.decode(data["real"], depth)), float(self.decode(data["imag"], depth))),
+            "path": lambda: PurePath(str(data["value"])),
+            "repr": lambda: str(data["value"]),
+        }
+        if tag in simple:
+            return simple[tag]()
+        if tag == "bytes":
+            index = data["buffer"]
+            if not isinstance(index, int) or not 0 <= index < len(self.buffers):
+                raise DecodeError(f"bytes value names buffer {index!r}, but {len(self.buffers)} were sent")
+            return bytes(self.buffers[index])
+        if tag in ("tuple", "set", "frozenset"):
+            items = [self.decode(v, depth) for v in data["items"]]
+            return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
+        if tag == "dict":
+            return {_hashable(self.decode(k, depth)): self.decode(v, depth) for k, v in data["items"]}
+        if tag == "record":
+            fields = data["fields"]
+            pairs = fields.items() if isinstance(fields, dict) else fields  # a list of pairs keeps the order
+            return make_record(str(data["name"]), {str(k): self.decode(v, depth) for k, v in pairs})
+        return self._array_like(tag, data, depth)
+
+    def _array_like(self, tag: str, data: dict[str, Any], depth: int) -> Any:
+        numpy = sys.modules.get("numpy")
+        pandas = sys.modules.get("pandas")
+        if tag == "ndarray":
+            items = self.decode(data["items"], depth)
+            return numpy.array(items, dtype=str(data["dtype"])) if numpy is not None else items
+        if tag == "dataframe":
+            columns, rows, index = (self.decode(data[k], depth) for k in ("columns", "rows", "index"))
+            if pandas is not None:
+                return pandas.DataFrame(rows, columns=columns, index=index)
+            return [dict(zip(columns, row)) for row in rows]
+        if tag == "series":
+            items = self.decode(data["items"], depth)
+            return pandas.Series(items, name=self.decode(data["name"], depth)) if pandas is not None else items
+        raise DecodeError(f"unknown value tag {tag!r}")
+
+
+def _decimal(text: Any) -> decimal.Decimal:
+    """A Decimal within the digit and exponent limits (checked on the string first: it is cheap)."""
+    text = str(text)
+    if len(text) > MAX_DECIMAL_DIGITS + 32:
+        raise DecodeError(f"a decimal of {len(text):,} characters is over the limit of {MAX_DECIMAL_DIGITS:,} digits")
+    value = decimal.Decimal(text)
+    if value.is_finite() and abs(value.adjusted()) > MAX_DECIMAL_DIGITS:
+        raise DecodeError(f"the decimal's exponent {value.adjusted():,} is beyond +/-{MAX_DECIMAL_DIGITS:,}: "
+                          "such a number costs seconds of CPU to convert")
+    return value
 
 
 def _hashable(key: Any) -> Any:
     return tuple(key) if isinstance(key, list) else key
-
-
-def _decode_array_like(tag: str, data: dict[str, Any], buffers: list[bytes]) -> Any:
-    numpy = sys.modules.get("numpy")
-    pandas = sys.modules.get("pandas")
-    if tag == "ndarray":
-        items = decode(data["items"], buffers)
-        return numpy.array(items, dtype=str(data["dtype"])) if numpy is not None else items
-    if tag == "dataframe":
-        columns, rows, index = (decode(data[k], buffers) for k in ("columns", "rows", "index"))
-        if pandas is not None:
-            return pandas.DataFrame(rows, columns=columns, index=index)
-        return [dict(zip(columns, row)) for row in rows]
-    if tag == "series":
-        items = decode(data["items"], buffers)
-        return pandas.Series(items, name=decode(data["name"], buffers)) if pandas is not None else items
-    raise DecodeError(f"unknown value tag {tag!r}")

@@ -11,7 +11,7 @@ from traitlets import Float
 
 from kernel_agent._version import __version__
 from kernel_agent.kernel import sdk
-
+from kernel_agent.kernel.bridge import CELL
 
 #: stdout and stderr are flushed before more than this many characters are waiting, so that no
 #: stream message comes near the host's iopub message limit (40 MiB; a character is at most 6 bytes
@@ -82,6 +82,13 @@ class AgentKernel(IPythonKernel):
         super().__init__(**kwargs)
         cap_output_streams()  # IPKernelApp made them (init_io) before it made the kernel
         self.shell.user_ns.update(sdk.model_names(sdk.build_tools({})))
+
+    def set_parent(self, ident: Any, parent: Any, channel: str = "shell") -> None:
+        """ipykernel's, plus: code run for an execute request knows its cell (tool calls are stamped with it)."""
+        super().set_parent(ident, parent, channel)  # type: ignore[no-untyped-call]
+        header = parent.get("header") if isinstance(parent, dict) else None
+        if channel == "shell" and isinstance(header, dict) and header.get("msg_type") == "execute_request":
+            CELL.set(str(header.get("msg_id")))
 
     async def shell_channel_thread_main(self, msg: list[Any]) -> None:
         """Deliver bridge replies on the shell-channel thread; route everything else as ipykernel does.

@@ -14,15 +14,28 @@ thread or a subshell. So a reply never waits for the thread that is waiting
 for it: sync calls (main thread or any other thread) wake on a
 ``threading.Event``, async calls on their event loop via
 ``call_soon_threadsafe``.
+
+Every call is stamped with the cell that made it (``"cell"``: the msg_id of
+the execute request whose code runs it), so the host can refuse calls of a
+thread an earlier cell left running: code running for a request has it in
+:data:`CELL` (set by ``AgentKernel.set_parent``; asyncio tasks and
+``asyncio.to_thread`` copy it), a thread carries the cell of the code that
+started it, and a ``ThreadPoolExecutor`` job the cell of the code that
+submitted it. ipykernel's own ``get_parent()`` cannot serve: from a thread
+it answers with the *latest* request, which is exactly the misattribution.
+The stamp is a courtesy of an honest kernel; the host does not trust it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
+import contextvars
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +53,50 @@ _TIMEOUT_MARGIN_SECONDS = 5.0
 _MAX_IN_FLIGHT = 256
 _FIRST_RETRY_SECONDS = 1.0
 _MAX_RETRY_SECONDS = 8.0
+
+#: The msg_id of the execute request whose code is running (see the module docstring).
+CELL: contextvars.ContextVar[str] = contextvars.ContextVar("kernel_agent_cell")
+_STAMP = "_kernel_agent_cell"  # attribute of a thread: the cell of the code that started it
+_job_cell = threading.local()  # the cell of the code that submitted the pool job this thread runs
+
+
+def current_cell() -> str | None:
+    """The cell whose code is running here, as far as this kernel can tell (None: unknown)."""
+    cell = CELL.get(None)
+    if cell is None:
+        cell = getattr(_job_cell, "cell", None)
+    if cell is None:
+        cell = getattr(threading.current_thread(), _STAMP, None)
+    return cell
+
+
+def _stamp_threads() -> None:
+    """Make threads and pool jobs carry the cell of the code that started them (once per process)."""
+    if getattr(threading.Thread.start, "_kernel_agent", False):
+        return
+    thread_start = threading.Thread.start
+    pool_submit = concurrent.futures.ThreadPoolExecutor.submit
+
+    def start(self: threading.Thread) -> None:
+        setattr(self, _STAMP, current_cell())
+        thread_start(self)
+
+    def submit(self: concurrent.futures.ThreadPoolExecutor, fn: Callable[..., Any], /,
+               *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        cell = current_cell()
+
+        def job() -> Any:
+            outer, _job_cell.cell = getattr(_job_cell, "cell", None), cell
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _job_cell.cell = outer
+
+        return pool_submit(self, job)
+
+    start._kernel_agent = True  # type: ignore[attr-defined]
+    threading.Thread.start = start  # type: ignore[method-assign]
+    concurrent.futures.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign, assignment]
 
 
 @dataclass
@@ -87,7 +144,11 @@ class BridgeClient:
     def _send(self, tool: str, arguments: dict[str, Any], pending: _Pending, *, batch: bool = False) -> str:
         call_id = uuid.uuid4().hex
         data, buffers = wire.encode(arguments)
-        pending.message = ({"type": "call", "id": call_id, "tool": tool, "args": data}, buffers)
+        message: dict[str, Any] = {"type": "call", "id": call_id, "tool": tool, "args": data}
+        cell = current_cell()
+        if cell is not None:
+            message["cell"] = cell
+        pending.message = (message, buffers)
         now = time.monotonic()
         pending.deadline = now + self.call_timeout + _TIMEOUT_MARGIN_SECONDS
         pending.next_send = now + pending.retry_delay
@@ -243,6 +304,7 @@ def install(modules: dict[str, str], call_timeout: float) -> None:
     if getattr(kernel, "shell_channel_thread", None) is None:
         raise RuntimeError("this ipykernel has no shell-channel thread: tool replies could not reach a "
                            "blocked cell (kernel-agent supports ipykernel 7.4)")
+    _stamp_threads()
     client = BridgeClient(call_timeout)
     kernel.bridge = client
     sdk.attach(client)

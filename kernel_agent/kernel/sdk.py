@@ -65,6 +65,8 @@ ERROR_KINDS: dict[str, type[ToolError]] = {
     "budget": ToolBudgetExceeded,
     "unknown_tool": UnknownToolError,
     "no_host": NoHostError,
+    # "cancelled" (the cell that made the call ended first) and "refused" (no cell of the
+    # session was running, or the call came from a thread of an earlier cell) are plain ToolErrors.
 }
 
 

@@ -9,6 +9,22 @@ call budget; the policy (and approver); the arguments against the schema.
 Only then does the tool run, under a timeout. Every request that gets that
 far is recorded as a :class:`ToolCall` before its reply is sent.
 
+Attribution: a call is served only while a cell of this session runs, and
+is recorded in that cell's :class:`CellLog`. The kernel stamps each call
+with the msg_id of the execute request whose code made it (a thread carries
+the cell that started it); a call stamped with another cell (a thread left
+running by an earlier cell) or arriving between cells is refused and never
+runs. Calls still running when their cell ends are cancelled and recorded
+as such in that cell. A hostile kernel can lie about the stamp: its calls
+are then attributed to the cell running when they arrive, and still never
+escape the record.
+
+Cost: kernel-sent values are size-capped before they are decoded, decoding
+is bounded (:mod:`kernel_agent.wire`), and large values are decoded and
+validated in a worker thread, so one session cannot stall the event loop
+that other sessions share. What a cell may make the host keep is bounded
+too (:mod:`kernel_agent.tools.cell_log`).
+
 Protocol: see :mod:`kernel_agent.kernel.bridge` (the kernel end).
 """
 
@@ -20,10 +36,17 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kernel_agent import wire
 from kernel_agent.tools.calls import CallError, CallStatus, ProgressEvent, ToolCall
+from kernel_agent.tools.cell_log import (
+    DEFAULT_MAX_CELL_RECORD_BYTES,
+    RECORD_OVERHEAD_BYTES,
+    CellLog,
+    wire_size,
+)
 from kernel_agent.tools.policy import Approver, CallRequest, Policy, allow_all, decide
 from kernel_agent.tools.tool import ArgumentsInvalid, Tool
 
@@ -32,6 +55,17 @@ MAX_CALL_ID_LENGTH = 64
 # The kernel resends a call it got no answer to (iopub can drop messages);
 # recent answers are kept to answer such duplicates without running twice.
 REPLY_CACHE_SIZE = 1024
+# Replies bigger than this are not kept for resends (a resend of an answered call is rare: the
+# shell channel does not lose replies), so the cache holds at most about 1024 x 64 KiB.
+REPLY_CACHE_VALUE_BYTES = 64 * 1024
+# Kernel-sent values bigger than this are decoded (and validated) in a worker thread.
+THREAD_DECODE_BYTES = 256 * 1024
+# Calls still running when their cell ends get this long to finish before they are cancelled.
+END_OF_CELL_GRACE_SECONDS = 1.0
+_OUTSIDE_CELLS = ("no cell of this session is running: tool calls are served only while the cell that makes "
+                  "them runs (a thread left running by an earlier cell cannot call tools)")
+_STALE_CELL = ("a tool call from an earlier cell's thread arrived after that cell ended: tool calls are served "
+               "only while the cell that makes them runs")
 
 SendReply = Callable[[str, dict[str, Any], list[bytes]], None]
 
@@ -44,14 +78,18 @@ class _Refused(Exception):
         self.status, self.message, self.details = status, message, details
 
 
-class CellLog:
-    """What one cell did through the bridge."""
+@dataclass
+class _InFlight:
+    """A call being served: enough to record it whatever happens to its task."""
 
-    def __init__(self, index: int | None) -> None:
-        self.index = index
-        self.calls: list[ToolCall] = []
-        self.progress: list[ProgressEvent] = []
-        self.final_answers: list[Any] = []
+    comm_id: str
+    call_id: str
+    tool: str
+    arguments: Any
+    started: float
+    log: CellLog
+    recorded: bool = False
+    task: asyncio.Task[None] | None = None
 
 
 class ToolBridge:
@@ -69,6 +107,9 @@ class ToolBridge:
         max_in_flight: int = 64,
         max_queued: int = 4096,
         on_progress: Callable[[ProgressEvent], Any] | None = None,
+        max_cell_record_bytes: int = DEFAULT_MAX_CELL_RECORD_BYTES,
+        max_progress_bytes: int = 64 * 1024,
+        max_final_answer_bytes: int = 4 * 1024**2,
     ) -> None:
         self._lookup = lookup
         self.policy = policy
@@ -78,16 +119,21 @@ class ToolBridge:
         self.max_request_bytes = max_request_bytes
         self.max_queued = max_queued
         self.on_progress = on_progress
+        #: Per cell: bytes of records kept (see cell_log); per message: progress and final-answer caps.
+        self.max_cell_record_bytes = max_cell_record_bytes
+        self.max_progress_bytes = max_progress_bytes
+        self.max_final_answer_bytes = max_final_answer_bytes
         self._slots = asyncio.Semaphore(max_in_flight)
         self._send: SendReply | None = None
         self._comm_ids: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._active_ids: set[str] = set()
+        self._inflight: dict[str, _InFlight] = {}
         self._reply_outbox: dict[str, list[dict[str, Any]]] = {}
         self._recent_replies: OrderedDict[str, tuple[str, dict[str, Any], list[bytes]]] = OrderedDict()
         self.calls_started = 0
         self.log = CellLog(None)  # outside any cell until begin_cell
         self.rejected_messages = 0
+        #: Calls refused because no cell was running or they came from an earlier cell (never run).
+        self.refused_outside_cells = 0
 
     # -- wiring ----------------------------------------------------------------------
 
@@ -96,20 +142,38 @@ class ToolBridge:
         self._send = send
         self._comm_ids.clear()
 
-    def begin_cell(self, index: int) -> None:
-        """Attribute what arrives from now on to cell ``index``."""
-        self.log = CellLog(index)
+    def begin_cell(self, index: int, msg_id: str | None = None) -> None:
+        """Serve and record calls of cell ``index`` (run by the execute request ``msg_id``) from now on."""
+        self.log = CellLog(index, msg_id, self.max_cell_record_bytes)
 
-    def end_cell(self) -> CellLog:
-        """Stop attributing to the current cell and return what it did."""
+    async def end_cell(self, grace: float = END_OF_CELL_GRACE_SECONDS) -> CellLog:
+        """Stop serving the current cell and return what it did, complete.
+
+        Its calls still running get ``grace`` seconds, then are cancelled and
+        recorded as cancelled; values still being decoded are awaited. From
+        now until the next :meth:`begin_cell`, calls are refused.
+        """
         log, self.log = self.log, CellLog(None)
+        running = [c.task for c in self._inflight.values() if c.log is log and c.task is not None]
+        if running:
+            _, late = await asyncio.wait(running, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:  # a task that swallows its cancellation is recorded below all the same
+                await asyncio.wait(late, timeout=grace)
+        for call in [c for c in self._inflight.values() if c.log is log and not c.recorded]:
+            self._record(call, None, CallError(kind=CallStatus.CANCELLED, message=_cancelled_message(grace)), [])
+        if log.pending:
+            await asyncio.wait(set(log.pending))
+        log.closed = True
         return log
 
     async def close(self) -> None:
         """Cancel calls still running (the kernel is gone)."""
-        for task in list(self._tasks):
+        tasks = [c.task for c in self._inflight.values() if c.task is not None]
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
 
@@ -142,30 +206,63 @@ class ToolBridge:
         if not isinstance(data, dict):
             raise ValueError("bridge message data is not an object")
         kind = data.get("type")
-        buffers = [bytes(b) for b in message.get("buffers", [])]
+        size = int(message.get("size", 0))
+        buffers = message.get("buffers", [])
         if kind == "call":
-            self._accept_call(comm_id, data, buffers, message.get("size", 0))
+            self._accept_call(comm_id, data, [bytes(b) for b in buffers], size)
         elif kind == "calls" and isinstance(data.get("calls"), list):
-            size = message.get("size", 0) // max(1, len(data["calls"]))
+            share = size // max(1, len(data["calls"]))
             for call in data["calls"]:
                 if isinstance(call, dict):
                     with contextlib.suppress(ValueError):
-                        self._accept_call(comm_id, call, [], size)
-        elif kind == "progress":
-            self._record_progress(data, buffers)
-        elif kind == "final_answer":
-            payload = wire.decode(data.get("payload"), buffers)
-            if isinstance(payload, dict) and "value" in payload:
-                self.log.final_answers.append(payload["value"])
+                        self._accept_call(comm_id, call, [], share)
+        elif kind in ("progress", "final_answer"):
+            self._accept_notice(kind, data, buffers, size)
 
-    def _record_progress(self, data: dict[str, Any], buffers: list[bytes]) -> None:
-        payload = wire.decode(data.get("payload"), buffers)
-        if not isinstance(payload, dict):
-            raise ValueError("progress payload is not an object")
+    def _accept_notice(self, kind: str, data: dict[str, Any], buffers: list[Any], size: int) -> None:
+        """A progress event or final answer: capped by size before it is decoded, big ones decoded off the loop."""
+        log = self.log
+        cap = self.max_progress_bytes if kind == "progress" else self.max_final_answer_bytes
+        if log.index is None:
+            log.drop(kind)
+            return
+        if size > cap:
+            log.drop(f"{kind.replace('_', ' ')} message(s) over the {cap:,}-byte limit were not kept", size)
+            if kind == "final_answer":  # the cell did give an answer: say what became of it
+                log.final_answers = [(f"[kernel-agent: the final answer was not kept: {size:,} bytes is over "
+                                      f"the {cap:,}-byte limit (max_final_answer_bytes)]")]
+            return
+        kept = log.final_answer_bytes if kind == "final_answer" else 0  # a new answer replaces the last one
+        if not log.reserve(size + RECORD_OVERHEAD_BYTES - kept):
+            log.drop(f"{kind.replace('_', ' ')} message(s) over the cell's record cap "
+                     f"({self.max_cell_record_bytes:,} bytes) were not kept", size)
+            return
+        payload, raw = data.get("payload"), [bytes(b) for b in buffers]
+        if size <= THREAD_DECODE_BYTES:
+            self._take_notice(kind, log, size, wire.decode(payload, raw))
+            return
+
+        async def decode_off_the_loop() -> None:
+            with contextlib.suppress(Exception):  # malformed: counted by the caller's rules, never fatal
+                self._take_notice(kind, log, size, await asyncio.to_thread(wire.decode, payload, raw))
+
+        task = asyncio.get_running_loop().create_task(decode_off_the_loop())
+        log.pending.add(task)
+        task.add_done_callback(log.pending.discard)
+
+    def _take_notice(self, kind: str, log: CellLog, size: int, payload: Any) -> None:
+        if not isinstance(payload, dict) or log.closed:
+            self.rejected_messages += 1
+            return
+        if kind == "final_answer":
+            if "value" in payload:
+                log.final_answers = [payload["value"]]
+                log.final_answer_bytes = size + RECORD_OVERHEAD_BYTES
+            return
         fields = payload.get("fields") if isinstance(payload.get("fields"), dict) else {}
         event = ProgressEvent(message=str(payload.get("message", ""))[:10_000], fields=wire.encode(fields)[0],
-                              time=time.time(), cell=self.log.index)
-        self.log.progress.append(event)
+                              time=time.time(), cell=log.index)
+        log.progress.append(event)
         if self.on_progress is not None:
             with contextlib.suppress(Exception):  # a failing callback must not break the bridge
                 self.on_progress(event)
@@ -174,7 +271,7 @@ class ToolBridge:
         call_id = data.get("id")
         if not isinstance(call_id, str) or not 0 < len(call_id) <= MAX_CALL_ID_LENGTH:
             raise ValueError("call without a usable id")  # nobody to answer
-        if call_id in self._active_ids:
+        if call_id in self._inflight:
             return  # a resend of a call still running
         if call_id in self._recent_replies:
             _, data_sent, buffers_sent = self._recent_replies[call_id]
@@ -182,46 +279,79 @@ class ToolBridge:
                 with contextlib.suppress(Exception):
                     self._send(comm_id, data_sent, buffers_sent)
             return
-        if len(self._tasks) >= self.max_queued:
+        log = self.log
+        refusal = self._refusal(log, data.get("cell"), size)
+        if refusal is not None:
+            self._reply(comm_id, call_id, None, CallError(kind=CallStatus.REFUSED, message=refusal), [])
+            return
+        if len(self._inflight) >= self.max_queued:
+            log.drop("tool call(s) were refused: too many in flight")
             self._reply(comm_id, call_id, None, CallError(kind=CallStatus.ERROR,
                         message=f"too many calls in flight ({self.max_queued}); wait for some to finish"), [])
             return
-        self._active_ids.add(call_id)
-        task = asyncio.get_running_loop().create_task(self._serve(comm_id, call_id, data, buffers, size, self.log))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda _: self._active_ids.discard(call_id))
+        tool_name = data.get("tool") if isinstance(data.get("tool"), str) else "?"
+        call = _InFlight(comm_id, call_id, str(tool_name)[:200],
+                         data.get("args") if size <= self.max_request_bytes else None, time.time(), log)
+        self._inflight[call_id] = call
+        call.task = asyncio.get_running_loop().create_task(self._serve(call, data.get("args"), buffers, size))
+        call.task.add_done_callback(lambda _: self._inflight.pop(call_id, None))
+
+    def _refusal(self, log: CellLog, stamp: Any, size: int) -> str | None:
+        """Why a call may not run in ``log``'s cell (None: it may). Refusals are counted, not recorded."""
+        if log.index is None or (isinstance(stamp, str) and log.msg_id is not None and stamp != log.msg_id):
+            self.refused_outside_cells += 1
+            if log.index is not None:
+                log.drop("tool call(s) from threads of earlier cells were refused")
+            return _OUTSIDE_CELLS if log.index is None else _STALE_CELL
+        if not log.reserve(min(size, self.max_request_bytes) + RECORD_OVERHEAD_BYTES):
+            log.drop("tool call(s) were refused: the cell's record cap was reached")
+            return (f"this cell's tool-call records reached their cap ({log.max_bytes:,} bytes): no more calls run "
+                    "in this cell (every call that runs is recorded); make fewer or smaller calls per cell")
+        return None
 
     # -- serving ----------------------------------------------------------------------
 
-    async def _serve(
-        self, comm_id: str, call_id: str, data: dict[str, Any], buffers: list[bytes], size: int, log: CellLog
-    ) -> None:
-        started = time.time()
-        tool_name = data.get("tool") if isinstance(data.get("tool"), str) else "?"
-        arguments_wire = data.get("args")
+    async def _serve(self, call: _InFlight, arguments_wire: Any, buffers: list[bytes], size: int) -> None:
         result_wire: Any = None
         result_buffers: list[bytes] = []
         error: CallError | None = None
         try:
-            result = await self._run(tool_name, arguments_wire, buffers, size, log.index)
+            result = await self._run(call.tool, arguments_wire, buffers, size, call.log.index)
             result_wire, result_buffers = wire.encode(result)
         except _Refused as refused:
             error = CallError(kind=refused.status, message=refused.message, details=refused.details)
         except asyncio.CancelledError:
+            self._record(call, None, CallError(kind=CallStatus.CANCELLED, message=_cancelled_message()), [])
             raise
         except Exception as exc:  # the tool itself failed
-            error = CallError(kind=CallStatus.ERROR, message=f"{type(exc).__name__}: {exc}",
+            error = CallError(kind=CallStatus.ERROR, message=f"{type(exc).__name__}: {exc}"[:10_000],
                               details={"traceback": traceback.format_exception(exc)[-6:]})
+        self._record(call, result_wire, error, result_buffers)
+
+    def _record(self, call: _InFlight, result_wire: Any, error: CallError | None, buffers: list[bytes]) -> None:
+        """Record a call in its cell's log (once) and reply to the kernel."""
+        if call.recorded:
+            return
+        call.recorded = True
+        omitted = None
+        kept_result = result_wire
+        size = wire_size(result_wire, buffers) + (wire_size(error.details) if error is not None else 0)
+        if not call.log.reserve(size):
+            call.log.drop("tool result(s) over the cell's record cap were not kept in its records", size)
+            kept_result = None
+            omitted = f"the result ({size:,} bytes) is not kept: the cell's record cap was reached"
+            if error is not None:
+                error = CallError(kind=error.kind, message=error.message)
         # Built without re-validation (every field is already of its type): at
         # thousands of calls a second pydantic's checks are a visible cost.
         record = ToolCall.model_construct(
-            id=call_id, tool=str(tool_name)[:200], arguments=arguments_wire if size <= self.max_request_bytes else None,
-            status=error.kind if error else CallStatus.OK, result=result_wire, error=error,
-            started_at=started, ended_at=time.time(), cell=log.index,
+            id=call.call_id, tool=call.tool, arguments=call.arguments, status=error.kind if error else CallStatus.OK,
+            result=kept_result, error=error, started_at=call.started, ended_at=time.time(), cell=call.log.index,
+            omitted=omitted,
         )
-        log.calls.append(record)
-        self._reply(comm_id, call_id, result_wire, error, result_buffers)
+        if not call.log.closed:
+            call.log.calls.append(record)
+        self._reply(call.comm_id, call.call_id, result_wire, error, buffers, size)
 
     async def _run(self, tool_name: str, arguments_wire: Any, buffers: list[bytes], size: int, cell: int | None) -> Any:
         if size > self.max_request_bytes:
@@ -229,8 +359,10 @@ class ToolBridge:
         tool = self._lookup(tool_name)
         if tool is None:
             raise _Refused(CallStatus.UNKNOWN_TOOL, f"this session has no tool {tool_name!r}; see dir(tools)")
+        large = size > THREAD_DECODE_BYTES
         try:
-            arguments = wire.decode(arguments_wire, buffers)
+            arguments = await asyncio.to_thread(wire.decode, arguments_wire, buffers) if large \
+                else wire.decode(arguments_wire, buffers)
         except wire.DecodeError as exc:
             raise _Refused(CallStatus.INVALID, f"the arguments could not be decoded: {exc}") from None
         if not isinstance(arguments, dict):
@@ -244,13 +376,14 @@ class ToolBridge:
         async with self._slots:
             try:
                 async with asyncio.timeout(self.call_timeout):
-                    return await tool.invoke(arguments)
+                    return await tool.invoke(arguments, validate_in_thread=large)
             except ArgumentsInvalid as invalid:
                 raise _Refused(CallStatus.INVALID, f"invalid arguments: {invalid}", details=invalid.errors) from None
             except TimeoutError:
                 raise _Refused(CallStatus.TIMEOUT, f"the tool did not finish within {self.call_timeout} s") from None
 
-    def _reply(self, comm_id: str, call_id: str, value: Any, error: CallError | None, buffers: list[bytes]) -> None:
+    def _reply(self, comm_id: str, call_id: str, value: Any, error: CallError | None, buffers: list[bytes],
+               size: int = 0) -> None:
         if self._send is None:
             return
         if error is None:
@@ -259,7 +392,9 @@ class ToolBridge:
             data = {"type": "reply", "id": call_id, "ok": False,
                     "error": {"kind": error.kind.value, "message": error.message,
                               "details": wire.encode(error.details)[0]}}
-        self._recent_replies[call_id] = (comm_id, data, buffers)
+        self._recent_replies[call_id] = (comm_id, data, buffers) if size <= REPLY_CACHE_VALUE_BYTES else (comm_id, {
+            "type": "reply", "id": call_id, "ok": False, "error": {
+                "kind": "error", "message": "this call was answered already; its (large) reply is not kept"}}, [])
         if len(self._recent_replies) > REPLY_CACHE_SIZE:
             self._recent_replies.popitem(last=False)
         if buffers:
@@ -279,3 +414,9 @@ class ToolBridge:
         data = replies[0] if len(replies) == 1 else {"type": "replies", "replies": replies}
         with contextlib.suppress(Exception):  # a dead kernel cannot take the reply
             self._send(comm_id, data, [])
+
+
+def _cancelled_message(grace: float | None = None) -> str:
+    within = f" within {grace:g} s" if grace is not None else ""
+    return (f"the cell that made this call ended before the call finished{within}, so it was cancelled "
+            "(a tool already running in a worker thread may still complete; its result is discarded)")

@@ -18,6 +18,8 @@ class CallStatus(str, Enum):
     TIMEOUT = "timeout"
     BUDGET = "budget"  # the session's call budget is spent
     UNKNOWN_TOOL = "unknown_tool"
+    CANCELLED = "cancelled"  # the cell that made the call ended while it ran
+    REFUSED = "refused"  # no cell of the session was running, or the cell's record cap was reached
 
 
 class CallError(BaseModel):
@@ -43,7 +45,9 @@ class ToolCall(BaseModel):
     error: CallError | None = None
     started_at: float = Field(description="unix time the request reached the host")
     ended_at: float
-    cell: int | None = Field(default=None, description="index of the session cell running when the call arrived")
+    cell: int | None = Field(default=None, description="index of the session cell that made the call")
+    omitted: str | None = Field(default=None, description="what this record does not keep (over the cell's "
+                                "record cap), and why")
 
     @property
     def duration(self) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ import pydantic
 from kernel_agent.errors import ToolDefinitionError
 
 Handler = Callable[..., Any]
+# A validation error report names at most this many fields: a hostile list of a million bad
+# items must not make the host build (and record) a million error entries.
+MAX_REPORTED_ERRORS = 20
 
 
 class ArgumentsInvalid(Exception):
@@ -63,9 +67,14 @@ class Tool:
         """The first line of the description."""
         return self.description.strip().split("\n", 1)[0] if self.description.strip() else ""
 
-    async def invoke(self, arguments: dict[str, Any]) -> Any:
-        """Validate ``arguments`` and run the handler (sync handlers run in a worker thread)."""
-        validated = self.validate(arguments)
+    async def invoke(self, arguments: dict[str, Any], *, validate_in_thread: bool = False) -> Any:
+        """Validate ``arguments`` and run the handler (sync handlers run in a worker thread).
+
+        ``validate_in_thread`` validates in a worker thread too: for large
+        arguments, so that the event loop other sessions share keeps running.
+        """
+        validated = await asyncio.to_thread(self.validate, arguments) if validate_in_thread \
+            else self.validate(arguments)
         if self.takes_mapping:
             call: Callable[[], Any] = lambda: self.handler(validated)  # noqa: E731
         else:
@@ -129,7 +138,7 @@ def _pydantic_validator(model: type[pydantic.BaseModel]) -> Callable[[dict[str, 
             raise ArgumentsInvalid([
                 {"field": ".".join(str(p) for p in error["loc"]) or "(arguments)", "message": error["msg"],
                  "expected": str(error.get("ctx", {}).get("expected", error["type"]))}
-                for error in exc.errors()
+                for error in exc.errors()[:MAX_REPORTED_ERRORS]
             ]) from None
         return {name: getattr(parsed, name) for name in model.model_fields}
 
@@ -245,7 +254,8 @@ def _jsonschema_validator(schema: dict[str, Any], tool_name: str) -> Callable[[d
     validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
 
     def validate(arguments: dict[str, Any]) -> dict[str, Any]:
-        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
+        errors = sorted(itertools.islice(validator.iter_errors(arguments), MAX_REPORTED_ERRORS),
+                        key=lambda e: list(e.path))
         if errors:
             raise ArgumentsInvalid([
                 {"field": ".".join(str(p) for p in e.path) or "(arguments)", "message": e.message,
