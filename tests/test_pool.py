@@ -180,14 +180,16 @@ async def test_kernel_death_restarts_on_the_session_workspace() -> None:
         assert (await session.execute("open('kept.txt').read()")).result == "'still here'"
 
 
-async def test_kept_workspace_holds_the_notebook(tmp_path: Path) -> None:
-    """keep_workspace=True (with the pool's workspace_root) keeps the workspace and records the notebook in it."""
+async def test_kept_workspace_is_recorded_out_of_its_reach(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """keep_workspace=True (with the pool's workspace_root) keeps the workspace and records the session in the
+    host's record directory, never in the workspace its kernel could write."""
+    monkeypatch.setenv("KERNEL_AGENT_RECORD_DIR", str(tmp_path / "records"))
     async with KernelPool(size=1, workspace_root=tmp_path) as pool:
         kept = await pool.session(keep_workspace=True)
         dropped = await pool.session()
         await kept.execute("open('out.txt', 'w').write('result')")
         notebook = kept.notebook
-        assert notebook is not None and notebook.parent == kept.workspace and kept.workspace.parent == tmp_path
+        assert notebook is not None and notebook.parent == tmp_path / "records" and kept.workspace.parent == tmp_path
         assert dropped.notebook is None
         await kept.close()
         await dropped.close()
@@ -210,15 +212,16 @@ async def test_options_a_pooled_kernel_cannot_honour_are_named(tmp_path: Path) -
     assert Session(pool=pool, policy=SandboxPolicy()).policy == pool.policy
 
 
-async def test_a_kept_temporary_workspace_is_not_reaped() -> None:
+async def test_a_kept_temporary_workspace_is_not_reaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Session(keep_workspace=True) without a pool keeps its temporary workspace, under a name the reaper skips."""
+    monkeypatch.setenv("KERNEL_AGENT_RECORD_DIR", str(tmp_path))
     async with Session(keep_workspace=True) as session:
         await session.execute("open('out.txt', 'w').write('kept')")
         workspace, notebook = session.workspace, session.notebook
     try:
         assert workspace.name.startswith(f"{RUN_DIR_PREFIX}kept-") and notebook is not None
         reap_stale_run_dirs()
-        assert (workspace / "out.txt").read_text() == "kept" and notebook.parent == workspace
+        assert (workspace / "out.txt").read_text() == "kept" and notebook.parent == tmp_path
         assert audit_notebook(notebook).verdict == "intact"
     finally:
         shutil.rmtree(workspace)

@@ -12,7 +12,7 @@ import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-# The first Session example (it records into ./work): the end-to-end audit/replay test uses it.
+# The first Session example (it records into the host's record directory): the end-to-end audit/replay test uses it.
 SESSION_BLOCK = next(block for block in PYTHON_BLOCKS if 'Session("./work"' in block)
 
 
@@ -20,7 +20,7 @@ SESSION_BLOCK = next(block for block in PYTHON_BLOCKS if 'Session("./work"' in b
 def test_readme_python_example_runs(code: str, tmp_path: Path) -> None:
     """Each python block runs in a fresh process, from an empty directory, and prints what its comments say."""
     (tmp_path / "work").mkdir()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = example_env(tmp_path)
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stderr
@@ -28,6 +28,12 @@ def test_readme_python_example_runs(code: str, tmp_path: Path) -> None:
     for expected in re.findall(r"#\s+'?([^'#\n]+?)'?\s+/\s+'?([^'#\n]+?)'?$", code, re.M):
         for fragment in expected:
             assert fragment.strip().replace("\\n", "") in run.stdout, (fragment, run.stdout)
+
+
+def example_env(tmp_path: Path) -> dict[str, str]:
+    """The environment an example runs in: this venv first on PATH, recordings under ``tmp_path/records``."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "KERNEL_AGENT_RECORD_DIR": str(tmp_path / "records")}
 
 
 def test_readme_names_the_two_commands() -> None:
@@ -48,11 +54,12 @@ def test_readme_session_is_audited_replayed_and_reexecuted(tmp_path: Path) -> No
     from kernel_agent.kernelspec import install_kernelspec
 
     (tmp_path / "work").mkdir()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = example_env(tmp_path)
     first = subprocess.run([sys.executable, "-c", SESSION_BLOCK], cwd=tmp_path, env=env, capture_output=True,
                            text=True, timeout=120)
     assert first.returncode == 0, first.stderr
-    (notebook,) = (tmp_path / "work").glob("kernel-agent-*.ipynb")
+    (notebook,) = (tmp_path / "records").glob("kernel-agent-*.ipynb")
+    assert list((tmp_path / "work").iterdir()) == []  # nothing of the record is where the kernel could write
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "kernel_agent.cli", *args], cwd=tmp_path, env=env,
