@@ -9,6 +9,7 @@ notebook (in place). See :mod:`kernel_agent.record.format` for the format.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
 import os
 import time
@@ -82,8 +83,10 @@ class Recorder:
             if (cell.get("metadata") or {}).get(fmt.METADATA_KEY, {}).get("hash") != head:
                 raise RecordingError(f"{notebook}: cell {index} does not match its recorded hash; "
                                      "run `kernel-agent audit` on it before resuming")
-        if head != (ours.get("chain") or {}).get("head"):
+        chain = ours.get("chain") if isinstance(ours.get("chain"), dict) else {}
+        if head != chain.get("head"):
             raise RecordingError(f"{notebook}: the chain head does not match its cells; run `kernel-agent audit`")
+        _check_keys_vouch(notebook, ours, chain, head, len(cells), hmac_key, signing_key)
         return cls(notebook, ours["session"], hmac_key=hmac_key, signing_key=signing_key, cells=cells)
 
     # -- what goes in ------------------------------------------------------------------
@@ -242,6 +245,32 @@ class Recorder:
             # Content-addressed: an existing file of that name is replaced (never followed) with the value.
             safe_fs.replace_file(self._side_dir_fd, name, text.encode(), mode=0o644)
         return reference
+
+
+def _check_keys_vouch(notebook: Path, ours: dict[str, Any], chain: dict[str, Any], head: str, length: int,
+                      hmac_key: bytes | None, signing_key: Ed25519PrivateKey | None) -> None:
+    """Resuming re-signs the record with this session's keys: refuse one those keys did not sign as it is.
+
+    Otherwise a record rewritten consistently by someone without the keys
+    would come out of a resume with a valid HMAC or signature.
+    """
+    from kernel_agent.errors import RecordingError
+
+    end, seal = ours.get("end"), chain.get("seal")
+    if (end is None) != (seal is None) or (isinstance(end, dict) and seal != fmt.seal_hash(head, end)):
+        raise RecordingError(f"{notebook}: its sealed end does not match its chain; run `kernel-agent audit`")
+    statement = fmt.chain_statement(str(chain.get("genesis")), length, head, seal if isinstance(seal, str) else None)
+    recorded_hmac = chain.get("hmac")
+    if hmac_key is not None and not (isinstance(recorded_hmac, str) and hmac.compare_digest(
+            recorded_hmac, fmt.hmac_statement(statement, hmac_key))):
+        raise RecordingError(f"{notebook}: its HMAC is missing or does not match this session's key, so resuming "
+                             "would vouch for a record the key never signed; run `kernel-agent audit` with the key")
+    recorded_signature = chain.get("signature")
+    if signing_key is not None and recorded_signature is not None:
+        value = recorded_signature.get("value") if isinstance(recorded_signature, dict) else None
+        if not (isinstance(value, str) and signing.verify(signing_key.public_key(), statement, value)):
+            raise RecordingError(f"{notebook}: its signature does not verify with this session's signing key; "
+                                 "run `kernel-agent audit --public-key` on it")
 
 
 def recover(journal: Path, notebook: Path) -> int:
