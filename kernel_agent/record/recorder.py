@@ -50,6 +50,7 @@ class Recorder:
         # Every file of the record is reached through this descriptor, never by path (see NotebookFile).
         self._dir_fd = safe_fs.open_dir(notebook.parent)
         self._side_dir_fd: int | None = None
+        self._side_file_problems: list[str] = []
         self.file = NotebookFile(notebook, dir_fd=self._dir_fd)
         self.genesis = fmt.genesis_hash(header)
         self.head = self.genesis
@@ -129,6 +130,9 @@ class Recorder:
 
             ours["final_answer"] = self._maybe_side_file(wire.encode(result.final_answer)[0])
         ours.update(extras or {})
+        if self._side_file_problems:
+            ours["recording_problems"] = self._side_file_problems
+            self._side_file_problems = []
         metadata: dict[str, Any] = {fmt.METADATA_KEY: ours}
         if result.status.value == "error":
             # The standard tag: nbclient, nbconvert and nbval re-execute past a cell that raised.
@@ -236,14 +240,20 @@ class Recorder:
         if len(text) <= fmt.SIDE_FILE_THRESHOLD:
             return value
         reference, name = fmt.side_file_reference(text)
-        if self._side_dir_fd is None:
-            self._side_dir_fd = safe_fs.open_subdir(self._dir_fd, side_files_dir(self.notebook).name, create=True)
         try:
-            # Readable by a sandboxed kernel, which serves it when Jupyter re-executes the notebook.
-            safe_fs.write_new_file(self._side_dir_fd, name, text.encode(), mode=0o644)
-        except UnsafePathError:
-            # Content-addressed: an existing file of that name is replaced (never followed) with the value.
-            safe_fs.replace_file(self._side_dir_fd, name, text.encode(), mode=0o644)
+            if self._side_dir_fd is None:
+                self._side_dir_fd = safe_fs.open_subdir(self._dir_fd, side_files_dir(self.notebook).name, create=True)
+            try:
+                # Readable by a sandboxed kernel, which serves it when Jupyter re-executes the notebook.
+                safe_fs.write_new_file(self._side_dir_fd, name, text.encode(), mode=0o644)
+            except UnsafePathError:
+                # Content-addressed: an existing file of that name is replaced (never followed) with the value.
+                safe_fs.replace_file(self._side_dir_fd, name, text.encode(), mode=0o644)
+        except (UnsafePathError, OSError) as exc:
+            # Never lose the value, never follow what is there: keep it in the notebook itself.
+            self._side_file_problems.append(f"side file {name} could not be written ({exc}); the value is kept "
+                                            "in the notebook instead")
+            return value
         return reference
 
 

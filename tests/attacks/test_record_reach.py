@@ -103,3 +103,28 @@ async def test_a_kernel_racing_close_cannot_replace_an_allowed_reachable_record(
     assert report.summary.record_reachable_from_sandbox and "can write" in report.summary.record_reachable_from_sandbox
     sources = [c["source"] for c in json.loads(notebook.read_text())["cells"]]
     assert "answer = 6 * 7" in sources and "answer = 0" not in sources
+
+
+async def test_a_planted_side_file_directory_is_never_followed(workspace: Path, tmp_path: Path) -> None:
+    """In an allowed reachable record, the kernel plants ``<stem>.files`` as a link to a host directory; a large
+    tool result must not be written through it: it stays in the notebook, and the problem is named."""
+    from kernel_agent import tool
+
+    @tool
+    def big() -> str:
+        """A result over the side-file threshold."""
+        return "x" * 200_000
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    notebook = workspace / "run.ipynb"
+    async with Session(workspace, notebook=notebook, tools=[big], allow_reachable_record=True) as session:
+        await session.execute(f"import os\nos.symlink({str(victim)!r}, 'run.files')")
+        result = await session.execute("len(tools.big())")
+        assert result.result == "200000"
+    assert list(victim.iterdir()) == []
+    cells = json.loads(notebook.read_text())["cells"]
+    ours = next(c for c in cells if "tools.big()" in c["source"])["metadata"]["kernel_agent"]
+    assert ours["tool_calls"][0]["result"] == "x" * 200_000
+    assert "could not be written" in ours["recording_problems"][0]
+    assert audit_notebook(notebook).verdict == "intact"
