@@ -31,6 +31,7 @@ Protocol: see :mod:`kernel_agent.kernel.bridge` (the kernel end).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 import traceback
@@ -221,43 +222,52 @@ class ToolBridge:
 
     def _accept_notice(self, kind: str, data: dict[str, Any], buffers: list[Any], size: int) -> None:
         """A progress event or final answer: capped by size before it is decoded, big ones decoded off the loop."""
-        log = self.log
+        log, name = self.log, kind.replace("_", " ")
         cap = self.max_progress_bytes if kind == "progress" else self.max_final_answer_bytes
         if log.index is None:
-            log.drop(kind)
-            return
-        if size > cap:
-            log.drop(f"{kind.replace('_', ' ')} message(s) over the {cap:,}-byte limit were not kept", size)
-            if kind == "final_answer":  # the cell did give an answer: say what became of it
-                log.final_answers = [(f"[kernel-agent: the final answer was not kept: {size:,} bytes is over "
-                                      f"the {cap:,}-byte limit (max_final_answer_bytes)]")]
-            return
-        kept = log.final_answer_bytes if kind == "final_answer" else 0  # a new answer replaces the last one
-        if not log.reserve(size + RECORD_OVERHEAD_BYTES - kept):
-            log.drop(f"{kind.replace('_', ' ')} message(s) over the cell's record cap "
-                     f"({self.max_cell_record_bytes:,} bytes) were not kept", size)
+            log.drop(f"{name} message(s) arrived while no cell ran and were not kept")
             return
         payload, raw = data.get("payload"), [bytes(b) for b in buffers]
-        if size <= THREAD_DECODE_BYTES:
-            self._take_notice(kind, log, size, wire.decode(payload, raw))
+        if size > cap:
+            log.drop(f"{name} message(s) over the {cap:,}-byte limit were not kept", size)
+            if kind != "final_answer":
+                return
+            # The cell did give an answer: say what became of it.
+            payload, raw, size = {"value": (f"[kernel-agent: the final answer was not kept: {size:,} bytes is over "
+                                            f"the {cap:,}-byte limit (max_final_answer_bytes)]")}, [], 0
+        # Progress events accumulate, so they count against the cell's record cap; only the last
+        # final answer is kept, so its own cap bounds it.
+        if kind == "progress" and not log.reserve(size + RECORD_OVERHEAD_BYTES):
+            log.drop(f"{name} message(s) over the cell's record cap ({log.max_bytes:,} bytes) were not kept", size)
             return
+        if size <= THREAD_DECODE_BYTES and not log.waiting:
+            self._take_notice(kind, log, wire.decode(payload, raw))
+            return
+        # Decoded in a worker thread, in order, one at a time per cell; a final answer still
+        # waiting is replaced by a newer one, so waiting answers hold at most one cap's worth.
+        if kind == "final_answer":
+            log.waiting = collections.deque(item for item in log.waiting if item[0] != kind)
+        log.waiting.append((kind, payload, raw))
+        if not log.pending:
+            task = asyncio.get_running_loop().create_task(self._decode_waiting(log))
+            log.pending.add(task)
+            task.add_done_callback(log.pending.discard)
 
-        async def decode_off_the_loop() -> None:
-            with contextlib.suppress(Exception):  # malformed: counted by the caller's rules, never fatal
-                self._take_notice(kind, log, size, await asyncio.to_thread(wire.decode, payload, raw))
+    async def _decode_waiting(self, log: CellLog) -> None:
+        while log.waiting:
+            kind, payload, raw = log.waiting.popleft()
+            try:
+                self._take_notice(kind, log, await asyncio.to_thread(wire.decode, payload, raw))
+            except wire.DecodeError:
+                self.rejected_messages += 1
 
-        task = asyncio.get_running_loop().create_task(decode_off_the_loop())
-        log.pending.add(task)
-        task.add_done_callback(log.pending.discard)
-
-    def _take_notice(self, kind: str, log: CellLog, size: int, payload: Any) -> None:
+    def _take_notice(self, kind: str, log: CellLog, payload: Any) -> None:
         if not isinstance(payload, dict) or log.closed:
             self.rejected_messages += 1
             return
         if kind == "final_answer":
             if "value" in payload:
                 log.final_answers = [payload["value"]]
-                log.final_answer_bytes = size + RECORD_OVERHEAD_BYTES
             return
         fields = payload.get("fields") if isinstance(payload.get("fields"), dict) else {}
         event = ProgressEvent(message=str(payload.get("message", ""))[:10_000], fields=wire.encode(fields)[0],

@@ -2,7 +2,8 @@
 
 Everything a cell's code sends through the bridge is kernel-controlled, so
 the host keeps at most ``max_bytes`` of it per cell (call records with their
-arguments, results and error details; progress events; the final answer).
+arguments, results and error details; progress events); the final answer
+has a cap of its own, as only the last one is kept.
 What is over the budget is not kept but counted, and :meth:`CellLog.notes`
 names it for the cell's output. A call whose record would not fit is refused
 before its tool runs: no tool runs unrecorded.
@@ -11,6 +12,7 @@ before its tool runs: no tool runs unrecorded.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from typing import Any
 
@@ -45,8 +47,9 @@ class CellLog:
         self.progress: list[ProgressEvent] = []
         #: Only the last final answer is kept (it is the one the cell's result reports).
         self.final_answers: list[Any] = []
-        self.final_answer_bytes = 0  # what the kept final answer counts against the budget
-        #: Work that still adds to this log (large values decoded in a worker thread); awaited at the end.
+        #: Values waiting to be decoded in a worker thread (kind, payload, buffers), in order of arrival,
+        #: and the task decoding them; awaited when the cell ends.
+        self.waiting: collections.deque[tuple[str, Any, list[bytes]]] = collections.deque()
         self.pending: set[asyncio.Task[None]] = set()
         #: Set when the cell's result has been built: nothing may be added any more.
         self.closed = False
