@@ -28,7 +28,6 @@ import collections
 import contextlib
 import logging
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 from kernel_agent.errors import KernelStartError, PoolError
 from kernel_agent.kernel_process import KernelProcess
 from kernel_agent.sandbox.policy import SandboxPolicy
+from kernel_agent.sandbox.hostlocks import make_held_dir, remove_held_dir
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
 from kernel_agent.session import Session
 
@@ -309,8 +309,8 @@ class KernelPool:
     async def _start_kernel(self) -> KernelProcess:
         """Launch one kernel on a fresh workspace and warm it up; nothing survives a failure."""
         if self.workspace_root is None:
-            # Named like a Session's own temporary workspace, so a dead host's leftovers are reaped.
-            workspace = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-workspace-"))
+            # Like a Session's own temporary workspace: locked while this host lives, reaped after.
+            workspace = make_held_dir(f"{RUN_DIR_PREFIX}{os.getpid()}-workspace-")
         else:
             workspace = Path(tempfile.mkdtemp(prefix="workspace-", dir=self.workspace_root))
         kernel = KernelProcess(self.policy, workspace)
@@ -353,7 +353,7 @@ class KernelPool:
         """Kill a kernel that will never serve a session, and remove its workspace."""
         with contextlib.suppress(Exception):
             await kernel.kill()
-        shutil.rmtree(kernel.workspace, ignore_errors=True)
+        remove_held_dir(kernel.workspace)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)

@@ -7,7 +7,6 @@ import contextlib
 import datetime as dt
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ from kernel_agent.record.location import check_record_location, default_record_d
 from kernel_agent.record.recorder import Recorder
 from kernel_agent.record.signing import SIGNING_KEY_ENV, SigningKeySource, load_private_key
 from kernel_agent.kernel_process import KernelProcess
+from kernel_agent.sandbox.hostlocks import make_held_dir, remove_held_dir
 from kernel_agent.sandbox.policy import SandboxMode, SandboxPolicy
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
 from kernel_agent.tools.bridge import ToolBridge
@@ -180,7 +180,9 @@ class Session:
         if self._workspace is None and self._pool is None:
             # A kept workspace must not look like a dead host's leftovers, which are reaped.
             owner = "kept" if self.keep_workspace else str(os.getpid())
-            self._workspace = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{owner}-workspace-"))
+            prefix = f"{RUN_DIR_PREFIX}{owner}-workspace-"
+            # A temporary one is held (locked) while this host lives: no other host's reaper removes it.
+            self._workspace = Path(tempfile.mkdtemp(prefix=prefix)) if self.keep_workspace else make_held_dir(prefix)
         elif self._workspace is not None and not self._workspace.is_dir():
             raise WorkspaceError(f"workspace {self._workspace} does not exist or is not a directory; create it first")
         signing_key = load_private_key(self._signing_key_source) if self._signing_key_source else None
@@ -214,7 +216,7 @@ class Session:
             if self._pool is not None:
                 self._pool.release(self)
             if self._owns_workspace and self._workspace is not None:
-                shutil.rmtree(self._workspace, ignore_errors=True)
+                remove_held_dir(self._workspace)
                 self._workspace = None
             raise
         self.last_activity = time.monotonic()
@@ -420,7 +422,7 @@ class Session:
         if self._pool is not None:
             self._pool.release(self)
         if self._owns_workspace and not self.keep_workspace and self._workspace is not None:
-            shutil.rmtree(self._workspace, ignore_errors=True)
+            remove_held_dir(self._workspace)
 
     async def close_if_idle(self, idle_timeout: float) -> bool:
         """Close the session if it has been idle for ``idle_timeout`` seconds (a running cell is not idle).

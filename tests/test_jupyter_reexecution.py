@@ -73,6 +73,9 @@ async def _record(directory: Path, name: str, cells: list[str]) -> Path:
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two recorded sessions (one with uncaught errors) and the kernelspec installed in a private prefix."""
     root = tmp_path_factory.mktemp("recorded")
+    # Jupyter starts the kernel here; on a root host the kernel reads its launch directory as "other"
+    # (it is never lent to the sandbox uid), and pytest makes its directories 0700.
+    root.chmod(0o755)
     prefix = tmp_path_factory.mktemp("prefix")
     install_kernelspec(user=False, prefix=str(prefix))
 
@@ -193,6 +196,7 @@ def test_nbclient_serves_large_results_from_side_files(
 
 async def test_side_files_the_kernel_can_read_are_served(recorded: dict[str, Path], tmp_path: Path) -> None:
     """With its side files readable (mode 0644), a copied recording serves its large result."""
+    tmp_path.chmod(0o755)  # the launch directory: read by the kernel as "other" (see the fixture)
     shutil.copy(recorded["errors"], tmp_path / "errors.ipynb")
     shutil.copytree(recorded["errors"].with_name("errors.files"), tmp_path / "errors.files")
     for side_file in (tmp_path / "errors.files").iterdir():
@@ -207,6 +211,7 @@ async def test_side_files_the_kernel_can_read_are_served(recorded: dict[str, Pat
 
 def test_nbconvert_executes_a_renamed_copy(recorded: dict[str, Path], tmp_path: Path) -> None:
     """``jupyter nbconvert --execute`` on a copy under another name: the kernel finds it by session id."""
+    tmp_path.chmod(0o755)  # the launch directory: read by the kernel as "other" (see the fixture)
     copy = tmp_path / "renamed.ipynb"
     shutil.copy(recorded["clean"], copy)
     result = subprocess.run(

@@ -38,7 +38,14 @@ def drop_privileges_from_env() -> None:
     if raw and (0 in os.getresuid() or 0 in os.getresgid() or _effective_capabilities() != 0):
         sys.exit("kernel-agent: privileges survived the switch to the sandbox uid; refusing to run")
     if workdir := os.environ.get(WORKDIR_ENV_VAR):
-        os.chdir(workdir)
+        try:
+            os.chdir(workdir)
+        except OSError as exc:
+            # A read-only launch directory the sandbox uid may not enter (mode 0700): the kernel
+            # still runs, in its home, and says why in the kernel log.
+            home = os.environ.get("HOME", "/")
+            print(f"kernel-agent: cannot enter {workdir} ({exc.strerror}); working in {home}", file=sys.stderr)
+            os.chdir(home)
 
 
 def _effective_capabilities() -> int:

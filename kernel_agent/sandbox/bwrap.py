@@ -182,6 +182,7 @@ def sandbox_argv(
     command: list[str],
     run_as: int | None = None,
     seccomp: bool = False,
+    launch_dir: Path | None = None,
 ) -> list[str]:
     """The full argv that runs ``command`` confined by ``policy``.
 
@@ -192,6 +193,10 @@ def sandbox_argv(
     privileged *without* a user namespace, keeps only CAP_SETUID and
     CAP_SETGID, and the kernel launcher (our code, before any user code)
     switches to ``run_as`` with no capabilities and no-new-privs.
+
+    ``launch_dir`` (a Jupyter-started kernel's directory, never given
+    explicitly) is bound read-only and is the kernel's working directory;
+    ``workspace`` is then the kernel's private writable home.
     """
     for path in (*policy.readonly_paths, *policy.writable_paths):
         if not path.is_absolute() or not path.exists():
@@ -222,6 +227,9 @@ def sandbox_argv(
     tree.add("--size", size, "--tmpfs", "/tmp", destination="/tmp", perms="1777")
     for path in _outermost([*python_paths(), *(p.resolve() for p in policy.readonly_paths)]):
         tree.add("--ro-bind", str(path), str(path), destination=str(path))
+    if launch_dir is not None:
+        tree.add("--ro-bind", str(launch_dir.resolve()), str(launch_dir.resolve()),
+                 destination=str(launch_dir.resolve()))
     # Writable binds come after read-only ones so a workspace inside a
     # read-only tree (a project checkout on sys.path) is still writable.
     for path in [shared_dir, workspace, *policy.writable_paths]:
@@ -237,7 +245,7 @@ def sandbox_argv(
     # bwrap's root (without CAP_DAC_OVERRIDE) may not enter a workspace the
     # sandbox uid owns; the kernel launcher changes directory after switching uid.
     if run_as is None:
-        args += ["--chdir", str(workspace.resolve())]
+        args += ["--chdir", str((launch_dir or workspace).resolve())]
     if seccomp:  # the launcher replaces @seccomp by a descriptor holding the filter
         args += ["--seccomp", "@seccomp"]
     args += ["--", *command]

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PREFIX = "kernel-agent-"
+#: ``KERNEL_AGENT_CGROUPS=off`` makes every session fall back to rlimits (what a host without a
+#: writable cgroup gets), for tests and for hosts whose cgroups misbehave; the metadata says so.
+DISABLE_ENV = "KERNEL_AGENT_CGROUPS"
 
 
 def _mounts() -> list[tuple[str, str, set[str]]]:
@@ -107,14 +110,29 @@ class SessionCgroup:
                     time.sleep(0.02)
 
 
-def _reap_stale(parent: Path) -> None:
-    """Remove cgroups left by host processes that were killed."""
-    with contextlib.suppress(OSError):
-        for child in parent.glob(PREFIX + "*"):
-            host_pid = child.name[len(PREFIX) :].split("-", 1)[0]
-            if host_pid.isdigit() and not Path(f"/proc/{host_pid}").exists():
-                with contextlib.suppress(OSError):
-                    child.rmdir()
+def _parents(controllers: list[str]) -> list[Path]:
+    """The cgroup directories this process's session cgroups are made in (v2 first, then v1 per controller)."""
+    own = _own_paths()
+    found: list[Path] = []
+    for mount, fstype, options in _mounts():
+        if fstype == "cgroup2" and "" in own:
+            found.append(Path(mount) / own[""].lstrip("/"))
+        for controller in controllers:
+            if fstype == "cgroup" and controller in options and controller in own:
+                found.append(Path(mount) / own[controller].lstrip("/"))
+    return found
+
+
+def remove_stale(name: str) -> None:
+    """Remove the cgroups called ``name`` (a dead host's: the caller holds its lock), killing what is left in them.
+
+    Stale cgroups are found through the run directory's lock (see
+    ``hostlocks``), never through a pid: a pid of another pid namespace means
+    nothing here.
+    """
+    dirs = [parent / name for parent in _parents(["memory", "pids", "cpu"]) if (parent / name).is_dir()]
+    if dirs:
+        SessionCgroup(dirs=dirs).remove()
 
 
 def _v1_dir(controller: str, name: str) -> Path | None:
@@ -123,7 +141,6 @@ def _v1_dir(controller: str, name: str) -> Path | None:
         if fstype == "cgroup" and controller in options and own is not None:
             parent = Path(mount) / own.lstrip("/")
             if _writable_dir(parent):
-                _reap_stale(parent)
                 child = parent / name
                 with contextlib.suppress(OSError):
                     child.mkdir()
@@ -140,7 +157,6 @@ def _v2_dir(name: str, controllers: list[str]) -> Path | None:
         enabled = set((parent / "cgroup.subtree_control").read_text().split()) if parent.is_dir() else set()
         if not set(controllers) <= enabled or not _writable_dir(parent):
             continue
-        _reap_stale(parent)
         child = parent / name
         with contextlib.suppress(OSError):
             child.mkdir()
@@ -148,13 +164,14 @@ def _v2_dir(name: str, controllers: list[str]) -> Path | None:
     return None
 
 
-def create_session_cgroup(name: str, memory_bytes: int | None, processes: int | None) -> SessionCgroup:
-    """Create cgroups with the given limits where the host lets us; never raises."""
+def create_session_cgroup(full_name: str, memory_bytes: int | None, processes: int | None) -> SessionCgroup:
+    """Create cgroups called ``full_name`` (the run directory's name) with the given limits; never raises."""
     cgroup = SessionCgroup()
+    if os.environ.get(DISABLE_ENV) == "off":
+        return cgroup
     wanted = [c for c, limit in (("memory", memory_bytes), ("pids", processes)) if limit is not None]
     if not wanted:
         return cgroup
-    full_name = f"{PREFIX}{os.getpid()}-{name}"
     v2 = _v2_dir(full_name, wanted)
     if v2 is not None:
         cgroup.dirs, cgroup.version = [v2], "v2"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 GiB = 1024**3
 MiB = 1024**2
@@ -59,9 +59,23 @@ class SandboxPolicy(BaseModel):
     )
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
     bwrap_path: Path | None = Field(default=None, description="bwrap binary; default: system >= 0.10, else bundled")
-    unprivileged_uid: int = Field(
-        default=65534, ge=1, description="uid and gid the kernel runs as when the host runs as root (nobody)"
+    unprivileged_uid: int | None = Field(
+        default=None, ge=1,
+        description="one fixed uid and gid for every kernel when the host runs as root; default: a uid of "
+        "its own for each session, from uid_range",
     )
+    uid_range: tuple[int, int] = Field(
+        default=(2_000_000, 2_065_535),
+        description="uids (first, last) leased one per session when the host runs as root; none may belong "
+        "to a real user: files and processes of a leased uid are taken to be the session's",
+    )
+
+    @model_validator(mode="after")
+    def _check_uid_range(self) -> SandboxPolicy:
+        first, last = self.uid_range
+        if not 1000 <= first <= last:
+            raise ValueError("uid_range must be (first, last) with 1000 <= first <= last")
+        return self
 
     def loosenings(self) -> list[str]:
         """Human-readable list of every way this policy is weaker than the default."""
@@ -73,6 +87,9 @@ class SandboxPolicy(BaseModel):
         found.extend(f"extra read-only path {p}" for p in self.readonly_paths)
         found.extend(f"extra writable path {p}" for p in self.writable_paths)
         found.extend(f"environment variable {k} set" for k in sorted(self.env))
+        if self.unprivileged_uid is not None:
+            found.append(f"every session runs as uid {self.unprivileged_uid} on a root host: without a pids "
+                         "cgroup their process limit is one shared pool")
         default = ResourceLimits()
         for name in ResourceLimits.model_fields:
             value, base = getattr(self.limits, name), getattr(default, name)

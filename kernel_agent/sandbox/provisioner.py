@@ -14,24 +14,28 @@ is forced to ``ipc`` because the kernel shares no network with the host.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
-import uuid
+import time
 from pathlib import Path
 from typing import Any
 
-from jupyter_client.provisioning import LocalProvisioner
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from traitlets import Dict, Unicode
 
 from kernel_agent.errors import WorkspaceError
-from kernel_agent.sandbox import bwrap, seccomp
+from kernel_agent.safe_fs import open_dir, open_subdir
+from kernel_agent.sandbox import bwrap, hostlocks, seccomp
 from kernel_agent.sandbox.cgroups import SessionCgroup, create_session_cgroup
+from kernel_agent.sandbox.cgroups import remove_stale as remove_stale_cgroups
+from kernel_agent.sandbox.ownership import Lent, give_back_all, hand_to, lend
 from kernel_agent.sandbox.policy import ResourceLimits, SandboxMode, SandboxPolicy
+from kernel_agent.sandbox.sockets import SOCKET_KEYS, link_sockets
+from kernel_agent.sandbox.uids import UidLease, kill_uid_processes, lease_uid
 
 RUN_DIR_PREFIX = "kernel-agent-"
 RUN_AS_ENV = "KERNEL_AGENT_RUN_AS"  # read by kernel_agent.kernel.identity
@@ -83,19 +87,31 @@ def _rlimits(limits: ResourceLimits, cgroup: SessionCgroup) -> dict[str, int]:
     return {name: value for name, value in wanted.items() if value is not None}
 
 
-def enforcement_report(limits: ResourceLimits, cgroup: SessionCgroup) -> dict[str, str]:
-    """How each limit is enforced, for the session metadata (never silent)."""
+def enforcement_report(
+    policy: SandboxPolicy, cgroup: SessionCgroup, sandbox_uid: int | None, leased: bool
+) -> dict[str, str]:
+    """How each limit is really enforced, for the session metadata (never silent)."""
+    limits = policy.limits
     report: dict[str, str] = {}
-    for name, controller, fallback in (("memory_bytes", "memory", "rlimit AS (kernel process only)"),
-                                       ("processes", "pids", "rlimit NPROC (per uid)")):
-        if getattr(limits, name) is None:
-            report[name] = "unlimited"
-        elif controller in cgroup.enforced:
-            report[name] = f"cgroup {cgroup.version}"
-        elif name == "processes" and os.getuid() == 0:
-            report[name] = "NOT ENFORCED: root ignores RLIMIT_NPROC and no pids cgroup is writable"
-        else:
-            report[name] = fallback
+    if limits.memory_bytes is None:
+        report["memory_bytes"] = "unlimited"
+    else:
+        report["memory_bytes"] = (f"cgroup {cgroup.version}" if "memory" in cgroup.enforced
+                                  else "rlimit AS (kernel process only)")
+    if limits.processes is None:
+        report["processes"] = "unlimited"
+    elif "pids" in cgroup.enforced:
+        report["processes"] = f"cgroup {cgroup.version}"
+    elif sandbox_uid is not None and leased:
+        report["processes"] = f"rlimit NPROC (uid {sandbox_uid}, this session only)"
+    elif sandbox_uid is not None:
+        report["processes"] = (f"rlimit NPROC (uid {sandbox_uid}, shared by every session that policy "
+                               "runs as that uid)")
+    elif os.getuid() == 0:
+        report["processes"] = "NOT ENFORCED: root ignores RLIMIT_NPROC and no pids cgroup is writable"
+    else:
+        report["processes"] = (f"rlimit NPROC (uid {os.getuid()}, shared with every session and process "
+                               "of the host user)")
     for name in ("cpu_seconds", "file_size_bytes", "open_files"):
         report[name] = "unlimited" if getattr(limits, name) is None else "rlimit"
     report["tmp_size_bytes"] = "tmpfs size"
@@ -103,37 +119,28 @@ def enforcement_report(limits: ResourceLimits, cgroup: SessionCgroup) -> dict[st
     return report
 
 
-def _hand_over(uid: int, paths: list[Path]) -> None:
-    """Give the unprivileged sandbox uid what it must write (root hosts only).
-
-    Only these directories (and the connection file) change owner: the
-    workspace, the policy's writable paths, the socket directory. Files
-    already inside keep theirs, so the kernel can read them (if their mode
-    allows) but not change them.
-    """
-    for path in paths:
-        os.chown(path, uid, uid)
+def reap_stale_run_dirs() -> list[str]:
+    """Remove run directories, temporary workspaces and cgroups that no live host holds (by their locks)."""
+    return hostlocks.reap(on_reap=remove_stale_cgroups)
 
 
-def reap_stale_run_dirs() -> None:
-    """Remove run directories of host processes that died without cleaning up."""
-    for path in Path(tempfile.gettempdir()).glob(RUN_DIR_PREFIX + "*-*"):
-        host_pid = path.name[len(RUN_DIR_PREFIX) :].split("-", 1)[0]
-        if host_pid.isdigit() and not Path(f"/proc/{host_pid}").exists():
-            shutil.rmtree(path, ignore_errors=True)
-
-
-class SandboxProvisioner(LocalProvisioner):  # type: ignore[misc]
+class SandboxProvisioner(LocalProvisioner):
     """Launches an ipykernel inside bubblewrap with the session's policy."""
 
     policy = Dict(config=True, help="SandboxPolicy as a JSON object; empty means the default policy")
-    workspace = Unicode("", config=True, help="writable working directory; default: the launch cwd")
+    workspace = Unicode("", config=True, help=(
+        "writable working directory, lent to the kernel; default: the launch directory, read-only, with a "
+        "private writable home"))
+    #: Longest wait for the kernel to bind its sockets after launch.
+    socket_wait_seconds = 120.0
 
     run_dir: Path | None = None
     log_path: Path | None = None
     sandbox_uid: int | None = None  # set when a root host runs the kernel as an unprivileged uid
     cgroup: SessionCgroup | None = None
     enforcement: dict[str, str] = {}
+    _lease: UidLease | None = None
+    _lent: tuple[Lent, ...] = ()  # replaced by a list of this launch's in pre_launch
 
     @property
     def sandbox_policy(self) -> SandboxPolicy:
@@ -143,56 +150,98 @@ class SandboxProvisioner(LocalProvisioner):  # type: ignore[misc]
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         """Prepare the run directory, cgroup and confined command line."""
         policy = self.sandbox_policy
-        workspace = Path(self.workspace or kwargs.get("cwd") or os.getcwd())
+        self._lent, self.sandbox_uid = (), None
+        launch_dir: Path | None = None
+        if self.workspace:
+            workspace = Path(self.workspace)
+        else:  # started by a Jupyter frontend in a directory nobody gave us: read it, never write it
+            launch_dir = Path(kwargs.get("cwd") or os.getcwd()).resolve()
+            workspace = launch_dir
         if not workspace.is_dir():
             raise WorkspaceError(f"workspace {workspace} is not an existing directory")
         bwrap_binary = bwrap.find_bwrap(policy.bwrap_path) if policy.mode is SandboxMode.BWRAP else None
 
         reap_stale_run_dirs()
-        suffix = uuid.uuid4().hex[:10]
-        self.run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-{suffix}-"))
-        shared_dir = self.run_dir / "sandbox"
+        self.run_dir = hostlocks.make_held_dir(f"{RUN_DIR_PREFIX}{os.getpid()}-")
+        if launch_dir is not None and self.run_dir.is_relative_to(launch_dir):
+            self._remove_run_dir()
+            raise WorkspaceError(
+                f"a kernel started in {launch_dir} would see the host's temporary directory read-only; start it "
+                "in a project directory, or give it a workspace (SandboxProvisioner.workspace)")
+        shared_dir, links_dir = self.run_dir / "sandbox", self.run_dir / "links"
         shared_dir.mkdir()
-        km = self.parent
+        links_dir.mkdir(mode=0o700)
+        if launch_dir is not None:
+            workspace = self.run_dir / "home"
+            workspace.mkdir(mode=0o700)
+        km: Any = self.parent
         km.transport = "ipc"
         km.ip = str(shared_dir / "kernel")
         km.connection_file = str(shared_dir / "connection.json")
         kwargs = await super().pre_launch(**kwargs)
 
         limits = policy.limits
-        self.cgroup = create_session_cgroup(suffix, limits.memory_bytes, limits.processes)
-        self.enforcement = enforcement_report(limits, self.cgroup)
+        self.cgroup = create_session_cgroup(self.run_dir.name, limits.memory_bytes, limits.processes)
         inner_env = _inner_env(policy, workspace, _rlimits(limits, self.cgroup))
+        if launch_dir is not None:
+            inner_env["KERNEL_AGENT_WORKDIR"] = str(launch_dir)
         command: list[str] = kwargs.pop("cmd")
         spec: dict[str, Any] = {"cgroups": [str(d) for d in self.cgroup.dirs]}
         if bwrap_binary is not None:
             if os.getuid() == 0:
-                self.sandbox_uid = policy.unprivileged_uid
-                _hand_over(policy.unprivileged_uid,
-                           [workspace, *policy.writable_paths, shared_dir, Path(km.connection_file)])
-                inner_env[RUN_AS_ENV] = str(policy.unprivileged_uid)
+                self._become_unprivileged(policy, workspace if launch_dir is None else None)
+                assert self.sandbox_uid is not None
+                run_fd = open_dir(self.run_dir)
+                try:
+                    for name in ("sandbox", "sandbox/connection.json", *(("home",) if launch_dir else ())):
+                        parent, _, leaf = name.rpartition("/")
+                        parent_fd = open_subdir(run_fd, parent) if parent else os.dup(run_fd)
+                        try:
+                            hand_to(parent_fd, leaf, self.sandbox_uid)
+                        finally:
+                            os.close(parent_fd)
+                finally:
+                    os.close(run_fd)
+                inner_env[RUN_AS_ENV] = str(self.sandbox_uid)
             bwrap.write_identity_files(self.run_dir, workspace, uid=self.sandbox_uid)
             program = seccomp.filter_program()
             spec["argv"] = bwrap.sandbox_argv(
                 bwrap_binary, policy, workspace=workspace, run_dir=self.run_dir, shared_dir=shared_dir,
                 inner_env=inner_env, command=command, run_as=self.sandbox_uid, seccomp=program is not None,
+                launch_dir=launch_dir,
             )
             if program is not None:
                 spec["seccomp"] = program.hex()
+        else:
+            spec.update(argv=command, env=inner_env)
+        self.enforcement = enforcement_report(policy, self.cgroup, self.sandbox_uid, self._lease is not None)
+        if bwrap_binary is not None:
+            program_ok = seccomp.filter_program() is not None
             self.enforcement["syscall_filter"] = (
-                f"seccomp ({platform.machine()})" if program is not None
+                f"seccomp ({platform.machine()})" if program_ok
                 else f"NONE: no seccomp filter is described for {platform.machine()}")
             self.enforcement["identity"] = (
                 f"uid {self.sandbox_uid} (the host runs as root)" if self.sandbox_uid is not None
                 else f"uid {os.getuid()} in a user namespace")
-        else:
-            spec.update(argv=command, env=inner_env)
+        self.enforcement["workspace"] = (
+            f"{launch_dir} read-only (the launch directory); writable: a private home, {workspace}, removed "
+            "at shutdown" if launch_dir is not None else f"{workspace} writable")
         command = [sys.executable, "-I", "-S", str(_ENTER_SCRIPT), json.dumps(spec)]
         launch_env = {"PATH": "/usr/bin:/bin"}
         self.log_path = self.run_dir / "kernel.log"
         log = self.log_path.open("wb")
-        kwargs.update(cmd=command, env=launch_env, cwd=str(workspace), stdout=log, stderr=log)
+        kwargs.update(cmd=command, env=launch_env, cwd=str(launch_dir or workspace), stdout=log, stderr=log)
         return kwargs
+
+    def _become_unprivileged(self, policy: SandboxPolicy, workspace: Path | None) -> None:
+        """Choose the kernel's uid (a leased one unless the policy fixes it) and lend it what it must write."""
+        if policy.unprivileged_uid is not None:
+            self.sandbox_uid = policy.unprivileged_uid
+        else:
+            self._lease = lease_uid(*policy.uid_range)
+            self.sandbox_uid = self._lease.uid
+        for path in [*([workspace] if workspace is not None else []), *policy.writable_paths]:
+            self._lent += (lend(path, self.sandbox_uid),)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
         """Launch, then close our copy of the log file (the kernel holds its own)."""
@@ -211,11 +260,46 @@ class SandboxProvisioner(LocalProvisioner):  # type: ignore[misc]
             log.seek(max(0, self.log_path.stat().st_size - limit))
             return log.read().decode(errors="replace").strip()
 
+    async def post_launch(self, **kwargs: Any) -> None:
+        """Once the kernel has bound its sockets, point every host connection at host-only links to them."""
+        await super().post_launch(**kwargs)
+        if self.run_dir is None:
+            return
+        km: Any = self.parent
+        stem = Path(km.ip).name
+        ports = {key: getattr(km, key) for key in SOCKET_KEYS}
+        owner = self.sandbox_uid if self.sandbox_uid is not None else os.getuid()
+        await link_sockets(self.run_dir / "sandbox", self.run_dir / "links", stem, ports, owner,
+                           lambda: self.process is not None and self.process.poll() is None,
+                           self.socket_wait_seconds)
+        km.ip = str(self.run_dir / "links" / stem)
+        # jupyter_client connected its control socket by the sandbox path before this hook: reconnect it.
+        control = getattr(km, "_control_socket", None)
+        if control is not None:
+            control.close(linger=0)
+            km._control_socket = None
+            km._connect_control_socket()
+
     async def cleanup(self, restart: bool = False) -> None:
-        """Remove the run directory and the cgroup once the kernel is gone."""
+        """Once the kernel is gone: kill what is left of it, give back what it was lent, remove the rest."""
         await super().cleanup(restart=restart)
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                self.process.kill()
+        if self._lease is not None:
+            # Every process of a leased uid is this session's: none may outlive it (no cgroup needed).
+            deadline = time.monotonic() + 2.0
+            while kill_uid_processes(self._lease.uid) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
         if self.cgroup is not None:
             self.cgroup.remove()
+        give_back_all(list(self._lent))
+        self._lent = ()
+        self._remove_run_dir()
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+
+    def _remove_run_dir(self) -> None:
         if self.run_dir is not None:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(self.run_dir)
+            hostlocks.remove_held_dir(self.run_dir)
