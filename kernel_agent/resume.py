@@ -42,7 +42,8 @@ async def resume_session(
     A notebook that is unusable or whose chain does not verify raises a
     RecordingError before any kernel starts.
     """
-    path = Path(notebook).resolve()
+    # Absolute, but not resolved: a link in the caller's place of the notebook is refused when read, not followed.
+    path = Path(os.path.abspath(notebook))
     recording = load_recording(path)
     _check_chain(path)  # before any recorded cell runs in the caller's workspace
     server = RecordedTools()

@@ -96,6 +96,13 @@ def _read_in(dir_fd: int, name: str, where: str) -> bytes:
         os.close(fd)
 
 
+def _is_link(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
 def _reason(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "it is a symbolic link (give the path of the file itself)"
@@ -217,7 +224,9 @@ def side_file_bytes(notebook: Path, digest: str) -> bytes:
             dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                              dir_fd=parent_fd)
         except OSError as exc:
-            raise UnusableRecordError(f"cannot read {where}: {directory}/ {_reason(exc)}") from None
+            # O_DIRECTORY|O_NOFOLLOW on a link fails with ENOTDIR: say what it really is.
+            reason = "is a symbolic link" if _is_link(parent_fd, directory) else _reason(exc)
+            raise UnusableRecordError(f"cannot read {where}: {directory}/ {reason}") from None
         try:
             data = _read_in(dir_fd, f"{digest}.json", where)
         finally:
@@ -337,10 +346,19 @@ _CALL = {"tool": _STR, "status": _STR, "id": _STR, "error": _OPT_OBJECT, "starte
 _CALL_ERROR = {"kind": _STR, "message": _STR}
 
 
+_ITEM_KINDS = {"a list of objects": (dict, "an object"), "a list of strings": (str, "a string")}
+
+
 def _fields(container: dict[str, Any], checks: dict[str, Check], where: str) -> None:
     for key, (check, expected) in checks.items():
-        if key in container and not check(container[key]):
-            raise UnusableRecordError(f"{where}: {key} is {_kind(container[key])}, not {expected}")
+        if key not in container or check(container[key]):
+            continue
+        value = container[key]
+        if isinstance(value, list) and expected in _ITEM_KINDS:
+            kind, name = _ITEM_KINDS[expected]
+            index = next(i for i, item in enumerate(value) if not isinstance(item, kind))
+            raise UnusableRecordError(f"{where}: {key}[{index}] is {_kind(value[index])}, not {name}")
+        raise UnusableRecordError(f"{where}: {key} is {_kind(value)}, not {expected}")
     if "output_type" in checks and not isinstance(container.get("output_type"), str):
         raise UnusableRecordError(f"{where} has no output_type")
     if "tool" in checks and not isinstance(container.get("tool"), str):
