@@ -124,7 +124,8 @@ def _drive(agent: Agent, task: str, *, quiet: bool, as_json: bool) -> int:
     from kernel_agent.agent.console import ConsoleReporter, answer_text
 
     if not quiet:
-        agent.on_event = ConsoleReporter()
+        # With --json, standard output is the JSON document alone; the live display goes to stderr.
+        agent.on_event = ConsoleReporter(sys.stderr if as_json else sys.stdout)
 
     async def main() -> AgentResult:
         # SIGTERM (kill, a job scheduler) stops the run as cleanly as Ctrl-C does.

@@ -99,7 +99,8 @@ def test_run_with_anthropic(tmp_path: Path) -> None:
 
 
 def test_run_with_an_openai_compatible_server(tmp_path: Path) -> None:
-    """openai:MODEL@URL needs no key; --json prints the summary; the notebook goes to ./kernel-agent-runs/."""
+    """openai:MODEL@URL needs no key; --json prints only the summary on stdout (live display on stderr); the
+    notebook goes to ./kernel-agent-runs/."""
     (tmp_path / "mytools.py").write_text(TOOLS_MODULE)
     fake = FakeProvider(
         openai_completion("Asking the tool.", openai_tool_call(STEP_1, id="call_1"), usage=openai_usage(1500, 60)),
@@ -109,8 +110,8 @@ def test_run_with_an_openai_compatible_server(tmp_path: Path) -> None:
         run = kernel_agent("run", TASK, "--model", f"openai:gpt-test@{url}/v1", "--tools", "mytools:TOOLS",
                            "--json", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "  ⚙ 1 tool call: weather" in run.stdout and "── step 2 " in run.stdout
-    summary = json.loads(run.stdout[run.stdout.rindex("\n{\n"):])
+    assert "  ⚙ 1 tool call: weather" in run.stderr and "── step 2 " in run.stderr  # the live display
+    summary = json.loads(run.stdout)  # standard output is the JSON document alone
     assert summary["stop_reason"] == "final_answer" and summary["answer"] == "21 °C in Paris"
     assert (summary["steps"], summary["tool_calls"], summary["total_tokens"]) == (2, 1, 1500 + 60 + 1650 + 30)
     assert summary["usage"]["cache_read_tokens"] == 1280

@@ -14,6 +14,8 @@ from kernel_agent.cell import CellResult
 
 # What a terminal shows of one observation (the model may see more; the notebook has it all).
 TERMINAL_OUTPUT_CHARS = 1500
+# What a terminal shows of one cell's code: its first and last lines, and a line saying how many are between.
+TERMINAL_CODE_LINES = 40
 
 
 class ConsoleReporter:
@@ -40,7 +42,7 @@ class ConsoleReporter:
         if event.text:
             self._print(textwrap.fill(event.text, width=100, replace_whitespace=False))
         if event.code and self.show_code:
-            self._print(textwrap.indent(event.code, "  │ ", lambda line: True))
+            self._print(textwrap.indent(_code_excerpt(event.code), "  │ ", lambda line: True))
 
     def _on_progress(self, event: AgentEvent) -> None:
         if event.progress is not None:
@@ -66,6 +68,16 @@ class ConsoleReporter:
             return
         self._print("\n" + "═" * 48)
         self._print(str(event.result))
+
+
+def _code_excerpt(code: str) -> str:
+    """The code as a terminal shows it: whole when short, else its head and tail around a count of what is cut."""
+    lines = code.splitlines()
+    if len(lines) <= TERMINAL_CODE_LINES:
+        return code
+    head, tail = lines[: TERMINAL_CODE_LINES // 2], lines[-(TERMINAL_CODE_LINES // 4):]
+    cut = len(lines) - len(head) - len(tail)
+    return "\n".join([*head, f"… {cut:,} more lines (the notebook has the whole cell) …", *tail])
 
 
 def _tool_summary(cell: CellResult) -> str:
