@@ -9,11 +9,17 @@ the workspace the model's next cell can read).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from kernel_agent import safe_fs
 from kernel_agent.cell import CellResult, CellStatus
+from kernel_agent.errors import UnsafePathError
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _ARROW = re.compile(r"^-*> *\d+ ?")
@@ -30,6 +36,7 @@ class BoundedText:
     full_chars: int
     cut_chars: int
     spill_file: str | None = None
+    spill_refused: str | None = None  # why the full text was not written to the workspace
 
     @property
     def truncated(self) -> bool:
@@ -103,7 +110,8 @@ def bound(text: str, limit: int, *, where: str, spill_to: Path | None = None, sp
 
     ``where`` names the notebook cell holding the full output. With
     ``spill_to`` (the workspace), the full text is also written to
-    ``outputs/<spill_name>`` there, so the model can read it from the kernel.
+    ``outputs/<spill_name>`` there, so the model can read it from the kernel
+    (see :func:`spill`); when that is refused, the marker says so and why.
     """
     if len(text) <= limit:
         return BoundedText(text, len(text), 0)
@@ -113,15 +121,65 @@ def bound(text: str, limit: int, *, where: str, spill_to: Path | None = None, sp
         tail_start = head_end
     cut = tail_start - head_end
     spill: str | None = None
+    refused: str | None = None
     if spill_to is not None and spill_name:
-        spill = f"{SPILL_DIR}/{spill_name}"
-        target = spill_to / spill
-        target.parent.mkdir(mode=0o755, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        spill, refused = spill_text(spill_to, spill_name, text)
     cut_lines = text.count("\n", head_end, tail_start)
     full = f"the full output is in {where}" + (f" and in the workspace file {spill!r}" if spill else "")
+    if refused:
+        full += f" (not in the workspace: writing {SPILL_DIR}/{spill_name} there was refused: {refused})"
     marker = f"\n[... {cut:,} of {len(text):,} characters ({cut_lines:,} lines) cut here; {full} ...]\n"
-    return BoundedText(text[:head_end] + marker + text[tail_start:], len(text), cut, spill)
+    return BoundedText(text[:head_end] + marker + text[tail_start:], len(text), cut, spill, refused)
+
+
+def spill_text(workspace: Path, name: str, text: str) -> tuple[str | None, str | None]:
+    """Write ``text`` to ``outputs/<name>`` in ``workspace``: (the file's path there, or None; why not).
+
+    The workspace is the kernel's: any name in it may be a link the kernel
+    planted (``outputs -> /root``, ``outputs/step-001-1.txt -> /etc/...``),
+    and the host is often root. So it is reached only through descriptors:
+    ``outputs`` is opened without following a link and must be a directory;
+    the file is created new (``O_EXCL|O_NOFOLLOW``), never reused; if the
+    name is taken, a fresh name is tried once. The file is made 0644 (and a
+    directory the host made 0755) so the kernel's uid can read it. Any
+    failure is returned as a reason, never raised: the agent loop goes on.
+    """
+    data = text.encode("utf-8", errors="replace")
+    try:
+        workspace_fd = safe_fs.open_dir(workspace)
+    except UnsafePathError as exc:
+        return None, str(exc)
+    try:
+        try:
+            outputs_fd = safe_fs.open_subdir(workspace_fd, SPILL_DIR, create=True, mode=0o755)
+        except UnsafePathError as exc:
+            return None, f"{SPILL_DIR!r} is a symbolic link" if _is_link(workspace_fd, SPILL_DIR) else str(exc)
+        try:
+            if os.fstat(outputs_fd).st_uid == os.geteuid():
+                os.fchmod(outputs_fd, 0o755)  # ours: the umask may have hidden it from the kernel's uid
+            stem, dot, suffix = name.rpartition(".")
+            candidates = [name, f"{stem or suffix}-{secrets.token_hex(4)}{dot + suffix if stem else ''}"]
+            for candidate in candidates:
+                try:
+                    safe_fs.write_new_file(outputs_fd, candidate, data, mode=0o644)
+                    return f"{SPILL_DIR}/{candidate}", None
+                except UnsafePathError as exc:
+                    reason = str(exc)
+            return None, reason
+        finally:
+            os.close(outputs_fd)
+    except (UnsafePathError, OSError) as exc:
+        return None, str(exc)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(workspace_fd)
+
+
+def _is_link(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _line_break_before(text: str, index: int) -> int:
