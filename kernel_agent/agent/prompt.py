@@ -11,9 +11,11 @@ import json
 import platform
 from typing import Any
 
+from kernel_agent.models.base import tool_channel_sentence
+
 _RULES = """\
 You solve the user's task by writing Python that runs in a persistent, sandboxed IPython kernel \
-(Python {python}). Send code with the `{tool}` tool; each call runs as one notebook cell and you get \
+(Python {python}). {channel} and you get \
 back what it printed, the value of its last expression, and any error.
 
 Rules:
@@ -44,7 +46,7 @@ def system_prompt(
         answer_shape = (", with a value matching this JSON schema (a dict with these fields; it is validated, "
                         f"and you are told if it does not match): {json.dumps(output_schema, sort_keys=True)}")
     parts = [
-        _RULES.format(python=platform.python_version(), tool=tool_name, limit=observation_limit,
+        _RULES.format(python=platform.python_version(), channel=tool_channel_sentence(tool_name), limit=observation_limit,
                       answer_shape=answer_shape),
         "Tools:\n" + manifest if manifest else _NO_TOOLS,
     ]

@@ -37,6 +37,16 @@ class Usage(BaseModel):
         )
 
 
+def tool_channel_sentence(tool_name: str) -> str:
+    """How the system prompt tells a model with function calling to send code."""
+    return f"Send code with the `{tool_name}` tool; each call runs as one notebook cell"
+
+
+#: The same sentence for a server without function calling: the adapter swaps it in (see the OpenAI adapter).
+FENCED_CHANNEL_SENTENCE = ("Send code as one fenced ```python block per reply (this server has no function "
+                           "calling); each block runs as one notebook cell")
+
+
 @dataclass(frozen=True)
 class CodeTool:
     """The single tool through which a model sends code: its name, description and input schema."""

@@ -16,12 +16,14 @@ from kernel_agent.models._errors import translate
 from kernel_agent.models.base import (
     AssistantTurn,
     CodeRequest,
+    FENCED_CHANNEL_SENTENCE,
     CodeTool,
     ModelReply,
     ObservationTurn,
     Turn,
     Usage,
     UserTurn,
+    tool_channel_sentence,
 )
 
 API_KEY_ENV = "OPENAI_API_KEY"
@@ -32,6 +34,14 @@ _TEXT_MODE_NOTE = (
     "\n\nThis server has no function calling: send code as one fenced ```python block per reply; "
     "it runs and you get the output back."
 )
+
+
+def text_mode_system(system: str, tool: CodeTool) -> str:
+    """The system prompt for a server without function calling: it must not mention a tool that is not there."""
+    sentence = tool_channel_sentence(tool.name)
+    if sentence in system:
+        return system.replace(sentence, FENCED_CHANNEL_SENTENCE)
+    return system + _TEXT_MODE_NOTE
 
 
 class OpenAIModel:
@@ -88,7 +98,7 @@ class OpenAIModel:
                         raise
                     self.function_calling = False
             if not self.function_calling:
-                response = await self._create(system + _TEXT_MODE_NOTE, conversation, None)
+                response = await self._create(text_mode_system(system, tool), conversation, None)
         except openai.OpenAIError as exc:
             raise translate(exc, self.provider, self.base_url, openai) from exc
         return from_response(response, tool)

@@ -353,6 +353,8 @@ async def test_agent_on_a_server_without_function_calling(tmp_path: Path) -> Non
     assert result.answer == 45
     last = fake.bodies[2]
     assert "tools" not in last and "no function calling" in last["messages"][0]["content"]
+    # The prompt must not tell the model to use a tool the server does not have.
+    assert "`python` tool" not in last["messages"][0]["content"] and "fenced ```python block" in last["messages"][0]["content"]
     assert last["messages"][2:] == [
         {"role": "assistant", "content": "Computing.\n```python\ntotal = sum(range(10))\nprint('total', total)\n```"},
         {"role": "user", "content": "total 45"}]
