@@ -300,12 +300,26 @@ class RecordingBridge:
         try:
             return wire.decode(value)
         except wire.DecodeError as exc:
-            if "'bytes'" in str(exc):
+            if _holds_bytes(value):
                 message = ("the recorded result holds bytes, whose content the recording does not keep "
                            "(binary buffers are not recorded), so it cannot be served")
             else:
                 message = f"the recorded result cannot be decoded: {exc}"
             raise sdk.ToolError(tool, message, kind="error") from None
+
+
+def _holds_bytes(value: Any) -> bool:
+    """Whether a wire-encoded value has a bytes tag anywhere (iterative: the value is recorded input)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get(wire.TAG) == "bytes":
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 # -- installing it in the kernel ------------------------------------------------------------------
