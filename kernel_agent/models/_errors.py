@@ -6,6 +6,7 @@ server's retry-after); what reaches here is what is left after those retries.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from kernel_agent.errors import ModelConfigError, ModelError, ModelResponseError, ModelUnreachableError
@@ -13,6 +14,13 @@ from kernel_agent.errors import ModelConfigError, ModelError, ModelResponseError
 
 def translate(exc: Exception, provider: str, base_url: str, sdk: Any) -> ModelError:
     """The kernel-agent exception for an exception raised by ``sdk`` (the anthropic or openai module)."""
+    if isinstance(exc, json.JSONDecodeError):
+        # The SDK parsed a successful reply that is not JSON (a proxy's HTML page, a server that
+        # is not an API at all): say who answered and what came back, not just the parser's complaint.
+        sent = " ".join(exc.doc.split())
+        shown = sent[:300] + ("…" if len(sent) > 300 else "") if sent else "an empty body"
+        return ModelResponseError(f"{provider}: the server at {base_url} answered with something that is not JSON "
+                                  f"({exc.msg} at character {exc.pos}): {shown!r}. Is that the provider's API URL?")
     if isinstance(exc, sdk.APITimeoutError):
         return ModelUnreachableError(f"{provider}: no answer from {base_url} in time ({exc})")
     if isinstance(exc, sdk.APIConnectionError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -74,7 +75,7 @@ class AnthropicModel:
                 messages=to_messages(conversation),
                 tools=[{"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}],
             )
-        except anthropic.AnthropicError as exc:
+        except (anthropic.AnthropicError, json.JSONDecodeError) as exc:
             raise translate(exc, self.provider, self.base_url, anthropic) from exc
         return from_response(response, tool)
 

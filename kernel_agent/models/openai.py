@@ -99,7 +99,7 @@ class OpenAIModel:
                     self.function_calling = False
             if not self.function_calling:
                 response = await self._create(text_mode_system(system, tool), conversation, None)
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
             raise translate(exc, self.provider, self.base_url, openai) from exc
         return from_response(response, tool)
 

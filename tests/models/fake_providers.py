@@ -35,10 +35,11 @@ _ids = itertools.count(1)
 
 @dataclass(frozen=True)
 class Reply:
-    """One HTTP answer: status, JSON body, headers, and how long to wait before sending it (real server only)."""
+    """One HTTP answer: status, JSON body (or raw text, sent as it is), headers, and how long to wait before
+    sending it (real server only)."""
 
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | str
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
 
@@ -88,6 +89,9 @@ class FakeProvider:
             reply = self.answer(received)
             if isinstance(reply, Exception):
                 raise reply
+            if isinstance(reply.body, str):
+                return httpx2.Response(reply.status, content=reply.body.encode(),
+                                       headers={"content-type": "application/json", **reply.headers})
             return httpx2.Response(reply.status, json=reply.body, headers=reply.headers)
 
         return httpx2.MockTransport(handle)
@@ -123,7 +127,7 @@ class FakeProvider:
                     reply = Reply(500, {"error": {"message": f"fake provider: {reply!r}", "type": "server_error"}},
                                   {"x-should-retry": "false"})
                 time.sleep(reply.delay)
-                payload = json.dumps(reply.body).encode()
+                payload = reply.body.encode() if isinstance(reply.body, str) else json.dumps(reply.body).encode()
                 self.send_response(reply.status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(payload)))

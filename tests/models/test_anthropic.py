@@ -369,3 +369,14 @@ def test_an_auth_token_is_enough(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "token-for-a-gateway")
     assert AnthropicModel("claude-x").spec == "anthropic:claude-x"
+
+
+async def test_a_reply_that_is_not_json_names_the_server_and_what_it_sent() -> None:
+    """A proxy's HTML page instead of the API: ModelResponseError naming the URL and showing the body."""
+    fake = FakeProvider(Reply(200, "<html><body>502 Bad Gateway</body></html>"))
+    model = AnthropicModel("claude-test", client=fake.anthropic_client())
+    with pytest.raises(ModelResponseError) as raised:
+        await model.complete("system", [UserTurn("go")], CODE_TOOL)
+    await model.close()
+    assert "answered with something that is not JSON" in str(raised.value)
+    assert "502 Bad Gateway" in str(raised.value)

@@ -389,3 +389,15 @@ async def test_a_400_about_a_tool_message_does_not_turn_function_calling_off() -
         await model.complete(SYSTEM, [UserTurn("go")], CODE_TOOL)
     await model.close()
     assert model.function_calling is True and len(fake.requests) == 3
+
+
+async def test_a_reply_that_is_not_json_names_the_server_and_what_it_sent() -> None:
+    """A proxy's HTML page instead of the API: ModelResponseError naming the URL and showing the body."""
+    fake = FakeProvider(Reply(200, "<html><body>502 Bad Gateway</body></html>"))
+    model = model_for(fake)
+    with pytest.raises(ModelResponseError) as raised:
+        await model.complete(SYSTEM, [UserTurn("go")], CODE_TOOL)
+    await model.close()
+    message = str(raised.value)
+    assert message.startswith(f"openai: the server at {model.base_url} answered with something that is not JSON")
+    assert "'<html><body>502 Bad Gateway</body></html>'" in message
