@@ -68,6 +68,7 @@ import logging
 import os
 import re
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -107,6 +108,9 @@ class McpToolError(Exception):
 class McpToolTimeout(McpToolError, TimeoutError):
     """The server did not answer a tool call within ``call_timeout`` seconds (also a :class:`TimeoutError`)."""
 
+
+# Command names that mean "the Python running kernel-agent" (see McpServer.stdio).
+_THIS_PYTHON = frozenset({"python", "python3", f"python3.{sys.version_info.minor}"})
 
 class McpServer:
     """A connection to one MCP server whose tools become a kernel-agent namespace.
@@ -173,7 +177,9 @@ class McpServer:
         """A server run as a subprocess speaking MCP on its stdin/stdout.
 
         ``command`` is an argument list, or a string split like a shell would
-        (``shlex``; no shell runs). The server gets the SDK's minimal
+        (``shlex``; no shell runs). A bare ``python`` or ``python3`` is this
+        host's interpreter (``sys.executable``), so ``"python -m server"``
+        finds a server installed in the same environment as kernel-agent. The server gets the SDK's minimal
         environment (HOME, LOGNAME, PATH, SHELL, TERM, USER) plus ``env``, so
         secrets in the host's environment do not leak to it unless passed.
         Its stderr is kept (the last few KB) for error messages and logged at
@@ -182,6 +188,10 @@ class McpServer:
         argv = shlex.split(command) if isinstance(command, str) else [os.fspath(part) for part in command]
         if not argv or not argv[0]:
             raise ValueError("an MCP server command cannot be empty")
+        if argv[0] in _THIS_PYTHON:
+            # `python -m some_server` means this interpreter (its venv has the server installed),
+            # not whichever `python` comes first on PATH: that one may lack the package.
+            argv = [sys.executable, *argv[1:]]
         return cls(transport="stdio", command=argv, namespace=namespace, env=env, cwd=cwd,
                    startup_timeout=startup_timeout, call_timeout=call_timeout)
 

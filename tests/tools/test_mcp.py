@@ -336,3 +336,14 @@ async def test_calls_and_close_from_another_event_loop() -> None:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+async def test_python_in_a_command_is_this_interpreter(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`python -m server` starts the server with kernel-agent's own interpreter, whatever `python` PATH finds first
+    (here a `python` that does not have the server and exits)."""
+    impostor = tmp_path / "python"
+    impostor.write_text("#!/bin/sh\necho 'not the venv python' >&2\nexit 3\n")
+    impostor.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    async with McpServer.stdio("python -m mcp_server_time") as server:
+        assert "get_current_time" in [tool.name for tool in server.tools]
