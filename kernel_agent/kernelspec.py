@@ -16,7 +16,15 @@ from kernel_agent.sandbox.policy import SandboxPolicy
 
 KERNEL_NAME = "kernel-agent"
 PROVISIONER_NAME = "kernel-agent-sandbox"
-_ASSETS = Path(__file__).resolve().parent.parent / "kernelspec" / KERNEL_NAME
+# The kernelspec folder (kernel.json template and logos): inside the package when installed from a
+# wheel (force-included), at the top of the source tree in a checkout or an editable install.
+_PACKAGED_ASSETS = Path(__file__).resolve().parent / "_kernelspec" / KERNEL_NAME
+_SOURCE_ASSETS = Path(__file__).resolve().parent.parent / "kernelspec" / KERNEL_NAME
+
+
+def assets_dir() -> Path:
+    """Where the kernelspec's logos and kernel.json template are."""
+    return _PACKAGED_ASSETS if _PACKAGED_ASSETS.is_dir() else _SOURCE_ASSETS
 
 
 def kernel_spec_dict(policy: SandboxPolicy | None = None, workspace: Path | None = None) -> dict[str, Any]:
@@ -60,7 +68,10 @@ def install_kernelspec(*, user: bool = True, prefix: str | None = None) -> str:
     with tempfile.TemporaryDirectory() as staging:
         source = Path(staging) / KERNEL_NAME
         source.mkdir()
-        for asset in _ASSETS.glob("logo-*") if _ASSETS.is_dir() else []:
+        logos = sorted(assets_dir().glob("logo-*"))
+        if not logos:
+            raise FileNotFoundError(f"the kernelspec's logos are missing from {assets_dir()}; reinstall kernel-agent")
+        for asset in logos:
             shutil.copy(asset, source / asset.name)
         (source / "kernel.json").write_text(json.dumps(kernel_spec_dict(), indent=2) + "\n")
         destination: str = KernelSpecManager().install_kernel_spec(

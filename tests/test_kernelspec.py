@@ -56,3 +56,40 @@ async def test_plain_jupyter_client_gets_a_sandboxed_kernel(tmp_path: Path) -> N
         await manager.shutdown_kernel(now=True)
     assert not run_dir.exists()
     assert sandbox_processes(run_dir) == []
+
+
+def test_the_shipped_kernel_json_is_the_generated_one() -> None:
+    """kernelspec/kernel-agent/kernel.json (what the wheel installs for Jupyter) is kernel_spec_dict() with a bare
+    `python`, which jupyter_client replaces with the interpreter it runs in."""
+    from kernel_agent.kernelspec import assets_dir, kernel_spec_dict
+
+    shipped = json.loads((assets_dir() / "kernel.json").read_text())
+    expected = kernel_spec_dict()
+    expected["argv"][0] = "python"
+    assert shipped == expected
+
+
+def test_installed_spec_has_its_logos(tmp_path: Path) -> None:
+    destination = Path(install_kernelspec(user=False, prefix=str(tmp_path)))
+    assert sorted(p.name for p in destination.iterdir()) == [
+        "kernel.json", "logo-32x32.png", "logo-64x64.png", "logo-svg.svg"]
+    assert (destination / "logo-64x64.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_the_wheel_ships_the_kernelspec_with_its_logos(tmp_path: Path) -> None:
+    """A wheel built from this tree installs share/jupyter/kernels/kernel-agent (kernel.json and logos), so
+    `jupyter kernelspec list` shows kernel-agent right after `pip install`, and carries the logos in the package."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path),
+                            str(root)], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr
+    (wheel,) = tmp_path.glob("kernel_agent-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    data = next(n.split("/")[0] for n in names if n.endswith(".data/data/share/jupyter/kernels/kernel-agent/kernel.json"))
+    for name in ("kernel.json", "logo-32x32.png", "logo-64x64.png", "logo-svg.svg"):
+        assert f"{data}/data/share/jupyter/kernels/kernel-agent/{name}" in names
+        assert f"kernel_agent/_kernelspec/kernel-agent/{name}" in names
