@@ -88,8 +88,10 @@ def replace_file(dir_fd: int, name: str, data: bytes, *, mode: int = 0o644) -> N
 def open_regular(dir_fd: int, name: str, flags: int, *, mode: int = 0o600) -> int:
     """Open ``name`` in ``dir_fd`` without following a link, and check it is a regular file with one link."""
     _check_name(name)
+    # O_TRUNC is applied only after the checks: truncating first would empty a hard-linked victim.
+    truncate = bool(flags & os.O_TRUNC)
     try:
-        fd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode, dir_fd=dir_fd)
+        fd = os.open(name, (flags & ~os.O_TRUNC) | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode, dir_fd=dir_fd)
     except OSError as exc:
         raise UnsafePathError(f"cannot open {name!r}: {_reason(exc)}") from None
     status = os.fstat(fd)
@@ -97,6 +99,8 @@ def open_regular(dir_fd: int, name: str, flags: int, *, mode: int = 0o600) -> in
         os.close(fd)
         raise UnsafePathError(f"{name!r} is not a plain file (a device, FIFO, directory or hard link)")
     os.set_blocking(fd, True)
+    if truncate:
+        os.ftruncate(fd, 0)
     return fd
 
 
