@@ -13,7 +13,6 @@ import json
 import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,13 +103,9 @@ def _demo(args: argparse.Namespace) -> int:
         raise ValueError(f"the notebook's directory {notebook.parent} does not exist; create it first")
     print("kernel-agent demo: a scripted model (offline, no API key) works through a data-analysis task with "
           "example tools; everything runs in a sandboxed kernel and is recorded.\n")
-    workspace = Path(tempfile.mkdtemp(prefix="kernel-agent-demo-"))
-    try:
-        agent = Agent(ScriptedModel.from_file(DEMO_SCRIPT), DEMO_TOOLS, workspace=workspace, notebook=notebook,
-                      max_steps=12)
-        status = _drive(agent, DEMO_TASK, quiet=args.quiet, as_json=False)
-    finally:
-        shutil.rmtree(workspace, ignore_errors=True)
+    # The session's own temporary workspace: made, lent to the sandbox and removed (safely) by the session.
+    agent = Agent(ScriptedModel.from_file(DEMO_SCRIPT), DEMO_TOOLS, notebook=notebook, max_steps=12)
+    status = _drive(agent, DEMO_TASK, quiet=args.quiet, as_json=False)
     command = "kernel-agent" if shutil.which("kernel-agent") else sys.argv[0]
     print(f"\nThe session is recorded in {notebook} (open it in JupyterLab). Next:\n"
           f"  {command} audit {notebook}    # intact? which cell changed? a summary of the session\n"

@@ -108,35 +108,105 @@ def chown_tree(dir_fd: int, uid: int, gid: int, *, only_owned_by: int | None = N
     """Give every entry below ``dir_fd`` (and the directory itself) to ``uid:gid``; return how many changed.
 
     Links are changed themselves, never followed (``lchown`` through the
-    parent's descriptor); directories are entered by descriptor. With
-    ``only_owned_by``, entries owned by someone else (the user's own files)
-    are left as they are.
+    parent's descriptor); directories are entered by descriptor, without
+    recursion (see :func:`walk_tree`). With ``only_owned_by``, entries owned
+    by someone else (the user's own files) are left as they are.
     """
+    def owned(status: os.stat_result) -> bool:
+        return (only_owned_by is None or status.st_uid == only_owned_by) and (status.st_uid, status.st_gid) != (uid, gid)
+
     changed = 0
-    for target_fd, name in _entries(dir_fd):
-        try:
-            status = os.stat(name, dir_fd=target_fd, follow_symlinks=False) if name else os.fstat(target_fd)
-        except FileNotFoundError:
-            continue
-        if only_owned_by is not None and status.st_uid != only_owned_by:
-            continue
-        if (status.st_uid, status.st_gid) == (uid, gid):
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            if name:
-                os.chown(name, uid, gid, dir_fd=target_fd, follow_symlinks=False)
-            else:
-                os.fchown(target_fd, uid, gid)
-            changed += 1
+    for parent_fd, name, status in walk_tree(dir_fd):  # the descriptor is valid only until the next step
+        if owned(status):
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(name, uid, gid, dir_fd=parent_fd, follow_symlinks=False)
+                changed += 1
+    if owned(os.fstat(dir_fd)):
+        os.fchown(dir_fd, uid, gid)
+        changed += 1
     return changed
 
 
-def _entries(dir_fd: int) -> Iterator[tuple[int, str]]:
-    """(directory descriptor, name) for every entry below ``dir_fd``; ("", ) stands for the directory itself."""
-    yield dir_fd, ""
-    for _root, dirs, files, root_fd in os.fwalk(".", dir_fd=dir_fd, follow_symlinks=False):
-        for name in [*dirs, *files]:
-            yield root_fd, name
+def remove_tree(parent_fd: int, name: str) -> None:
+    """Remove ``name`` in ``parent_fd`` and everything below it: no link followed, no recursion.
+
+    A kernel can build a directory tree thousands of levels deep in its
+    workspace; ``shutil.rmtree`` recurses once a level and fails with
+    RecursionError there (measured), which would leave the tree and break
+    the close that called it.
+    """
+    _check_name(name)
+    try:
+        status = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(status.st_mode):
+        os.unlink(name, dir_fd=parent_fd)
+        return
+    top = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    try:
+        if (os.fstat(top).st_dev, os.fstat(top).st_ino) != (status.st_dev, status.st_ino):
+            raise UnsafePathError(f"{name!r} changed while it was being removed")
+        for entry_fd, entry, entry_status in walk_tree(top):
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISDIR(entry_status.st_mode):
+                    os.rmdir(entry, dir_fd=entry_fd)
+                else:
+                    os.unlink(entry, dir_fd=entry_fd)
+    finally:
+        os.close(top)
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(name, dir_fd=parent_fd)
+
+
+def walk_tree(top_fd: int) -> Iterator[tuple[int, str, os.stat_result]]:
+    """(directory descriptor, name, lstat) of every entry below ``top_fd``, children before their directory.
+
+    One descriptor is open at a time, however deep the tree: the walk goes
+    down by ``openat(name, O_NOFOLLOW)`` and back up by ``openat("..")``,
+    checking each directory's identity (device, inode) both ways, so a tree
+    moved during the walk stops it (UnsafePathError) instead of leading it
+    elsewhere. The descriptor yielded is valid until the next step; a
+    directory's own entry comes after everything below it, so a caller may
+    remove it then. The host walks trees only after their kernel is gone.
+    """
+    current = os.dup(top_fd)
+    top = os.fstat(current)
+    # Per level: (identity, the entries still to visit, this directory's name and lstat in its parent).
+    levels: list[tuple[tuple[int, int], list[str], str, os.stat_result]] = [
+        ((top.st_dev, top.st_ino), os.listdir(current), "", top)]
+    try:
+        while levels:
+            identity, pending, _, _ = levels[-1]
+            if pending:
+                name = pending.pop()
+                try:
+                    status = os.stat(name, dir_fd=current, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISDIR(status.st_mode):
+                    yield current, name, status
+                    continue
+                child = os.open(name, _DIR_FLAGS, dir_fd=current)
+                if (os.fstat(child).st_dev, os.fstat(child).st_ino) != (status.st_dev, status.st_ino):
+                    os.close(child)
+                    raise UnsafePathError(f"{name!r} changed during the walk")
+                os.close(current)
+                current = child
+                levels.append(((status.st_dev, status.st_ino), os.listdir(current), name, status))
+                continue
+            _, _, name, status = levels.pop()
+            if not levels:
+                return
+            parent = os.open("..", _DIR_FLAGS, dir_fd=current)
+            if (os.fstat(parent).st_dev, os.fstat(parent).st_ino) != levels[-1][0]:
+                os.close(parent)
+                raise UnsafePathError("a directory was moved during the walk")
+            os.close(current)
+            current = parent
+            yield current, name, status
+    finally:
+        os.close(current)
 
 
 def _check_name(name: str) -> None:

@@ -159,32 +159,109 @@ def hmac_statement(statement: str, key: bytes) -> str:
     return hmac.new(key, statement.encode(), hashlib.sha256).hexdigest()
 
 
+#: How deep a recorded value may nest below its cell. The strict reader (kernel_agent.strict_json) refuses
+#: documents nested over 256 levels, and a cell sits a few levels down in a notebook or a journal line:
+#: a deeper value would make the whole record unreadable, so it is cut here instead.
+MAX_RECORD_DEPTH = 200
+#: Integers longer than this many bits (about 1,000 decimal digits, the reader's limit) are recorded as text.
+MAX_RECORD_INT_BITS = 3300
+
+
+#: How deep a recorded value may nest below its cell. The strict reader (kernel_agent.strict_json) refuses
+#: documents nested over 256 levels, and a cell sits a few levels down in a notebook or a journal line:
+#: a deeper value would make the whole record unreadable, so it is cut here instead.
+MAX_RECORD_DEPTH = 200
+#: Integers longer than this many bits (about 1,000 decimal digits, the reader's limit) are recorded as text.
+MAX_RECORD_INT_BITS = 3300
+
+
 def json_safe(value: Any, path: str = "", problems: list[str] | None = None) -> Any:
-    """``value`` with what JSON cannot hold replaced, each replacement named in ``problems``.
+    """``value`` as the strict reader will read it back, each replacement named in ``problems``.
 
     Non-finite floats become the strings ``"NaN"``, ``"Infinity"``,
-    ``"-Infinity"``; keys that are not strings become their ``str``; other
-    objects their ``repr``. Used only when a recorded cell does not
-    serialise as it is, so a cell is kept with what could be kept rather
-    than lost.
+    ``"-Infinity"``; integers over about 1,000 digits a description; strings
+    with unpaired surrogates their UTF-8-safe form; containers nested deeper
+    than :data:`MAX_RECORD_DEPTH` a marker; keys that are not strings their
+    ``str``; other objects their ``repr``. So a cell the kernel filled with
+    such values is kept (with what could be kept) rather than lost, and the
+    record stays auditable.
     """
     problems = problems if problems is not None else []
-    if isinstance(value, float) and not math.isfinite(value):
-        text = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
-        problems.append(f"{path or 'value'}: {text} is not valid JSON; recorded as the string {text!r}")
-        return text
-    if value is None or isinstance(value, (bool, int, float, str)):
+    noted = _Problems()
+    safe = _safe(value, (None, path), noted, 0)
+    problems += noted.named
+    if noted.more:
+        problems.append(f"... and {noted.more:,} more values replaced the same ways")
+    return safe
+
+
+class _Problems:
+    """The replacements made, the first few by name (a cell of a million NaNs must not make a million messages)."""
+
+    LIMIT = 20
+
+    def __init__(self) -> None:
+        self.named: list[str] = []
+        self.more = 0
+
+    def add(self, path: Any, what: str) -> None:
+        if len(self.named) >= self.LIMIT:
+            self.more += 1
+            return
+        where = _render(path)
+        self.named.append(f"{where if len(where) <= 120 else where[:117] + '...'}: {what}")
+
+
+# A path into a value, built only as a chain of (parent, part) pairs and rendered only when a problem is named.
+_Path = tuple[Any, str]
+
+
+def _render(path: _Path) -> str:
+    parts: list[str] = []
+    node: Any = path
+    while node is not None:
+        node, part = node
+        if part:
+            parts.append(part)
+    return ".".join(reversed(parts)).replace(".[", "[") or "value"
+
+
+def _safe(value: Any, path: _Path, problems: _Problems, depth: int) -> Any:
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            problems.add(path, "a string with an unpaired surrogate; recorded with it replaced")
+            return value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, int):
+        if value.bit_length() > MAX_RECORD_INT_BITS:
+            digits = int(value.bit_length() * 0.30103) + 1
+            problems.add(path, f"an integer of about {digits:,} digits; recorded as a description")
+            return f"<integer of about {digits:,} digits, not recorded>"
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        text = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+        problems.add(path, f"{text} is not valid JSON; recorded as the string {text!r}")
+        return text
+    if isinstance(value, (list, tuple, dict)) and depth >= MAX_RECORD_DEPTH:
+        problems.add(path, f"nested deeper than {MAX_RECORD_DEPTH} levels; not recorded")
+        return f"<nested deeper than {MAX_RECORD_DEPTH} levels, not recorded>"
     if isinstance(value, (list, tuple)):
-        return [json_safe(v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+        return [_safe(item, (path, f"[{index}]"), problems, depth + 1) for index, item in enumerate(value)]
     if isinstance(value, dict):
         result: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                problems.append(f"{path}: key {key!r} is not a string; recorded as {str(key)!r}")
-            result[str(key)] = json_safe(item, f"{path}.{key}" if path else str(key), problems)
+                problems.add(path, f"key {key!r} is not a string; recorded as {str(key)!r}")
+            name = _safe(str(key), path, problems, depth)
+            result[name] = _safe(item, (path, name), problems, depth + 1)
         return result
-    problems.append(f"{path or 'value'}: a {type(value).__name__} is not JSON; recorded as its repr")
+    problems.add(path, f"a {type(value).__name__} is not JSON; recorded as its repr")
     return repr(value)
 
 

@@ -205,16 +205,14 @@ class Recorder:
     def _append(self, cell: dict[str, Any]) -> dict[str, Any]:
         cell["id"] = uuid.uuid4().hex[:12]
         cell["metadata"][fmt.METADATA_KEY]["seq"] = self.length
-        try:
-            head = fmt.cell_hash(self.head, cell)
-        except (TypeError, ValueError):
-            # Something JSON cannot hold (a NaN in a display output, an odd object in extras):
-            # keep the cell with what can be kept, and say what was replaced.
-            problems: list[str] = []
-            cell = fmt.json_safe(cell, "", problems)
-            cell["metadata"][fmt.METADATA_KEY]["recording_problems"] = problems
-            head = fmt.cell_hash(self.head, cell)
-        self.head = head
+        # What the strict reader would refuse (a NaN in a display output, a value nested 300 levels, an
+        # odd object in the extras) is replaced and named: the cell is kept, and the record stays auditable.
+        problems: list[str] = []
+        cell = fmt.json_safe(cell, "", problems)
+        if problems:
+            ours = cell["metadata"][fmt.METADATA_KEY]
+            ours["recording_problems"] = [*ours.get("recording_problems", []), *problems]
+        self.head = fmt.cell_hash(self.head, cell)
         cell["metadata"][fmt.METADATA_KEY]["hash"] = self.head
         self.length += 1
         self.journal.append({"event": "cell", "cell": cell})
@@ -232,11 +230,8 @@ class Recorder:
 
     def _maybe_side_file(self, value: Any) -> Any:
         """Large values go to a content-addressed file in ``<stem>.files/`` beside the notebook."""
-        try:
-            text = fmt.canonical_json(value)
-        except (TypeError, ValueError):
-            value = fmt.json_safe(value)
-            text = fmt.canonical_json(value)
+        value = fmt.json_safe(value, "", self._side_file_problems)
+        text = fmt.canonical_json(value)
         if len(text) <= fmt.SIDE_FILE_THRESHOLD:
             return value
         reference, name = fmt.side_file_reference(text)

@@ -20,14 +20,13 @@ import errno
 import fcntl
 import os
 import secrets
-import shutil
 import stat
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from kernel_agent.safe_fs import open_dir
+from kernel_agent.safe_fs import open_dir, remove_tree
 
 LOCK_SUFFIX = ".lock"
 REAPED_PREFIX = "kernel-agent-"
@@ -70,7 +69,12 @@ def make_held_dir(prefix: str, parent: Path | None = None, mode: int = 0o700) ->
 
 def remove_held_dir(path: Path) -> None:
     """Remove a directory made by :func:`make_held_dir` (descriptor-based), then its lock (idempotent)."""
-    shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        parent_fd = open_dir(path.parent)
+        try:
+            remove_tree(parent_fd, path.name)  # no recursion, no link followed: the kernel shaped this tree
+        finally:
+            os.close(parent_fd)
     with _held_guard:
         lock_fd = _held.pop(path, None)
     if lock_fd is not None:
@@ -126,7 +130,7 @@ def _reap_one(parent_fd: int, name: str, on_reap: Callable[[str], None] | None) 
         if on_reap is not None:
             on_reap(name)
         with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(name, dir_fd=parent_fd)  # fd-based on Linux: links inside are removed, not followed
+            remove_tree(parent_fd, name)  # links inside are removed, not followed; any depth
         with contextlib.suppress(OSError):
             os.unlink(name + LOCK_SUFFIX, dir_fd=parent_fd)
         return True

@@ -118,7 +118,13 @@ def rechain(document: Document) -> None:
     for cell in document["cells"]:
         head = fmt.cell_hash(head, cell)
         cell["metadata"]["kernel_agent"]["hash"] = head
-    ours(document)["chain"]["head"] = head
+    chain = ours(document)["chain"]
+    chain["genesis"], chain["head"], chain["length"] = fmt.genesis_hash(ours(document)["session"]), head, len(
+        document["cells"])
+    end = ours(document).get("end")
+    if isinstance(end, dict):
+        end.update(head=head, cells=len(document["cells"]))
+        chain["seal"] = fmt.seal_hash(head, end)
 
 
 # -- the corpus ------------------------------------------------------------------------------------

@@ -128,3 +128,23 @@ async def test_a_planted_side_file_directory_is_never_followed(workspace: Path, 
     assert ours["tool_calls"][0]["result"] == "x" * 200_000
     assert "could not be written" in ours["recording_problems"][0]
     assert audit_notebook(notebook).verdict == "intact"
+
+
+async def test_a_kernel_cannot_make_its_own_record_unauditable(workspace: Path, records: Path) -> None:
+    """Output the strict reader would refuse (JSON nested 300 levels, a 2,000-digit integer, an unpaired surrogate)
+    is replaced and named in the record, so audit and replay still read it."""
+    async with Session(workspace) as session:
+        result = await session.execute(
+            "import json\nfrom IPython.display import display\n"
+            "deep = json.loads('[' * 300 + ']' * 300)\n"
+            "display({'application/json': {'deep': deep, 'big': 10 ** 2000}}, raw=True)\n"
+            "print('\\ud800'.encode('utf-8', 'surrogatepass').decode('utf-8', 'surrogatepass') if False else 'done')")
+        assert "done" in result.stdout
+        notebook = session.notebook
+    assert notebook is not None
+    report = audit_notebook(notebook)
+    assert report.verdict == "intact", report.headline
+    cells = json.loads(notebook.read_text())["cells"]
+    ours = next(c for c in cells if "deep = json.loads" in c["source"])["metadata"]["kernel_agent"]
+    problems = " | ".join(ours["recording_problems"])
+    assert "nested deeper than 200 levels" in problems and "integer of about 2,001 digits" in problems
