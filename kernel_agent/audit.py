@@ -44,7 +44,7 @@ from pydantic import BaseModel, Field
 
 from kernel_agent.errors import RecordingError
 from kernel_agent.record import format as fmt
-from kernel_agent.record import signing
+from kernel_agent.record import reader, signing
 from kernel_agent.record.recorder import load_notebook_json, side_files_dir
 
 EXIT_INTACT = 0
@@ -537,27 +537,27 @@ class _Verifier:
 
     def _check_side_file(self, cell: _Cell, where: str, digest: str, size: int) -> None:
         name = f"{digest}.json"
-        candidates = [side_files_dir(self.path) / name, side_files_dir(self.path.resolve()) / name]
-        target = next((p for p in candidates if p.is_file()), None)
         label = f"side file {name} ({where} of {cell.ref.describe()})"
-        if target is None:
+        try:
+            # Through the one reader: next to the notebook only, no link followed, size-capped.
+            data = reader.side_file_bytes(self.path, digest, verify=False)
+        except reader.SideFileMissingError:
             self.add(cell.index, "side_file_missing", "incomplete",
                      f"{label} is missing from {side_files_dir(self.path)}/ (if the notebook was copied or renamed, "
                      "copy or rename its .files directory with it)", cell, name)
             return
-        try:
-            data = target.read_bytes()
-        except OSError as exc:
-            self.add(cell.index, "side_file_missing", "incomplete", f"{label} cannot be read: {exc.strerror}", cell, name)
+        except RecordingError as exc:
+            self.add(cell.index, "side_file_unusable", "tampered",
+                     f"{label} is not a file the recorder writes: {exc}", cell, name)
             return
         if fmt.sha256_hex(data) != digest or len(data) != size:
             self.add(cell.index, "side_file_changed", "tampered",
                      f"{label} does not match its hash: its content was changed", cell, name)
             return
         try:
-            self.side_file_values[digest] = json.loads(data)
-        except ValueError:
-            pass  # hashes right yet is not JSON: the recorder never writes that; leave the reference in the summary
+            self.side_file_values[digest] = reader.parse(data, f"the side file {name}")
+        except RecordingError:
+            pass  # hashes right yet is not strict JSON: the recorder never writes that; the reference stays
 
     def check_sealed(self) -> None:
         """The end record must exist and be chained by the seal: else the record may lack its last cells."""

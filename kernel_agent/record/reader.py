@@ -96,6 +96,14 @@ def _read_in(dir_fd: int, name: str, where: str) -> bytes:
         os.close(fd)
 
 
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _is_link(dir_fd: int, name: str) -> bool:
     try:
         return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
@@ -205,8 +213,12 @@ def _side_file_reference(value: Any, where: str) -> None:
 # -- side files -----------------------------------------------------------------------------------
 
 
-def side_file_bytes(notebook: Path, digest: str) -> bytes:
-    """The bytes of side file ``digest`` of ``notebook``, checked against its name.
+class SideFileMissingError(UnusableRecordError):
+    """A side file (or the ``.files`` directory) is not there at all: audit calls that incomplete, not tampered."""
+
+
+def side_file_bytes(notebook: Path, digest: str, *, verify: bool = True) -> bytes:
+    """The bytes of side file ``digest`` of ``notebook``, checked against its name (unless ``verify`` is False).
 
     Located only as ``<notebook stem>.files/<digest>.json`` next to the
     notebook the caller named, each step opened without following links.
@@ -226,14 +238,18 @@ def side_file_bytes(notebook: Path, digest: str) -> bytes:
         except OSError as exc:
             # O_DIRECTORY|O_NOFOLLOW on a link fails with ENOTDIR: say what it really is.
             reason = "is a symbolic link" if _is_link(parent_fd, directory) else _reason(exc)
-            raise UnusableRecordError(f"cannot read {where}: {directory}/ {reason}") from None
+            missing = exc.errno == errno.ENOENT
+            raise (SideFileMissingError if missing else UnusableRecordError)(
+                f"cannot read {where}: {directory}/ {reason}") from None
         try:
+            if not _exists(dir_fd, f"{digest}.json"):
+                raise SideFileMissingError(f"cannot read {where}: it does not exist")
             data = _read_in(dir_fd, f"{digest}.json", where)
         finally:
             os.close(dir_fd)
     finally:
         os.close(parent_fd)
-    if hashlib.sha256(data).hexdigest() != digest:
+    if verify and hashlib.sha256(data).hexdigest() != digest:
         raise UnusableRecordError(f"{where} does not match its name (changed or corrupt)")
     return data
 
