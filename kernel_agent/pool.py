@@ -353,7 +353,7 @@ class KernelPool:
         """Kill a kernel that will never serve a session, and remove its workspace."""
         with contextlib.suppress(Exception):
             await kernel.kill()
-        remove_held_dir(kernel.workspace)
+        await asyncio.to_thread(remove_held_dir, kernel.workspace)  # kernel-shaped: off the shared loop
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)

@@ -216,7 +216,7 @@ class Session:
             if self._pool is not None:
                 self._pool.release(self)
             if self._owns_workspace and self._workspace is not None:
-                remove_held_dir(self._workspace)
+                await asyncio.to_thread(remove_held_dir, self._workspace)  # a kernel-shaped tree: off the loop
                 self._workspace = None
             raise
         self.last_activity = time.monotonic()
@@ -422,7 +422,8 @@ class Session:
         if self._pool is not None:
             self._pool.release(self)
         if self._owns_workspace and not self.keep_workspace and self._workspace is not None:
-            remove_held_dir(self._workspace)
+            # The kernel chose how big this tree is: walk it off the event loop other sessions share.
+            await asyncio.to_thread(remove_held_dir, self._workspace)
 
     async def close_if_idle(self, idle_timeout: float) -> bool:
         """Close the session if it has been idle for ``idle_timeout`` seconds (a running cell is not idle).

@@ -286,11 +286,16 @@ class SandboxProvisioner(LocalProvisioner):
         if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(OSError):
                 self.process.kill()
+        # Scanning /proc, waiting for the cgroup to empty and walking the trees the kernel shaped (its
+        # workspace, the sandbox/ dir) cost what the kernel chooses: never on the event loop all sessions share.
+        await asyncio.to_thread(self._clean_host_side)
+
+    def _clean_host_side(self) -> None:
         if self._lease is not None:
             # Every process of a leased uid is this session's: none may outlive it (no cgroup needed).
             deadline = time.monotonic() + 2.0
             while kill_uid_processes(self._lease.uid) and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
+                time.sleep(0.01)
         if self.cgroup is not None:
             self.cgroup.remove()
         give_back_all(list(self._lent))
