@@ -17,6 +17,7 @@ from typing import Any
 from kernel_agent.errors import RecordingError
 from kernel_agent.record.format import AUDIT_KEY_ENV
 from kernel_agent.record.recorder import Recorder
+from kernel_agent.record.signing import SIGNING_KEY_ENV, load_private_key
 from kernel_agent.replay import RecordedTools, load_recording, recorded_tools
 from kernel_agent.session import Session
 
@@ -45,7 +46,12 @@ async def resume_session(
     # Absolute, but not resolved: a link in the caller's place of the notebook is refused when read, not followed.
     path = Path(os.path.abspath(notebook))
     recording = load_recording(path)
-    _check_chain(path)  # before any recorded cell runs in the caller's workspace
+    key = audit_key if audit_key is not None else os.environ.get(AUDIT_KEY_ENV)
+    hmac_key = key.encode() if isinstance(key, str) else key
+    signing_source = options.get("signing_key") or os.environ.get(SIGNING_KEY_ENV)
+    signing_key = load_private_key(signing_source) if signing_source else None
+    # Before any recorded cell runs in the caller's workspace: the chain, the seal, and this session's keys.
+    Recorder.check_resumable(path, hmac_key=hmac_key, signing_key=signing_key)
     server = RecordedTools()
     recorded = recorded_tools(recording.definitions, server)
     place = Path(workspace) if workspace is not None else None
@@ -66,32 +72,11 @@ async def resume_session(
                 differing.append(f"cell {cell.index} ({cell.first_line}): recorded {cell.status}, "
                                  f"rebuilt {result.status.value}")
         await _switch_to_live_tools(session, tools, recording.header)
-        key = audit_key if audit_key is not None else os.environ.get(AUDIT_KEY_ENV)
-        session.recorder = Recorder.resume(path, hmac_key=key.encode() if isinstance(key, str) else key)
+        session.recorder = Recorder.resume(path, hmac_key=hmac_key, signing_key=signing_key)
     except BaseException:
         await session.close()
         raise
     return session, differing
-
-
-def _check_chain(path: Path) -> None:
-    """The cells link into the chain the header starts and the metadata's head ends (Recorder.resume checks again)."""
-    from kernel_agent.record import format as fmt
-    from kernel_agent.record.reader import read_notebook
-
-    document = read_notebook(path)
-    metadata = document.get("metadata") or {}
-    ours = metadata.get(fmt.METADATA_KEY) if isinstance(metadata, dict) else None
-    if not isinstance(ours, dict) or not isinstance(ours.get("session"), dict):
-        raise RecordingError(f"{path} is not a kernel-agent session notebook")
-    head = fmt.genesis_hash(ours["session"])
-    for index, cell in enumerate(document["cells"]):
-        head = fmt.cell_hash(head, cell)
-        if ((cell.get("metadata") or {}).get(fmt.METADATA_KEY) or {}).get("hash") != head:
-            raise RecordingError(f"{path}: cell {index} does not match its recorded hash; "
-                                 "run `kernel-agent audit` on it before resuming")
-    if head != (ours.get("chain") or {}).get("head"):
-        raise RecordingError(f"{path}: the chain head does not match its cells; run `kernel-agent audit`")
 
 
 async def _switch_to_live_tools(session: Session, tools: Any, header: dict[str, Any]) -> None:

@@ -108,3 +108,44 @@ async def test_restore_on_death_rebuilds_state_from_the_session_so_far(workspace
         await default.execute("x = 1")
         died = await default.execute("import os\nos._exit(9)")
         assert died.state_lost  # off by default
+
+
+async def test_resume_with_keys_refuses_a_record_they_did_not_sign(workspace: Path, tmp_path: Path) -> None:
+    """Resuming re-signs the record, so it must not launder a rewrite: a consistent rewrite (chain, end, seal
+    recomputed, as anyone can) of a record signed with the HMAC key and an Ed25519 key is refused before any
+    recorded cell runs; the genuine record resumes and stays verifiable with both keys."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from kernel_agent.audit import audit_notebook
+
+    signing_key = Ed25519PrivateKey.generate()
+    notebook = workspace.parent / "signed.ipynb"
+    async with Session(workspace, tools=[add], notebook=notebook, audit_key="k", signing_key=signing_key) as session:
+        await session.execute("x = tools.add(a=1, b=2)")
+    genuine = notebook.read_text()
+
+    document = json.loads(genuine)
+    code = next(c for c in document["cells"] if c["source"] == "x = tools.add(a=1, b=2)")
+    code["source"] = "open('ran.txt', 'w').write('the forged cell ran')"
+    ours = document["metadata"][fmt.METADATA_KEY]
+    head = fmt.genesis_hash(ours["session"])
+    for cell in document["cells"]:
+        head = fmt.cell_hash(head, cell)
+        cell["metadata"][fmt.METADATA_KEY]["hash"] = head
+    ours["chain"]["head"] = ours["end"]["head"] = head
+    ours["chain"]["seal"] = fmt.seal_hash(head, ours["end"])
+    notebook.write_text(json.dumps(document))
+    marker = workspace / "ran.txt"
+    for keys in ({"audit_key": "k"}, {"signing_key": signing_key}):
+        with pytest.raises(RecordingError, match="HMAC is missing or does not match|signature does not verify"):
+            await Session.resume(notebook, tools=[add], workspace=workspace, **keys)
+    assert not marker.exists()
+
+    notebook.write_text(genuine)
+    resumed = await Session.resume(notebook, tools=[add], workspace=workspace, audit_key="k", signing_key=signing_key)
+    try:
+        assert (await resumed.execute("print(x)")).stdout == "3\n"
+    finally:
+        await resumed.close()
+    report = audit_notebook(notebook, b"k", signing_key.public_key())
+    assert report.verdict == "intact" and report.chain.hmac == "valid" and report.chain.signature == "valid"

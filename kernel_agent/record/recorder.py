@@ -70,7 +70,18 @@ class Recorder:
     @classmethod
     def resume(cls, notebook: Path, *, hmac_key: bytes | None = None,
                signing_key: Ed25519PrivateKey | None = None) -> Recorder:
-        """Continue recording an existing session notebook; its chain must verify first."""
+        """Continue recording an existing session notebook; its chain (and keys) must verify first."""
+        ours, cells = cls.check_resumable(notebook, hmac_key=hmac_key, signing_key=signing_key)
+        return cls(notebook, ours["session"], hmac_key=hmac_key, signing_key=signing_key, cells=cells)
+
+    @staticmethod
+    def check_resumable(notebook: Path, *, hmac_key: bytes | None = None,
+                        signing_key: Ed25519PrivateKey | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """(our notebook metadata, the cells) of a record this session may extend, or RecordingError saying why.
+
+        Every cell must link into the chain, the head and the seal must fit,
+        and this session's keys must have signed the record as it is.
+        """
         from kernel_agent.errors import RecordingError
 
         document = load_notebook_json(notebook)
@@ -88,7 +99,7 @@ class Recorder:
         if head != chain.get("head"):
             raise RecordingError(f"{notebook}: the chain head does not match its cells; run `kernel-agent audit`")
         _check_keys_vouch(notebook, ours, chain, head, len(cells), hmac_key, signing_key)
-        return cls(notebook, ours["session"], hmac_key=hmac_key, signing_key=signing_key, cells=cells)
+        return ours, cells
 
     # -- what goes in ------------------------------------------------------------------
 
