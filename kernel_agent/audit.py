@@ -919,8 +919,20 @@ def main(notebook: str, *, json_output: bool = False, key_env: str | None = None
         return _unusable(path, str(exc), json_output)
     except Exception as exc:  # noqa: BLE001 - see the docstring
         return _unusable(path, f"cannot audit {path}: {type(exc).__name__}: {exc}", json_output)
-    print(report.model_dump_json(indent=2) if json_output else render_text(report))
+    try:
+        print(report.model_dump_json(indent=2) if json_output else render_text(report), flush=True)
+    except BrokenPipeError:
+        # `audit NB | head` closed the pipe: the verdict is already known, and a closed pipe must
+        # never turn "intact" into a status that means "tampered".
+        _silence_stdout()
     return report.exit_code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _unusable(path: Path, message: str, json_output: bool) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -227,6 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.handler(args))
+    except BrokenPipeError:
+        # The reader of our output went away (`... | head`): end quietly, as a Unix tool killed by SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
     except (KernelAgentError, ValueError, ImportError, AttributeError) as exc:
         print(f"kernel-agent: error: {exc}", file=sys.stderr)
         return 1

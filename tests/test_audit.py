@@ -593,3 +593,18 @@ def test_unusable_input_exits_2_with_one_clear_line(
     unusable = json.loads(capsys.readouterr().out)
     assert unusable["verdict"] == "unusable" and message in unusable["error"]
 
+
+
+def test_a_closed_pipe_never_looks_like_tampering(nb: Path) -> None:
+    """`kernel-agent audit NB | head`: the reader goes away before the report is written; the status is still the
+    verdict's (0: intact), with no BrokenPipe traceback."""
+    environment = {k: v for k, v in os.environ.items() if k != AUDIT_KEY_ENV}
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written: every write gets EPIPE
+    try:
+        run = subprocess.run([sys.executable, "-m", "kernel_agent.cli", "audit", str(nb)], stdout=write_end,
+                             stderr=subprocess.PIPE, text=True, env=environment, timeout=60)
+    finally:
+        os.close(write_end)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr
