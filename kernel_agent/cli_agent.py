@@ -65,8 +65,8 @@ def _add_session_options(parser: argparse.ArgumentParser) -> None:
                         help="an MCP server to start over stdio, e.g. 'python -m mcp_server_time' (repeatable)")
     parser.add_argument("--workspace", metavar="DIR", help="the kernel's working directory (kept); default: temporary")
     parser.add_argument("--notebook", metavar="PATH",
-                        help="where the session is recorded (default: with --workspace, the host's record directory "
-                             "(KERNEL_AGENT_RECORD_DIR); without, ./kernel-agent-runs/)")
+                        help="where the session is recorded (default: the host's record directory, "
+                             "KERNEL_AGENT_RECORD_DIR or ~/.local/share/kernel-agent/records)")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -8,13 +8,22 @@ import gc
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
 from kernel_agent import Session
+
+
+@pytest.fixture(scope="session", autouse=True)
+def record_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where sessions record by default during the tests (KERNEL_AGENT_RECORD_DIR): never the user's own."""
+    path = tmp_path_factory.mktemp("records")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERNEL_AGENT_RECORD_DIR", str(path))
+        yield path
 
 
 @pytest.fixture

@@ -100,7 +100,7 @@ def test_run_with_anthropic(tmp_path: Path) -> None:
 
 def test_run_with_an_openai_compatible_server(tmp_path: Path) -> None:
     """openai:MODEL@URL needs no key; --json prints only the summary on stdout (live display on stderr); the
-    notebook goes to ./kernel-agent-runs/."""
+    notebook goes to the host's record directory (never the current directory)."""
     (tmp_path / "mytools.py").write_text(TOOLS_MODULE)
     fake = FakeProvider(
         openai_completion("Asking the tool.", openai_tool_call(STEP_1, id="call_1"), usage=openai_usage(1500, 60)),
@@ -117,8 +117,8 @@ def test_run_with_an_openai_compatible_server(tmp_path: Path) -> None:
     assert summary["usage"]["cache_read_tokens"] == 1280
     assert summary["model"] == f"openai:gpt-test@{url}/v1"
     notebook = Path(summary["notebook"])
-    assert notebook.is_file() and notebook.parent.name == "kernel-agent-runs"
-    assert (tmp_path / "kernel-agent-runs").resolve() == notebook.parent.resolve()
+    assert notebook.is_file() and notebook.parent == Path(os.environ["KERNEL_AGENT_RECORD_DIR"])
+    assert list(tmp_path.iterdir()) == [tmp_path / "mytools.py"]
     assert_intact(notebook, tmp_path)
     assert [r.path for r in fake.requests] == ["/v1/chat/completions"] * 2
     assert fake.requests[1].body["messages"][-1]["tool_call_id"] == "call_1"
@@ -142,7 +142,8 @@ def test_failures_exit_1_with_a_clear_message(tmp_path: Path) -> None:
         assert run.returncode == 1, (args, run.stdout, run.stderr)
         assert run.stderr.startswith("kernel-agent: error: ") and message in run.stderr, (args, run.stderr)
         assert "Traceback" not in run.stderr
-    assert not (tmp_path / "kernel-agent-runs").exists()
+    # Only the run that got as far as a session left a record, where it was told to.
+    assert {p.name for p in tmp_path.iterdir()} == {"unreachable.ipynb", "unreachable.journal.jsonl"}
     assert "stop reason: model_error" in runs[-1].stdout
     assert_intact(tmp_path / "unreachable.ipynb", tmp_path)
 

@@ -1,6 +1,6 @@
 """The agent loop: a model writes cells in a sandboxed, recorded kernel until it answers."""
 
-from kernel_agent.agent.loop import DEFAULT_RUNS_DIR, Agent, AgentEvent
+from kernel_agent.agent.loop import Agent, AgentEvent
 from kernel_agent.agent.result import AgentResult, Execution, Pricing, Step, StopReason
 
-__all__ = ["DEFAULT_RUNS_DIR", "Agent", "AgentEvent", "AgentResult", "Execution", "Pricing", "Step", "StopReason"]
+__all__ = ["Agent", "AgentEvent", "AgentResult", "Execution", "Pricing", "Step", "StopReason"]

@@ -10,10 +10,8 @@ observation and token usage).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +43,6 @@ from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.session import Session
 from kernel_agent.tools.calls import ProgressEvent
 
-DEFAULT_RUNS_DIR = "kernel-agent-runs"
 
 
 @dataclass(frozen=True)
@@ -84,9 +81,9 @@ class Agent:
     ``model`` is a :class:`~kernel_agent.models.Model` or a spec string
     (``anthropic:MODEL``, ``openai:MODEL``, ``openai:MODEL@URL``,
     ``scripted:PATH``). ``tools`` are what :class:`~kernel_agent.Session`
-    takes. Each run gets its own session, recorded to ``notebook`` (default: in
-    the workspace when one is given, else ``kernel-agent-runs/`` in the current
-    directory; ``False``: not recorded). Limits: ``max_steps`` model replies,
+    takes. Each run gets its own session, recorded to ``notebook`` (default: the
+    host's record directory, out of the sandbox's reach, see
+    :mod:`kernel_agent.record.location`; ``False``: not recorded). Limits: ``max_steps`` model replies,
     ``max_tokens`` in all, ``max_cost`` dollars (with ``pricing``),
     ``max_seconds`` of wall time. ``observation_limit`` bounds, in
     characters, what one cell sends back to the model. ``output_type`` (a
@@ -291,12 +288,9 @@ class Agent:
     # -- pieces ---------------------------------------------------------------------------
 
     def _make_session(self, task: str, run: _Run) -> Session:
-        notebook = self.notebook
-        if notebook is None and self.workspace is None:
-            runs = Path(DEFAULT_RUNS_DIR)
-            runs.mkdir(exist_ok=True)
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            notebook = runs / f"run-{stamp}-{uuid.uuid4().hex[:6]}.ipynb"
+        # Every run is recorded unless asked not to: by default in the host's record directory (never the
+        # current directory, nor a workspace the kernel could write).
+        notebook = True if self.notebook is None else self.notebook
         options = {"default_timeout": self.cell_timeout, **self.session_options}
         return Session(
             self.workspace, policy=self.policy, tools=self.tools, notebook=notebook,
