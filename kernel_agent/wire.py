@@ -28,6 +28,10 @@ nesting deeper than :data:`MAX_DEPTH`, more than :data:`MAX_ITEMS` values,
 and decimals with more than :data:`MAX_DECIMAL_DIGITS` digits or an exponent
 beyond that are refused with :class:`DecodeError` (``Decimal("1e10000000")``
 is a short string, but validating it as an ``int`` costs seconds of CPU).
+An array's dtype must be a plain scalar type (:func:`array_dtype`): a dtype
+string can carry a shape (``"(1000,1000,1000)f8"`` is 8 GB) or a structure.
+Every failure, whatever Python raises underneath (an overflowing timedelta,
+a too-deep value, an allocation that fails), is a :class:`DecodeError`.
 Encoded output never holds a non-finite float, so it is valid JSON.
 """
 
@@ -38,8 +42,10 @@ import datetime as dt
 import decimal
 import enum
 import math
+import re
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any
 
@@ -48,6 +54,8 @@ TAG = "__ka__"
 MAX_DEPTH = 200
 MAX_ITEMS = 10_000_000
 MAX_DECIMAL_DIGITS = 10_000
+#: The most memory a decoded string or bytes array may take (numpy gives every element the longest width).
+MAX_ARRAY_BYTES = 64 * 1024**2
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -106,13 +114,13 @@ class Encoder:
         if isinstance(value, enum.Enum):
             return self.encode(value.value)
         if isinstance(value, tuple) and hasattr(value, "_fields"):  # NamedTuple
-            return self._record(type(value).__name__, value._asdict())
-        for kind in (tuple, set, frozenset):
-            if isinstance(value, kind):
-                return {TAG: kind.__name__, "items": [self.encode(v) for v in value]}
-        for kind, tag in ((dt.datetime, "datetime"), (dt.date, "date"), (dt.time, "time")):
-            if isinstance(value, kind):
-                return {TAG: tag, "value": value.isoformat()}
+            return self._record(type(value).__name__, value._asdict())  # type: ignore[attr-defined]
+        for collection in (tuple, set, frozenset):
+            if isinstance(value, collection):
+                return {TAG: collection.__name__, "items": [self.encode(v) for v in value]}
+        if isinstance(value, (dt.datetime, dt.date, dt.time)):
+            tag = "datetime" if isinstance(value, dt.datetime) else "date" if isinstance(value, dt.date) else "time"
+            return {TAG: tag, "value": value.isoformat()}
         if isinstance(value, dt.timedelta):
             return {TAG: "timedelta", "seconds": value.total_seconds()}
         if isinstance(value, decimal.Decimal):
@@ -184,8 +192,19 @@ class DecodeError(ValueError):
 
 
 def decode(data: Any, buffers: list[bytes] | None = None) -> Any:
-    """Rebuild a value from :func:`encode`'s output. Never executes code; bounded (see the module docstring)."""
-    return _Decoder(buffers or []).decode(data, 0)
+    """Rebuild a value from :func:`encode`'s output. Never executes code; bounded (see the module docstring).
+
+    Raises :class:`DecodeError` and nothing else for bad input: callers that
+    decode hostile data handle one exception, so no input can kill them.
+    """
+    try:
+        return _Decoder(buffers or []).decode(data, 0)
+    except DecodeError:
+        raise
+    except (RecursionError, MemoryError) as exc:
+        raise DecodeError(f"the value could not be decoded: {type(exc).__name__}") from None
+    except Exception as exc:  # noqa: BLE001 - any other failure is bad input too (see the docstring)
+        raise DecodeError(f"the value could not be decoded: {type(exc).__name__}: {exc}"[:1000]) from None
 
 
 class _Decoder:
@@ -212,11 +231,11 @@ class _Decoder:
             return self._tagged(tag, data, depth + 1)
         except DecodeError:
             raise
-        except (KeyError, TypeError, ValueError, IndexError, decimal.InvalidOperation) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, ArithmeticError) as exc:  # Overflow, InvalidOperation
             raise DecodeError(f"invalid {tag!r} value: {exc}") from None
 
     def _tagged(self, tag: str, data: dict[str, Any], depth: int) -> Any:
-        simple = {
+        simple: dict[str, Callable[[], Any]] = {
             "float": lambda: _NON_FINITE[str(data["value"])],
             "datetime": lambda: dt.datetime.fromisoformat(data["value"]),
             "date": lambda: dt.date.fromisoformat(data["value"]),
@@ -251,7 +270,13 @@ class _Decoder:
         pandas = sys.modules.get("pandas")
         if tag == "ndarray":
             items = self.decode(data["items"], depth)
-            return numpy.array(items, dtype=str(data["dtype"])) if numpy is not None else items
+            if numpy is None:
+                return items
+            dtype = array_dtype(data["dtype"])
+            width = _fixed_width(dtype)
+            if width is not None:
+                _check_string_array(items, width)
+            return numpy.array(items, dtype=dtype)
         if tag == "dataframe":
             columns, rows, index = (self.decode(data[k], depth) for k in ("columns", "rows", "index"))
             if pandas is not None:
@@ -273,6 +298,53 @@ def _decimal(text: Any) -> decimal.Decimal:
         raise DecodeError(f"the decimal's exponent {value.adjusted():,} is beyond +/-{MAX_DECIMAL_DIGITS:,}: "
                           "such a number costs seconds of CPU to convert")
     return value
+
+
+_SCALAR_DTYPES = frozenset({
+    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "float16", "float32", "float64", "complex64", "complex128", "object", "str", "bytes",
+})
+# What str(numpy.dtype) gives for the same types in another byte order ("<i4", ">f8", "|b1"), strings
+# and bytes ("<U12", "|S5"), dates and durations ("datetime64[ns]", "<m8[25s]"). No shape ("(2,3)f8",
+# "10f8"), no structure ("f8,i4", "[('a', '<i4')]"): those make numpy allocate what the sender chose.
+_DTYPE_PATTERN = re.compile(
+    r"[<>|=]?(?:[?bBiufc](?:1|2|4|8|16)?|[US]\d{0,7}"
+    r"|(?:datetime64|timedelta64|M8|m8)(?:\[\d{0,6}(?:Y|M|W|D|h|m|s|ms|us|ns|ps|fs|as)\])?)")
+_WIDTH_PATTERN = re.compile(r"[<>|=]?([US])(\d*)|(str|bytes)")
+
+
+def array_dtype(text: Any) -> str:
+    """``text`` if it names a plain scalar numpy dtype; else :class:`DecodeError` (see the module docstring)."""
+    if isinstance(text, str) and (text in _SCALAR_DTYPES or _DTYPE_PATTERN.fullmatch(text)):
+        return text
+    raise DecodeError(f"array dtype {str(text)[:100]!r} is not a plain scalar type (no shapes or structures)")
+
+
+def _fixed_width(dtype: str) -> int | None:
+    """For a string or bytes dtype, its declared width in characters (0: as wide as the longest item); else None."""
+    match = _WIDTH_PATTERN.fullmatch(dtype)
+    if match is None:
+        return None
+    return int(match.group(2)) if match.group(2) else 0
+
+
+def _check_string_array(items: Any, width: int) -> None:
+    """Refuse a string array numpy would make huge: every element gets the longest one's width (4 bytes a character).
+
+    A million one-letter strings and one of a million letters are a small
+    message but a 4 TB array.
+    """
+    count, longest, stack = 0, width, [items]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+            continue
+        count += 1
+        longest = max(longest, len(item) if isinstance(item, (str, bytes)) else 32)  # 32: a number's text
+    if count * longest * 4 > MAX_ARRAY_BYTES:
+        raise DecodeError(f"a string array of {count:,} items {longest:,} characters wide would take "
+                          f"{count * longest * 4:,} bytes; the limit is {MAX_ARRAY_BYTES:,}")
 
 
 def _hashable(key: Any) -> Any:

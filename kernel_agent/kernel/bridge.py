@@ -50,6 +50,7 @@ _TIMEOUT_MARGIN_SECONDS = 5.0
 # flood, a burst of calls). Calls are therefore resent under the same id
 # until answered (the host answers each id once), and at most this many are
 # in flight so that a burst cannot overflow the queues in the first place.
+# The host refuses a 'calls' message of more entries than this (its MAX_BATCH_CALLS).
 _MAX_IN_FLIGHT = 256
 _FIRST_RETRY_SECONDS = 1.0
 _MAX_RETRY_SECONDS = 8.0
@@ -167,8 +168,10 @@ class BridgeClient:
     def _flush_outbox(self) -> None:
         with self._lock:
             calls, self._outbox = self._outbox, []
-        if calls:
-            self._comm.send({"type": "calls", "calls": calls})
+        # The slots already bound a batch to _MAX_IN_FLIGHT; cut it all the same, as the host
+        # refuses a bigger one whole.
+        for start in range(0, len(calls), _MAX_IN_FLIGHT):
+            self._comm.send({"type": "calls", "calls": calls[start:start + _MAX_IN_FLIGHT]})
 
     def _resend(self, pending: _Pending) -> None:
         data, buffers = pending.message
@@ -213,7 +216,7 @@ class BridgeClient:
         while self._slot_waiters:
             loop, waiter = self._slot_waiters.popleft()
             if not loop.is_closed():
-                loop.call_soon_threadsafe(lambda w=waiter: w.done() or w.set_result(None))
+                loop.call_soon_threadsafe(_resolve_all, [waiter])
                 return
         self._slots.release()
 
@@ -300,7 +303,7 @@ def install(modules: dict[str, str], call_timeout: float) -> None:
     """
     from ipykernel.kernelbase import Kernel
 
-    kernel = Kernel.instance()
+    kernel: Any = Kernel.instance()  # AgentKernel (an IPython kernel): has a shell; gets a bridge here
     if getattr(kernel, "shell_channel_thread", None) is None:
         raise RuntimeError("this ipykernel has no shell-channel thread: tool replies could not reach a "
                            "blocked cell (kernel-agent supports ipykernel 7.4)")

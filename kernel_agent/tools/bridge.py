@@ -45,7 +45,9 @@ from kernel_agent.tools.calls import CallError, CallStatus, ProgressEvent, ToolC
 from kernel_agent.tools.cell_log import (
     DEFAULT_MAX_CELL_RECORD_BYTES,
     RECORD_OVERHEAD_BYTES,
+    UNMEASURABLE_BYTES,
     CellLog,
+    json_size,
     wire_size,
 )
 from kernel_agent.tools.policy import Approver, CallRequest, Policy, allow_all, decide
@@ -61,6 +63,13 @@ REPLY_CACHE_SIZE = 1024
 REPLY_CACHE_VALUE_BYTES = 64 * 1024
 # Kernel-sent values bigger than this are decoded (and validated) in a worker thread.
 THREAD_DECODE_BYTES = 256 * 1024
+# The most calls one 'calls' message may hold: the kernel never has more in flight
+# (kernel_agent.kernel.bridge._MAX_IN_FLIGHT), so a bigger batch is not from an honest kernel.
+# The bound is what keeps serving one message a short, bounded piece of loop time.
+MAX_BATCH_CALLS = 256
+# A 'calls' message bigger than this has its calls measured in a worker thread (the walk is
+# linear in the message; below this it costs the loop well under a few milliseconds).
+THREAD_MEASURE_BYTES = 64 * 1024
 # Calls still running when their cell ends get this long to finish before they are cancelled.
 END_OF_CELL_GRACE_SECONDS = 1.0
 _OUTSIDE_CELLS = ("no cell of this session is running: tool calls are served only while the cell that makes "
@@ -154,6 +163,10 @@ class ToolBridge:
         recorded as cancelled; values still being decoded are awaited. From
         now until the next :meth:`begin_cell`, calls are refused.
         """
+        if self.log.admitting:
+            # Batches that arrived while the cell ran and are still being measured are its calls: admit
+            # them first. Only these: a batch arriving from now on is refused as outside any cell.
+            await asyncio.wait(set(self.log.admitting))
         log, self.log = self.log, CellLog(None)
         running = [c.task for c in self._inflight.values() if c.log is log and c.task is not None]
         if running:
@@ -211,14 +224,76 @@ class ToolBridge:
         buffers = message.get("buffers", [])
         if kind == "call":
             self._accept_call(comm_id, data, [bytes(b) for b in buffers], size)
-        elif kind == "calls" and isinstance(data.get("calls"), list):
-            share = size // max(1, len(data["calls"]))
-            for call in data["calls"]:
-                if isinstance(call, dict):
-                    with contextlib.suppress(ValueError):
-                        self._accept_call(comm_id, call, [], share)
+        elif kind == "calls":
+            self._accept_batch(comm_id, data.get("calls"), size)
         elif kind in ("progress", "final_answer"):
             self._accept_notice(kind, data, buffers, size)
+
+    def _accept_batch(self, comm_id: str, calls: Any, size: int) -> None:
+        """A 'calls' message (calls gathered in one kernel loop turn): each call is charged its own size.
+
+        The message's size says nothing about one call's (a big call can hide
+        among tiny ones), so each entry is measured (:func:`json_size`), in a
+        worker thread when the message is large, and its measure is what
+        counts against ``max_request_bytes``, the cell's record budget and
+        the off-loop decoding threshold. A batch that no honest kernel sends
+        (too many entries, or entries that are not calls) is refused whole:
+        nothing in it runs.
+        """
+        if not isinstance(calls, list):
+            raise TypeError("a 'calls' message without a list of calls")
+        if len(calls) > MAX_BATCH_CALLS or not all(isinstance(call, dict) for call in calls):
+            self._refuse_batch(comm_id, calls)
+            raise ValueError("a malformed 'calls' message was refused")  # counted in rejected_messages
+        log, limit = self.log, self.max_request_bytes
+        if size <= THREAD_MEASURE_BYTES:
+            self._admit_batch(comm_id, calls, [json_size(call, limit) for call in calls], log)
+            return
+        # Batches waiting to be measured are held in memory: at most what the cell could still keep.
+        if log.index is not None and log.kept_bytes + log.measuring_bytes + size > log.max_bytes:
+            log.drop("tool call batch(es) were refused: the cell's record cap was reached", size)
+            self._refuse_batch(comm_id, calls, f"this cell's tool-call records reached their cap "
+                               f"({log.max_bytes:,} bytes): no more calls run in this cell")
+            return
+        log.measuring_bytes += size
+        task = asyncio.get_running_loop().create_task(self._measure_and_admit(comm_id, calls, limit, log, size))
+        log.admitting.add(task)
+        task.add_done_callback(log.admitting.discard)
+
+    async def _measure_and_admit(self, comm_id: str, calls: list[dict[str, Any]], limit: int, log: CellLog,
+                                 size: int) -> None:
+        try:
+            sizes = await asyncio.to_thread(lambda: [json_size(call, limit) for call in calls])
+        except Exception:  # noqa: BLE001 - (MemoryError) nothing of a message we cannot measure runs
+            self.rejected_messages += 1
+            self._refuse_batch(comm_id, calls)
+            return
+        finally:
+            log.measuring_bytes -= size
+        self._admit_batch(comm_id, calls, sizes, log)
+
+    def _admit_batch(self, comm_id: str, calls: list[dict[str, Any]], sizes: list[int], log: CellLog) -> None:
+        """Take the calls of a batch into ``log``'s cell, the one that ran when the batch arrived."""
+        for call, call_size in zip(calls, sizes):
+            with contextlib.suppress(ValueError):  # an entry without a usable id: nobody to answer
+                self._accept_call(comm_id, call, [], call_size, log)
+
+    def _refuse_batch(self, comm_id: str, calls: Any, reason: str | None = None) -> None:
+        """Answer the ids of a refused batch with an error, so no honest caller waits for its timeout.
+
+        Only the first :data:`MAX_BATCH_CALLS` entries are looked at: no kernel
+        waits for more calls than that, and answering a million ids would
+        itself hold the loop.
+        """
+        if not isinstance(calls, list):
+            return
+        error = CallError(kind=CallStatus.REFUSED if reason else CallStatus.INVALID, message=reason or (
+            f"the 'calls' message was refused: a batch holds at most {MAX_BATCH_CALLS} calls, each an object"))
+        for call in calls[:MAX_BATCH_CALLS]:
+            call_id = call.get("id") if isinstance(call, dict) else None
+            if isinstance(call_id, str) and 0 < len(call_id) <= MAX_CALL_ID_LENGTH \
+                    and call_id not in self._inflight and call_id not in self._recent_replies:
+                self._reply(comm_id, call_id, None, error, [])
 
     def _accept_notice(self, kind: str, data: dict[str, Any], buffers: list[Any], size: int) -> None:
         """A progress event or final answer: capped by size before it is decoded, big ones decoded off the loop."""
@@ -258,7 +333,7 @@ class ToolBridge:
             kind, payload, raw = log.waiting.popleft()
             try:
                 self._take_notice(kind, log, await asyncio.to_thread(wire.decode, payload, raw))
-            except wire.DecodeError:
+            except Exception:  # noqa: BLE001 - one bad value must not stop this cell's later ones
                 self.rejected_messages += 1
 
     def _take_notice(self, kind: str, log: CellLog, payload: Any) -> None:
@@ -277,7 +352,9 @@ class ToolBridge:
             with contextlib.suppress(Exception):  # a failing callback must not break the bridge
                 self.on_progress(event)
 
-    def _accept_call(self, comm_id: str, data: dict[str, Any], buffers: list[bytes], size: int) -> None:
+    def _accept_call(self, comm_id: str, data: dict[str, Any], buffers: list[bytes], size: int,
+                     log: CellLog | None = None) -> None:
+        """Start serving a call in ``log``'s cell (default: the cell running now), or answer why not."""
         call_id = data.get("id")
         if not isinstance(call_id, str) or not 0 < len(call_id) <= MAX_CALL_ID_LENGTH:
             raise ValueError("call without a usable id")  # nobody to answer
@@ -289,7 +366,7 @@ class ToolBridge:
                 with contextlib.suppress(Exception):
                     self._send(comm_id, data_sent, buffers_sent)
             return
-        log = self.log
+        log = self.log if log is None else log
         refusal = self._refusal(log, data.get("cell"), size)
         if refusal is not None:
             self._reply(comm_id, call_id, None, CallError(kind=CallStatus.REFUSED, message=refusal), [])
@@ -308,7 +385,9 @@ class ToolBridge:
 
     def _refusal(self, log: CellLog, stamp: Any, size: int) -> str | None:
         """Why a call may not run in ``log``'s cell (None: it may). Refusals are counted, not recorded."""
-        if log.index is None or (isinstance(stamp, str) and log.msg_id is not None and stamp != log.msg_id):
+        # ``log`` is not the current one when its cell ended while a batch of its calls was being measured.
+        if log.index is None or log is not self.log or (isinstance(stamp, str) and log.msg_id is not None
+                                                        and stamp != log.msg_id):
             self.refused_outside_cells += 1
             if log.index is not None:
                 log.drop("tool call(s) from threads of earlier cells were refused")
@@ -345,11 +424,15 @@ class ToolBridge:
         call.recorded = True
         omitted = None
         kept_result = result_wire
-        size = wire_size(result_wire, buffers) + (wire_size(error.details) if error is not None else 0)
+        size = min(UNMEASURABLE_BYTES,
+                   wire_size(result_wire, buffers) + (wire_size(error.details) if error is not None else 0))
         if not call.log.reserve(size):
-            call.log.drop("tool result(s) over the cell's record cap were not kept in its records", size)
+            measured = size < UNMEASURABLE_BYTES  # a value too deep to serialise is never kept
+            call.log.drop("tool result(s) over the cell's record cap were not kept in its records",
+                          size if measured else 0)
             kept_result = None
-            omitted = f"the result ({size:,} bytes) is not kept: the cell's record cap was reached"
+            omitted = (f"the result ({size:,} bytes) is not kept: the cell's record cap was reached" if measured
+                       else "the result is not kept: it is too deeply nested to be recorded")
             if error is not None:
                 error = CallError(kind=error.kind, message=error.message)
         # Built without re-validation (every field is already of its type): at

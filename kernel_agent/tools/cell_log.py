@@ -22,15 +22,60 @@ from kernel_agent.tools.calls import ProgressEvent, ToolCall
 DEFAULT_MAX_CELL_RECORD_BYTES = 32 * 1024**2
 #: What one record costs the host beyond its values (Python objects), counted against the budget.
 RECORD_OVERHEAD_BYTES = 512
+#: The size given to a value that cannot be measured (too deep to serialise): more than any budget,
+#: so such a value is never kept. Charging it nothing would let it past every cap.
+UNMEASURABLE_BYTES = 1 << 62
 
 
 def wire_size(data: Any, buffers: list[bytes] | None = None) -> int:
-    """Bytes of a wire-encoded value (its JSON plus its binary buffers)."""
+    """Bytes of a wire-encoded value (its JSON plus its binary buffers); :data:`UNMEASURABLE_BYTES` if it
+    cannot be serialised."""
     try:
         text = len(json.dumps(data, ensure_ascii=False, default=str))
-    except (TypeError, ValueError, RecursionError):
-        text = 0
+    except (TypeError, ValueError, RecursionError, MemoryError):
+        return UNMEASURABLE_BYTES
     return text + sum(len(b) for b in buffers or [])
+
+
+def json_size(value: Any, limit: int) -> int:
+    """About how many bytes ``value`` (parsed JSON, as the kernel sent it) takes as UTF-8 JSON.
+
+    What the kernel sends is hostile, so this must be cheap and bounded
+    whatever the shape: an iterative walk (no recursion, so any depth is
+    fine) that counts string lengths and a few bytes per other value, and
+    stops as soon as the total passes ``limit`` (every value counts at least
+    one byte, so at most about ``limit`` values are visited). It is a Python
+    loop, so it lets go of the GIL now and then when run in a worker thread,
+    unlike ``json.dumps``, which holds it for a whole large value.
+    Returns a number over ``limit`` when the value is bigger than ``limit``.
+    """
+    size = 0
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        item = pop()
+        if isinstance(item, str):
+            size += 2 + (len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass")))
+        elif isinstance(item, dict):
+            size += 2 + 2 * len(item)  # braces, and a colon and a comma per entry
+            if size > limit:  # checked before the entries are stacked: a huge container is not copied
+                return size
+            extend(item.keys())
+            extend(item.values())
+        elif isinstance(item, list):
+            size += 2 + len(item)  # brackets and commas
+            if size > limit:
+                return size
+            extend(item)
+        elif isinstance(item, bool) or item is None:
+            size += 5
+        elif isinstance(item, int):
+            size += 2 + item.bit_length() * 3 // 10  # decimal digits, without converting (cheap for any size)
+        else:  # float, or anything else a parser might produce
+            size += 24
+        if size > limit:
+            return size
+    return size
 
 
 class CellLog:
@@ -51,6 +96,11 @@ class CellLog:
         #: and the task decoding them; awaited when the cell ends.
         self.waiting: collections.deque[tuple[str, Any, list[bytes]]] = collections.deque()
         self.pending: set[asyncio.Task[None]] = set()
+        #: Tasks measuring a large batch of calls off the loop before its calls are admitted to this cell;
+        #: awaited before the cell ends, so those calls are served (and recorded) in it.
+        self.admitting: set[asyncio.Task[None]] = set()
+        #: Bytes of the messages those tasks hold (bounded by the budget: see ToolBridge._accept_batch).
+        self.measuring_bytes = 0
         #: Set when the cell's result has been built: nothing may be added any more.
         self.closed = False
         self._dropped: dict[str, list[int]] = {}  # what was not kept: kind -> [count, bytes]

@@ -172,6 +172,21 @@ async def test_gathered_calls_run_concurrently_on_the_host(workspace: Path) -> N
     assert most > 10
 
 
+async def test_five_thousand_gathered_calls_in_one_cell(tooled: Session) -> None:
+    """Gathered calls leave in batches of at most 256 (the kernel's in-flight limit), which the host takes whole;
+    batches with larger arguments (measured off the loop) are served and recorded in the cell too."""
+    code = ("import asyncio\n"
+            "small = await asyncio.gather(*(tools.add.aio(i) for i in range(5000)))\n"
+            "texts = await asyncio.gather(*(tools.slow_echo.aio('x' * 2000, delay=0) for _ in range(300)))\n"
+            "sum(small), {len(t) for t in texts}")
+    rejected = tooled.bridge.rejected_messages
+    result = await tooled.execute(code)
+    assert result.ok, result.error
+    assert result.result == f"({sum(i + 1 for i in range(5000))}, {{2000}})"
+    assert len(result.tool_calls) == 5300 and {c.status for c in result.tool_calls} == {CallStatus.OK}
+    assert tooled.bridge.rejected_messages == rejected
+
+
 async def test_a_thousand_calls_in_a_loop(tooled: Session) -> None:
     """1,000 synchronous calls in a loop all succeed and are all recorded, in order."""
     result = await tooled.execute("total = 0\nfor i in range(1000):\n    total += tools.add(i)\ntotal")
