@@ -148,3 +148,37 @@ async def test_a_kernel_cannot_make_its_own_record_unauditable(workspace: Path, 
     ours = next(c for c in cells if "deep = json.loads" in c["source"])["metadata"]["kernel_agent"]
     problems = " | ".join(ours["recording_problems"])
     assert "nested deeper than 200 levels" in problems and "integer of about 2,001 digits" in problems
+
+
+async def test_audit_reads_a_linked_side_file_without_a_cap(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """audit reads side files through the one reader: a link planted at <stem>.files/<digest>.json (to a huge
+    file, or /proc/self/pagemap) is refused and named, never followed and read whole."""
+    from kernel_agent import tool
+    from kernel_agent.audit import audit_notebook
+    from kernel_agent.record.recorder import side_files_dir
+    from tests.conftest import PeakRss
+
+    @tool
+    def blob(n: int) -> str:
+        """A long string (stored in a side file)."""
+        return "x" * n
+
+    notebook = tmp_path / "records" / "s.ipynb"
+    notebook.parent.mkdir()
+    (tmp_path / "ws").mkdir()
+    async with Session(tmp_path / "ws", tools=[blob], notebook=notebook, default_timeout=60) as session:
+        assert (await session.execute("big = tools.blob(n=70_000)")).ok
+    side_files = list(side_files_dir(notebook).iterdir())
+    assert side_files
+    huge = tmp_path / "huge"
+    with huge.open("wb") as handle:
+        handle.truncate(96 * 1024**2)  # sparse
+    for path in side_files:
+        path.unlink()
+        path.symlink_to(huge)
+    monkeypatch.setenv("KERNEL_AGENT_MAX_RECORD_BYTES", str(1024**2))
+    with PeakRss() as peak:
+        report = audit_notebook(notebook)
+    assert peak.growth < 48 * 1024**2, f"audit read {peak.growth:,} bytes through a planted link"
+    assert any("link" in problem.message for problem in report.problems), report.problems
