@@ -23,7 +23,7 @@ each next to a baseline measured in the same run:
   notebook against ``notebook=False``, two live sandboxed sessions timed in
   interleaved blocks.
 * **Replay.** A 200-cell session (compute, print, call a tool) is recorded;
-  then ``kernel_agent.replay.replay(notebook)`` is timed if that API exists
+  then ``kernel_agent.verify.replay.replay(notebook)`` is timed if that API exists
   when the benchmark runs, otherwise the recorded code cells are re-executed
   in a fresh session (labelled so). Cells per second are compared with the
   original recording's.
@@ -455,16 +455,16 @@ async def record_session(config: Config, notebook: Path, workspace: Path, out: R
 
 
 def find_replay() -> tuple[Callable[..., Any] | None, str]:
-    """``kernel_agent.replay.replay`` if it exists, is async and needs nothing but the notebook."""
+    """``kernel_agent.verify.replay.replay`` if it exists, is async and needs nothing but the notebook."""
     try:
-        module = importlib.import_module("kernel_agent.replay")
+        module = importlib.import_module("kernel_agent.verify.replay")
     except ModuleNotFoundError:
         return None, "kernel_agent/replay.py does not exist yet"
     except Exception as exc:  # being written: a broken module must not stop the benchmark
-        return None, f"kernel_agent.replay failed to import ({type(exc).__name__}: {exc})"
+        return None, f"kernel_agent.verify.replay failed to import ({type(exc).__name__}: {exc})"
     function = getattr(module, "replay", None)
     if function is None or not inspect.iscoroutinefunction(function):
-        return None, "kernel_agent.replay has no async replay()"
+        return None, "kernel_agent.verify.replay has no async replay()"
     required = [p.name for p in list(inspect.signature(function).parameters.values())[1:]
                 if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
                                                                         p.KEYWORD_ONLY)]
@@ -558,7 +558,7 @@ async def measure_replay(config: Config, root: Path) -> ReplayResults:
             out.replayed = int(getattr(report, "cells", span.calls))
             faithful = getattr(report, "faithful", None)
             served = getattr(report, "tool_calls_served", None)
-            out.note = ("kernel_agent.replay.replay(notebook), defaults: tools answered from the recording"
+            out.note = ("kernel_agent.verify.replay.replay(notebook), defaults: tools answered from the recording"
                         + ("" if served is None else f" ({served} calls served)")
                         + ("" if faithful is None else f"; faithful={faithful}"))
             log(f"replay(): {out.replayed} cells in {out.replay_total:.2f} s end to end, "

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 from kernel_agent._version import __version__
 
 _EXPORTS = {
-    "Session": "kernel_agent.session",
-    "KernelPool": "kernel_agent.pool",
-    "SyncSession": "kernel_agent.sync",
-    "CellResult": "kernel_agent.cell",
-    "CellError": "kernel_agent.cell",
-    "CellStatus": "kernel_agent.cell",
+    "Session": "kernel_agent.session.session",
+    "KernelPool": "kernel_agent.runtime.pool",
+    "SyncSession": "kernel_agent.session.sync",
+    "CellResult": "kernel_agent.runtime.results",
+    "CellError": "kernel_agent.runtime.results",
+    "CellStatus": "kernel_agent.runtime.results",
     "SandboxPolicy": "kernel_agent.sandbox.policy",
     "SandboxMode": "kernel_agent.sandbox.policy",
     "ResourceLimits": "kernel_agent.sandbox.policy",
@@ -72,7 +72,7 @@ if TYPE_CHECKING:  # `X as X`: an explicit re-export, which strict type checkers
         Step as Step,
         StopReason as StopReason,
     )
-    from kernel_agent.cell import CellError as CellError, CellResult as CellResult, CellStatus as CellStatus
+    from kernel_agent.runtime.results import CellError as CellError, CellResult as CellResult, CellStatus as CellStatus
     from kernel_agent.errors import (
         KernelAgentError as KernelAgentError,
         KernelStartError as KernelStartError,
@@ -96,14 +96,14 @@ if TYPE_CHECKING:  # `X as X`: an explicit re-export, which strict type checkers
     from kernel_agent.models.anthropic import AnthropicModel as AnthropicModel
     from kernel_agent.models.openai import OpenAIModel as OpenAIModel
     from kernel_agent.models.scripted import ScriptedModel as ScriptedModel
-    from kernel_agent.pool import KernelPool as KernelPool
+    from kernel_agent.runtime.pool import KernelPool as KernelPool
     from kernel_agent.sandbox.policy import (
         ResourceLimits as ResourceLimits,
         SandboxMode as SandboxMode,
         SandboxPolicy as SandboxPolicy,
     )
-    from kernel_agent.session import Session as Session
-    from kernel_agent.sync import SyncSession as SyncSession
+    from kernel_agent.session.session import Session as Session
+    from kernel_agent.session.sync import SyncSession as SyncSession
     from kernel_agent.tools.calls import CallStatus as CallStatus, ProgressEvent as ProgressEvent, ToolCall as ToolCall
     from kernel_agent.tools.mcp import McpServer as McpServer
     from kernel_agent.tools.policy import (

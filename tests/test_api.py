@@ -39,12 +39,12 @@ def test_errors_form_one_tree() -> None:
 
 
 def test_kernel_runtime_imports_no_host_code() -> None:
-    """Importing the in-kernel package loads none of the host modules (the process boundary is real)."""
-    # kernel_agent.wire (the value encoding), strict_json (the bounded JSON reader of recordings) and _version
-    # are the only modules both sides import: standard library only.
+    """Importing the in-kernel package loads no host module: only itself, the protocol layer (what both processes
+    agree on, standard library only) and _version (the process boundary is real)."""
     probe = ("import sys, kernel_agent.kernel.limits, kernel_agent.kernel.agent_kernel, kernel_agent.kernel.bridge\n"
              "import kernel_agent.kernel.replay\n"
-             "host = [m for m in sys.modules if m.startswith('kernel_agent.') and not m.startswith('kernel_agent.kernel')"
-             " and m not in ('kernel_agent._version', 'kernel_agent.wire', 'kernel_agent.strict_json')]\nprint(host)")
+             "host = [m for m in sys.modules if m.startswith('kernel_agent.')"
+             " and not m.startswith(('kernel_agent.kernel', 'kernel_agent.protocol')) and m != 'kernel_agent._version']\n"
+             "print(host)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

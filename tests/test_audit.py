@@ -23,8 +23,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kernel_agent import CellResult, SyncSession, tool
-from kernel_agent.audit import audit_notebook
-from kernel_agent.audit import main as audit_main
+from kernel_agent.verify.audit import audit_notebook
+from kernel_agent.verify.audit import main as audit_main
 from kernel_agent.record.format import AUDIT_KEY_ENV, SIDE_FILE_KEY, cell_hash, genesis_hash, seal_hash
 from kernel_agent.record.signing import generate_keypair, public_hex
 from kernel_agent.tools.policy import CallRequest, Decision
@@ -154,7 +154,7 @@ def audit(notebook: Path, *args: str, env: dict[str, str] | None = None) -> subp
     changed nothing."""
     before = snapshot(notebook)
     environment = {k: v for k, v in os.environ.items() if k != AUDIT_KEY_ENV} | (env or {})
-    run = subprocess.run([sys.executable, "-m", "kernel_agent.cli", "audit", str(notebook), *args],
+    run = subprocess.run([sys.executable, "-m", "kernel_agent.cli.main", "audit", str(notebook), *args],
                          capture_output=True, text=True, env=environment, timeout=60)
     assert snapshot(notebook) == before, "the audit modified its input"
     assert "Traceback" not in run.stderr, run.stderr
@@ -367,7 +367,7 @@ def test_changed_header(nb: Path) -> None:
     edit(nb, change)
     run = audit(nb)
     assert run.returncode == 1
-    assert verdict_line(run).startswith("TAMPERED: the session header (metadata.kernel_agent.session) was changed")
+    assert verdict_line(run).startswith("TAMPERED: the session header (metadata.kernel_agent.session.session) was changed")
     assert [p["kind"] for p in report(nb)["problems"]] == ["header_changed"]
 
 
@@ -602,7 +602,7 @@ def test_a_closed_pipe_never_looks_like_tampering(nb: Path) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before anything is written: every write gets EPIPE
     try:
-        run = subprocess.run([sys.executable, "-m", "kernel_agent.cli", "audit", str(nb)], stdout=write_end,
+        run = subprocess.run([sys.executable, "-m", "kernel_agent.cli.main", "audit", str(nb)], stdout=write_end,
                              stderr=subprocess.PIPE, text=True, env=environment, timeout=60)
     finally:
         os.close(write_end)

@@ -12,7 +12,7 @@ import kernel_agent
 
 def kernel_agent_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run ``kernel-agent ARGS`` with this interpreter."""
-    return subprocess.run([sys.executable, "-m", "kernel_agent.cli", *args],
+    return subprocess.run([sys.executable, "-m", "kernel_agent.cli.main", *args],
                           capture_output=True, text=True, timeout=timeout)
 
 

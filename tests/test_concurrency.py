@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel_agent import CellStatus, KernelPool, Session, Tool, tool_from_function
-from kernel_agent.audit import audit_notebook
+from kernel_agent.verify.audit import audit_notebook
 
 from .conftest import PeakRss
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from kernel_agent import CellStatus, Session
-from kernel_agent.cell import OUTPUT_LOST, OutputCollector
-from kernel_agent.connection import MAX_IOPUB_MESSAGE_BYTES, KernelConnection
+from kernel_agent.runtime.outputs import OutputCollector
+from kernel_agent.runtime.results import OUTPUT_LOST
+from kernel_agent.runtime.connection import MAX_IOPUB_MESSAGE_BYTES, KernelConnection
 from kernel_agent.kernel.agent_kernel import STREAM_FLUSH_CHARS
 from kernel_agent.tools.tool import tool
 

@@ -25,7 +25,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 from kernel_agent import Session, tool
 from kernel_agent.kernel import replay
-from kernel_agent.kernelspec import KERNEL_NAME, install_kernelspec
+from kernel_agent.kernelspec.spec import KERNEL_NAME, install_kernelspec
 from kernel_agent.record import format as fmt
 
 

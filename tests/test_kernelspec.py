@@ -8,7 +8,7 @@ from pathlib import Path
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
-from kernel_agent.kernelspec import KERNEL_NAME, install_kernelspec
+from kernel_agent.kernelspec.spec import KERNEL_NAME, install_kernelspec
 
 from .conftest import sandbox_processes
 
@@ -61,7 +61,7 @@ async def test_plain_jupyter_client_gets_a_sandboxed_kernel(tmp_path: Path) -> N
 def test_the_shipped_kernel_json_is_the_generated_one() -> None:
     """kernelspec/kernel-agent/kernel.json (what the wheel installs for Jupyter) is kernel_spec_dict() with a bare
     `python`, which jupyter_client replaces with the interpreter it runs in."""
-    from kernel_agent.kernelspec import assets_dir, kernel_spec_dict
+    from kernel_agent.kernelspec.spec import assets_dir, kernel_spec_dict
 
     shipped = json.loads((assets_dir() / "kernel.json").read_text())
     expected = kernel_spec_dict()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kernel_agent.agent.observation import bound, cell_output_text, compact_traceback
-from kernel_agent.cell import CellResult, CellStatus
+from kernel_agent.runtime.results import CellResult, CellStatus
 
 
 def test_short_text_is_untouched() -> None:

@@ -20,8 +20,8 @@ from kernel_agent import (
     Session,
     SessionClosedError,
 )
-from kernel_agent.audit import audit_notebook
-from kernel_agent.kernel_process import KernelProcess
+from kernel_agent.verify.audit import audit_notebook
+from kernel_agent.runtime.process import KernelProcess
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX, reap_stale_run_dirs
 
 from .conftest import sandbox_processes

@@ -51,7 +51,7 @@ def test_readme_session_is_audited_replayed_and_reexecuted(tmp_path: Path) -> No
     import nbformat
     from nbclient import NotebookClient
 
-    from kernel_agent.kernelspec import install_kernelspec
+    from kernel_agent.kernelspec.spec import install_kernelspec
 
     (tmp_path / "work").mkdir()
     env = example_env(tmp_path)
@@ -62,7 +62,7 @@ def test_readme_session_is_audited_replayed_and_reexecuted(tmp_path: Path) -> No
     assert list((tmp_path / "work").iterdir()) == []  # nothing of the record is where the kernel could write
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "kernel_agent.cli", *args], cwd=tmp_path, env=env,
+        return subprocess.run([sys.executable, "-m", "kernel_agent.cli.main", *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=300)
 
     assert cli("audit", str(notebook)).returncode == 0

@@ -151,7 +151,7 @@ def test_killed_host_loses_at_most_the_cell_in_flight(tmp_path: Path) -> None:
         host.wait()
         host.stdout.close()
         recovered = tmp_path / f"recovered{kill_after}.ipynb"
-        run = subprocess.run([sys.executable, "-m", "kernel_agent.cli", "recover", str(journal_path_for(notebook)),
+        run = subprocess.run([sys.executable, "-m", "kernel_agent.cli.main", "recover", str(journal_path_for(notebook)),
                               "--out", str(recovered)], capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
         document = nbformat.read(recovered, as_version=4)
@@ -168,19 +168,19 @@ def test_recover_handles_torn_and_corrupt_journals(tmp_path: Path) -> None:
                                       "id": "a1", "metadata": {"kernel_agent": {"seq": 0, "kind": "code"}}}}
     torn = tmp_path / "torn.journal.jsonl"
     torn.write_text(json.dumps(header) + "\n" + json.dumps(cell) + "\n" + '{"event": "cell", "cel')
-    run = subprocess.run([sys.executable, "-m", "kernel_agent.cli", "recover", str(torn)],
+    run = subprocess.run([sys.executable, "-m", "kernel_agent.cli.main", "recover", str(torn)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and "recovered 1 cells" in run.stdout
     assert len(nbformat.read(tmp_path / "torn.ipynb", as_version=4).cells) == 1
     corrupt = tmp_path / "corrupt.journal.jsonl"
     corrupt.write_text(json.dumps(header) + "\nnot json\n" + json.dumps(cell) + "\n")
-    run = subprocess.run([sys.executable, "-m", "kernel_agent.cli", "recover", str(corrupt)],
+    run = subprocess.run([sys.executable, "-m", "kernel_agent.cli.main", "recover", str(corrupt)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "line 2 is not valid JSON" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "corrupt.ipynb").exists()
     other = tmp_path / "other.journal.jsonl"
     other.write_text('{"hello": 1}\n')
-    run = subprocess.run([sys.executable, "-m", "kernel_agent.cli", "recover", str(other)],
+    run = subprocess.run([sys.executable, "-m", "kernel_agent.cli.main", "recover", str(other)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "not a kernel-agent journal" in run.stderr
 
@@ -220,8 +220,8 @@ async def test_recording_survives_kernel_death(workspace: Path) -> None:
 def test_a_value_json_cannot_hold_never_erases_a_cell(tmp_path: Path) -> None:
     """NaN in an output, an infinity in the extras, an object in a progress field: the cell is recorded with
     each replaced value named, the notebook is valid JSON, and the chain verifies."""
-    from kernel_agent.audit import audit_notebook
-    from kernel_agent.cell import CellResult, CellStatus
+    from kernel_agent.verify.audit import audit_notebook
+    from kernel_agent.runtime.results import CellResult, CellStatus
     from kernel_agent.record.recorder import Recorder
 
     notebook = tmp_path / "nan.ipynb"

@@ -15,10 +15,10 @@ import nbformat
 import pytest
 
 from kernel_agent import Session
-from kernel_agent.cli import main
+from kernel_agent.cli.main import main
 from kernel_agent.record.journal import journal_path_for
 from kernel_agent.record.recorder import side_files_dir
-from kernel_agent.replay import ReplayInputError, render_cell, replay, sanitize
+from kernel_agent.verify.replay import ReplayInputError, render_cell, replay, sanitize
 from kernel_agent.tools.tool import tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +106,7 @@ def cell_index(notebook: Path, starts: str) -> int:
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kernel_agent.cli", "replay", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "kernel_agent.cli.main", "replay", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
 
 

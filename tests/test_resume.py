@@ -116,7 +116,7 @@ async def test_resume_with_keys_refuses_a_record_they_did_not_sign(workspace: Pa
     recorded cell runs; the genuine record resumes and stays verifiable with both keys."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from kernel_agent.audit import audit_notebook
+    from kernel_agent.verify.audit import audit_notebook
 
     signing_key = Ed25519PrivateKey.generate()
     notebook = workspace.parent / "signed.ipynb"

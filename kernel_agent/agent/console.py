@@ -10,7 +10,7 @@ from typing import TextIO
 
 from kernel_agent.agent.loop import AgentEvent
 from kernel_agent.agent.observation import bound
-from kernel_agent.cell import CellResult
+from kernel_agent.runtime.results import CellResult
 
 # What a terminal shows of one observation (the model may see more; the notebook has it all).
 TERMINAL_OUTPUT_CHARS = 1500

@@ -22,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from kernel_agent.agent.observation import bound, cell_notes, cell_output_text
 from kernel_agent.agent.prompt import system_prompt
 from kernel_agent.agent.result import AgentResult, Execution, Pricing, Step, StopReason
-from kernel_agent.cell import CellResult
+from kernel_agent.runtime.results import CellResult
 from kernel_agent.errors import ModelError
 from kernel_agent.models import model_from_spec
 from kernel_agent.models.base import (
@@ -40,7 +40,7 @@ from kernel_agent.models.base import (
 )
 from kernel_agent.models.fenced import fenced_code
 from kernel_agent.sandbox.policy import SandboxPolicy
-from kernel_agent.session import Session
+from kernel_agent.session.session import Session
 from kernel_agent.tools.calls import ProgressEvent
 
 

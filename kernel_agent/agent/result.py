@@ -9,7 +9,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from kernel_agent.cell import CellResult
+from kernel_agent.runtime.results import CellResult
 from kernel_agent.models.base import Usage
 
 

@@ -1,7 +1,7 @@
 """The kernel end of the tool bridge: calls out over a Jupyter comm, replies back.
 
 A call is a ``comm_msg`` on iopub: ``{"type": "call", "id", "tool", "args"}``
-(values encoded by :mod:`kernel_agent.wire`, bytes as binary buffers). The
+(values encoded by :mod:`kernel_agent.protocol.wire`, bytes as binary buffers). The
 host answers with a ``comm_msg`` on the shell channel:
 ``{"type": "reply", "id", "ok", "value" | "error"}``.
 
@@ -39,10 +39,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernel_agent import wire
+from kernel_agent.protocol import wire
+from kernel_agent.protocol.names import TOOLS_COMM_TARGET
 from kernel_agent.kernel import sdk
 
-TARGET_NAME = "kernel_agent.tools"
+TARGET_NAME = TOOLS_COMM_TARGET
 # The kernel gives up this long after the host's own call timeout (the host
 # normally answers with a timeout error first).
 _TIMEOUT_MARGIN_SECONDS = 5.0

@@ -33,8 +33,8 @@ a local bridge that answers every tool call from the recording:
 never printed, so the re-executed outputs are the recorded ones. The setup
 cell itself prints nothing.
 
-Runs in the kernel: imports only the standard library, :mod:`kernel_agent.wire`,
-:mod:`kernel_agent.strict_json` and :mod:`kernel_agent.kernel` (IPython only
+Runs in the kernel: imports only the standard library, :mod:`kernel_agent.protocol.wire`,
+:mod:`kernel_agent.protocol.strict_json` and :mod:`kernel_agent.kernel` (IPython only
 when serving). The notebook is parsed with the same strict, bounded JSON
 reader as the host's, and every field is type-checked before use: a crafted
 notebook ends in a ReplayError, not in an arbitrary exception.
@@ -51,10 +51,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kernel_agent import strict_json, wire
+from kernel_agent.protocol import strict_json, wire
+from kernel_agent.protocol.names import METADATA_KEY
 from kernel_agent.kernel import sdk
 
-METADATA_KEY = "kernel_agent"  # kernel_agent.record.format.METADATA_KEY (host code: not imported here)
 SIDE_FILE_KEY = "$side_file"
 MAX_NOTEBOOK_BYTES = 256 * 1024**2  # kernel_agent.record.reader's default cap (host code: not imported here)
 NOT_RECORDED = "not in the recording"
@@ -107,7 +107,7 @@ class Recording:
         ours = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
         session = ours.get("session") if isinstance(ours, dict) else None
         if not isinstance(session, dict):
-            raise ReplayError("the notebook has no kernel-agent session header (metadata.kernel_agent.session)")
+            raise ReplayError("the notebook has no kernel-agent session header (metadata.kernel_agent.session.session)")
         self.session: dict[str, Any] = session
         self.side_dirs = side_dirs
         self._side_values: dict[str, Any] = {}

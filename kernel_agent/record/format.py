@@ -72,8 +72,9 @@ import json
 import math
 from typing import Any
 
+from kernel_agent.protocol.names import METADATA_KEY as METADATA_KEY  # re-exported: fmt.METADATA_KEY
+
 FORMAT_VERSION = 1
-METADATA_KEY = "kernel_agent"
 SIDE_FILE_THRESHOLD = 64 * 1024
 SIDE_FILE_KEY = "$side_file"
 AUDIT_KEY_ENV = "KERNEL_AGENT_AUDIT_KEY"
@@ -159,7 +160,7 @@ def hmac_statement(statement: str, key: bytes) -> str:
     return hmac.new(key, statement.encode(), hashlib.sha256).hexdigest()
 
 
-#: How deep a recorded value may nest below its cell. The strict reader (kernel_agent.strict_json) refuses
+#: How deep a recorded value may nest below its cell. The strict reader (kernel_agent.protocol.strict_json) refuses
 #: documents nested over 256 levels, and a cell sits a few levels down in a notebook or a journal line:
 #: a deeper value would make the whole record unreadable, so it is cut here instead.
 MAX_RECORD_DEPTH = 200
@@ -167,7 +168,7 @@ MAX_RECORD_DEPTH = 200
 MAX_RECORD_INT_BITS = 3300
 
 
-#: How deep a recorded value may nest below its cell. The strict reader (kernel_agent.strict_json) refuses
+#: How deep a recorded value may nest below its cell. The strict reader (kernel_agent.protocol.strict_json) refuses
 #: documents nested over 256 levels, and a cell sits a few levels down in a notebook or a journal line:
 #: a deeper value would make the whole record unreadable, so it is cut here instead.
 MAX_RECORD_DEPTH = 200

@@ -13,7 +13,7 @@ naming the file and the field:
   default 256 MiB). Side files are found only next to the notebook the
   caller named (``<stem>.files/<sha256>.json``), by a name checked to be
   64 hex digits, and must hash to that name.
-* **JSON.** :mod:`kernel_agent.strict_json`: no NaN or infinities, bounded
+* **JSON.** :mod:`kernel_agent.protocol.strict_json`: no NaN or infinities, bounded
   numbers and nesting, no duplicated keys.
 * **Shape.** The fields consumers read have the types they expect (cells a
   list of objects, metadata an object, ``seq`` an integer, ``tool_calls`` a
@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kernel_agent import strict_json
+from kernel_agent.protocol import strict_json
 from kernel_agent.errors import UnusableRecordError
 from kernel_agent.record import format as fmt
 
@@ -118,7 +118,7 @@ def _reason(exc: OSError) -> str:
 
 
 def parse(data: bytes, where: str) -> Any:
-    """Strict, bounded JSON (see :mod:`kernel_agent.strict_json`), or UnusableRecordError."""
+    """Strict, bounded JSON (see :mod:`kernel_agent.protocol.strict_json`), or UnusableRecordError."""
     try:
         return strict_json.loads(data, max_bytes=max_bytes())
     except strict_json.StrictJSONError as exc:

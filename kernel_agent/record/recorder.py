@@ -137,7 +137,7 @@ class Recorder:
             "progress": [event.model_dump(mode="json") for event in result.progress],
         }
         if result.has_final_answer:
-            from kernel_agent import wire
+            from kernel_agent.protocol import wire
 
             ours["final_answer"] = self._maybe_side_file(wire.encode(result.final_answer)[0])
         ours.update(extras or {})
@@ -231,7 +231,7 @@ class Recorder:
         return cell
 
     def _call_metadata(self, call: dict[str, Any]) -> dict[str, Any]:
-        from kernel_agent import wire
+        from kernel_agent.protocol import wire
 
         # A replayed tool must return dicts in their recorded key order; arguments are
         # only matched, so they stay plain.

@@ -107,9 +107,7 @@ def python_paths() -> list[Path]:
     included. When a ``.pth`` names a source checkout holding kernel_agent
     itself, only the package directory is bound, not the whole checkout.
     """
-    import kernel_agent
-
-    own_package = Path(kernel_agent.__file__).resolve().parent
+    own_package = Path(__file__).resolve().parent.parent  # kernel_agent/
     site_dirs = [Path(p) for p in [*site.getsitepackages(), site.getusersitepackages()]]
     found = [Path(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}]
     found += site_dirs

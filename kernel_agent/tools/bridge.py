@@ -20,7 +20,7 @@ are then attributed to the cell running when they arrive, and still never
 escape the record.
 
 Cost: kernel-sent values are size-capped before they are decoded, decoding
-is bounded (:mod:`kernel_agent.wire`), and large values are decoded and
+is bounded (:mod:`kernel_agent.protocol.wire`), and large values are decoded and
 validated in a worker thread, so one session cannot stall the event loop
 that other sessions share. What a cell may make the host keep is bounded
 too (:mod:`kernel_agent.tools.cell_log`).
@@ -40,7 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kernel_agent import wire
+from kernel_agent.protocol import wire
+from kernel_agent.protocol.names import TOOLS_COMM_TARGET
 from kernel_agent.tools.calls import CallError, CallStatus, ProgressEvent, ToolCall
 from kernel_agent.tools.cell_log import (
     DEFAULT_MAX_CELL_RECORD_BYTES,
@@ -53,7 +54,7 @@ from kernel_agent.tools.cell_log import (
 from kernel_agent.tools.policy import Approver, CallRequest, Policy, allow_all, decide
 from kernel_agent.tools.tool import ArgumentsInvalid, Tool
 
-TARGET_NAME = "kernel_agent.tools"  # must match kernel_agent.kernel.bridge.TARGET_NAME
+TARGET_NAME = TOOLS_COMM_TARGET
 MAX_CALL_ID_LENGTH = 64
 # The kernel resends a call it got no answer to (iopub can drop messages);
 # recent answers are kept to answer such duplicates without running twice.

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from kernel_agent import Session, wire
+from kernel_agent import Session
+from kernel_agent.protocol import wire
 from kernel_agent.tools.bridge import (
     MAX_BATCH_CALLS,
     TARGET_NAME,
@@ -177,7 +178,7 @@ async def test_non_finite_floats_cross_the_bridge_as_floats(counted: tuple[Sessi
     assert result.ok, result.error
     assert result.result == "(['float', 'float', 'float', 'float'], True, True, True, 'float')"
     (event,) = result.progress
-    from kernel_agent import wire
+    from kernel_agent.protocol import wire
 
     fields = wire.decode(event.fields)
     assert math.isnan(fields["nan"]) and fields["inf"] == math.inf

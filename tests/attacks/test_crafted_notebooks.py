@@ -229,7 +229,7 @@ def craft(genuine: Path, directory: Path, victim: Path, case: Case) -> Path:
 
 
 def kernel_agent(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kernel_agent.cli", *args], capture_output=True, text=True, check=False,
+    return subprocess.run([sys.executable, "-m", "kernel_agent.cli.main", *args], capture_output=True, text=True, check=False,
                           timeout=300)
 
 

@@ -19,7 +19,7 @@ import nbformat
 import pytest
 
 from kernel_agent import Session
-from kernel_agent.kernelspec import KERNEL_NAME, install_kernelspec
+from kernel_agent.kernelspec.spec import KERNEL_NAME, install_kernelspec
 
 pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="only a root host lends directories to another uid")
 

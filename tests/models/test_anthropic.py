@@ -10,7 +10,7 @@ import httpx2
 import pytest
 
 from kernel_agent.agent import Agent, StopReason
-from kernel_agent.audit import audit_notebook
+from kernel_agent.verify.audit import audit_notebook
 from kernel_agent.errors import ModelConfigError, ModelResponseError, ModelUnreachableError
 from kernel_agent.models.anthropic import AnthropicModel
 from kernel_agent.models.base import (

@@ -71,7 +71,7 @@ def _add_session_options(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from kernel_agent.agent import Agent
-    from kernel_agent.cli import load_object
+    from kernel_agent.cli.main import load_object
     from kernel_agent.tools.mcp import McpServer
 
     tools: list[Any] = []

@@ -18,14 +18,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from kernel_agent._version import __version__
-from kernel_agent.cell import (
-    DEFAULT_MAX_OUTPUT_BYTES,
-    OUTPUT_LOST,
-    CellError,
-    CellResult,
-    CellStatus,
-    OutputCollector,
-)
+from kernel_agent.runtime.outputs import OutputCollector
+from kernel_agent.runtime.results import DEFAULT_MAX_OUTPUT_BYTES, OUTPUT_LOST, CellError, CellResult, CellStatus
 from kernel_agent.errors import (
     KernelStartError,
     PoolError,
@@ -38,7 +32,7 @@ from kernel_agent.record.format import AUDIT_KEY_ENV
 from kernel_agent.record.location import check_record_location, default_record_dir, ensure_record_dir
 from kernel_agent.record.recorder import Recorder
 from kernel_agent.record.signing import SIGNING_KEY_ENV, SigningKeySource, load_private_key
-from kernel_agent.kernel_process import KernelProcess
+from kernel_agent.runtime.process import KernelProcess
 from kernel_agent.sandbox.hostlocks import make_held_dir, remove_held_dir
 from kernel_agent.sandbox.policy import SandboxMode, SandboxPolicy
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
@@ -49,7 +43,7 @@ from kernel_agent.tools.policy import Approver, Policy, allow_all
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from kernel_agent.pool import KernelPool
+    from kernel_agent.runtime.pool import KernelPool
 
 # How often a waiting cell checks that its kernel is still alive.
 _LIVENESS_POLL_SECONDS = 0.1
@@ -74,7 +68,7 @@ class Session:
     reported in the :class:`CellResult`. Host problems raise
     :class:`~kernel_agent.errors.KernelAgentError` subclasses.
 
-    With ``pool=`` (a started :class:`~kernel_agent.pool.KernelPool`) the
+    With ``pool=`` (a started :class:`~kernel_agent.runtime.pool.KernelPool`) the
     session takes a pre-started kernel and its workspace instead of
     launching one; ``keep_workspace=True`` keeps a workspace the session did
     not get from the caller (temporary or pooled) after close, and records
@@ -305,9 +299,9 @@ class Session:
         cells. ``workspace`` is the caller's (default: a fresh temporary
         one); the workspace named in the notebook is never used.
         ``resume_differences`` lists cells whose rebuilt outcome differed
-        from the recording. See :mod:`kernel_agent.resume`.
+        from the recording. See :mod:`kernel_agent.session.resume`.
         """
-        from kernel_agent.resume import resume_session
+        from kernel_agent.session.resume import resume_session
 
         session, differences = await resume_session(notebook, workspace=workspace, **options)
         session.resume_differences = differences
@@ -668,7 +662,7 @@ class Session:
 
     async def _restore_state(self) -> bool:
         """Re-run the cells since the last fresh state in the new kernel, tools answered from their records."""
-        from kernel_agent.replay import RecordedCell, RecordedTools, recorded_tools
+        from kernel_agent.verify.replay import RecordedCell, RecordedTools, recorded_tools
         from kernel_agent.tools.registry import ToolRegistry
 
         server = RecordedTools()

@@ -26,7 +26,7 @@ EXAMPLE_CELLS = [
 
 
 async def _example(timeout: float) -> int:
-    from kernel_agent import Session
+    from kernel_agent.session.session import Session
 
     async with Session() as session:
         print(f"session {session.id[:8]}: sandbox={session.policy.mode.value}, workspace={session.workspace}")
@@ -112,13 +112,13 @@ def _input_error(command: str, exc: Exception) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from kernel_agent.replay import run_command
+    from kernel_agent.verify.replay import run_command
 
     return run_command(args)
 
 
 def _kernelspec_install(args: argparse.Namespace) -> int:
-    from kernel_agent.kernelspec import install_kernelspec
+    from kernel_agent.kernelspec.spec import install_kernelspec
 
     path = install_kernelspec(user=not args.sys_prefix, prefix=sys.prefix if args.sys_prefix else None)
     print(f"installed the kernel-agent kernelspec in {path}")
@@ -126,7 +126,7 @@ def _kernelspec_install(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from kernel_agent.audit import main as audit_main
+    from kernel_agent.verify.audit import main as audit_main
 
     return audit_main(args.notebook, json_output=args.json, key_env=args.key_env, key_file=args.key_file,
                       public_key_file=args.public_key)
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     example.add_argument("--timeout", type=float, default=2.0, help="seconds before the runaway cell is interrupted (default: 2)")
     example.set_defaults(handler=lambda a: asyncio.run(_example(a.timeout)))
 
-    from kernel_agent.cli_agent import add_commands
+    from kernel_agent.cli.agent_commands import add_commands
 
     add_commands(commands)
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from kernel_agent import wire
+from kernel_agent.protocol import wire
 from kernel_agent.errors import KernelAgentError, RecordingError
 from kernel_agent.record import format as fmt
 from kernel_agent.tools.calls import CallStatus
@@ -570,7 +570,7 @@ async def replay(
     KernelAgentErrors when the session cannot run; a divergence is not an
     error but ``faithful=False`` in the report.
     """
-    from kernel_agent.session import Session
+    from kernel_agent.session.session import Session
 
     path = Path(notebook)
     recording = load_recording(path)
@@ -683,7 +683,7 @@ def _compare(cell: RecordedCell, result: Any, server: RecordedTools, report: Rep
 async def _command(args: Any) -> int:
     import sys
 
-    from kernel_agent.cli import load_object
+    from kernel_agent.cli.main import load_object
 
     live_tools: list[Any] | None = None
     if (args.tools or args.mcp) and not args.live:
@@ -710,7 +710,7 @@ def run_command(args: Any) -> int:
     import asyncio
     import sys
 
-    from kernel_agent.cli import _input_error
+    from kernel_agent.cli.main import _input_error
 
     try:
         return asyncio.run(_command(args))

@@ -40,7 +40,7 @@ nothing), and everything it sends is handled with bounded cost to the host:
   libzmq never reconnects after that; a monitor on the iopub socket notices
   (a disconnect that libzmq does not follow with its own reconnect attempt,
   as it does when the kernel goes away), reconnects, and tells every request
-  in flight that output was lost (:data:`~kernel_agent.cell.OUTPUT_LOST`),
+  in flight that output was lost (:data:`~kernel_agent.runtime.results.OUTPUT_LOST`),
   which its cell reports with a marker and in ``dropped_output_bytes``.
 - Malformed or unsigned messages are dropped, never fatal.
 """
@@ -61,7 +61,7 @@ import zmq.asyncio
 from jupyter_client.session import Session as ProtocolSession
 from zmq.utils.monitor import parse_monitor_message
 
-from kernel_agent.cell import OUTPUT_LOST
+from kernel_agent.runtime.results import OUTPUT_LOST
 
 Message = dict[str, Any]
 DELIMITER = b"<IDS|MSG>"

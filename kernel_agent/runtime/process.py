@@ -16,9 +16,9 @@ from typing import Any
 
 from jupyter_client import AsyncKernelManager
 
-from kernel_agent.connection import KernelConnection
+from kernel_agent.runtime.connection import KernelConnection
 from kernel_agent.errors import KernelStartError, SandboxError, SandboxUnavailableError
-from kernel_agent.kernelspec import KERNEL_NAME, SessionKernelSpecManager, kernel_spec_dict
+from kernel_agent.kernelspec.spec import KERNEL_NAME, SessionKernelSpecManager, kernel_spec_dict
 from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.sandbox.provisioner import SandboxProvisioner
 

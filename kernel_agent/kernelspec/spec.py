@@ -18,8 +18,9 @@ KERNEL_NAME = "kernel-agent"
 PROVISIONER_NAME = "kernel-agent-sandbox"
 # The kernelspec folder (kernel.json template and logos): inside the package when installed from a
 # wheel (force-included), at the top of the source tree in a checkout or an editable install.
-_PACKAGED_ASSETS = Path(__file__).resolve().parent / "_kernelspec" / KERNEL_NAME
-_SOURCE_ASSETS = Path(__file__).resolve().parent.parent / "kernelspec" / KERNEL_NAME
+_PACKAGE = Path(__file__).resolve().parent.parent
+_PACKAGED_ASSETS = _PACKAGE / "_kernelspec" / KERNEL_NAME
+_SOURCE_ASSETS = _PACKAGE.parent / "kernelspec" / KERNEL_NAME
 
 
 def assets_dir() -> Path:

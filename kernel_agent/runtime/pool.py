@@ -35,11 +35,11 @@ from types import TracebackType
 from typing import Any
 
 from kernel_agent.errors import KernelStartError, PoolError
-from kernel_agent.kernel_process import KernelProcess
+from kernel_agent.runtime.process import KernelProcess
 from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.sandbox.hostlocks import make_held_dir, remove_held_dir
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
-from kernel_agent.session import Session
+from kernel_agent.session.session import Session
 
 logger = logging.getLogger(__name__)
 

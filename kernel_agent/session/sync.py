@@ -16,8 +16,8 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
-from kernel_agent.cell import CellResult
-from kernel_agent.session import Session
+from kernel_agent.runtime.results import CellResult
+from kernel_agent.session.session import Session
 
 T = TypeVar("T")
 

@@ -1,0 +1,1 @@
+"""The ``kernel-agent`` command line: parsing, terminal rendering, exit statuses."""

@@ -1,0 +1,1 @@
+"""Sessions: one sandboxed kernel running cells, its recording, resume and restore, the synchronous wrapper."""
