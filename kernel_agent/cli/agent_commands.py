@@ -71,14 +71,9 @@ def _add_session_options(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from kernel_agent.agent import Agent
-    from kernel_agent.cli.main import load_object
-    from kernel_agent.tools.mcp import McpServer
+    from kernel_agent.tools.loading import load_tools
 
-    tools: list[Any] = []
-    for spec in args.tools:
-        loaded = load_object(spec)
-        tools.extend(loaded if isinstance(loaded, (list, tuple)) else [loaded])
-    tools += [McpServer.stdio(command) for command in args.mcp]
+    tools = load_tools(args.tools, args.mcp)
     if args.workspace and not Path(args.workspace).is_dir():
         raise ValueError(f"--workspace {args.workspace} does not exist or is not a directory; create it first")
     from kernel_agent.models import model_from_spec

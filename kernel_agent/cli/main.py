@@ -46,31 +46,15 @@ async def _example(timeout: float) -> int:
     return 0
 
 
-def load_object(spec: str) -> object:
-    """Import ``MODULE:OBJECT`` (OBJECT may be dotted); the current directory is importable."""
-    import importlib
-
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"expected MODULE:OBJECT, got {spec!r}")
-    if "" not in sys.path:
-        sys.path.insert(0, "")
-    target: object = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        target = getattr(target, part)
-    return target
-
-
 async def _sdk(tool_specs: list[str], mcp_commands: list[str]) -> int:
+    from kernel_agent.tools.loading import load_tools
     from kernel_agent.tools.mcp import McpServer
     from kernel_agent.tools.registry import ToolRegistry
     from kernel_agent.tools.sdkgen import render_sdk
 
-    items: list[object] = []
-    for spec in tool_specs:
-        loaded = load_object(spec)
-        items.extend(loaded if isinstance(loaded, (list, tuple)) else [loaded])
-    servers = [McpServer.stdio(command) for command in mcp_commands]
+    loaded = load_tools(tool_specs, mcp_commands)
+    servers = [item for item in loaded if isinstance(item, McpServer)]
+    items = [item for item in loaded if not isinstance(item, McpServer)]
     try:
         for server in servers:
             await server.start()

@@ -18,7 +18,8 @@ from kernel_agent.errors import RecordingError
 from kernel_agent.record.format import AUDIT_KEY_ENV
 from kernel_agent.record.recorder import Recorder
 from kernel_agent.record.signing import SIGNING_KEY_ENV, load_private_key
-from kernel_agent.verify.replay import RecordedTools, load_recording, recorded_tools
+from kernel_agent.record.recording import load_recording
+from kernel_agent.tools.recorded import RecordedTools, recorded_tools
 from kernel_agent.session.session import Session
 
 

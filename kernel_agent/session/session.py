@@ -662,7 +662,8 @@ class Session:
 
     async def _restore_state(self) -> bool:
         """Re-run the cells since the last fresh state in the new kernel, tools answered from their records."""
-        from kernel_agent.verify.replay import RecordedCell, RecordedTools, recorded_tools
+        from kernel_agent.record.recording import RecordedCell
+        from kernel_agent.tools.recorded import RecordedTools, recorded_tools
         from kernel_agent.tools.registry import ToolRegistry
 
         server = RecordedTools()

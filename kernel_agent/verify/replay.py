@@ -22,10 +22,7 @@ and its final answer are compared too.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import importlib
-import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,9 +31,16 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from kernel_agent.protocol import wire
-from kernel_agent.errors import KernelAgentError, RecordingError
+from kernel_agent.errors import KernelAgentError
 from kernel_agent.record import format as fmt
-from kernel_agent.tools.calls import CallStatus
+from kernel_agent.record.recording import (
+    RecordedCell,
+    Recording,
+    ReplayInputError,
+    json_text,
+    load_recording,
+)
+from kernel_agent.tools.recorded import RecordedTools, recorded_tools
 
 __all__ = ["Divergence", "ReplayInputError", "ReplayReport", "replay", "sanitize", "render_cell"]
 
@@ -45,19 +49,9 @@ EXIT_FAITHFUL, EXIT_DIVERGENT, EXIT_ERROR = 0, 1, 2
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _TRAILING_SPACE = re.compile(r"[ \t\r\f\v]+$", re.MULTILINE)
-# Recorded outcomes that reach a tool's handler (the others are decided by the bridge before it
-# looks at the tool, so a replay session's bridge reproduces them by itself).
-_HANDLER_STATUSES = {"ok", "error", "timeout", "denied", "budget"}
-_INVALID_BY_SCHEMA = "invalid arguments:"
-_CALL_STATUSES = {status.value for status in CallStatus}
 # MIME types that carry random ids even when nothing changed.
 _UNCOMPARED_MIMES = {"application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"}
-
-
-class ReplayInputError(RecordingError):
-    """The notebook cannot be replayed: not JSON, not a kernel-agent recording, a side file missing..."""
 
 
 class Divergence(BaseModel):
@@ -117,11 +111,6 @@ def sanitize(text: str) -> str:
     return _TRAILING_SPACE.sub("", text)
 
 
-def _json_text(value: Any) -> str:
-    """Canonical JSON that tolerates what a recording may hold (NaN, odd floats)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
 def _textual(mime: str) -> bool:
     if mime in _UNCOMPARED_MIMES or mime.startswith("image/"):
         return False
@@ -155,7 +144,7 @@ def _render_outputs(outputs: Iterable[Any]) -> list[str]:
                     block.append(f"[{kind} {mime}: present, not compared]")
                     continue
                 block.append(f"[{kind} {mime}]")
-                text = value if isinstance(value, str) else _json_text(value)
+                text = value if isinstance(value, str) else json_text(value)
                 block.extend(text.splitlines() or [""])
             items.append(block)
         elif kind == "error":
@@ -173,7 +162,7 @@ def _render_outputs(outputs: Iterable[Any]) -> list[str]:
 
 
 def _call_line(tool: Any, arguments: Any, status: Any, error: Any) -> str:
-    line = f"{tool} {_json_text(arguments)} -> {status}"
+    line = f"{tool} {json_text(arguments)} -> {status}"
     if status != "ok" and isinstance(error, dict):
         line += f": {error.get('message', '')}"
     return line
@@ -196,352 +185,8 @@ def render_cell(status: str, outputs: Iterable[Any], calls: list[dict[str, Any]]
     lines.append("outputs:")
     lines.extend(_render_outputs(outputs))
     if final_answer[0]:
-        lines.append(f"final answer: {_json_text(final_answer[1])}")
+        lines.append(f"final answer: {json_text(final_answer[1])}")
     return sanitize("\n".join(lines)) + "\n"
-
-
-# -- reading the recording ----------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class RecordedCell:
-    index: int
-    seq: int | None
-    source: str
-    status: str
-    outputs: list[Any]
-    calls: list[dict[str, Any]]
-    final_answer: tuple[bool, Any]
-    duration: float | None
-    timed_out: bool
-
-    @property
-    def first_line(self) -> str:
-        stripped = [line for line in self.source.splitlines() if line.strip()]
-        return stripped[0].strip()[:120] if stripped else "(empty cell)"
-
-    @property
-    def concurrent_calls(self) -> bool:
-        """Whether some recorded call started before the previous one ended (gathered calls)."""
-        times = [(c.get("started_at"), c.get("ended_at")) for c in self.calls]
-        return any(isinstance(s, (int, float)) and isinstance(e, (int, float)) and s < e
-                   for (s, _), (_, e) in zip(times[1:], times[:-1]))
-
-
-@dataclasses.dataclass
-class Recording:
-    path: Path
-    header: dict[str, Any]
-    definitions: list[dict[str, Any]]
-    sdk_hash: str | None
-    cells: list[RecordedCell]
-    messages: dict[int, tuple[str, str]]  # notebook index -> (kind, text) of task/message cells
-    warnings: list[str] = dataclasses.field(default_factory=list)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return "".join(value)
-    return value if isinstance(value, str) else ""
-
-
-class _SideFiles:
-    def __init__(self, notebook: Path) -> None:
-        self.notebook = notebook
-        self.cache: dict[str, Any] = {}
-
-    def resolve(self, value: Any, where: str) -> Any:
-        """The value itself, or the content of the side file a reference names (found only next to the notebook)."""
-        from kernel_agent.record.reader import read_side_file
-
-        if not (isinstance(value, dict) and fmt.SIDE_FILE_KEY in value):
-            return value
-        digest = value.get(fmt.SIDE_FILE_KEY)
-        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
-            raise ReplayInputError(f"{where}: {fmt.SIDE_FILE_KEY} {digest!r} is not a sha256 side-file name")
-        if digest not in self.cache:
-            try:
-                self.cache[digest] = read_side_file(self.notebook, digest)
-            except RecordingError as exc:
-                raise ReplayInputError(f"{where} is stored in a side file: {exc}; copy the "
-                                       f"{self.notebook.stem}.files/ directory along with the notebook") from None
-        return self.cache[digest]
-
-
-def load_recording(path: Path) -> Recording:
-    """Read and check a recorded notebook; ReplayInputError says what makes it unusable."""
-    from kernel_agent.record.recorder import load_notebook_json
-
-    try:
-        document = load_notebook_json(path)
-    except ReplayInputError:
-        raise
-    except RecordingError as exc:
-        raise ReplayInputError(str(exc)) from None
-    metadata = document.get("metadata")
-    ours = metadata.get(fmt.METADATA_KEY) if isinstance(metadata, dict) else None
-    if not isinstance(ours, dict) or not isinstance(ours.get("session"), dict):
-        raise ReplayInputError(f"{path} is not a kernel-agent recording (no metadata.{fmt.METADATA_KEY}.session)")
-    version = ours.get("format")
-    if not isinstance(version, int) or version > fmt.FORMAT_VERSION:
-        raise ReplayInputError(f"{path} has recording format {version!r}; this kernel-agent reads up to "
-                               f"format {fmt.FORMAT_VERSION}")
-    header = ours["session"]
-    tools = header.get("tools", {})
-    definitions = tools.get("definitions", []) if isinstance(tools, dict) else None
-    if not isinstance(definitions, list) or not all(isinstance(d, dict) for d in definitions):
-        raise ReplayInputError(f"{path}: the session header's tools.definitions is not a list of tool definitions")
-    sdk_hash = tools.get("sdk_hash") if isinstance(tools, dict) else None
-    side_files = _SideFiles(path)
-    cells: list[RecordedCell] = []
-    messages: dict[int, tuple[str, str]] = {}
-    for index, cell in enumerate(document["cells"]):
-        if not isinstance(cell, dict):
-            raise ReplayInputError(f"{path}: cell {index} is not an object")
-        cell_meta = cell.get("metadata")
-        meta = cell_meta.get(fmt.METADATA_KEY) if isinstance(cell_meta, dict) else None
-        kind = meta.get("kind") if isinstance(meta, dict) else None
-        if cell.get("cell_type") == "markdown" and kind in ("task", "message"):
-            messages[index] = (str(kind), _text(cell.get("source")))
-        if cell.get("cell_type") != "code" or kind != "code":
-            continue  # markdown, the setup cell, cells added outside kernel-agent: not replayed
-        assert isinstance(meta, dict)
-        where = f"{path}: cell {index}"
-        raw_calls = meta.get("tool_calls", [])
-        outputs = cell.get("outputs", [])
-        if not isinstance(raw_calls, list) or not all(isinstance(c, dict) for c in raw_calls):
-            raise ReplayInputError(f"{where}: tool_calls is not a list of tool-call records")
-        if not isinstance(outputs, list):
-            raise ReplayInputError(f"{where}: outputs is not a list")
-        calls = []
-        for number, raw in enumerate(raw_calls):
-            call = dict(raw)
-            if call.get("status") not in _CALL_STATUSES or not isinstance(call.get("tool"), str):
-                raise ReplayInputError(f"{where}: tool call {number} has no tool name or an unknown status "
-                                       f"{call.get('status')!r}")
-            for key in ("arguments", "result"):
-                call[key] = side_files.resolve(call.get(key), f"{where}, tool call {number}, {key}")
-            calls.append(call)
-        final = (True, side_files.resolve(meta["final_answer"], f"{where}, final answer")) \
-            if "final_answer" in meta else (False, None)
-        seq = meta.get("seq")
-        duration = meta.get("duration")
-        cells.append(RecordedCell(
-            index=index, seq=seq if isinstance(seq, int) else None, source=_text(cell.get("source")),
-            status=str(meta.get("status", "ok")), outputs=outputs, calls=calls, final_answer=final,
-            duration=float(duration) if isinstance(duration, (int, float)) else None,
-            timed_out=bool(meta.get("timed_out")),
-        ))
-    recording = Recording(path=path, header=header, definitions=definitions,
-                           sdk_hash=sdk_hash if isinstance(sdk_hash, str) else None,
-                           cells=cells, messages=messages)
-    _restore_key_order(recording)
-    return recording
-
-
-def _multi_key_dict(value: Any) -> bool:
-    if isinstance(value, list):
-        return any(_multi_key_dict(v) for v in value)
-    if isinstance(value, dict):
-        return (len(value) > 1 and wire.TAG not in value) or any(_multi_key_dict(v) for v in value.values())
-    return False
-
-
-def _restore_key_order(recording: Recording) -> None:
-    """Give recorded results and final answers back their dicts' key order, from the journal.
-
-    The notebook stores JSON with sorted keys, so a dict a tool returned
-    comes back in sorted order, which a cell can see (its repr). The
-    journal next to the notebook keeps the order: a journal value is used
-    when it equals the notebook's up to key order (so an edited notebook
-    still wins).
-    """
-    from kernel_agent.record.journal import journal_path_for, read_journal
-
-    journal = journal_path_for(recording.path)
-    ordered: dict[int, dict[str, Any]] = {}
-    if journal.is_file():
-        try:
-            events = read_journal(journal)
-        except RecordingError as exc:
-            recording.warnings.append(f"the journal {journal} is unusable ({exc}); ignored")
-            events = []
-        for event in events:
-            cell = event.get("cell") if event.get("event") == "cell" else None
-            meta = cell.get("metadata", {}).get(fmt.METADATA_KEY) if isinstance(cell, dict) else None
-            if isinstance(meta, dict) and isinstance(meta.get("seq"), int) and meta.get("kind") == "code":
-                ordered[meta["seq"]] = meta
-
-    def pick(recorded: Any, journaled: Any) -> Any:
-        if isinstance(journaled, dict) and fmt.SIDE_FILE_KEY in journaled:
-            return recorded
-        return journaled if _json_text(journaled) == _json_text(recorded) else recorded
-
-    unordered = False
-    for cell in recording.cells:
-        meta = ordered.get(cell.seq) if cell.seq is not None else None
-        calls = meta.get("tool_calls") if meta else None
-        if isinstance(calls, list) and len(calls) == len(cell.calls):
-            for call, journaled in zip(cell.calls, calls):
-                if isinstance(journaled, dict):
-                    call["result"] = pick(call.get("result"), journaled.get("result"))
-        if meta and cell.final_answer[0] and "final_answer" in meta:
-            cell.final_answer = (True, pick(cell.final_answer[1], meta["final_answer"]))
-        unordered = unordered or (meta is None and (
-            any(_multi_key_dict(c.get("result")) for c in cell.calls) or _multi_key_dict(cell.final_answer[1])))
-    if unordered:
-        recording.warnings.append(
-            "the notebook stores dicts with sorted keys and its journal is not there to restore their order: "
-            "dicts returned by tools (or final answers) come back in sorted key order, which cells may show")
-
-
-# -- serving tool calls from the recording --------------------------------------------------------
-
-
-def _has_tag(value: Any, tags: set[str]) -> bool:
-    if isinstance(value, list):
-        return any(_has_tag(v, tags) for v in value)
-    if isinstance(value, dict):
-        return value.get(wire.TAG) in tags or any(_has_tag(v, tags) for v in value.values())
-    return False
-
-
-class RecordedTools:
-    """Answers a replay session's tool calls with the recorded ones, cell by cell."""
-
-    def __init__(self) -> None:
-        self.cell: RecordedCell | None = None
-        self.pending: list[dict[str, Any]] = []
-        self.served = 0
-        self.unrecorded: list[tuple[int, str]] = []  # (cell index, description)
-        self.limitations: list[tuple[int, str]] = []
-        self.keys: dict[int, str] = {}
-
-    def begin_cell(self, cell: RecordedCell) -> None:
-        self.cell = cell
-        self.pending = [c for c in cell.calls if self._reaches_handler(c)]
-        self.keys = {id(c): _arguments_key(c.get("arguments")) for c in self.pending}
-
-    def end_cell(self) -> None:
-        self.cell, self.pending = None, []
-
-    @staticmethod
-    def _reaches_handler(call: dict[str, Any]) -> bool:
-        status = call.get("status")
-        if status == "invalid":  # schema errors come from the handler's tool; bad requests from the bridge
-            return str((call.get("error") or {}).get("message", "")).startswith(_INVALID_BY_SCHEMA)
-        return status in _HANDLER_STATUSES
-
-    def handler(self, qualified_name: str) -> Any:
-        async def handle(arguments: dict[str, Any]) -> Any:
-            return self.answer(qualified_name, arguments)
-
-        return handle
-
-    def answer(self, tool: str, arguments: dict[str, Any]) -> Any:
-        from kernel_agent.tools.bridge import _Refused
-
-        encoded = wire.encode(arguments)[0]
-        key = _json_text(encoded)
-        cell = self.cell
-        if cell is None:
-            message = f"replay divergence: a call to {tool} arrived while no recorded cell was running"
-            self.unrecorded.append((-1, f"{tool} {key} (outside any cell)"))
-            raise _Refused(CallStatus.ERROR, message)
-        match = next((c for c in self.pending if c.get("tool") == tool and self.keys[id(c)] == key), None)
-        if match is None:
-            if self.pending:
-                expected = self.pending[0]
-                hint = f"the next recorded call of this cell is {expected.get('tool')} " \
-                       f"{_json_text(expected.get('arguments'))}"
-            else:
-                hint = f"the recording has no further calls in this cell ({len(cell.calls)} recorded)"
-            self.unrecorded.append((cell.index, f"{tool} {key} in cell {cell.index} ({hint})"))
-            raise _Refused(CallStatus.ERROR, f"replay divergence: the recording has no call {tool} {key} here; {hint}")
-        self.pending.remove(match)
-        self.served += 1
-        status = match.get("status")
-        if status != "ok":
-            raw_error = match.get("error")
-            error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-            raise _Refused(CallStatus(status), str(error.get("message", "")), error.get("details"))
-        result = match.get("result")
-        if _has_tag(result, {"bytes"}):
-            note = (f"{tool} returned bytes, which a recording does not keep (only a reference to a binary "
-                    "buffer): the replay cannot give them back")
-            self.limitations.append((cell.index, note))
-            raise _Refused(CallStatus.ERROR, f"replay limitation: {note}")
-        for tag, module in (("ndarray", "numpy"), ("dataframe", "pandas"), ("series", "pandas")):
-            if _has_tag(result, {tag}):
-                try:
-                    importlib.import_module(module)
-                except ImportError:
-                    self.limitations.append((cell.index, f"{tool} returned a {module} value, but {module} is "
-                                                         "not installed here: it is given back as lists"))
-        try:
-            return wire.decode(result, [])
-        except wire.DecodeError as exc:
-            note = f"the recorded result of {tool} cannot be decoded: {exc}"
-            self.limitations.append((cell.index, note))
-            raise _Refused(CallStatus.ERROR, f"replay limitation: {note}") from None
-
-
-def _buffer_count(value: Any) -> int:
-    if isinstance(value, list):
-        return max((_buffer_count(v) for v in value), default=0)
-    if isinstance(value, dict):
-        own = value["buffer"] + 1 if value.get(wire.TAG) == "bytes" and isinstance(value.get("buffer"), int) else 0
-        return max([own, *(_buffer_count(v) for v in value.values())])
-    return 0
-
-
-def _arguments_key(recorded: Any) -> str:
-    """The recorded arguments as a replayed call's arguments will look to the handler, re-encoded.
-
-    The handler sees decoded arguments; decoding and encoding again is not
-    always the identity (an object the kernel sent as its ``repr`` comes
-    back as a plain string), so the recorded side goes through the same
-    round trip. Bytes are compared by position only: a recording does not
-    keep their content.
-    """
-    try:
-        count = _buffer_count(recorded)
-        if count > 10_000:
-            raise wire.DecodeError("too many buffers")
-        return _json_text(wire.encode(wire.decode(recorded, [b""] * count))[0])
-    except (wire.DecodeError, RecursionError):
-        return _json_text(recorded)
-
-
-def recorded_tools(definitions: list[dict[str, Any]], server: RecordedTools) -> list[Any]:
-    from kernel_agent.errors import ToolDefinitionError
-    from kernel_agent.tools.tool import tool_from_schema
-
-    tools = []
-    for number, definition in enumerate(definitions):
-        name = definition.get("name")
-        namespace = definition.get("namespace")
-        qualified = definition.get("qualified_name") or (f"{namespace}.{name}" if namespace else name)
-        try:
-            if namespace is not None and not isinstance(namespace, str):
-                raise ToolDefinitionError(f"namespace {namespace!r} is not a string")
-            built = tool_from_schema(
-                {"name": name, "description": definition.get("description") or "",
-                 "input_schema": definition.get("input_schema"), "output_schema": definition.get("output_schema")},
-                server.handler(str(qualified)), namespace=namespace,
-                read_only=bool(definition.get("read_only")), destructive=bool(definition.get("destructive")),
-                takes_mapping=True, source=str(definition.get("source") or "schema"),
-            )
-        except ToolDefinitionError as exc:
-            raise ReplayInputError(f"the recorded tool definition {number} ({qualified!r}) cannot be rebuilt: "
-                                   f"{exc}") from None
-        if built.qualified_name != qualified:
-            raise ReplayInputError(f"the recorded tool definition {number} names itself {qualified!r} but is "
-                                   f"{built.qualified_name!r}")
-        # The arguments are matched as the kernel sent them (as the recording has them): a call the
-        # original tool refused as invalid is answered with its recorded refusal, not re-validated.
-        tools.append(dataclasses.replace(built, validate=lambda arguments: arguments))
-    return tools
 
 
 # -- replaying ------------------------------------------------------------------------------
@@ -683,19 +328,13 @@ def _compare(cell: RecordedCell, result: Any, server: RecordedTools, report: Rep
 async def _command(args: Any) -> int:
     import sys
 
-    from kernel_agent.cli.main import load_object
+    from kernel_agent.tools.loading import load_tools
 
     live_tools: list[Any] | None = None
     if (args.tools or args.mcp) and not args.live:
         raise ReplayInputError("--tools and --mcp are for --live replays (a plain replay answers from the recording)")
     if args.live:
-        from kernel_agent.tools.mcp import McpServer
-
-        live_tools = []
-        for spec in args.tools:
-            loaded = load_object(spec)
-            live_tools.extend(loaded if isinstance(loaded, (list, tuple)) else [loaded])
-        live_tools.extend(McpServer.stdio(command) for command in args.mcp)
+        live_tools = load_tools(args.tools, args.mcp)
     report = await replay(Path(args.notebook), live_tools=live_tools, out=Path(args.out) if args.out else None)
     if args.json:
         print(report.model_dump_json(indent=2))
