@@ -48,20 +48,18 @@ async def _example(timeout: float) -> int:
 
 async def _sdk(tool_specs: list[str], mcp_commands: list[str]) -> int:
     from kernel_agent.tools.loading import load_tools
-    from kernel_agent.tools.mcp import McpServer
     from kernel_agent.tools.registry import ToolRegistry
     from kernel_agent.tools.sdkgen import render_sdk
+    from kernel_agent.tools.sources import close_sources, is_tool_source, start_sources
 
     loaded = load_tools(tool_specs, mcp_commands)
-    servers = [item for item in loaded if isinstance(item, McpServer)]
-    items = [item for item in loaded if not isinstance(item, McpServer)]
+    sources = [item for item in loaded if is_tool_source(item)]
+    items = [item for item in loaded if not is_tool_source(item)]
+    started = await start_sources(sources)
     try:
-        for server in servers:
-            await server.start()
-        print(render_sdk(ToolRegistry([*items, *servers])))
+        print(render_sdk(ToolRegistry([*items, *sources])))
     finally:
-        for server in servers:
-            await server.close()
+        await close_sources(started)
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from kernel_agent.errors import ToolDefinitionError
 from kernel_agent.kernel.sdk import Namespace
+from kernel_agent.tools.sources import is_tool_source
 from kernel_agent.tools.tool import Tool, tool_from_function
 
 # Attributes every `tools` namespace object already has (today: "search");
@@ -158,7 +159,8 @@ class ToolRegistry:
 
     def add(self, item: object) -> list[Tool]:
         """Register a Tool, a @tool function, a plain callable, another registry's tools,
-        or a started MCP server (anything whose ``.tools`` is a list of Tools)."""
+        a started tool source (:mod:`kernel_agent.tools.sources`: an MCP server), or
+        anything whose ``.tools`` is a list of Tools."""
         if isinstance(item, Tool):
             return [self._add_tool(item)]
         declared = getattr(item, "__kernel_agent_tool__", None)
@@ -171,6 +173,8 @@ class ToolRegistry:
                 if t.namespace and label:
                     self._servers[self._namespaces[t.namespace]] = label
             return added
+        if is_tool_source(item):  # a source that is not started says so itself when asked for its tools
+            return self._add_server(item, item.tools)
         listed = getattr(item, "tools", None)
         if isinstance(listed, (list, tuple)):
             return self._add_server(item, listed)
