@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from kernel_agent import SandboxPolicy, Session
-from kernel_agent.verify.audit import audit_notebook
 from kernel_agent.errors import RecordLocationError
 from kernel_agent.record.journal import journal_path_for
+from kernel_agent.verify.audit import audit_notebook
 
 
 @pytest.fixture
@@ -155,8 +155,8 @@ async def test_audit_reads_a_linked_side_file_without_a_cap(
     """audit reads side files through the one reader: a link planted at <stem>.files/<digest>.json (to a huge
     file, or /proc/self/pagemap) is refused and named, never followed and read whole."""
     from kernel_agent import tool
-    from kernel_agent.verify.audit import audit_notebook
     from kernel_agent.record.recorder import side_files_dir
+    from kernel_agent.verify.audit import audit_notebook
     from tests.conftest import PeakRss
 
     @tool
