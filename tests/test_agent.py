@@ -150,7 +150,6 @@ async def test_the_time_limit_interrupts_a_running_cell() -> None:
     result = await agent.run("Spin")
     assert result.stop_reason is StopReason.MAX_TIME
     assert result.steps[0].executions[0].cell is not None and result.steps[0].executions[0].cell.timed_out
-    assert result.seconds < 30
 
 
 class _FailingModel:
@@ -182,13 +181,12 @@ async def test_a_model_error_ends_the_run_with_its_message_and_keeps_the_noteboo
 
 async def test_cancelling_a_run_closes_its_session_and_keeps_the_notebook(workspace: Path, tmp_path: Path) -> None:
     notebook = tmp_path / "run.ipynb"
-    started = asyncio.Event()
-    agent = Agent(ScriptedModel(["x = 1", "import time\nwhile True: time.sleep(0.05)"]), notebook=notebook,
-                  workspace=workspace,
-                  on_event=lambda e: started.set() if e.kind == "reply" and e.step == 2 else None)
+    running = asyncio.Event()  # set by the cell itself (its progress event), so it is surely running
+    agent = Agent(ScriptedModel(["x = 1", "progress('spinning')\nimport time\nwhile True: time.sleep(0.05)"]),
+                  notebook=notebook, workspace=workspace,
+                  on_event=lambda e: running.set() if e.kind == "progress" else None)
     task = asyncio.create_task(agent.run("Spin"))
-    await asyncio.wait_for(started.wait(), 60)
-    await asyncio.sleep(0.5)
+    await asyncio.wait_for(running.wait(), 60)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
