@@ -4,6 +4,7 @@
 #   ./dev.sh demo         the main job: a scripted agent session, offline, no API key
 #   ./dev.sh example      a short sandboxed session without a model
 #   ./dev.sh test [ARGS]  the test suite (ARGS go to pytest)
+#   ./dev.sh lint         ruff and mypy --strict on the package (configured in pyproject.toml)
 #   ./dev.sh bench [ARGS] the benchmarks (bench/run_all.py)
 #   ./dev.sh ARGS         any kernel-agent command
 set -euo pipefail
@@ -26,6 +27,7 @@ command=${1:-demo}
 [ $# -gt 0 ] && shift
 case "$command" in
   test) exec "$venv/bin/python" -m pytest "$@" ;;
+  lint) "$venv/bin/python" -m ruff check kernel_agent && exec "$venv/bin/python" -m mypy kernel_agent ;;
   bench) exec "$venv/bin/python" bench/run_all.py "$@" ;;
   *) exec "$venv/bin/kernel-agent" "$command" "$@" ;;
 esac

@@ -113,7 +113,8 @@ def chown_tree(dir_fd: int, uid: int, gid: int, *, only_owned_by: int | None = N
     by someone else (the user's own files) are left as they are.
     """
     def owned(status: os.stat_result) -> bool:
-        return (only_owned_by is None or status.st_uid == only_owned_by) and (status.st_uid, status.st_gid) != (uid, gid)
+        mine = only_owned_by is None or status.st_uid == only_owned_by
+        return mine and (status.st_uid, status.st_gid) != (uid, gid)
 
     changed = 0
     for parent_fd, name, status in walk_tree(dir_fd):  # the descriptor is valid only until the next step
@@ -177,7 +178,7 @@ def walk_tree(top_fd: int) -> Iterator[tuple[int, str, os.stat_result]]:
         ((top.st_dev, top.st_ino), os.listdir(current), "", top)]
     try:
         while levels:
-            identity, pending, _, _ = levels[-1]
+            _, pending, _, _ = levels[-1]
             if pending:
                 name = pending.pop()
                 try:

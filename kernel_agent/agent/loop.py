@@ -22,7 +22,6 @@ from pydantic import TypeAdapter, ValidationError
 from kernel_agent.agent.observation import bound, cell_notes, cell_output_text
 from kernel_agent.agent.prompt import system_prompt
 from kernel_agent.agent.result import AgentResult, Execution, Pricing, Step, StopReason
-from kernel_agent.runtime.results import CellResult
 from kernel_agent.errors import ModelError
 from kernel_agent.models import model_from_spec
 from kernel_agent.models.base import (
@@ -39,10 +38,10 @@ from kernel_agent.models.base import (
     conversation_as_text,
 )
 from kernel_agent.models.fenced import fenced_code
+from kernel_agent.runtime.results import CellResult
 from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.session.session import Session
 from kernel_agent.tools.calls import ProgressEvent
-
 
 
 @dataclass(frozen=True)
@@ -187,8 +186,9 @@ class Agent:
             try:
                 reply = await asyncio.wait_for(
                     self.model.complete(system, run.conversation, CODE_TOOL), self._time_left(run))
-            except asyncio.TimeoutError:
-                run.stop, run.error = StopReason.MAX_TIME, f"the model did not answer within the {self.max_seconds} s limit"
+            except TimeoutError:
+                run.stop = StopReason.MAX_TIME
+                run.error = f"the model did not answer within the {self.max_seconds} s limit"
                 return
             except ModelError as exc:
                 run.stop, run.error = StopReason.MODEL_ERROR, str(exc)

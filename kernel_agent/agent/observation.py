@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kernel_agent import safe_fs
-from kernel_agent.runtime.results import CellResult, CellStatus
 from kernel_agent.errors import UnsafePathError
+from kernel_agent.runtime.results import CellResult, CellStatus
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _ARROW = re.compile(r"^-*> *\d+ ?")

@@ -46,8 +46,8 @@ def system_prompt(
         answer_shape = (", with a value matching this JSON schema (a dict with these fields; it is validated, "
                         f"and you are told if it does not match): {json.dumps(output_schema, sort_keys=True)}")
     parts = [
-        _RULES.format(python=platform.python_version(), channel=tool_channel_sentence(tool_name), limit=observation_limit,
-                      answer_shape=answer_shape),
+        _RULES.format(python=platform.python_version(), channel=tool_channel_sentence(tool_name),
+                      limit=observation_limit, answer_shape=answer_shape),
         "Tools:\n" + manifest if manifest else _NO_TOOLS,
     ]
     if instructions:

@@ -9,8 +9,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from kernel_agent.runtime.results import CellResult
 from kernel_agent.models.base import Usage
+from kernel_agent.runtime.results import CellResult
 
 
 class StopReason(str, Enum):

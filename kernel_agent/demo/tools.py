@@ -24,8 +24,8 @@ _COUNTRIES = {
 _EUR_PER_UNIT = {"EUR": 1.0, "GBP": 1.17, "CHF": 1.06, "USD": 0.92, "CAD": 0.68, "JPY": 0.0061,
                  "SEK": 0.088, "AUD": 0.61}
 _CATEGORIES = ("audio", "cameras", "computing", "gaming", "home", "phones", "wearables")
-_PRODUCTS = {f"SKU-{n:03d}": (f"{_CATEGORIES[n % len(_CATEGORIES)].title()} item {n}", _CATEGORIES[n % len(_CATEGORIES)],
-                              round(9.5 + (n * 37) % 480, 2))
+_PRODUCTS = {f"SKU-{n:03d}": (f"{_CATEGORIES[n % len(_CATEGORIES)].title()} item {n}",
+                              _CATEGORIES[n % len(_CATEGORIES)], round(9.5 + (n * 37) % 480, 2))
              for n in range(1, 61)}
 
 

@@ -43,7 +43,7 @@ class CappedOutStream(OutStream):
             piece = string[start : start + STREAM_FLUSH_CHARS]
             if self._pending_chars + len(piece) > STREAM_FLUSH_CHARS:
                 self._pending_chars = 0
-                self.flush()
+                self.flush()  # type: ignore[no-untyped-call]  # ipykernel's OutStream.flush is not annotated
             super().write(piece)
             self._pending_chars += len(piece)
         return len(string)
@@ -79,8 +79,9 @@ class AgentKernel(IPythonKernel):
     bridge: Any = None
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # ipykernel's Kernel.__init__ is not annotated
         cap_output_streams()  # IPKernelApp made them (init_io) before it made the kernel
+        assert self.shell is not None  # IPythonKernel.__init__ made it
         self.shell.user_ns.update(sdk.model_names(sdk.build_tools({})))
 
     def set_parent(self, ident: Any, parent: Any, channel: str = "shell") -> None:
@@ -112,4 +113,4 @@ class AgentKernel(IPythonKernel):
                         return
             except Exception:
                 self.log.warning("kernel-agent: could not inspect a shell message", exc_info=True)
-        await super().shell_channel_thread_main(msg)
+        await super().shell_channel_thread_main(msg)  # type: ignore[no-untyped-call]  # not annotated in ipykernel

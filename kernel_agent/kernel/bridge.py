@@ -39,9 +39,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kernel_agent.kernel import sdk
 from kernel_agent.protocol import wire
 from kernel_agent.protocol.names import TOOLS_COMM_TARGET
-from kernel_agent.kernel import sdk
 
 TARGET_NAME = TOOLS_COMM_TARGET
 # The kernel gives up this long after the host's own call timeout (the host

@@ -51,9 +51,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kernel_agent.kernel import sdk
 from kernel_agent.protocol import strict_json, wire
 from kernel_agent.protocol.names import METADATA_KEY
-from kernel_agent.kernel import sdk
 
 SIDE_FILE_KEY = "$side_file"
 MAX_NOTEBOOK_BYTES = 256 * 1024**2  # kernel_agent.record.reader's default cap (host code: not imported here)

@@ -205,7 +205,7 @@ def load_module(name: str, source: str) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__file__ = filename
     sys.modules[name] = module
-    exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - host-generated SDK
+    exec(compile(source, filename, "exec"), module.__dict__)  # host-generated SDK source, not model code
     return module
 
 
@@ -231,12 +231,13 @@ def _resolve_annotations(function: Callable[..., Any], module: types.ModuleType)
 
     try:
         hints = typing.get_type_hints(function, globalns=module.__dict__)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any annotation that does not resolve: keep the strings
         return  # keep the strings: still readable
-    for target in (function, getattr(function, "aio", None)):
+    targets: list[Any] = [function, getattr(function, "aio", None)]  # Any: __signature__ is set on them
+    for target in targets:
         if target is not None:
             target.__annotations__ = dict(hints)
-            target.__signature__ = inspect.signature(target).replace(  # type: ignore[attr-defined]
+            target.__signature__ = inspect.signature(target).replace(
                 parameters=[p.replace(annotation=hints.get(p.name, p.annotation))
                             for p in inspect.signature(target).parameters.values()],
                 return_annotation=hints.get("return", inspect.Signature.empty))

@@ -52,7 +52,7 @@ def kernel_spec_dict(policy: SandboxPolicy | None = None, workspace: Path | None
     }
 
 
-class SessionKernelSpecManager(KernelSpecManager):  # type: ignore[misc]
+class SessionKernelSpecManager(KernelSpecManager):
     """Serves the one in-memory kernelspec of a session (no files are looked up)."""
 
     def __init__(self, spec: dict[str, Any], **kwargs: Any) -> None:

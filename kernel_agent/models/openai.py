@@ -14,9 +14,9 @@ from typing import Any
 from kernel_agent.errors import ModelConfigError
 from kernel_agent.models._errors import translate
 from kernel_agent.models.base import (
+    FENCED_CHANNEL_SENTENCE,
     AssistantTurn,
     CodeRequest,
-    FENCED_CHANNEL_SENTENCE,
     CodeTool,
     ModelReply,
     ObservationTurn,

@@ -107,7 +107,7 @@ def parse_percent_script(text: str) -> list[dict[str, Any]]:
     pending_text: list[str] = []
     parts = _CELL_MARKER.split(text)
     # parts: [preamble, marker-tail, body, marker-tail, body, ...]
-    for tail, body in zip(parts[1::2], parts[2::2]):
+    for tail, body in zip(parts[1::2], parts[2::2], strict=True):
         if "[markdown]" in tail:
             lines = [re.sub(r"^# ?", "", line) for line in body.strip("\n").splitlines()]
             pending_text.append("\n".join(lines).strip())

@@ -132,7 +132,8 @@ class Encoder:
         if isinstance(value, PurePath):
             return {TAG: "path", "value": str(value)}
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return self._record(type(value).__name__, {f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+            return self._record(type(value).__name__, fields)
         if hasattr(value, "model_dump") and hasattr(type(value), "model_fields"):  # pydantic v2
             return self._record(type(value).__name__, {name: getattr(value, name) for name in type(value).model_fields})
         return self._encode_array_like(value)
@@ -243,7 +244,8 @@ class _Decoder:
             "timedelta": lambda: dt.timedelta(seconds=float(data["seconds"])),
             "decimal": lambda: _decimal(data["value"]),
             "uuid": lambda: uuid.UUID(str(data["value"])),
-            "complex": lambda: complex(float(self.decode(data["real"], depth)), float(self.decode(data["imag"], depth))),
+            "complex": lambda: complex(float(self.decode(data["real"], depth)),
+                                       float(self.decode(data["imag"], depth))),
             "path": lambda: PurePath(str(data["value"])),
             "repr": lambda: str(data["value"]),
         }
@@ -281,7 +283,7 @@ class _Decoder:
             columns, rows, index = (self.decode(data[k], depth) for k in ("columns", "rows", "index"))
             if pandas is not None:
                 return pandas.DataFrame(rows, columns=columns, index=index)
-            return [dict(zip(columns, row)) for row in rows]
+            return [dict(zip(columns, row, strict=False)) for row in rows]  # rows as sent, short or long
         if tag == "series":
             items = self.decode(data["items"], depth)
             return pandas.Series(items, name=self.decode(data["name"], depth)) if pandas is not None else items

@@ -18,7 +18,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from kernel_agent.errors import RecordLocationError, RecordingError
+from kernel_agent.errors import RecordingError, RecordLocationError
 
 RECORD_DIR_ENV = "KERNEL_AGENT_RECORD_DIR"
 

@@ -29,7 +29,7 @@ KERNELSPEC = {"name": "kernel-agent", "display_name": "kernel-agent (sandboxed P
 
 
 def _iso(timestamp: float) -> str:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).isoformat()
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat()
 
 
 def side_files_dir(notebook: Path) -> Path:
@@ -94,7 +94,8 @@ class Recorder:
             if (cell.get("metadata") or {}).get(fmt.METADATA_KEY, {}).get("hash") != head:
                 raise RecordingError(f"{notebook}: cell {index} does not match its recorded hash; "
                                      "run `kernel-agent audit` on it before resuming")
-        chain = ours.get("chain") if isinstance(ours.get("chain"), dict) else {}
+        recorded_chain = ours.get("chain")
+        chain: dict[str, Any] = recorded_chain if isinstance(recorded_chain, dict) else {}
         if head != chain.get("head"):
             raise RecordingError(f"{notebook}: the chain head does not match its cells; run `kernel-agent audit`")
         _check_keys_vouch(notebook, ours, chain, head, len(cells), hmac_key, signing_key)
@@ -150,8 +151,9 @@ class Recorder:
         outputs = list(result.outputs)
         if result.error is not None and not any(o.get("output_type") == "error" for o in outputs):
             # Errors the host made up (the kernel died, or was killed after a timeout) are shown too.
-            outputs.append({"output_type": "error", "ename": result.error.ename, "evalue": result.error.evalue,
-                            "traceback": list(result.error.traceback) or [f"{result.error.ename}: {result.error.evalue}"]})
+            error = result.error
+            outputs.append({"output_type": "error", "ename": error.ename, "evalue": error.evalue,
+                            "traceback": list(error.traceback) or [f"{error.ename}: {error.evalue}"]})
         return self._append({
             "cell_type": "code", "source": result.code, "execution_count": result.execution_count,
             "outputs": outputs, "metadata": metadata,

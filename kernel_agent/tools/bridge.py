@@ -198,7 +198,7 @@ class ToolBridge:
         """Take a comm_open / comm_msg / comm_close from the kernel; never raises."""
         try:
             self._on_comm_message(message)
-        except Exception:
+        except Exception:  # noqa: BLE001 - kernel input is hostile: a bad message is counted, never raised
             self.rejected_messages += 1
 
     def _on_comm_message(self, message: dict[str, Any]) -> None:
@@ -275,7 +275,7 @@ class ToolBridge:
 
     def _admit_batch(self, comm_id: str, calls: list[dict[str, Any]], sizes: list[int], log: CellLog) -> None:
         """Take the calls of a batch into ``log``'s cell, the one that ran when the batch arrived."""
-        for call, call_size in zip(calls, sizes):
+        for call, call_size in zip(calls, sizes, strict=False):
             with contextlib.suppress(ValueError):  # an entry without a usable id: nobody to answer
                 self._accept_call(comm_id, call, [], call_size, log)
 
@@ -413,7 +413,7 @@ class ToolBridge:
         except asyncio.CancelledError:
             self._record(call, None, CallError(kind=CallStatus.CANCELLED, message=_cancelled_message()), [])
             raise
-        except Exception as exc:  # the tool itself failed
+        except Exception as exc:  # noqa: BLE001 - the tool itself failed: any error goes back to the kernel
             error = CallError(kind=CallStatus.ERROR, message=f"{type(exc).__name__}: {exc}"[:10_000],
                               details={"traceback": traceback.format_exception(exc)[-6:]})
         self._record(call, result_wire, error, result_buffers)
@@ -449,7 +449,8 @@ class ToolBridge:
 
     async def _run(self, tool_name: str, arguments_wire: Any, buffers: list[bytes], size: int, cell: int | None) -> Any:
         if size > self.max_request_bytes:
-            raise _Refused(CallStatus.INVALID, f"the request is {size:,} bytes; the limit is {self.max_request_bytes:,}")
+            raise _Refused(CallStatus.INVALID,
+                           f"the request is {size:,} bytes; the limit is {self.max_request_bytes:,}")
         tool = self._lookup(tool_name)
         if tool is None:
             raise _Refused(CallStatus.UNKNOWN_TOOL, f"this session has no tool {tool_name!r}; see dir(tools)")

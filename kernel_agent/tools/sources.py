@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from kernel_agent.tools.tool import Tool
 
@@ -52,7 +52,7 @@ class ToolSource(Protocol):
         ...
 
 
-def is_tool_source(item: Any) -> bool:
+def is_tool_source(item: object) -> TypeGuard[ToolSource]:
     """Whether ``item`` is a tool source (has start, close, started and tools), judged by its class.
 
     The class is inspected, not the instance: reading ``tools`` on a source that

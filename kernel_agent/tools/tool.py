@@ -174,7 +174,7 @@ def tool_from_function(
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (annotation, pydantic.Field(default, description=param_docs.get(param.name)))
     try:
-        model = pydantic.create_model(  # type: ignore[call-overload]
+        model = pydantic.create_model(
             f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
         )
         input_schema = model.model_json_schema()
@@ -186,7 +186,7 @@ def tool_from_function(
     if returns not in (None, Any, type(None)):
         try:
             output_schema = pydantic.TypeAdapter(returns).json_schema()
-        except Exception:
+        except Exception:  # noqa: BLE001 - pydantic raises several kinds for types it cannot describe
             output_schema = None  # an arbitrary object: documented by its annotation only
     return Tool(
         name=tool_name,
