@@ -14,7 +14,7 @@ from kernel_agent._version import __version__
 
 _EXPORTS = {
     "Session": "kernel_agent.session.session",
-    "KernelPool": "kernel_agent.runtime.pool",
+    "KernelPool": "kernel_agent.session.pool",
     "SyncSession": "kernel_agent.session.sync",
     "CellResult": "kernel_agent.runtime.results",
     "CellError": "kernel_agent.runtime.results",
@@ -60,64 +60,72 @@ _EXPORTS = {
     "ModelConfigError": "kernel_agent.errors",
     "ModelUnreachableError": "kernel_agent.errors",
     "ModelResponseError": "kernel_agent.errors",
+    "RecordingError": "kernel_agent.errors",
+    "RecordLocationError": "kernel_agent.errors",
+    "UnusableRecordError": "kernel_agent.errors",
+    "audit_notebook": "kernel_agent.verify.audit",
+    "AuditReport": "kernel_agent.verify.audit",
+    "replay": "kernel_agent.verify.replay",
+    "ReplayReport": "kernel_agent.verify.replay",
 }
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # `X as X`: an explicit re-export, which strict type checkers require
-    from kernel_agent.agent import (
-        Agent as Agent,
-        AgentEvent as AgentEvent,
-        AgentResult as AgentResult,
-        Pricing as Pricing,
-        Step as Step,
-        StopReason as StopReason,
-    )
-    from kernel_agent.runtime.results import CellError as CellError, CellResult as CellResult, CellStatus as CellStatus
-    from kernel_agent.errors import (
-        KernelAgentError as KernelAgentError,
-        KernelStartError as KernelStartError,
-        McpServerError as McpServerError,
-        PoolError as PoolError,
-        SandboxError as SandboxError,
-        SandboxPolicyError as SandboxPolicyError,
-        SandboxUnavailableError as SandboxUnavailableError,
-        SessionClosedError as SessionClosedError,
-        ToolDefinitionError as ToolDefinitionError,
-        UnconfinedWarning as UnconfinedWarning,
-        WorkspaceError as WorkspaceError,
-    )
-    from kernel_agent.errors import (
-        ModelConfigError as ModelConfigError,
-        ModelError as ModelError,
-        ModelResponseError as ModelResponseError,
-        ModelUnreachableError as ModelUnreachableError,
-    )
-    from kernel_agent.models import model_from_spec as model_from_spec, Usage as Usage
+    from kernel_agent.agent import Agent as Agent
+    from kernel_agent.agent import AgentEvent as AgentEvent
+    from kernel_agent.agent import AgentResult as AgentResult
+    from kernel_agent.agent import Pricing as Pricing
+    from kernel_agent.agent import Step as Step
+    from kernel_agent.agent import StopReason as StopReason
+    from kernel_agent.errors import KernelAgentError as KernelAgentError
+    from kernel_agent.errors import KernelStartError as KernelStartError
+    from kernel_agent.errors import McpServerError as McpServerError
+    from kernel_agent.errors import ModelConfigError as ModelConfigError
+    from kernel_agent.errors import ModelError as ModelError
+    from kernel_agent.errors import ModelResponseError as ModelResponseError
+    from kernel_agent.errors import ModelUnreachableError as ModelUnreachableError
+    from kernel_agent.errors import PoolError as PoolError
+    from kernel_agent.errors import RecordingError as RecordingError
+    from kernel_agent.errors import RecordLocationError as RecordLocationError
+    from kernel_agent.errors import SandboxError as SandboxError
+    from kernel_agent.errors import SandboxPolicyError as SandboxPolicyError
+    from kernel_agent.errors import SandboxUnavailableError as SandboxUnavailableError
+    from kernel_agent.errors import SessionClosedError as SessionClosedError
+    from kernel_agent.errors import ToolDefinitionError as ToolDefinitionError
+    from kernel_agent.errors import UnconfinedWarning as UnconfinedWarning
+    from kernel_agent.errors import UnusableRecordError as UnusableRecordError
+    from kernel_agent.errors import WorkspaceError as WorkspaceError
+    from kernel_agent.models import Usage as Usage
+    from kernel_agent.models import model_from_spec as model_from_spec
     from kernel_agent.models.anthropic import AnthropicModel as AnthropicModel
     from kernel_agent.models.openai import OpenAIModel as OpenAIModel
     from kernel_agent.models.scripted import ScriptedModel as ScriptedModel
-    from kernel_agent.runtime.pool import KernelPool as KernelPool
-    from kernel_agent.sandbox.policy import (
-        ResourceLimits as ResourceLimits,
-        SandboxMode as SandboxMode,
-        SandboxPolicy as SandboxPolicy,
-    )
+    from kernel_agent.runtime.results import CellError as CellError
+    from kernel_agent.runtime.results import CellResult as CellResult
+    from kernel_agent.runtime.results import CellStatus as CellStatus
+    from kernel_agent.sandbox.policy import ResourceLimits as ResourceLimits
+    from kernel_agent.sandbox.policy import SandboxMode as SandboxMode
+    from kernel_agent.sandbox.policy import SandboxPolicy as SandboxPolicy
+    from kernel_agent.session.pool import KernelPool as KernelPool
     from kernel_agent.session.session import Session as Session
     from kernel_agent.session.sync import SyncSession as SyncSession
-    from kernel_agent.tools.calls import CallStatus as CallStatus, ProgressEvent as ProgressEvent, ToolCall as ToolCall
+    from kernel_agent.tools.calls import CallStatus as CallStatus
+    from kernel_agent.tools.calls import ProgressEvent as ProgressEvent
+    from kernel_agent.tools.calls import ToolCall as ToolCall
     from kernel_agent.tools.mcp import McpServer as McpServer
-    from kernel_agent.tools.policy import (
-        ask_for_destructive as ask_for_destructive,
-        CallRequest as CallRequest,
-        Decision as Decision,
-    )
+    from kernel_agent.tools.policy import CallRequest as CallRequest
+    from kernel_agent.tools.policy import Decision as Decision
+    from kernel_agent.tools.policy import ask_for_destructive as ask_for_destructive
     from kernel_agent.tools.registry import ToolRegistry as ToolRegistry
-    from kernel_agent.tools.tool import (
-        Tool as Tool,
-        tool as tool,
-        tool_from_function as tool_from_function,
-        tool_from_schema as tool_from_schema,
-    )
+    from kernel_agent.tools.tool import Tool as Tool
+    from kernel_agent.tools.tool import tool as tool
+    from kernel_agent.tools.tool import tool_from_function as tool_from_function
+    from kernel_agent.tools.tool import tool_from_schema as tool_from_schema
+    from kernel_agent.verify.audit import AuditReport as AuditReport
+    from kernel_agent.verify.audit import audit_notebook as audit_notebook
+    from kernel_agent.verify.replay import ReplayReport as ReplayReport
+    from kernel_agent.verify.replay import replay as replay
+
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from kernel_agent import Agent, AgentEvent, Pricing, ScriptedModel, Session, StopReason, tool
-from kernel_agent.verify.audit import main as audit_main
+from kernel_agent.cli.audit import main as audit_main
 from kernel_agent.errors import ModelResponseError
 from kernel_agent.models.base import CodeTool, ModelReply, Turn, Usage
 

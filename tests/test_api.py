@@ -18,6 +18,8 @@ EXPECTED_PUBLIC_NAMES = {
     "Agent", "AgentEvent", "AgentResult", "Step", "StopReason", "Pricing", "Usage", "model_from_spec",
     "ScriptedModel", "AnthropicModel", "OpenAIModel",
     "ModelError", "ModelConfigError", "ModelUnreachableError", "ModelResponseError",
+    "RecordingError", "RecordLocationError", "UnusableRecordError", "audit_notebook", "AuditReport", "replay",
+    "ReplayReport",
 }
 
 
@@ -32,7 +34,8 @@ def test_errors_form_one_tree() -> None:
     """Every host exception is a KernelAgentError, so callers can catch by meaning."""
     for name in ("SandboxError", "SandboxUnavailableError", "SandboxPolicyError", "KernelStartError",
                  "SessionClosedError", "WorkspaceError", "ToolDefinitionError", "McpServerError", "PoolError",
-                 "ModelError", "ModelConfigError", "ModelUnreachableError", "ModelResponseError"):
+                 "ModelError", "ModelConfigError", "ModelUnreachableError", "ModelResponseError",
+                 "RecordingError", "RecordLocationError", "UnusableRecordError"):
         assert issubclass(getattr(kernel_agent, name), kernel_agent.KernelAgentError)
     assert issubclass(kernel_agent.SandboxUnavailableError, kernel_agent.SandboxError)
     assert issubclass(kernel_agent.ModelConfigError, kernel_agent.ModelError)

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from kernel_agent import CellResult, SyncSession, tool
 from kernel_agent.verify.audit import audit_notebook
-from kernel_agent.verify.audit import main as audit_main
+from kernel_agent.cli.audit import main as audit_main
 from kernel_agent.record.format import AUDIT_KEY_ENV, SIDE_FILE_KEY, cell_hash, genesis_hash, seal_hash
 from kernel_agent.record.signing import generate_keypair, public_hex
 from kernel_agent.tools.policy import CallRequest, Decision
@@ -367,7 +367,7 @@ def test_changed_header(nb: Path) -> None:
     edit(nb, change)
     run = audit(nb)
     assert run.returncode == 1
-    assert verdict_line(run).startswith("TAMPERED: the session header (metadata.kernel_agent.session.session) was changed")
+    assert verdict_line(run).startswith("TAMPERED: the session header (metadata.kernel_agent.session) was changed")
     assert [p["kind"] for p in report(nb)["problems"]] == ["header_changed"]
 
 

@@ -1,10 +1,10 @@
-"""The live terminal display of a run (kernel_agent.agent.console)."""
+"""The live terminal display of a run (kernel_agent.cli.console)."""
 
 from __future__ import annotations
 
 import io
 
-from kernel_agent.agent.console import TERMINAL_CODE_LINES, ConsoleReporter
+from kernel_agent.cli.console import TERMINAL_CODE_LINES, ConsoleReporter
 from kernel_agent.agent.loop import AgentEvent
 
 

@@ -34,8 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kernel_agent.protocol import strict_json
 from kernel_agent.errors import UnusableRecordError
+from kernel_agent.protocol import strict_json
 from kernel_agent.record import format as fmt
 
 MAX_BYTES_ENV = "KERNEL_AGENT_MAX_RECORD_BYTES"
@@ -53,20 +53,21 @@ def max_bytes() -> int:
 # -- files ------------------------------------------------------------------------------------
 
 
-def read_bytes(path: Path, what: str = "") -> bytes:
-    """The content of the file the caller named (``what`` names it in errors, default: the path)."""
+def read_bytes(path: Path, what: str = "", *, kind: str = "file") -> bytes:
+    """The content of the file the caller named (``what`` names it in errors, default: the path; ``kind`` says
+    what it should be, for the error a directory meets)."""
     where = what or str(path)
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise UnusableRecordError(f"cannot read {where}: {_reason(exc)}") from None
     try:
-        return _read_in(dir_fd, path.name, where)
+        return _read_in(dir_fd, path.name, where, kind)
     finally:
         os.close(dir_fd)
 
 
-def _read_in(dir_fd: int, name: str, where: str) -> bytes:
+def _read_in(dir_fd: int, name: str, where: str, kind: str = "file") -> bytes:
     if name in ("", ".", "..") or "/" in name:
         raise UnusableRecordError(f"cannot read {where}: not a file name")
     try:
@@ -75,6 +76,8 @@ def _read_in(dir_fd: int, name: str, where: str) -> bytes:
         raise UnusableRecordError(f"cannot read {where}: {_reason(exc)}") from None
     try:
         status = os.fstat(fd)
+        if stat.S_ISDIR(status.st_mode):
+            raise UnusableRecordError(f"cannot read {where}: it is a directory, not a {kind}")
         if not stat.S_ISREG(status.st_mode):
             raise UnusableRecordError(f"cannot read {where}: it is not a regular file")
         limit = max_bytes()
@@ -114,6 +117,8 @@ def _is_link(dir_fd: int, name: str) -> bool:
 def _reason(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "it is a symbolic link (give the path of the file itself)"
+    if exc.errno == errno.ENOENT:
+        return "it does not exist"
     return exc.strerror or str(exc)
 
 
@@ -130,7 +135,7 @@ def parse(data: bytes, where: str) -> Any:
 
 def read_notebook(path: Path) -> dict[str, Any]:
     """The notebook at ``path``, parsed and checked (see the module docstring), as recorded: no upgrade."""
-    document = parse(read_bytes(path), str(path))
+    document = parse(read_bytes(path, kind="notebook file"), str(path))
     if not isinstance(document, dict) or not isinstance(document.get("cells"), list):
         raise UnusableRecordError(f"{path} is not a Jupyter notebook (no cells list)")
     check_notebook(document, str(path))
@@ -263,7 +268,8 @@ def read_side_file(notebook: Path, digest: str) -> Any:
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
-    """All events of a journal, checked. A torn last line (a crash mid-write) is dropped; any other bad line is an error."""
+    """All events of a journal, checked: a torn last line (a crash mid-write) is dropped, any other bad line is an
+    error."""
     data = read_bytes(path)
     lines = data.split(b"\n")
     complete, torn = lines[:-1], lines[-1]

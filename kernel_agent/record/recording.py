@@ -1,9 +1,11 @@
 """A recorded session as the host reads it back: its header, tool definitions and code cells (for replay,
-resume and restore).
+resume and restore), and the checks every reader of a recording shares (audit included).
 
 Read through the one hardened reader (:mod:`kernel_agent.record.reader`);
-side files are resolved next to the notebook the caller named, never
-elsewhere.
+:func:`read_recorded_document` adds what makes a notebook a recording this
+code reads (kernel-agent's metadata, the format version: one rule for audit,
+replay, resume and restore); side files are resolved next to the notebook
+the caller named, never elsewhere.
 """
 
 from __future__ import annotations
@@ -14,17 +16,44 @@ import re
 from pathlib import Path
 from typing import Any
 
-from kernel_agent.errors import RecordingError
+from kernel_agent.errors import RecordingError, UnusableRecordError
 from kernel_agent.protocol import wire
 from kernel_agent.protocol.calls import CallStatus
 from kernel_agent.record import format as fmt
+from kernel_agent.record.journal import journal_path_for, read_journal
+from kernel_agent.record.reader import read_notebook, read_side_file
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CALL_STATUSES = {status.value for status in CallStatus}
+#: The recording formats this kernel-agent reads (and audits): the one it writes.
+READABLE_FORMATS = (fmt.FORMAT_VERSION,)
 
 
-class ReplayInputError(RecordingError):
+class ReplayInputError(UnusableRecordError):
     """The notebook cannot be replayed: not JSON, not a kernel-agent recording, a side file missing..."""
+
+
+def read_recorded_document(path: Path) -> dict[str, Any]:
+    """The recorded notebook as JSON, as recorded, after the checks every consumer shares.
+
+    The reader's (a plain file, strict bounded JSON, field types), then:
+    kernel-agent's metadata is there and its format is one this code reads.
+    UnusableRecordError says in one line what is wrong. Audit verifies the
+    returned document; :func:`load_recording` builds a :class:`Recording`.
+    """
+    document = read_notebook(path)
+    metadata = document.get("metadata")
+    ours = metadata.get(fmt.METADATA_KEY) if isinstance(metadata, dict) else None
+    if not isinstance(ours, dict):
+        raise UnusableRecordError(f"{path} is not a kernel-agent recording: it is a Jupyter notebook but was not "
+                                  f"recorded by kernel-agent (no metadata.{fmt.METADATA_KEY})")
+    version = ours.get("format")
+    if isinstance(version, bool) or version not in READABLE_FORMATS:
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > max(READABLE_FORMATS)
+        raise UnusableRecordError(
+            f"{path} uses recording format {version!r}; this kernel-agent reads format "
+            f"{' and '.join(map(str, READABLE_FORMATS))}" + (" (upgrade kernel-agent to read it)" if newer else ""))
+    return document
 
 
 def json_text(value: Any) -> str:
@@ -54,7 +83,7 @@ class RecordedCell:
         """Whether some recorded call started before the previous one ended (gathered calls)."""
         times = [(c.get("started_at"), c.get("ended_at")) for c in self.calls]
         return any(isinstance(s, (int, float)) and isinstance(e, (int, float)) and s < e
-                   for (s, _), (_, e) in zip(times[1:], times[:-1]))
+                   for (s, _), (_, e) in zip(times[1:], times[:-1], strict=True))
 
 
 @dataclasses.dataclass
@@ -81,8 +110,6 @@ class _SideFiles:
 
     def resolve(self, value: Any, where: str) -> Any:
         """The value itself, or the content of the side file a reference names (found only next to the notebook)."""
-        from kernel_agent.record.reader import read_side_file
-
         if not (isinstance(value, dict) and fmt.SIDE_FILE_KEY in value):
             return value
         digest = value.get(fmt.SIDE_FILE_KEY)
@@ -98,23 +125,16 @@ class _SideFiles:
 
 
 def load_recording(path: Path) -> Recording:
-    """Read and check a recorded notebook; ReplayInputError says what makes it unusable."""
-    from kernel_agent.record.recorder import load_notebook_json
-
+    """Read and check a recorded notebook (replay, resume, restore); ReplayInputError says what makes it unusable."""
     try:
-        document = load_notebook_json(path)
+        document = read_recorded_document(path)
     except ReplayInputError:
         raise
     except RecordingError as exc:
         raise ReplayInputError(str(exc)) from None
-    metadata = document.get("metadata")
-    ours = metadata.get(fmt.METADATA_KEY) if isinstance(metadata, dict) else None
-    if not isinstance(ours, dict) or not isinstance(ours.get("session"), dict):
+    ours = document["metadata"][fmt.METADATA_KEY]
+    if not isinstance(ours.get("session"), dict):
         raise ReplayInputError(f"{path} is not a kernel-agent recording (no metadata.{fmt.METADATA_KEY}.session)")
-    version = ours.get("format")
-    if not isinstance(version, int) or version > fmt.FORMAT_VERSION:
-        raise ReplayInputError(f"{path} has recording format {version!r}; this kernel-agent reads up to "
-                               f"format {fmt.FORMAT_VERSION}")
     header = ours["session"]
     tools = header.get("tools", {})
     definitions = tools.get("definitions", []) if isinstance(tools, dict) else None
@@ -185,8 +205,6 @@ def _restore_key_order(recording: Recording) -> None:
     when it equals the notebook's up to key order (so an edited notebook
     still wins).
     """
-    from kernel_agent.record.journal import journal_path_for, read_journal
-
     journal = journal_path_for(recording.path)
     ordered: dict[int, dict[str, Any]] = {}
     if journal.is_file():
@@ -211,7 +229,7 @@ def _restore_key_order(recording: Recording) -> None:
         meta = ordered.get(cell.seq) if cell.seq is not None else None
         calls = meta.get("tool_calls") if meta else None
         if isinstance(calls, list) and len(calls) == len(cell.calls):
-            for call, journaled in zip(cell.calls, calls):
+            for call, journaled in zip(cell.calls, calls, strict=True):
                 if isinstance(journaled, dict):
                     call["result"] = pick(call.get("result"), journaled.get("result"))
         if meta and cell.final_answer[0] and "final_answer" in meta:

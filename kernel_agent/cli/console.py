@@ -1,4 +1,4 @@
-"""Live progress of a run in a terminal: each step's message, code, tool calls, progress and output."""
+"""Live progress of a run in a terminal (`run`, `demo`): each step's message, code, tool calls, progress, output."""
 
 from __future__ import annotations
 
@@ -81,12 +81,12 @@ def _code_excerpt(code: str) -> str:
 
 
 def _tool_summary(cell: CellResult) -> str:
-    """``3 tool calls: shop.orders ×3`` (failures counted apart)."""
+    """``3 tool calls: shop.orders ×3`` (failures counted apart)."""  # noqa: RUF002 - a multiplication sign, as shown
     if not cell.tool_calls:
         return ""
     names = collections.Counter(call.tool for call in cell.tool_calls)
     failed = sum(call.status.value != "ok" for call in cell.tool_calls)
-    listed = ", ".join(f"{name} ×{count}" if count > 1 else name for name, count in names.most_common(6))
+    listed = ", ".join(f"{name} ×{count}" if count > 1 else name for name, count in names.most_common(6))  # noqa: RUF001 - a multiplication sign, as shown
     more = f", {len(names) - 6} more tools" if len(names) > 6 else ""
     count = len(cell.tool_calls)
     return f"{count} tool call{'s' if count != 1 else ''}: {listed}{more}" + (f" ({failed} failed)" if failed else "")

@@ -1,0 +1,26 @@
+"""``kernel-agent kernelspec install``: install the kernel-agent kernelspec for Jupyter."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.group("kernelspec", short_help="manage the Jupyter kernelspec")
+def command() -> None:
+    """Manage the Jupyter kernelspec."""
+
+
+@command.command("install", short_help="install the kernel-agent kernelspec")
+@click.option("--user", is_flag=True, help="for the current user (default)")
+@click.option("--sys-prefix", is_flag=True, help="into this Python environment")
+def install(user: bool, sys_prefix: bool) -> int:
+    """Install the kernel-agent kernelspec (for the current user unless --sys-prefix)."""
+    from kernel_agent.kernelspec.spec import install_kernelspec
+
+    if user and sys_prefix:
+        raise click.UsageError("--user and --sys-prefix are exclusive: give one place")
+    path = install_kernelspec(user=not sys_prefix, prefix=sys.prefix if sys_prefix else None)
+    print(f"installed the kernel-agent kernelspec in {path}")
+    return 0
