@@ -23,11 +23,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from kernel_agent import CellResult, SyncSession, tool
-from kernel_agent.verify.audit import audit_notebook
 from kernel_agent.cli.audit import main as audit_main
 from kernel_agent.record.format import AUDIT_KEY_ENV, SIDE_FILE_KEY, cell_hash, genesis_hash, seal_hash
 from kernel_agent.record.signing import generate_keypair, public_hex
 from kernel_agent.tools.policy import CallRequest, Decision
+from kernel_agent.verify.audit import audit_notebook
 
 KEY = "audit-test-key"
 SIGNING_KEY = Ed25519PrivateKey.generate()

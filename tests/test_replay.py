@@ -18,8 +18,8 @@ from kernel_agent import Session
 from kernel_agent.cli.main import main
 from kernel_agent.record.journal import journal_path_for
 from kernel_agent.record.recorder import side_files_dir
-from kernel_agent.verify.replay import ReplayInputError, render_cell, replay, sanitize
 from kernel_agent.tools.tool import tool
+from kernel_agent.verify.replay import ReplayInputError, render_cell, replay, sanitize
 
 ROOT = Path(__file__).resolve().parent.parent
 
