@@ -20,6 +20,9 @@ Three parts, each next to a baseline measured in the same run:
   checked exactly (a lost line, a call served by another session's tool or
   a missing call record stops the benchmark). Baseline: one session alone
   running the same cells.
+* **a neighbour during a flood**: trivial cells of one session while another
+  session's kernel sends 20 signed 35 MB output messages (dropped by their
+  length on the host). Baseline: the same cells with no flood.
 
 Run: ``python bench/bench_scale.py [--quick]``.
 """
@@ -42,9 +45,9 @@ import psutil
 from jupyter_client.manager import AsyncKernelManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kernel_agent import CellStatus, KernelPool, Session, Tool, tool_from_function  # noqa: E402
+from _benchlib import MB, Row, Target, TreeMemory, bench_main, make_row, median, percentile, tree_memory
 
-from _benchlib import MB, Row, Target, TreeMemory, bench_main, make_row, median, percentile, tree_memory  # noqa: E402
+from kernel_agent import CellStatus, KernelPool, Session, Tool, tool_from_function
 
 BENCHMARK = "scale"
 ACQUIRE_TARGET = Target(20.0, "ms")  # from the issue: a pooled session is ready in milliseconds
@@ -65,11 +68,13 @@ class Config:
     idle_sessions: int
     active_seconds: float
     alone_seconds: float
+    flood_rounds: int
 
     @classmethod
     def for_mode(cls, quick: bool) -> Config:
-        return cls(acquire_rounds=4, idle_sessions=20, active_seconds=3.0, alone_seconds=1.5) if quick else cls(
-            acquire_rounds=15, idle_sessions=50, active_seconds=10.0, alone_seconds=4.0)
+        return cls(acquire_rounds=4, idle_sessions=20, active_seconds=3.0, alone_seconds=1.5,
+                   flood_rounds=1) if quick else cls(
+            acquire_rounds=15, idle_sessions=50, active_seconds=10.0, alone_seconds=4.0, flood_rounds=3)
 
 
 def log(message: str) -> None:
@@ -174,11 +179,12 @@ async def measure_acquisition(config: Config, notebooks: Path) -> AcquireSamples
         for round_ in range(config.acquire_rounds + 1):  # round 0 warms the host's caches; not kept
             notebook = notebooks / f"round{round_}.ipynb"
             tools = tools_of(0)  # made once, as a server would: building Tool objects is not acquisition
+            cold_notebook = notebook.with_suffix(".cold.ipynb")
             subjects: dict[str, Any] = {
-                COLD: lambda: Session(tools=tools).start(),
-                COLD_NOTEBOOK: lambda: Session(tools=tools, notebook=notebook.with_suffix(".cold.ipynb")).start(),
-                POOLED: lambda: pool.session(tools=tools),
-                POOLED_NOTEBOOK: lambda: pool.session(tools=tools, notebook=notebook),
+                COLD: lambda tools=tools: Session(tools=tools).start(),
+                COLD_NOTEBOOK: lambda tools=tools, path=cold_notebook: Session(tools=tools, notebook=path).start(),
+                POOLED: lambda tools=tools: pool.session(tools=tools),
+                POOLED_NOTEBOOK: lambda tools=tools, path=notebook: pool.session(tools=tools, notebook=path),
             }
             for subject, make in subjects.items():
                 if subject in (POOLED, POOLED_NOTEBOOK):
@@ -394,6 +400,55 @@ async def measure_scale(config: Config) -> tuple[IdleMemory, Activity, Activity]
     return memory, active, alone
 
 
+# -- a neighbour's cells during an output flood --------------------------------------------------
+
+# Sends one signed 35 MB stream message ``count`` times straight to iopub (as tests/test_connection.py does):
+# the host drops each by its length, and another session on the same event loop must keep its pace.
+FLOOD_CODE = """
+kernel = get_ipython().kernel
+message = kernel.session.msg('stream', {'name': 'stdout', 'text': 'x' * 35_000_000}, parent=kernel.get_parent())
+frames = kernel.session.serialize(message)
+for _ in range(20):
+    kernel.iopub_socket.send_multipart(frames)
+"""
+
+
+async def _cell_latencies(session: Session, until: asyncio.Task[Any] | None, count: int) -> list[float]:
+    """Seconds per trivial cell: ``count`` of them, or as many as fit while ``until`` runs."""
+    latencies: list[float] = []
+    while (until is None and len(latencies) < count) or (until is not None and not until.done()):
+        started = time.perf_counter()
+        result = await session.execute("1 + 1")
+        if result.result != "2":
+            raise RuntimeError(f"the neighbour's cell failed: {result.status.value} {result.error}")
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+async def measure_flood_neighbour(config: Config) -> tuple[list[float], list[float]]:
+    """A session's trivial cells alone (the baseline), then while another session is flooded with 20 x 35 MB."""
+    async with KernelPool(size=2) as pool:
+        flooded, neighbour = await pool.session(), await pool.session()
+        alone = await _cell_latencies(neighbour, None, 20)
+        during: list[float] = []
+        for _ in range(config.flood_rounds):
+            flood = asyncio.create_task(flooded.execute(FLOOD_CODE, timeout=60))
+            during += await _cell_latencies(neighbour, flood, 0)
+            await flood
+        log(f"neighbour during a flood: n={len(during)}, max {max(during, default=0) * 1e3:.0f} ms")
+    return alone, during
+
+
+def flood_rows(alone: list[float], during: list[float]) -> list[Row]:
+    note = "another session's `1 + 1` cells on the same event loop while one session gets 20 x 35 MB output messages"
+    return [
+        _row("neighbour cell p50 during a flood", median(during) * 1e3, "ms", baseline=median(alone) * 1e3,
+             baseline_name="p50, no flood", note=f"n={len(during)}; {note}"),
+        _row("neighbour cell max during a flood", max(during) * 1e3, "ms", baseline=max(alone) * 1e3,
+             baseline_name="max, no flood", note=f"n={len(during)}; was asserted under 1 s in the test suite"),
+    ]
+
+
 def run(quick: bool = False) -> list[Row]:
     """Run every scale benchmark and return its rows (see _benchlib.Row)."""
     config = Config.for_mode(quick)
@@ -403,7 +458,9 @@ def run(quick: bool = False) -> list[Row]:
         with tempfile.TemporaryDirectory(prefix="kernel-agent-bench-scale-") as notebooks:
             acquisition = await measure_acquisition(config, Path(notebooks))
         memory, active, alone = await measure_scale(config)
-        return acquisition_rows(acquisition) + memory_rows(memory) + activity_rows(active, alone)
+        quiet, flooded = await measure_flood_neighbour(config)
+        return (acquisition_rows(acquisition) + memory_rows(memory) + activity_rows(active, alone)
+                + flood_rows(quiet, flooded))
 
     return asyncio.run(everything())
 

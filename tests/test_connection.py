@@ -8,17 +8,16 @@ socket, as hostile code in a cell can.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
 
 from kernel_agent import CellStatus, Session
+from kernel_agent.kernel.agent_kernel import STREAM_FLUSH_CHARS
+from kernel_agent.runtime.connection import MAX_IOPUB_MESSAGE_BYTES, KernelConnection
 from kernel_agent.runtime.outputs import OutputCollector
 from kernel_agent.runtime.results import OUTPUT_LOST
-from kernel_agent.runtime.connection import MAX_IOPUB_MESSAGE_BYTES, KernelConnection
-from kernel_agent.kernel.agent_kernel import STREAM_FLUSH_CHARS
-from kernel_agent.tools.tool import tool
+from kernel_agent.tools.tool import tool, tool_from_function
 
 from .conftest import LoopStallMonitor, PeakRss
 
@@ -166,22 +165,37 @@ async def test_large_comm_messages_hold_the_loop_one_at_a_time(session: Session)
     assert (await session.execute("1 + 1")).result == "2"
 
 
-async def test_another_session_keeps_running_during_a_large_message_burst(workspace: Path, session: Session) -> None:
-    """Cells of a second session in the same process finish promptly while the first one is flooded."""
-    other_workspace = workspace.parent / "other"
-    other_workspace.mkdir()
-    async with Session(other_workspace) as other:
-        flood = asyncio.create_task(session.execute(
-            raw_messages("stream", "{'name': 'stdout', 'text': 'x' * 35_000_000}", 20), timeout=60))
-        durations = []
+async def test_another_session_keeps_running_during_a_large_message_burst(workspace: Path) -> None:
+    """Cells of a second session in the same process finish while the first one is flooded.
+
+    The flood cell waits (in a tool) until the other session has run three
+    cells, then floods again: the other session must make progress during
+    the flood, or the flood cell times out. How fast its cells are then is a
+    figure in bench/bench_scale.py, not an assertion here.
+    """
+    neighbour_ran = asyncio.Event()
+
+    async def wait_for_neighbour() -> None:
+        """Return once the other session has run its cells."""
+        await neighbour_ran.wait()
+
+    flood_messages = raw_messages("stream", "{'name': 'stdout', 'text': 'x' * 35_000_000}", 10)
+    flood_code = f"{flood_messages}\ntools.wait_for_neighbour()\n{flood_messages}"
+    (workspace / "flooded").mkdir()
+    (workspace / "other").mkdir()
+    async with Session(workspace / "flooded", tools=[tool_from_function(wait_for_neighbour)]) as flooded, \
+            Session(workspace / "other") as other:
+        flood = asyncio.create_task(flooded.execute(flood_code, timeout=60))
+        ran = 0
         while not flood.done():
-            started = time.monotonic()
             assert (await other.execute("1 + 1")).result == "2"
-            durations.append(time.monotonic() - started)
+            ran += 1
+            if ran == 3:
+                neighbour_ran.set()
         cell = await flood
     # Not all 20 need be counted: the session stops waiting for output 2 s after the execute reply.
-    assert cell.status is CellStatus.OK and cell.dropped_output_bytes > 0
-    assert len(durations) > 1 and max(durations) < 1.0, durations
+    assert cell.status is CellStatus.OK and cell.dropped_output_bytes > 0, cell.error
+    assert ran >= 3 and len(cell.tool_calls) == 1
 
 
 # --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,11 @@ from kernel_agent import (
     SandboxUnavailableError,
     Session,
     SessionClosedError,
+    tool_from_function,
 )
-from kernel_agent.verify.audit import audit_notebook
 from kernel_agent.runtime.process import KernelProcess
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX, reap_stale_run_dirs
+from kernel_agent.verify.audit import audit_notebook
 
 from .conftest import sandbox_processes
 
@@ -46,16 +48,21 @@ async def wait_until_gone(run_dir: Path | None, seconds: float = 5.0) -> list[in
     return sandbox_processes(run_dir)
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Return once ``condition()`` holds (bound it with asyncio.wait_for)."""
+    while not condition():
+        await asyncio.sleep(0.05)
+
+
 async def test_acquisition_takes_a_prestarted_kernel_and_the_pool_refills() -> None:
     """The session's kernel was running before it was asked for; the pool is topped up in the background."""
     async with KernelPool(size=2) as pool:
         assert pool.spare_count == 2 and pool.launched == 2
         asked = time.monotonic()
         session = await pool.session()
-        took = time.monotonic() - asked
         kernel = kernel_of(session)
-        assert kernel.started_at < asked  # launched before the acquisition: the fast path
-        assert took < 0.4, f"a pooled acquisition took {took:.3f} s"  # a cold start is ~0.8 s here
+        # Launched before the acquisition: the fast path (its speed is a figure in bench/bench_scale.py).
+        assert kernel.started_at < asked and pool.launched == 2
         result = await session.execute("import os\nprint(os.getcwd())\n'tools' in dir(), 'kernel_agent' in dir()")
         assert result.stdout == f"{session.workspace}\n" and result.result == "(True, False)"
         assert session.workspace == kernel.workspace and pool.sessions == (session,)
@@ -106,20 +113,37 @@ async def test_pooled_sessions_are_isolated() -> None:
 
 async def test_idle_sessions_are_culled_with_their_notebook_finalised(tmp_path: Path) -> None:
     """A session idle past idle_timeout is closed (notebook intact and ended); a busy or active one is not."""
+    running, release, spared = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        """Keep the cell running until the test says so."""
+        running.set()
+        await release.wait()
+
     async with KernelPool(size=2, idle_timeout=1.0) as pool:
         idle = await pool.session(notebook=tmp_path / "idle.ipynb")
-        busy = await pool.session()
+        busy = await pool.session(tools=[tool_from_function(hold)])
+        close_if_idle = busy.close_if_idle
+
+        async def watched(idle_timeout: float) -> bool:
+            closed = await close_if_idle(idle_timeout)
+            if not closed and running.is_set() and not release.is_set():
+                spared.set()  # the pool took the running cell's session for idle, and it declined
+            return closed
+
+        busy.close_if_idle = watched  # type: ignore[method-assign]
         await idle.execute("x = 1")
-        long_cell = asyncio.create_task(busy.execute("import time\ntime.sleep(2.5)\nprint('done')"))
-        deadline = time.monotonic() + 10
-        while pool.culled == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        long_cell = asyncio.create_task(busy.execute("tools.hold()\nprint('done')"))
+        await asyncio.wait_for(running.wait(), 30)
+        await asyncio.wait_for(until(lambda: pool.culled > 0), 30)
         assert pool.culled == 1 and idle not in pool.sessions
         with pytest.raises(SessionClosedError, match="without activity"):
             await idle.execute("x")
         report = audit_notebook(tmp_path / "idle.ipynb")
         assert report.verdict == "intact" and report.summary.ended_at is not None and report.summary.steps == 1
-        assert (await long_cell).stdout == "done\n"  # a cell longer than idle_timeout is not idleness
+        await asyncio.wait_for(spared.wait(), 30)  # a cell running longer than idle_timeout is not idleness
+        release.set()
+        assert (await long_cell).stdout == "done\n"
         assert busy in pool.sessions
 
 

@@ -233,7 +233,8 @@ class KernelConnection:
     def post(self, socket: zmq.asyncio.Socket, msg_type: str, content: dict[str, Any],
              buffers: list[bytes] | None = None) -> None:
         """Send a message that gets no reply (comm messages to the kernel)."""
-        self.protocol.send(socket, msg_type, content, buffers=buffers or None)
+        frames: list[bytes | memoryview[bytes]] | None = list(buffers) if buffers else None
+        self.protocol.send(socket, msg_type, content, buffers=frames)
 
     def forget(self, request: Request) -> None:
         """Stop routing messages to a finished request."""
@@ -247,9 +248,10 @@ class KernelConnection:
             # Readiness is edge-triggered, and these sockets are also written from this loop: a
             # missed wake-up would strand a message (the class of bug of ipykernel #1554). So the
             # wait is bounded, and a non-blocking read follows it either way.
-            await socket.poll(timeout=READ_POLL_MS, flags=zmq.POLLIN)
+            # pyzmq types the async socket's poll and recv as the base class's (no flags, a plain Awaitable).
+            await socket.poll(timeout=READ_POLL_MS, flags=zmq.POLLIN)  # type: ignore[call-arg]
             try:
-                batch.append(socket.recv_multipart(zmq.NOBLOCK, copy=False).result())
+                batch.append(socket.recv_multipart(zmq.NOBLOCK, copy=False).result())  # type: ignore[attr-defined]
             except zmq.Again:
                 continue
             # Take what is already queued without waiting (much cheaper than a waiting receive, and it
@@ -257,7 +259,7 @@ class KernelConnection:
             held = _frames_size(batch[0])
             while len(batch) < READ_BATCH_MESSAGES and held < READ_BATCH_BYTES:
                 try:
-                    frames = socket.recv_multipart(zmq.NOBLOCK, copy=False).result()
+                    frames = socket.recv_multipart(zmq.NOBLOCK, copy=False).result()  # type: ignore[attr-defined]
                 except zmq.Again:
                     break
                 batch.append(frames)
@@ -266,7 +268,7 @@ class KernelConnection:
                 frames = batch.popleft()
                 try:
                     await handle(frames)
-                except Exception:  # a malformed or unsigned message is dropped, never fatal
+                except Exception:  # noqa: BLE001 - a malformed or unsigned message is dropped, never fatal
                     pass
                 del frames
                 # Awaiting a receive that is already complete does not yield: without this, queued
@@ -391,7 +393,7 @@ class KernelConnection:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _RECONNECT_NOTICE_SECONDS
         while (remaining := deadline - loop.time()) > 0:
-            if not await monitor.poll(remaining * 1000, zmq.POLLIN):
+            if not await monitor.poll(remaining * 1000, zmq.POLLIN):  # type: ignore[call-arg]
                 return False
             if parse_monitor_message(await monitor.recv_multipart())["event"] == zmq.EVENT_CONNECT_RETRIED:
                 return True

@@ -1,4 +1,4 @@
-"""KernelPool: sandboxed kernels started ahead of time, so that a new session is ready in milliseconds.
+"""WarmPool: sandboxed kernels started ahead of time, so that a new session is ready in milliseconds.
 
 A cold start costs most of a second (bwrap, the interpreter, ipykernel), so
 the pool keeps ``size`` kernels running and waiting. Each one is launched
@@ -16,9 +16,13 @@ whichever kernel is ready first (that launch or one already in flight). A
 launch that fails (no sandbox on this machine, say) fails the acquisition
 that was waiting with the real exception, and refilling backs off.
 
-With ``idle_timeout`` the pool also closes the sessions it handed out that
-ran no cell for that long (:meth:`Session.close_if_idle`: the notebook is
-finalised; the next ``execute`` raises SessionClosedError saying why).
+With ``idle_timeout`` the pool also closes the holders of its kernels that
+were idle that long (:meth:`KernelLease.close_if_idle`; a session finalises
+its notebook, and its next ``execute`` raises SessionClosedError saying why).
+
+The pool deals in kernels and leases, never in sessions: it is a
+:class:`~kernel_agent.runtime.source.KernelSource`. The public
+:class:`~kernel_agent.session.pool.KernelPool` adds ``session()`` on top.
 """
 
 from __future__ import annotations
@@ -30,16 +34,18 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from kernel_agent.errors import KernelStartError, PoolError
+from kernel_agent.runtime.execute import run_silently
 from kernel_agent.runtime.process import KernelProcess
-from kernel_agent.sandbox.policy import SandboxPolicy
+from kernel_agent.runtime.source import KernelLease
 from kernel_agent.sandbox.hostlocks import make_held_dir, remove_held_dir
+from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
-from kernel_agent.session.session import Session
 
 logger = logging.getLogger(__name__)
 
@@ -54,19 +60,17 @@ _MAX_BACKOFF_SECONDS = 60.0
 # host's event loop a few milliseconds of work (and a core), which would otherwise land
 # in the middle of the acquiring session's SDK install (measured: 11 -> 20 ms).
 _REFILL_DELAY_SECONDS = 0.05
-# How often the kernel's liveness is checked while waiting for the warm-up reply.
-_LIVENESS_POLL_SECONDS = 0.1
 
 
-class KernelPool:
-    """Pre-started sandboxed kernels for new sessions; each kernel serves one session, then is destroyed.
+class WarmPool:
+    """Pre-started sandboxed kernels, each leased to one holder, then destroyed (a :class:`KernelSource`).
 
-    Use it as an async context manager (``async with KernelPool(size=4) as
-    pool``) and get started sessions with :meth:`session`. ``size`` spare
+    Use it as an async context manager (``async with WarmPool(size=4) as
+    pool``) and take kernels with :meth:`acquire`. ``size`` spare
     kernels are kept ready; ``policy`` confines every one of them;
     ``workspace_root`` is where their workspaces are made (default: the
     temporary directory, where a dead host's leftovers are reaped);
-    ``idle_timeout`` (seconds) closes sessions that ran no cell for that long.
+    ``idle_timeout`` (seconds) closes holders that were idle for that long.
     """
 
     def __init__(
@@ -94,7 +98,7 @@ class KernelPool:
         self._spares: collections.deque[KernelProcess] = collections.deque()
         self._launches: set[asyncio.Task[None]] = set()
         self._waiters: collections.deque[asyncio.Future[KernelProcess]] = collections.deque()
-        self._sessions: set[Session] = set()
+        self._holders: set[KernelLease] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._launch_slots: asyncio.Semaphore | None = None
@@ -106,7 +110,7 @@ class KernelPool:
         self._started = False
         self._closed = False
         #: Counters, for monitoring: kernels launched, launches that failed, spares found dead
-        #: and discarded, sessions closed for idleness.
+        #: and discarded, holders (sessions) closed for idleness.
         self.launched = 0
         self.launch_failures = 0
         self.discarded = 0
@@ -116,7 +120,7 @@ class KernelPool:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def start(self, *, wait: bool = True) -> KernelPool:
+    async def start(self, *, wait: bool = True) -> WarmPool:
         """Begin filling the pool; with ``wait``, return once it is full (or raise why it cannot fill)."""
         if self._closed:
             raise PoolError("this pool was closed; create a new KernelPool")
@@ -153,7 +157,7 @@ class KernelPool:
             await self._changed.wait()
 
     async def close(self, *, close_sessions: bool = True) -> None:
-        """Kill every spare kernel; with ``close_sessions``, also close the live sessions it handed out (idempotent)."""
+        """Kill every spare kernel; with ``close_sessions``, also close its kernels' live holders (idempotent)."""
         self._closed = True
         if self._retry is not None:
             self._retry.cancel()
@@ -174,10 +178,10 @@ class KernelPool:
         self._spares.clear()
         await asyncio.gather(*(self._destroy(kernel) for kernel in spares))
         if close_sessions:
-            await asyncio.gather(*(session.close() for session in list(self._sessions)), return_exceptions=True)
+            await asyncio.gather(*(holder.close() for holder in list(self._holders)), return_exceptions=True)
         await asyncio.gather(*self._background, return_exceptions=True)
 
-    async def __aenter__(self) -> KernelPool:
+    async def __aenter__(self) -> WarmPool:
         return await self.start()
 
     async def __aexit__(
@@ -201,23 +205,34 @@ class KernelPool:
         return len(self._launches)
 
     @property
-    def sessions(self) -> tuple[Session, ...]:
-        """The live sessions this pool handed out (closed ones are forgotten)."""
-        return tuple(self._sessions)
+    def leases(self) -> tuple[KernelLease, ...]:
+        """The live holders of kernels this pool handed out (released ones are forgotten)."""
+        return tuple(self._holders)
+
+    def check_options(
+        self, workspace: str | os.PathLike[str] | None, policy: SandboxPolicy | None, keep_workspace: bool
+    ) -> None:
+        """Raise PoolError for options a pooled kernel cannot honour (it was launched with its workspace and policy).
+
+        Said rather than cold-starting silently.
+        """
+        if workspace is not None:
+            raise PoolError(
+                f"a pooled kernel comes with its own workspace, mounted into its sandbox when it was launched, so a "
+                f"session given the workspace {workspace} cannot use it. Leave out the workspace (session.workspace "
+                "says where it is; keep_workspace=True keeps it, KernelPool(workspace_root=...) says where they are "
+                "made), or start the session without the pool.")
+        if policy is not None and policy != self.policy:
+            raise PoolError("the pool's kernels run under the pool's SandboxPolicy, and this session asks for a "
+                            "different one: use a pool made with that policy, or start the session without the pool")
+        if keep_workspace and self.workspace_root is None:
+            raise PoolError("keep_workspace=True needs KernelPool(workspace_root=DIR): the pool's default workspaces "
+                            "live in the temporary directory, where they are reaped once the host process ends")
 
     # -- acquisition -------------------------------------------------------------------
 
-    async def session(self, **options: Any) -> Session:
-        """A started :class:`Session` on one of the pool's kernels; ``options`` are Session's (not ``workspace``).
-
-        The session's workspace is the kernel's (``session.workspace``),
-        removed on close unless ``keep_workspace=True`` (which needs the
-        pool's ``workspace_root``). ``notebook=PATH`` records it as usual.
-        """
-        return await Session(pool=self, **options).start()
-
-    async def take_kernel(self, session: Session) -> KernelProcess:
-        """A ready, unused kernel for ``session`` (called by :meth:`Session.start`); the pool tracks the session."""
+    async def acquire(self, holder: KernelLease) -> KernelProcess:
+        """A ready, unused kernel for ``holder`` (on a workspace of its own); the pool tracks the holder."""
         self._require_started()
         if self._closed:
             raise PoolError("this pool is closed; create a new KernelPool")
@@ -227,13 +242,13 @@ class KernelPool:
             if self._closed:  # handed over just before the pool closed: it would outlive the pool
                 await self._destroy(kernel)
                 raise PoolError("the pool was closed before the session could start")
-        self._sessions.add(session)
+        self._holders.add(holder)
         asyncio.get_running_loop().call_later(_REFILL_DELAY_SECONDS, self._refill)
         return kernel
 
-    def release(self, session: Session) -> None:
-        """Forget a session (closed, or failed to start); its kernel was destroyed, never reused."""
-        self._sessions.discard(session)
+    def release(self, holder: KernelLease) -> None:
+        """Forget a holder (closed, or failed to start); its kernel was destroyed, never reused."""
+        self._holders.discard(holder)
 
     def _pop_live_spare(self) -> KernelProcess | None:
         """The oldest spare that is still alive; dead ones are discarded (and cleaned up in the background)."""
@@ -289,7 +304,7 @@ class KernelPool:
                 return
             try:
                 kernel = await self._start_kernel()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any launch failure is the waiting acquisition's exception
                 self._launch_failed(exc)
                 return
         self._launches.discard(asyncio.current_task())
@@ -355,7 +370,7 @@ class KernelPool:
             await kernel.kill()
         await asyncio.to_thread(remove_held_dir, kernel.workspace)  # kernel-shaped: off the shared loop
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -370,41 +385,30 @@ class KernelPool:
     # -- idle culling ----------------------------------------------------------------------
 
     async def _cull_forever(self, idle_timeout: float) -> None:
-        """Close the sessions that ran no cell for ``idle_timeout`` seconds, checking a few times per timeout."""
+        """Close the holders idle for ``idle_timeout`` seconds, checking a few times per timeout."""
         interval = min(max(idle_timeout / 4, 0.05), 30.0)
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
-            idle = [s for s in self._sessions if now - s.last_activity >= idle_timeout]
-            # Shielded: closing the pool cancels this task, and must not interrupt a session half closed.
-            outcomes = await asyncio.shield(asyncio.gather(*(s.close_if_idle(idle_timeout) for s in idle),
+            idle = [holder for holder in self._holders if now - holder.last_activity >= idle_timeout]
+            # Shielded: closing the pool cancels this task, and must not interrupt a holder half closed.
+            outcomes = await asyncio.shield(asyncio.gather(*(h.close_if_idle(idle_timeout) for h in idle),
                                                            return_exceptions=True))
-            for session, outcome in zip(idle, outcomes, strict=True):
+            for holder, outcome in zip(idle, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
-                    # The session is closed as far as it could be; one failure must not stop culling.
-                    logger.error("closing idle session %s failed: %r", session.id[:8], outcome)
-                    self.release(session)
+                    # The holder is closed as far as it could be; one failure must not stop culling.
+                    logger.error("closing idle session %s failed: %r", holder.id[:8], outcome)
+                    self.release(holder)
                 elif outcome:
                     self.culled += 1
 
 
 async def _warm_up(kernel: KernelProcess, timeout: float) -> None:
     """Run the warm-up cell silently; raise KernelStartError if the kernel dies or does not answer."""
-    connection = kernel.connection
-    assert connection is not None
-    request = connection.send(connection.shell, "execute_request", {
-        "code": _WARM_UP_CODE, "silent": True, "store_history": False, "user_expressions": {},
-        "allow_stdin": False, "stop_on_error": False})
-    deadline = time.monotonic() + timeout
-    try:
-        while not request.reply.done():
-            if not kernel.alive():
-                raise KernelStartError(f"the kernel died while warming up: {kernel.death_reason()}")
-            if time.monotonic() >= deadline:
-                raise KernelStartError(f"the kernel did not finish warming up in {timeout} s")
-            await asyncio.wait({request.reply}, timeout=_LIVENESS_POLL_SECONDS)
-        content = request.reply.result()["content"]
-        if content.get("status") != "ok":
-            raise KernelStartError(f"the kernel could not warm up: {content.get('ename')}: {content.get('evalue')}")
-    finally:
-        connection.forget(request)
+    run = await run_silently(kernel, _WARM_UP_CODE, timeout)
+    if run.outcome == "died":
+        raise KernelStartError(f"the kernel died while warming up: {kernel.death_reason()}")
+    if run.outcome == "timeout":
+        raise KernelStartError(f"the kernel did not finish warming up in {timeout} s")
+    if not run.ok:
+        raise KernelStartError(f"the kernel could not warm up: {run.content.get('ename')}: {run.content.get('evalue')}")

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jupyter_client import AsyncKernelManager
+from jupyter_client.manager import AsyncKernelManager
 
-from kernel_agent.runtime.connection import KernelConnection
 from kernel_agent.errors import KernelStartError, SandboxError, SandboxUnavailableError
 from kernel_agent.kernelspec.spec import KERNEL_NAME, SessionKernelSpecManager, kernel_spec_dict
+from kernel_agent.runtime.connection import KernelConnection
 from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.sandbox.provisioner import SandboxProvisioner
 
@@ -65,11 +65,11 @@ class KernelProcess:
                 f"the jupyter_client provisioner {exc} is not registered: install kernel-agent "
                 "(`pip install kernel-agent`, or `pip install -e .` in a checkout)"
             ) from exc
-        self.connection = KernelConnection(self._manager.get_connection_info())
+        self.connection = KernelConnection(dict(self._manager.get_connection_info()))
         self.connection.start()
         try:
             await asyncio.wait_for(self._wait_ready(), timeout)
-        except (asyncio.TimeoutError, KernelStartError) as exc:
+        except (TimeoutError, KernelStartError) as exc:
             log = self.provisioner.log_tail()
             await self.kill()
             if any(sign in log for sign in _NAMESPACE_FAILURES):
@@ -141,7 +141,7 @@ class KernelProcess:
         process = getattr(self._manager.provisioner, "process", None)
         try:
             await asyncio.wait_for(self._manager.shutdown_kernel(now=True), 15)
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever failed, the cleanup below still runs
             # shutdown cleans up after a kill; if it failed part-way, clean up anyway.
             with contextlib.suppress(Exception):
                 await self._manager.cleanup_resources()

@@ -11,28 +11,49 @@ verify before anything is appended.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from kernel_agent.errors import RecordingError
 from kernel_agent.record.format import AUDIT_KEY_ENV
 from kernel_agent.record.recorder import Recorder
-from kernel_agent.record.signing import SIGNING_KEY_ENV, load_private_key
 from kernel_agent.record.recording import load_recording
+from kernel_agent.record.signing import SIGNING_KEY_ENV, load_private_key
+from kernel_agent.runtime.results import CellResult
 from kernel_agent.tools.recorded import RecordedTools, recorded_tools
-from kernel_agent.session.session import Session
+
+
+class ResumableSession(Protocol):
+    """What resume needs of a session (Session satisfies it; this module never imports Session)."""
+
+    async def start(self) -> Any: ...
+
+    async def execute(self, code: str) -> CellResult: ...
+
+    async def close(self) -> None: ...
+
+    def record_to(self, notebook: str | os.PathLike[str]) -> None: ...
+
+    def attach_recorder(self, recorder: Recorder) -> None: ...
+
+    async def replace_tools(self, tools: Any, *, sdk_hash: str | None = None) -> None: ...
+
+
+S = TypeVar("S", bound=ResumableSession)
 
 
 async def resume_session(
+    make_session: Callable[..., S],
     notebook: str | os.PathLike[str],
     *,
     tools: Any = (),
     workspace: str | os.PathLike[str] | None = None,
     audit_key: bytes | str | None = None,
     **options: Any,
-) -> tuple[Session, list[str]]:
+) -> tuple[S, list[str]]:
     """Start a session whose kernel state is rebuilt from ``notebook``, recording on into it.
 
+    ``make_session`` builds the (unstarted) session from Session's options.
     ``tools`` are the live tools for the cells that follow; they must be the
     ones the recording used (the regenerated SDK must match), or none: then
     new tool calls fail with a clear error. ``workspace`` is the directory
@@ -56,13 +77,12 @@ async def resume_session(
     server = RecordedTools()
     recorded = recorded_tools(recording.definitions, server)
     place = Path(workspace) if workspace is not None else None
-    session = Session(place, tools=recorded, notebook=False, audit_key=audit_key, **options)
+    session = make_session(place, tools=recorded, notebook=False, audit_key=audit_key, **options)
     await session.start()
     differing: list[str] = []
     try:
         # The resumed record must be out of the sandbox's reach too (unless allow_reachable_record).
-        session._notebook_option = path
-        session._check_record_location()
+        session.record_to(path)
         for cell in recording.cells:
             server.begin_cell(cell)
             try:
@@ -72,31 +92,10 @@ async def resume_session(
             if result.status.value != cell.status:
                 differing.append(f"cell {cell.index} ({cell.first_line}): recorded {cell.status}, "
                                  f"rebuilt {result.status.value}")
-        await _switch_to_live_tools(session, tools, recording.header)
-        session.recorder = Recorder.resume(path, hmac_key=hmac_key, signing_key=signing_key)
+        # From now on calls go to the live tools, whose SDK must be the one the kernel already has.
+        await session.replace_tools(tools, sdk_hash=(recording.header.get("tools") or {}).get("sdk_hash"))
+        session.attach_recorder(Recorder.resume(path, hmac_key=hmac_key, signing_key=signing_key))
     except BaseException:
         await session.close()
         raise
     return session, differing
-
-
-async def _switch_to_live_tools(session: Session, tools: Any, header: dict[str, Any]) -> None:
-    """From now on calls go to the live tools, whose SDK must be the one the kernel already has."""
-    from kernel_agent.tools.registry import ToolRegistry
-    from kernel_agent.tools.sdkgen import generate_sdk, sdk_hash
-
-    items = list(tools) if isinstance(tools, (list, tuple)) else [tools] if tools else []
-    if not items:
-        session.registry = ToolRegistry([])
-        return
-    session._tool_items = items
-    for item in items:
-        if hasattr(item, "start") and hasattr(item, "started") and not item.started:
-            await item.start()
-            session._started_servers.append(item)
-    live = ToolRegistry(items)
-    recorded_hash = (header.get("tools") or {}).get("sdk_hash")
-    if recorded_hash and sdk_hash(generate_sdk(live)) != recorded_hash:
-        raise RecordingError("the tools given to resume are not the ones this session was recorded with "
-                             "(their SDK differs); pass the same tools")
-    session.registry = live

@@ -1,0 +1,223 @@
+"""Running a cell: send it, wait with its timeout, interrupt, notice a death, and build its CellResult.
+
+:func:`run_cell` says how one execute_request ended; :class:`CellRunner`
+runs a session's cells with it, has a lost kernel replaced, restores state
+when asked to (restore_on_death) and keeps the session's totals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kernel_agent.runtime.execute import await_reply, send_execute
+from kernel_agent.runtime.outputs import OutputCollector
+from kernel_agent.runtime.process import KernelProcess
+from kernel_agent.runtime.results import OUTPUT_LOST, CellError, CellResult, CellStatus
+from kernel_agent.session.restore import HISTORY_OVERFLOW, CellHistory, restore_state
+from kernel_agent.session.toolbox import SessionTools
+from kernel_agent.tools.bridge import ToolBridge
+from kernel_agent.tools.cell_log import CellLog
+
+# After the execute reply, outputs still in flight on iopub get this long.
+IOPUB_SETTLE_SECONDS = 2.0
+_STATE_LOST = "variables from earlier cells are lost."
+_STATE_BACK = "the earlier cells were re-run with their recorded tool results, so their state is back."
+
+
+@dataclass
+class CellRun:
+    """How one execute_request ended, before the result is built.
+
+    ``outcome``: the kernel replied, died, or was stuck (it did not stop
+    within the grace after an interrupt, so its kernel must be replaced).
+    """
+
+    code: str
+    outcome: Literal["replied", "died", "stuck"]
+    timed_out: bool
+    started: float
+    timeout: float | None
+    collector: OutputCollector
+    reply: dict[str, Any]
+
+    @property
+    def kernel_lost(self) -> bool:
+        """Whether the kernel is gone (died) or must be killed (stuck)."""
+        return self.outcome != "replied"
+
+
+async def run_cell(
+    kernel: KernelProcess,
+    code: str,
+    timeout: float | None,
+    *,
+    bridge: ToolBridge,
+    cell_number: int,
+    max_output_bytes: int,
+    interrupt_grace: float,
+) -> CellRun:
+    """Send ``code`` as a cell and wait for it; past ``timeout`` interrupt it and give it ``interrupt_grace``."""
+    started = time.monotonic()
+    collector = OutputCollector(max_output_bytes)
+    request = send_execute(kernel, code, silent=False, on_iopub=collector.add, wants_content=collector.wants_content)
+    # No await since the send: the kernel's calls for this request cannot have been read yet.
+    bridge.begin_cell(cell_number, request.msg_id)
+    deadline = None if timeout is None else started + timeout
+    outcome = await await_reply(kernel, request.reply, deadline)
+    timed_out = outcome == "timeout"
+    if timed_out:
+        await kernel.interrupt()
+        outcome = await await_reply(kernel, request.reply, time.monotonic() + interrupt_grace)
+    if outcome == "replied":
+        await _settle_iopub(request.idle, collector)
+    if kernel.connection is not None:
+        kernel.connection.forget(request)
+    ended: Literal["replied", "died", "stuck"] = "stuck" if outcome == "timeout" else outcome
+    reply = request.reply.result()["content"] if ended == "replied" else {}
+    return CellRun(code, ended, timed_out, started, timeout, collector, reply)
+
+
+async def _settle_iopub(idle: asyncio.Event, collector: OutputCollector) -> None:
+    """Wait briefly for the outputs still in flight after the reply; say so if they never come."""
+    try:
+        await asyncio.wait_for(idle.wait(), IOPUB_SETTLE_SECONDS)
+    except TimeoutError:
+        collector.add({"header": {"msg_type": OUTPUT_LOST}, "content": {
+            "reason": f"output still in transit {IOPUB_SETTLE_SECONDS:.0f} s after the cell finished was not "
+                      "waited for", "min_bytes": 0}})
+
+
+def replied_status(run: CellRun) -> tuple[CellStatus, CellError | None, int | None]:
+    """A cell the kernel answered: its status, its error and its execution count."""
+    content = run.reply
+    status = CellStatus.OK if content.get("status") == "ok" else CellStatus.ERROR
+    if run.timed_out:
+        status = CellStatus.TIMEOUT
+    error = run.collector.error
+    if status is not CellStatus.OK and error is None:
+        error = CellError(ename=content.get("ename", "Error"), evalue=content.get("evalue", ""),
+                          traceback=content.get("traceback", []))
+    return status, error, content.get("execution_count", run.collector.execution_count)
+
+
+def lost_kernel_status(run: CellRun, death_reason: str, interrupt_grace: float) -> tuple[CellStatus, CellError]:
+    """A cell whose kernel died or was killed: its status and the error that says a fresh kernel took over."""
+    if run.outcome == "died":
+        return CellStatus.KERNEL_DIED, CellError(
+            ename="KernelDied", evalue=f"The kernel died while running this cell: {death_reason}. "
+                                       f"A fresh kernel was started; {_STATE_LOST}")
+    return CellStatus.TIMEOUT, CellError(
+        ename="CellTimeout", evalue=f"The cell ran past its {run.timeout} s timeout and did not stop within "
+                                    f"{interrupt_grace} s of an interrupt, so its kernel was killed. "
+                                    f"A fresh kernel was started; {_STATE_LOST}")
+
+
+def state_restored(error: CellError) -> CellError:
+    """The error of a lost kernel, once the earlier cells' state was restored in the new one."""
+    return CellError(ename=error.ename, evalue=error.evalue.replace(_STATE_LOST, _STATE_BACK))
+
+
+def cell_result(
+    run: CellRun,
+    status: CellStatus,
+    error: CellError | None,
+    execution_count: int | None,
+    log: CellLog,
+    *,
+    restarted: bool,
+    state_lost: bool,
+) -> CellResult:
+    """The CellResult of ``run``, with the tool calls and notes of its cell log."""
+    for note in log.notes():
+        run.collector.note(note)
+    return CellResult(
+        code=run.code,
+        status=status,
+        outputs=run.collector.finish(),
+        error=error,
+        execution_count=execution_count,
+        duration=time.monotonic() - run.started,
+        timed_out=run.timed_out,
+        kernel_restarted=restarted,
+        state_lost=state_lost,
+        dropped_output_bytes=run.collector.dropped_bytes,
+        tool_calls=log.calls,
+        progress=log.progress,
+        final_answer=log.final_answers[-1] if log.final_answers else None,
+        has_final_answer=bool(log.final_answers),
+    )
+
+
+@dataclass(frozen=True)
+class CellLimits:
+    """The session's settings a cell runs under (read at each cell: they are public, mutable attributes)."""
+
+    max_output_bytes: int
+    interrupt_grace: float
+    restore_on_death: bool
+    restore_timeout: float | None
+
+
+class CellRunner:
+    """Runs a session's cells in order, replacing a lost kernel; keeps the history restore_on_death needs."""
+
+    def __init__(self, bridge: ToolBridge, tools: SessionTools,
+                 replace_kernel: Callable[[], Awaitable[KernelProcess]]) -> None:
+        self.bridge = bridge
+        self._tools = tools
+        self._replace_kernel = replace_kernel
+        self._cells_run = 0
+        self._restoring = False
+        self.history = CellHistory()  # cells since the kernel state was last fresh (restore_on_death)
+        self.totals: dict[str, Any] = {"cells": 0, "errors": 0, "timeouts": 0, "kernel_deaths": 0,
+                                       "tool_calls": 0, "tool_errors": 0, "seconds_in_cells": 0.0}
+
+    async def execute(self, kernel: KernelProcess, code: str, timeout: float | None, limits: CellLimits) -> CellResult:
+        """Run a cell, remember it for restore_on_death within its bound, and count it in the totals."""
+        result = await self._run(kernel, code, timeout, limits)
+        if result.state_lost:
+            self.history.clear()
+        elif limits.restore_on_death:
+            self.history.keep(result)
+        self.totals["cells"] += 1
+        self.totals["errors"] += result.status is CellStatus.ERROR
+        self.totals["timeouts"] += result.status is CellStatus.TIMEOUT
+        self.totals["kernel_deaths"] += result.status is CellStatus.KERNEL_DIED
+        self.totals["tool_calls"] += len(result.tool_calls)
+        self.totals["tool_errors"] += sum(c.status.value != "ok" for c in result.tool_calls)
+        self.totals["seconds_in_cells"] += result.duration
+        return result
+
+    async def _run(self, kernel: KernelProcess, code: str, timeout: float | None, limits: CellLimits) -> CellResult:
+        """Run one cell; after a death or a stuck cell, replace the kernel (and restore state if asked to)."""
+        number, self._cells_run = self._cells_run, self._cells_run + 1
+        run = await run_cell(kernel, code, timeout, bridge=self.bridge, cell_number=number,
+                             max_output_bytes=limits.max_output_bytes, interrupt_grace=limits.interrupt_grace)
+        if not run.kernel_lost:
+            status, error, count = replied_status(run)
+            log = await self.bridge.end_cell()
+            return cell_result(run, status, error, count, log, restarted=False, state_lost=False)
+        status, lost_error = lost_kernel_status(run, kernel.death_reason(), limits.interrupt_grace)
+        log = await self.bridge.end_cell()
+        fresh = await self._replace_kernel()
+        restored = False
+        if limits.restore_on_death and self.history.overflow:
+            run.collector.note(HISTORY_OVERFLOW)
+        elif limits.restore_on_death and not self._restoring:
+            restored = await self._restore(fresh, limits)
+        error = state_restored(lost_error) if restored else lost_error
+        return cell_result(run, status, error, run.collector.execution_count, log,
+                           restarted=True, state_lost=not restored)
+
+    async def _restore(self, kernel: KernelProcess, limits: CellLimits) -> bool:
+        """Re-run the cells since the last fresh state in the new kernel, tools answered from their records."""
+        self._restoring = True
+        try:
+            return await restore_state(self.history, self._tools,
+                                       lambda code: self._run(kernel, code, limits.restore_timeout, limits))
+        finally:
+            self._restoring = False

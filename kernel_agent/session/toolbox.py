@@ -1,0 +1,123 @@
+"""A session's tools: the items it was given, the sources it started, the registry and the SDK made from them.
+
+Starting and closing tool sources (MCP servers today) is decided in one
+place, :mod:`kernel_agent.tools.sources`; this module only keeps what a
+session started so that it is closed with the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from kernel_agent.errors import KernelStartError, SessionClosedError
+from kernel_agent.runtime.execute import run_silently
+from kernel_agent.runtime.outputs import OutputCollector
+from kernel_agent.runtime.process import KernelProcess
+from kernel_agent.tools.bridge import ToolBridge
+from kernel_agent.tools.registry import ToolRegistry
+from kernel_agent.tools.sdkgen import generate_sdk, sdk_hash
+from kernel_agent.tools.sources import ToolSource, close_sources, start_sources
+from kernel_agent.tools.tool import Tool
+
+
+def tool_items(tools: Iterable[Any] | Any) -> list[Any]:
+    """The tools option as a list: one item, or the items of a list, tuple or set."""
+    return list(tools) if isinstance(tools, (list, tuple, set)) else [tools] if tools else []
+
+
+def tool_definition(tool: Tool) -> dict[str, Any]:
+    """What a notebook keeps of a tool: enough to regenerate the same SDK for a replay."""
+    return {
+        "qualified_name": tool.qualified_name, "name": tool.name, "namespace": tool.namespace,
+        "description": tool.description, "input_schema": tool.input_schema, "output_schema": tool.output_schema,
+        "read_only": tool.read_only, "destructive": tool.destructive, "source": tool.source,
+    }
+
+
+class SessionTools:
+    """The tools a session's cells call, and the SDK its kernel was given for them."""
+
+    def __init__(self, tools: Iterable[Any] | Any) -> None:
+        self.items = tool_items(tools)
+        self.registry: ToolRegistry | None = None
+        self.sdk_modules: dict[str, str] = {}
+        self._started: list[ToolSource] = []
+
+    async def prepare(self) -> None:
+        """Start the tool sources among the items, then build the registry and the SDK source."""
+        self._started += await start_sources(self.items)
+        self.registry = ToolRegistry(self.items)
+        self.sdk_modules = generate_sdk(self.registry)
+
+    async def replace(self, tools: Iterable[Any] | Any, *, sdk_hash_required: str | None = None) -> bool:
+        """Answer calls with ``tools`` from now on, keeping the SDK the kernel has; False if their SDK differs.
+
+        With ``sdk_hash_required``, tools whose SDK has another hash are
+        not taken (the sources started for them are closed with the session).
+        No tools at all are always taken: calls then fail with a clear error.
+        """
+        items = tool_items(tools)
+        if not items:
+            self.registry = ToolRegistry([])
+            return True
+        self.items = items
+        self._started += await start_sources(items)
+        live = ToolRegistry(items)
+        if sdk_hash_required and sdk_hash(generate_sdk(live)) != sdk_hash_required:
+            return False
+        self.registry = live
+        return True
+
+    @contextlib.contextmanager
+    def answered_by(self, registry: ToolRegistry) -> Iterator[None]:
+        """Answer calls with ``registry`` inside the block (restoring state), then with the tools again."""
+        own, self.registry = self.registry, registry
+        try:
+            yield
+        finally:
+            self.registry = own
+
+    def lookup(self, qualified_name: str) -> Tool | None:
+        """The tool a kernel asked for by name (None: there is no such tool)."""
+        try:
+            return self.registry.lookup(qualified_name) if self.registry is not None else None
+        except (KeyError, LookupError):
+            return None
+
+    @property
+    def manifest(self) -> str:
+        """The short tool manifest for a system prompt (names and one-line summaries)."""
+        if self.registry is None:
+            raise SessionClosedError("the session has not been started")
+        return str(self.registry.manifest()) if len(self.registry) else ""
+
+    def definitions(self) -> list[dict[str, Any]]:
+        """What a notebook keeps of every tool (see :func:`tool_definition`)."""
+        return [tool_definition(tool) for tool in self.registry or ()]
+
+    async def close(self) -> None:
+        """Close the sources this session started (never raises)."""
+        started, self._started = self._started, []
+        await close_sources(started)
+
+
+async def install_sdk(
+    kernel: KernelProcess, bridge: ToolBridge, sdk_modules: dict[str, str], timeout: float, max_output_bytes: int
+) -> None:
+    """Bind the bridge to the kernel's connection and give the kernel the SDK (a silent cell)."""
+    connection = kernel.connection
+    assert connection is not None
+    shell = connection.shell
+    bridge.bind(lambda comm_id, data, buffers: connection.post(
+        shell, "comm_msg", {"comm_id": comm_id, "data": data}, buffers))
+    connection.on_comm = bridge.on_comm_message
+    code = ("from kernel_agent.kernel.bridge import install as _kernel_agent_install\n"
+            f"_kernel_agent_install({sdk_modules!r}, {float(bridge.call_timeout)!r})\n"
+            "del _kernel_agent_install")
+    collector = OutputCollector(max_output_bytes)
+    run = await run_silently(kernel, code, timeout, on_iopub=collector.add, wants_content=collector.wants_content)
+    if not run.ok:
+        detail = run.content.get("evalue") or f"the kernel {'died' if run.outcome == 'died' else 'did not answer'}"
+        raise KernelStartError(f"the tool SDK could not be installed in the kernel: {detail}")
