@@ -6,6 +6,10 @@ and the SDK install, :mod:`.toolbox`; the recording glue, :mod:`.recording`;
 restore_on_death, :mod:`.restore`; resuming a recording, :mod:`.resume`.
 Where a kernel comes from is a :class:`~kernel_agent.runtime.source.KernelSource`:
 a cold launch, or a pool.
+
+Over 400 lines because Session is the public surface: 19 documented options
+and the public methods and properties (each a few lines delegating to the
+modules above) stay on one class, where users look for them.
 """
 
 from __future__ import annotations
