@@ -187,10 +187,8 @@ def test_interrupt_stops_the_run_and_keeps_the_notebook(tmp_path: Path, signum: 
             reader.wait_for("⋯ spinning", timeout=30)  # the cell is running in the kernel
             ours = {child.pid for child in psutil.Process(process.pid).children(recursive=True)}
             assert set(sandbox_processes()) & ours, "no sandboxed kernel under the run"
-            interrupted = time.monotonic()
             process.send_signal(signum)
             assert process.wait(timeout=20) == 130
-            assert time.monotonic() - interrupted < 20
             assert process.stderr is not None
             stderr = process.stderr.read()
             reader.join()

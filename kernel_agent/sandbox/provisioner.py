@@ -162,7 +162,8 @@ class SandboxProvisioner(LocalProvisioner):
             raise WorkspaceError(f"workspace {workspace} is not an existing directory")
         bwrap_binary = bwrap.find_bwrap(policy.bwrap_path) if policy.mode is SandboxMode.BWRAP else None
 
-        reap_stale_run_dirs()
+        # A dead host's leftovers were shaped by its kernels (any size, any depth): reaped off the event loop.
+        await asyncio.to_thread(reap_stale_run_dirs)
         self.run_dir = hostlocks.make_held_dir(f"{RUN_DIR_PREFIX}{os.getpid()}-")
         if launch_dir is not None and self.run_dir.is_relative_to(launch_dir):
             self._remove_run_dir()

@@ -197,10 +197,9 @@ class HostBaseline:
 
 
 def assert_host_healthy(baseline: HostBaseline) -> None:
-    """The host can still start processes promptly, and no sensitive file or sysctl changed."""
-    started = time.monotonic()
-    subprocess.run(["true"], check=True, timeout=30)
-    assert time.monotonic() - started < 10, "the host took more than 10 s to start a process"
+    """The host can still start processes (a fork bomb that leaked would make this fail), and no sensitive file or
+    sysctl changed."""
+    subprocess.run(["true"], check=True, timeout=60)
     assert baseline.changes() == []
 
 
