@@ -402,7 +402,7 @@ async def measure_scale(config: Config) -> tuple[IdleMemory, Activity, Activity]
 
 # -- a neighbour's cells during an output flood --------------------------------------------------
 
-# Sends one signed 35 MB stream message ``count`` times straight to iopub (as tests/test_connection.py does):
+# Sends one signed 35 MB stream message ``count`` times straight to iopub (as tests/runtime/test_connection.py does):
 # the host drops each by its length, and another session on the same event loop must keep its pace.
 FLOOD_CODE = """
 kernel = get_ipython().kernel

@@ -46,7 +46,7 @@ SECRET_ENV_VALUE = f"sk-test-secret-{uuid.uuid4().hex}"
 SECRET_FILE_TEXT = f"host-file-secret-{uuid.uuid4().hex}"
 ROOT_SECRET_TEXT = f"root-home-secret-{uuid.uuid4().hex}"
 TAG = uuid.uuid4().hex[:12]
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 MEMORY_LIMIT, PROCESS_LIMIT, TMP_LIMIT, FILE_SIZE_LIMIT = 512 * MiB, 64, 16 * MiB, 8 * MiB
 SMALL_LIMITS = ResourceLimits(

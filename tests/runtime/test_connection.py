@@ -19,7 +19,7 @@ from kernel_agent.runtime.outputs import OutputCollector
 from kernel_agent.runtime.results import OUTPUT_LOST
 from kernel_agent.tools.tool import tool, tool_from_function
 
-from .conftest import LoopStallMonitor, PeakRss
+from ..conftest import LoopStallMonitor, PeakRss
 
 MiB = 1024**2
 # Session waits this long for a cell's iopub idle status when it is missing (session._IOPUB_SETTLE_SECONDS).

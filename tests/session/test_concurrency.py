@@ -16,7 +16,7 @@ from typing import Any
 from kernel_agent import CellStatus, KernelPool, Session, Tool, tool_from_function
 from kernel_agent.verify.audit import audit_notebook
 
-from .conftest import PeakRss
+from ..conftest import PeakRss
 
 SESSIONS = 20
 CELLS = 3

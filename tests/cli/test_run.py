@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .conftest import sandbox_processes
-from .models.fake_providers import (
+from ..conftest import sandbox_processes
+from ..models.fake_providers import (
     FakeProvider,
     anthropic_message,
     anthropic_usage,

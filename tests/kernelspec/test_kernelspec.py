@@ -10,7 +10,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 from kernel_agent.kernelspec.spec import KERNEL_NAME, install_kernelspec
 
-from .conftest import sandbox_processes
+from ..conftest import sandbox_processes
 
 
 def test_installed_spec_names_the_sandbox_provisioner(tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_the_wheel_ships_the_kernelspec_with_its_logos(tmp_path: Path) -> None:
     import sys
     import zipfile
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path),
                             str(root)], capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr

@@ -15,7 +15,7 @@ import pytest
 from kernel_agent import Session, tool
 from kernel_agent.errors import RecordingError
 
-from .conftest import sandbox_processes
+from ..conftest import sandbox_processes
 from kernel_agent.record import format as fmt
 from kernel_agent.record.journal import journal_path_for
 from kernel_agent.record.recorder import side_files_dir

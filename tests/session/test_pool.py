@@ -26,7 +26,7 @@ from kernel_agent.runtime.process import KernelProcess
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX, reap_stale_run_dirs
 from kernel_agent.verify.audit import audit_notebook
 
-from .conftest import sandbox_processes
+from ..conftest import sandbox_processes
 
 
 def leftovers() -> set[str]:

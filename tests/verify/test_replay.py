@@ -21,7 +21,7 @@ from kernel_agent.record.recorder import side_files_dir
 from kernel_agent.tools.tool import tool
 from kernel_agent.verify.replay import ReplayInputError, render_cell, replay, sanitize
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @tool
@@ -134,7 +134,7 @@ def test_cli_replays_faithfully_and_records_the_replay(recorded: Path, tmp_path:
 
 
 def test_live_replay_calls_the_real_tools(recorded: Path) -> None:
-    done = run_cli(str(recorded), "--live", "--tools", "tests.test_replay:TOOLS", "--json")
+    done = run_cli(str(recorded), "--live", "--tools", "tests.verify.test_replay:TOOLS", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     assert report["faithful"] and report["live"]
@@ -261,7 +261,7 @@ def test_unusable_inputs(case: str, recorded: Path, tmp_path: Path, capsys: pyte
 def test_live_needs_the_tools(recorded: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", str(recorded), "--live"]) == 2
     assert "needs the real tools" in capsys.readouterr().err
-    assert main(["replay", str(recorded), "--tools", "tests.test_replay:TOOLS"]) == 2
+    assert main(["replay", str(recorded), "--tools", "tests.verify.test_replay:TOOLS"]) == 2
     assert "--live" in capsys.readouterr().err
 
 

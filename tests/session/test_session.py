@@ -29,7 +29,7 @@ from kernel_agent import (
 )
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
 
-from .conftest import sandbox_processes
+from ..conftest import sandbox_processes
 
 PNG_1PX = base64.b64encode(
     bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
