@@ -25,52 +25,43 @@ validated in a worker thread, so one session cannot stall the event loop
 that other sessions share. What a cell may make the host keep is bounded
 too (:mod:`kernel_agent.tools.cell_log`).
 
+Beside this module, which accepts, attributes, refuses, serves and records
+calls: :mod:`kernel_agent.tools.batches` bounds 'calls' messages and measures
+their calls one by one, :mod:`kernel_agent.tools.notices` takes progress
+events and final answers, :mod:`kernel_agent.tools.replies` delivers the
+answers (batched per loop turn, kept for resends).
+
 Protocol: see :mod:`kernel_agent.kernel.bridge` (the kernel end).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import time
 import traceback
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kernel_agent.protocol import wire
 from kernel_agent.protocol.names import TOOLS_COMM_TARGET
+from kernel_agent.tools.batches import MAX_BATCH_CALLS, Batches
 from kernel_agent.tools.calls import CallError, CallStatus, ProgressEvent, ToolCall
 from kernel_agent.tools.cell_log import (
     DEFAULT_MAX_CELL_RECORD_BYTES,
     RECORD_OVERHEAD_BYTES,
     UNMEASURABLE_BYTES,
     CellLog,
-    json_size,
     wire_size,
 )
+from kernel_agent.tools.notices import THREAD_DECODE_BYTES, Notices
 from kernel_agent.tools.policy import Approver, CallRequest, Policy, allow_all, decide
+from kernel_agent.tools.replies import Replies, SendReply
 from kernel_agent.tools.tool import ArgumentsInvalid, Tool
 
 TARGET_NAME = TOOLS_COMM_TARGET
 MAX_CALL_ID_LENGTH = 64
-# The kernel resends a call it got no answer to (iopub can drop messages);
-# recent answers are kept to answer such duplicates without running twice.
-REPLY_CACHE_SIZE = 1024
-# Replies bigger than this are not kept for resends (a resend of an answered call is rare: the
-# shell channel does not lose replies), so the cache holds at most about 1024 x 64 KiB.
-REPLY_CACHE_VALUE_BYTES = 64 * 1024
-# Kernel-sent values bigger than this are decoded (and validated) in a worker thread.
-THREAD_DECODE_BYTES = 256 * 1024
-# The most calls one 'calls' message may hold: the kernel never has more in flight
-# (kernel_agent.kernel.bridge._MAX_IN_FLIGHT), so a bigger batch is not from an honest kernel.
-# The bound is what keeps serving one message a short, bounded piece of loop time.
-MAX_BATCH_CALLS = 256
-# A 'calls' message bigger than this has its calls measured in a worker thread (the walk is
-# linear in the message; below this it costs the loop well under a few milliseconds).
-THREAD_MEASURE_BYTES = 64 * 1024
 # Calls still running when their cell ends get this long to finish before they are cancelled.
 END_OF_CELL_GRACE_SECONDS = 1.0
 _OUTSIDE_CELLS = ("no cell of this session is running: tool calls are served only while the cell that makes "
@@ -78,7 +69,7 @@ _OUTSIDE_CELLS = ("no cell of this session is running: tool calls are served onl
 _STALE_CELL = ("a tool call from an earlier cell's thread arrived after that cell ended: tool calls are served "
                "only while the cell that makes them runs")
 
-SendReply = Callable[[str, dict[str, Any], list[bytes]], None]
+__all__ = ["MAX_BATCH_CALLS", "TARGET_NAME", "THREAD_DECODE_BYTES", "SendReply", "ToolBridge"]
 
 
 class _Refused(Exception):
@@ -135,11 +126,12 @@ class ToolBridge:
         self.max_progress_bytes = max_progress_bytes
         self.max_final_answer_bytes = max_final_answer_bytes
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._send: SendReply | None = None
         self._comm_ids: set[str] = set()
         self._inflight: dict[str, _InFlight] = {}
-        self._reply_outbox: dict[str, list[dict[str, Any]]] = {}
-        self._recent_replies: OrderedDict[str, tuple[str, dict[str, Any], list[bytes]]] = OrderedDict()
+        #: Delivers the replies (kept for resends, batched per loop turn).
+        self.replies = Replies()
+        self._notices = Notices(self._progress, self._count_rejected)
+        self._batches = Batches(self._admit_measured, self._refuse_batch, self._count_rejected)
         self.calls_started = 0
         self.log = CellLog(None)  # outside any cell until begin_cell
         self.rejected_messages = 0
@@ -150,7 +142,7 @@ class ToolBridge:
 
     def bind(self, send: SendReply) -> None:
         """Serve a (new) kernel: replies go through ``send``; comms of an earlier kernel are forgotten."""
-        self._send = send
+        self.replies.send = send
         self._comm_ids.clear()
 
     def begin_cell(self, index: int, msg_id: str | None = None) -> None:
@@ -226,58 +218,13 @@ class ToolBridge:
         if kind == "call":
             self._accept_call(comm_id, data, [bytes(b) for b in buffers], size)
         elif kind == "calls":
-            self._accept_batch(comm_id, data.get("calls"), size)
+            self._batches.accept(comm_id, data.get("calls"), size, self.log, self.max_request_bytes)
         elif kind in ("progress", "final_answer"):
-            self._accept_notice(kind, data, buffers, size)
+            cap = self.max_progress_bytes if kind == "progress" else self.max_final_answer_bytes
+            self._notices.accept(kind, data, buffers, size, self.log, cap)
 
-    def _accept_batch(self, comm_id: str, calls: Any, size: int) -> None:
-        """A 'calls' message (calls gathered in one kernel loop turn): each call is charged its own size.
-
-        The message's size says nothing about one call's (a big call can hide
-        among tiny ones), so each entry is measured (:func:`json_size`), in a
-        worker thread when the message is large, and its measure is what
-        counts against ``max_request_bytes``, the cell's record budget and
-        the off-loop decoding threshold. A batch that no honest kernel sends
-        (too many entries, or entries that are not calls) is refused whole:
-        nothing in it runs.
-        """
-        if not isinstance(calls, list):
-            raise TypeError("a 'calls' message without a list of calls")
-        if len(calls) > MAX_BATCH_CALLS or not all(isinstance(call, dict) for call in calls):
-            self._refuse_batch(comm_id, calls)
-            raise ValueError("a malformed 'calls' message was refused")  # counted in rejected_messages
-        log, limit = self.log, self.max_request_bytes
-        if size <= THREAD_MEASURE_BYTES:
-            self._admit_batch(comm_id, calls, [json_size(call, limit) for call in calls], log)
-            return
-        # Batches waiting to be measured are held in memory: at most what the cell could still keep.
-        if log.index is not None and log.kept_bytes + log.measuring_bytes + size > log.max_bytes:
-            log.drop("tool call batch(es) were refused: the cell's record cap was reached", size)
-            self._refuse_batch(comm_id, calls, f"this cell's tool-call records reached their cap "
-                               f"({log.max_bytes:,} bytes): no more calls run in this cell")
-            return
-        log.measuring_bytes += size
-        task = asyncio.get_running_loop().create_task(self._measure_and_admit(comm_id, calls, limit, log, size))
-        log.admitting.add(task)
-        task.add_done_callback(log.admitting.discard)
-
-    async def _measure_and_admit(self, comm_id: str, calls: list[dict[str, Any]], limit: int, log: CellLog,
-                                 size: int) -> None:
-        try:
-            sizes = await asyncio.to_thread(lambda: [json_size(call, limit) for call in calls])
-        except Exception:  # noqa: BLE001 - (MemoryError) nothing of a message we cannot measure runs
-            self.rejected_messages += 1
-            self._refuse_batch(comm_id, calls)
-            return
-        finally:
-            log.measuring_bytes -= size
-        self._admit_batch(comm_id, calls, sizes, log)
-
-    def _admit_batch(self, comm_id: str, calls: list[dict[str, Any]], sizes: list[int], log: CellLog) -> None:
-        """Take the calls of a batch into ``log``'s cell, the one that ran when the batch arrived."""
-        for call, call_size in zip(calls, sizes, strict=False):
-            with contextlib.suppress(ValueError):  # an entry without a usable id: nobody to answer
-                self._accept_call(comm_id, call, [], call_size, log)
+    def _admit_measured(self, comm_id: str, call: dict[str, Any], size: int, log: CellLog) -> None:
+        self._accept_call(comm_id, call, [], size, log)
 
     def _refuse_batch(self, comm_id: str, calls: Any, reason: str | None = None) -> None:
         """Answer the ids of a refused batch with an error, so no honest caller waits for its timeout.
@@ -293,65 +240,16 @@ class ToolBridge:
         for call in calls[:MAX_BATCH_CALLS]:
             call_id = call.get("id") if isinstance(call, dict) else None
             if isinstance(call_id, str) and 0 < len(call_id) <= MAX_CALL_ID_LENGTH \
-                    and call_id not in self._inflight and call_id not in self._recent_replies:
-                self._reply(comm_id, call_id, None, error, [])
+                    and call_id not in self._inflight and not self.replies.answered(call_id):
+                self.replies.reply(comm_id, call_id, None, error, [])
 
-    def _accept_notice(self, kind: str, data: dict[str, Any], buffers: list[Any], size: int) -> None:
-        """A progress event or final answer: capped by size before it is decoded, big ones decoded off the loop."""
-        log, name = self.log, kind.replace("_", " ")
-        cap = self.max_progress_bytes if kind == "progress" else self.max_final_answer_bytes
-        if log.index is None:
-            log.drop(f"{name} message(s) arrived while no cell ran and were not kept")
-            return
-        payload, raw = data.get("payload"), [bytes(b) for b in buffers]
-        if size > cap:
-            log.drop(f"{name} message(s) over the {cap:,}-byte limit were not kept", size)
-            if kind != "final_answer":
-                return
-            # The cell did give an answer: say what became of it.
-            payload, raw, size = {"value": (f"[kernel-agent: the final answer was not kept: {size:,} bytes is over "
-                                            f"the {cap:,}-byte limit (max_final_answer_bytes)]")}, [], 0
-        # Progress events accumulate, so they count against the cell's record cap; only the last
-        # final answer is kept, so its own cap bounds it.
-        if kind == "progress" and not log.reserve(size + RECORD_OVERHEAD_BYTES):
-            log.drop(f"{name} message(s) over the cell's record cap ({log.max_bytes:,} bytes) were not kept", size)
-            return
-        if size <= THREAD_DECODE_BYTES and not log.waiting:
-            self._take_notice(kind, log, wire.decode(payload, raw))
-            return
-        # Decoded in a worker thread, in order, one at a time per cell; a final answer still
-        # waiting is replaced by a newer one, so waiting answers hold at most one cap's worth.
-        if kind == "final_answer":
-            log.waiting = collections.deque(item for item in log.waiting if item[0] != kind)
-        log.waiting.append((kind, payload, raw))
-        if not log.pending:
-            task = asyncio.get_running_loop().create_task(self._decode_waiting(log))
-            log.pending.add(task)
-            task.add_done_callback(log.pending.discard)
-
-    async def _decode_waiting(self, log: CellLog) -> None:
-        while log.waiting:
-            kind, payload, raw = log.waiting.popleft()
-            try:
-                self._take_notice(kind, log, await asyncio.to_thread(wire.decode, payload, raw))
-            except Exception:  # noqa: BLE001 - one bad value must not stop this cell's later ones
-                self.rejected_messages += 1
-
-    def _take_notice(self, kind: str, log: CellLog, payload: Any) -> None:
-        if not isinstance(payload, dict) or log.closed:
-            self.rejected_messages += 1
-            return
-        if kind == "final_answer":
-            if "value" in payload:
-                log.final_answers = [payload["value"]]
-            return
-        fields = payload.get("fields") if isinstance(payload.get("fields"), dict) else {}
-        event = ProgressEvent(message=str(payload.get("message", ""))[:10_000], fields=wire.encode(fields)[0],
-                              time=time.time(), cell=log.index)
-        log.progress.append(event)
+    def _progress(self, event: ProgressEvent) -> None:
         if self.on_progress is not None:
             with contextlib.suppress(Exception):  # a failing callback must not break the bridge
                 self.on_progress(event)
+
+    def _count_rejected(self) -> None:
+        self.rejected_messages += 1
 
     def _accept_call(self, comm_id: str, data: dict[str, Any], buffers: list[bytes], size: int,
                      log: CellLog | None = None) -> None:
@@ -359,22 +257,16 @@ class ToolBridge:
         call_id = data.get("id")
         if not isinstance(call_id, str) or not 0 < len(call_id) <= MAX_CALL_ID_LENGTH:
             raise ValueError("call without a usable id")  # nobody to answer
-        if call_id in self._inflight:
-            return  # a resend of a call still running
-        if call_id in self._recent_replies:
-            _, data_sent, buffers_sent = self._recent_replies[call_id]
-            if self._send is not None:
-                with contextlib.suppress(Exception):
-                    self._send(comm_id, data_sent, buffers_sent)
-            return
+        if call_id in self._inflight or self.replies.answer_again(comm_id, call_id):
+            return  # a resend of a call still running, or of one answered
         log = self.log if log is None else log
         refusal = self._refusal(log, data.get("cell"), size)
         if refusal is not None:
-            self._reply(comm_id, call_id, None, CallError(kind=CallStatus.REFUSED, message=refusal), [])
+            self.replies.reply(comm_id, call_id, None, CallError(kind=CallStatus.REFUSED, message=refusal), [])
             return
         if len(self._inflight) >= self.max_queued:
             log.drop("tool call(s) were refused: too many in flight")
-            self._reply(comm_id, call_id, None, CallError(kind=CallStatus.ERROR,
+            self.replies.reply(comm_id, call_id, None, CallError(kind=CallStatus.ERROR,
                         message=f"too many calls in flight ({self.max_queued}); wait for some to finish"), [])
             return
         tool_name = data.get("tool") if isinstance(data.get("tool"), str) else "?"
@@ -445,7 +337,7 @@ class ToolBridge:
         )
         if not call.log.closed:
             call.log.calls.append(record)
-        self._reply(call.comm_id, call.call_id, result_wire, error, buffers, size)
+        self.replies.reply(call.comm_id, call.call_id, result_wire, error, buffers, size)
 
     async def _run(self, tool_name: str, arguments_wire: Any, buffers: list[bytes], size: int, cell: int | None) -> Any:
         if size > self.max_request_bytes:
@@ -476,39 +368,6 @@ class ToolBridge:
                 raise _Refused(CallStatus.INVALID, f"invalid arguments: {invalid}", details=invalid.errors) from None
             except TimeoutError:
                 raise _Refused(CallStatus.TIMEOUT, f"the tool did not finish within {self.call_timeout} s") from None
-
-    def _reply(self, comm_id: str, call_id: str, value: Any, error: CallError | None, buffers: list[bytes],
-               size: int = 0) -> None:
-        if self._send is None:
-            return
-        if error is None:
-            data: dict[str, Any] = {"type": "reply", "id": call_id, "ok": True, "value": value}
-        else:
-            data = {"type": "reply", "id": call_id, "ok": False,
-                    "error": {"kind": error.kind.value, "message": error.message,
-                              "details": wire.encode(error.details)[0]}}
-        self._recent_replies[call_id] = (comm_id, data, buffers) if size <= REPLY_CACHE_VALUE_BYTES else (comm_id, {
-            "type": "reply", "id": call_id, "ok": False, "error": {
-                "kind": "error", "message": "this call was answered already; its (large) reply is not kept"}}, [])
-        if len(self._recent_replies) > REPLY_CACHE_SIZE:
-            self._recent_replies.popitem(last=False)
-        if buffers:
-            with contextlib.suppress(Exception):  # a dead kernel cannot take the reply
-                self._send(comm_id, data, buffers)
-            return
-        # Replies finished in the same loop turn leave as one message.
-        outbox = self._reply_outbox.setdefault(comm_id, [])
-        outbox.append(data)
-        if len(outbox) == 1:
-            asyncio.get_running_loop().call_soon(self._flush_replies, comm_id)
-
-    def _flush_replies(self, comm_id: str) -> None:
-        replies = self._reply_outbox.pop(comm_id, [])
-        if not replies or self._send is None:
-            return
-        data = replies[0] if len(replies) == 1 else {"type": "replies", "replies": replies}
-        with contextlib.suppress(Exception):  # a dead kernel cannot take the reply
-            self._send(comm_id, data, [])
 
 
 def _cancelled_message(grace: float | None = None) -> str:

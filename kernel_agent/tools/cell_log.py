@@ -99,7 +99,7 @@ class CellLog:
         #: Tasks measuring a large batch of calls off the loop before its calls are admitted to this cell;
         #: awaited before the cell ends, so those calls are served (and recorded) in it.
         self.admitting: set[asyncio.Task[None]] = set()
-        #: Bytes of the messages those tasks hold (bounded by the budget: see ToolBridge._accept_batch).
+        #: Bytes of the messages those tasks hold (bounded by the budget: see kernel_agent.tools.batches).
         self.measuring_bytes = 0
         #: Set when the cell's result has been built: nothing may be added any more.
         self.closed = False

@@ -300,14 +300,14 @@ async def test_a_batch_with_filler_entries_bypasses_the_cell_record_cap(workspac
         cap = 4 * 1024**2
         session.bridge.max_cell_record_bytes = cap
         sent: list[dict[str, Any]] = []
-        real_send = session.bridge._send
+        real_send = session.bridge.replies.send
         assert real_send is not None
 
         def spy(comm_id: str, data: dict[str, Any], buffers: list[bytes]) -> None:
             sent.extend(data["replies"] if data.get("type") == "replies" else [data])
             real_send(comm_id, data, buffers)
 
-        session.bridge._send = spy
+        session.bridge.replies.send = spy
         rejected = session.bridge.rejected_messages
         cell = await session.execute(BATCH_SHARE.replace("FILLER(i)", filler))
         assert cell.ok and cell.stdout == "sent\n", cell
@@ -385,7 +385,7 @@ async def test_a_malformed_batch_is_refused_whole_and_every_id_answered() -> Non
     too_many = [{"id": f"m{i}", "tool": "t", "args": {}} for i in range(MAX_BATCH_CALLS + 1)]
     bridge.on_comm_message(_comm_msg({"type": "calls", "calls": too_many}, 10_000))
     bridge.on_comm_message(_comm_msg({"type": "calls", "calls": [{"id": "ok-shaped", "tool": "t"}, "junk"]}, 100))
-    bridge._flush_replies("c")  # replies of one loop turn leave together (scheduled for the next turn)
+    bridge.replies.flush("c")  # replies of one loop turn leave together (scheduled for the next turn)
     log = await bridge.end_cell()
     assert bridge.rejected_messages == 2 and not log.calls and bridge.calls_started == 0
     assert {reply["id"] for reply in sent} == {f"m{i}" for i in range(MAX_BATCH_CALLS)} | {"ok-shaped"}
@@ -401,7 +401,7 @@ async def test_batches_waiting_to_be_measured_are_bounded_by_the_cell_budget() -
         batch = [{**call, "id": f"{call['id']}-{message}"} for call in big]
         bridge.on_comm_message(_comm_msg({"type": "calls", "calls": batch}, 1024**2))
     log = await bridge.end_cell()
-    bridge._flush_replies("c")
+    bridge.replies.flush("c")
     assert log.kept_bytes <= log.max_bytes and log.measuring_bytes == 0
     assert {call.id for call in log.calls} == {f"b{i}-{m}" for i in range(3) for m in range(2)}
     refused = {reply["id"] for reply in sent if not reply["ok"] and reply["error"]["kind"] == "refused"}
