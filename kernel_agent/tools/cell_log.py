@@ -27,11 +27,17 @@ RECORD_OVERHEAD_BYTES = 512
 UNMEASURABLE_BYTES = 1 << 62
 
 
+# One encoder for every measure: json.dumps with options builds a new one per call, which costs a
+# small value's measure more than the encoding itself.
+_MEASURE = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 def wire_size(data: Any, buffers: list[bytes] | None = None) -> int:
     """Bytes of a wire-encoded value (its JSON plus its binary buffers); :data:`UNMEASURABLE_BYTES` if it
     cannot be serialised."""
     try:
-        text = len(json.dumps(data, ensure_ascii=False, default=str))
+        # An int's JSON is its repr (an int too long to print raises here as it would in the encoder).
+        text = len(int.__repr__(data)) if type(data) is int else len(_MEASURE.encode(data))
     except (TypeError, ValueError, RecursionError, MemoryError):
         return UNMEASURABLE_BYTES
     return text + sum(len(b) for b in buffers or [])
@@ -44,38 +50,77 @@ def json_size(value: Any, limit: int) -> int:
     whatever the shape: an iterative walk (no recursion, so any depth is
     fine) that counts string lengths and a few bytes per other value, and
     stops as soon as the total passes ``limit`` (every value counts at least
-    one byte, so at most about ``limit`` values are visited). It is a Python
+    one byte, and a container's entries are counted before they are
+    visited, so at most about ``limit`` values are visited). It is a Python
     loop, so it lets go of the GIL now and then when run in a worker thread,
     unlike ``json.dumps``, which holds it for a whole large value.
     Returns a number over ``limit`` when the value is bigger than ``limit``.
+
+    It runs for every call a kernel sends, so the common entries of a
+    container (ASCII strings, ints: all a small call holds) are counted in
+    place, without a trip through the stack; everything else takes the
+    general path (:func:`_scalar_size`), which counts the same.
     """
     size = 0
     stack = [value]
-    pop, extend = stack.pop, stack.extend
+    pop, push = stack.pop, stack.append
     while stack:
         item = pop()
-        if isinstance(item, str):
-            size += 2 + (len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass")))
-        elif isinstance(item, dict):
+        kind = type(item)
+        if kind is dict:
             size += 2 + 2 * len(item)  # braces, and a colon and a comma per entry
-            if size > limit:  # checked before the entries are stacked: a huge container is not copied
+            if size > limit:  # checked before the entries are visited: a huge container is not walked
                 return size
-            extend(item.keys())
-            extend(item.values())
-        elif isinstance(item, list):
+            for key, element in item.items():
+                if type(key) is str and key.isascii():  # isascii is O(1) on a str
+                    size += 2 + len(key)
+                else:
+                    push(key)
+                element_kind = type(element)
+                if element_kind is str and element.isascii():
+                    size += 2 + len(element)
+                elif element_kind is int:
+                    size += 2 + element.bit_length() * 3 // 10
+                else:
+                    push(element)
+        elif kind is list:
             size += 2 + len(item)  # brackets and commas
             if size > limit:
                 return size
-            extend(item)
-        elif isinstance(item, bool) or item is None:
-            size += 5
-        elif isinstance(item, int):
-            size += 2 + item.bit_length() * 3 // 10  # decimal digits, without converting (cheap for any size)
-        else:  # float, or anything else a parser might produce
-            size += 24
+            for element in item:
+                element_kind = type(element)
+                if element_kind is str and element.isascii():
+                    size += 2 + len(element)
+                elif element_kind is int:
+                    size += 2 + element.bit_length() * 3 // 10
+                else:
+                    push(element)
+        elif isinstance(item, dict):  # a subclass: counted as its base, entries through the stack
+            size += 2 + 2 * len(item)
+            if size > limit:
+                return size
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            size += 2 + len(item)
+            if size > limit:
+                return size
+            stack.extend(item)
+        else:
+            size += _scalar_size(item)
         if size > limit:
             return size
     return size
+
+
+def _scalar_size(item: Any) -> int:
+    if isinstance(item, str):
+        return 2 + (len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass")))
+    if isinstance(item, bool) or item is None:
+        return 5
+    if isinstance(item, int):
+        return 2 + item.bit_length() * 3 // 10  # decimal digits, without converting (cheap for any size)
+    return 24  # float, or anything else a parser might produce
 
 
 class CellLog:

@@ -503,3 +503,15 @@ def test_a_value_too_deep_to_measure_is_over_every_budget() -> None:
     assert wire_size(deep) >= UNMEASURABLE_BYTES
     log = CellLog(1)
     assert not log.reserve(wire_size(deep)) and log.kept_bytes == 0
+
+
+def test_the_measures_fast_paths_count_as_the_general_path() -> None:
+    """json_size counts a plain container's ASCII strings and ints in place: subclasses, non-ASCII strings and
+    non-string keys go through the stack and must count the same; wire_size measures an int by its repr."""
+    class Sub(dict):  # type: ignore[type-arg]
+        pass
+
+    plain = {"k": "v", "é": "ü" * 10, "n": [1, 10**30, True, None, 1.5, "x"], "d": {"a": []}}
+    assert json_size(Sub(plain), 10**6) == json_size(plain, 10**6) == json_size(dict(plain), 10**6)
+    assert json_size({1: "a"}, 10**6) == json_size({"a": 1}, 10**6)
+    assert wire_size(-12) == 3 and wire_size(True) == 4 and wire_size(10**5000) == UNMEASURABLE_BYTES
