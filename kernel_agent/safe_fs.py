@@ -23,7 +23,6 @@ import os
 import secrets
 import stat
 from collections.abc import Iterator
-from pathlib import Path
 
 from kernel_agent.errors import UnsafePathError
 
@@ -35,7 +34,7 @@ def open_dir(path: str | os.PathLike[str]) -> int:
     try:
         return os.open(os.fspath(path), _DIR_FLAGS)
     except OSError as exc:
-        raise UnsafePathError(f"cannot open the directory {path}: {_reason(exc)}") from None
+        raise UnsafePathError(f"cannot open the directory {path}: {describe_os_error(exc)}") from None
 
 
 def open_subdir(dir_fd: int, name: str, *, create: bool = False, mode: int = 0o755) -> int:
@@ -47,7 +46,8 @@ def open_subdir(dir_fd: int, name: str, *, create: bool = False, mode: int = 0o7
     try:
         fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
-        raise UnsafePathError(f"{name!r} is not a directory the host can use safely: {_reason(exc)}") from None
+        reason = describe_os_error(exc)
+        raise UnsafePathError(f"{name!r} is not a directory the host can use safely: {reason}") from None
     return fd
 
 
@@ -58,7 +58,7 @@ def write_new_file(dir_fd: int, name: str, data: bytes, *, mode: int = 0o644, sy
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=dir_fd)
     except OSError as exc:
-        raise UnsafePathError(f"cannot create {name!r}: {_reason(exc)}") from None
+        raise UnsafePathError(f"cannot create {name!r}: {describe_os_error(exc)}") from None
     try:
         _write_all(fd, data)
         os.fchmod(fd, mode)
@@ -93,7 +93,7 @@ def open_regular(dir_fd: int, name: str, flags: int, *, mode: int = 0o600) -> in
     try:
         fd = os.open(name, (flags & ~os.O_TRUNC) | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode, dir_fd=dir_fd)
     except OSError as exc:
-        raise UnsafePathError(f"cannot open {name!r}: {_reason(exc)}") from None
+        raise UnsafePathError(f"cannot open {name!r}: {describe_os_error(exc)}") from None
     status = os.fstat(fd)
     if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
         os.close(fd)
@@ -222,19 +222,14 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _reason(exc: OSError) -> str:
+def describe_os_error(exc: OSError) -> str:
+    """What an OSError from opening a name in a kernel-writable tree means, in words (a link, not there...)."""
     if exc.errno == errno.ELOOP:
         return "it is a symbolic link"
+    if exc.errno == errno.ENOENT:
+        return "it does not exist"
     if exc.errno == errno.ENOTDIR:
         return "it is not a directory"
     if exc.errno == errno.EEXIST:
         return "it already exists"
     return exc.strerror or str(exc)
-
-
-def inside(path: Path, tree: Path) -> bool:
-    """Whether ``path`` (resolved) is ``tree`` or below it (resolved)."""
-    try:
-        return path.resolve().is_relative_to(tree.resolve())
-    except OSError:
-        return False

@@ -37,6 +37,7 @@ from typing import Any
 from kernel_agent.errors import UnusableRecordError
 from kernel_agent.protocol import strict_json
 from kernel_agent.record import format as fmt
+from kernel_agent.safe_fs import describe_os_error
 
 MAX_BYTES_ENV = "KERNEL_AGENT_MAX_RECORD_BYTES"
 DEFAULT_MAX_BYTES = 256 * 1024**2
@@ -115,11 +116,8 @@ def _is_link(dir_fd: int, name: str) -> bool:
 
 
 def _reason(exc: OSError) -> str:
-    if exc.errno == errno.ELOOP:
-        return "it is a symbolic link (give the path of the file itself)"
-    if exc.errno == errno.ENOENT:
-        return "it does not exist"
-    return exc.strerror or str(exc)
+    reason = describe_os_error(exc)
+    return reason + " (give the path of the file itself)" if exc.errno == errno.ELOOP else reason
 
 
 def parse(data: bytes, where: str) -> Any:
