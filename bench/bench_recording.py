@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import os
 import sys
 import tempfile
 import time
@@ -114,8 +115,8 @@ def new_recorder(notebook: Path) -> Recorder:
     Only the kernel launch is skipped: the tool registry and SDK are built
     and ``_start_recording`` assembles the header as ``start()`` would.
     """
-    session = Session(notebook.parent, tools=[add], notebook=notebook)
-    asyncio.run(session._prepare_tools())
+    session = Session(notebook.parent / "workspace", tools=[add], notebook=notebook)
+    asyncio.run(session._tools.prepare())
     session.started_at = time.time()
     session._start_recording()
     assert session.recorder is not None
@@ -234,7 +235,8 @@ def measure_rewrite_baseline(cells: list[dict[str, Any]], offset: int, metadata:
 
 def measure_journal(directory: Path, event: dict[str, Any], samples: int) -> tuple[list[float], list[float]]:
     """``Journal.append`` of one cell event with and without its fsync, alternating."""
-    journal = Journal(directory / "fsync.journal.jsonl")
+    directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    journal = Journal(directory / "fsync.journal.jsonl", dir_fd=directory_fd)
     synced, unsynced = [], []
     clock = time.perf_counter
     try:
@@ -245,6 +247,7 @@ def measure_journal(directory: Path, event: dict[str, Any], samples: int) -> tup
                 bucket.append(clock() - started)
     finally:
         journal.close()
+        os.close(directory_fd)
     return synced, unsynced
 
 
