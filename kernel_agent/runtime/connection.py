@@ -53,7 +53,7 @@ import hmac
 import json
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
@@ -61,12 +61,11 @@ import zmq.asyncio
 from jupyter_client.session import Session as ProtocolSession
 from zmq.utils.monitor import parse_monitor_message
 
+from kernel_agent.runtime.channels import COMM_MESSAGE_TYPES, Channel, Message, Request
 from kernel_agent.runtime.results import OUTPUT_LOST
 
-Message = dict[str, Any]
 DELIMITER = b"<IDS|MSG>"
 READ_POLL_MS = 500
-COMM_MESSAGE_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 #: Largest frame accepted on shell and control (execute replies carry tracebacks).
 MAX_MESSAGE_BYTES = 64 * 1024**2
 #: Largest frame accepted on iopub: a 32 MiB tool-call request plus its envelope.
@@ -88,17 +87,6 @@ THREAD_MESSAGE_BYTES = 1024**2
 _RECONNECT_NOTICE_SECONDS = 0.25
 _CUT_CONNECTION = (f"the kernel sent a message over the host's {MAX_IOPUB_MESSAGE_BYTES // 1024**2} MiB limit, which "
                    "cut the output connection; it was reconnected, but output sent meanwhile is missing")
-
-
-@dataclass
-class Request:
-    """One request in flight: the messages that answer it are delivered here."""
-
-    msg_id: str
-    on_iopub: Callable[[Message], None]
-    wants_content: Callable[[int], bool] = lambda size: True
-    reply: asyncio.Future[Message] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -143,7 +131,7 @@ def _parse_json(frame: memoryview) -> Any:
 
 
 class KernelConnection:
-    """Sockets to one kernel and the tasks that read them."""
+    """Sockets to one kernel and the tasks that read them (the zmq :class:`~kernel_agent.runtime.channels.Channels`)."""
 
     def __init__(self, connection_info: dict[str, Any], context: zmq.asyncio.Context | None = None) -> None:
         self._info = connection_info
@@ -170,6 +158,7 @@ class KernelConnection:
         self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
         self._iopub_monitor = self.iopub.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED)
         self.iopub.connect(self._url("iopub_port"))
+        self._sockets: dict[Channel, zmq.asyncio.Socket] = {"shell": self.shell, "control": self.control}
 
     def _url(self, port_key: str) -> str:
         transport, ip, port = self._info["transport"], self._info["ip"], self._info[port_key]
@@ -216,7 +205,7 @@ class KernelConnection:
 
     def send(
         self,
-        socket: zmq.asyncio.Socket,
+        channel: Channel,
         msg_type: str,
         content: dict[str, Any],
         *,
@@ -227,14 +216,14 @@ class KernelConnection:
         message = self.protocol.msg(msg_type, content)
         request = Request(message["header"]["msg_id"], on_iopub, wants_content)
         self._requests[request.msg_id] = request
-        self.protocol.send(socket, message)
+        self.protocol.send(self._sockets[channel], message)
         return request
 
-    def post(self, socket: zmq.asyncio.Socket, msg_type: str, content: dict[str, Any],
+    def post(self, channel: Channel, msg_type: str, content: dict[str, Any],
              buffers: list[bytes] | None = None) -> None:
         """Send a message that gets no reply (comm messages to the kernel)."""
         frames: list[bytes | memoryview[bytes]] | None = list(buffers) if buffers else None
-        self.protocol.send(socket, msg_type, content, buffers=frames)
+        self.protocol.send(self._sockets[channel], msg_type, content, buffers=frames)
 
     def forget(self, request: Request) -> None:
         """Stop routing messages to a finished request."""
@@ -385,7 +374,7 @@ class KernelConnection:
                     self._probes.discard(request.msg_id)
                     self.forget(request)
 
-        probe = self.send(self.shell, "kernel_info_request", {}, on_iopub=settled)
+        probe = self.send("shell", "kernel_info_request", {}, on_iopub=settled)
         self._probes.add(probe.msg_id)
 
     @staticmethod

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kernel_agent.runtime.connection import Message, Request
-from kernel_agent.runtime.process import KernelProcess
+from kernel_agent.runtime.channels import Message, Request
+from kernel_agent.runtime.kernel import Kernel
 
 #: How a wait for an execute reply ended.
 WaitOutcome = Literal["replied", "timeout", "died"]
@@ -26,7 +26,7 @@ _MAX_NUDGE_SECONDS = 60.0
 
 
 def send_execute(
-    kernel: KernelProcess,
+    kernel: Kernel,
     code: str,
     *,
     silent: bool,
@@ -38,13 +38,13 @@ def send_execute(
     if connection is None:
         raise RuntimeError("the kernel has no connection (not started, or killed)")
     return connection.send(
-        connection.shell, "execute_request",
+        "shell", "execute_request",
         {"code": code, "silent": silent, "store_history": not silent, "user_expressions": {},
          "allow_stdin": False, "stop_on_error": False},
         on_iopub=on_iopub, wants_content=wants_content)
 
 
-async def await_reply(kernel: KernelProcess, reply: asyncio.Future[Any], deadline: float | None) -> WaitOutcome:
+async def await_reply(kernel: Kernel, reply: asyncio.Future[Any], deadline: float | None) -> WaitOutcome:
     """Wait for the reply, the deadline (``time.monotonic()``), or the kernel's death, whichever comes first.
 
     While a reply is overdue the kernel is nudged with a kernel_info
@@ -57,7 +57,7 @@ async def await_reply(kernel: KernelProcess, reply: asyncio.Future[Any], deadlin
     while True:
         connection = kernel.connection
         if time.monotonic() >= next_nudge and connection is not None:
-            connection.forget(connection.send(connection.shell, "kernel_info_request", {}))
+            connection.forget(connection.send("shell", "kernel_info_request", {}))
             nudge_after = min(nudge_after * 2, _MAX_NUDGE_SECONDS)
             next_nudge = time.monotonic() + nudge_after
         wait = LIVENESS_POLL_SECONDS
@@ -86,7 +86,7 @@ class SilentRun:
 
 
 async def run_silently(
-    kernel: KernelProcess,
+    kernel: Kernel,
     code: str,
     timeout: float,
     *,

@@ -1,9 +1,8 @@
-"""One launched kernel, as the host sees it: how it was started, whether it lives, how it ends.
+"""A sandboxed kernel this host launched (the default :class:`~kernel_agent.runtime.kernel.Kernel`).
 
-This is the seam between a Session and the way its kernel is launched: the
-Session only starts, talks to, interrupts and kills a KernelProcess. Launching
-goes through jupyter_client and the ``kernel-agent-sandbox`` provisioner, so
-other provisioners (remote gateways) can stand in later.
+Launching goes through jupyter_client and the ``kernel-agent-sandbox``
+provisioner, the same one Jupyter Server uses for the kernel-agent
+kernelspec. The kernel lives and dies with this host: detaching kills it.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from jupyter_client.manager import AsyncKernelManager
 from kernel_agent.errors import KernelStartError, SandboxError, SandboxUnavailableError
 from kernel_agent.kernelspec.spec import KERNEL_NAME, SessionKernelSpecManager, kernel_spec_dict
 from kernel_agent.runtime.connection import KernelConnection
+from kernel_agent.runtime.ready import wait_ready
 from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.sandbox.provisioner import SandboxProvisioner
 
@@ -34,7 +34,7 @@ _USERNS_HINT = (
 
 
 class KernelProcess:
-    """A sandboxed kernel and the connection to it."""
+    """A sandboxed kernel this host launched, and the connection to it."""
 
     def __init__(self, policy: SandboxPolicy, workspace: Path) -> None:
         self.policy = policy
@@ -68,7 +68,7 @@ class KernelProcess:
         self.connection = KernelConnection(dict(self._manager.get_connection_info()))
         self.connection.start()
         try:
-            await asyncio.wait_for(self._wait_ready(), timeout)
+            await asyncio.wait_for(wait_ready(self), timeout)
         except (TimeoutError, KernelStartError) as exc:
             log = self.provisioner.log_tail()
             await self.kill()
@@ -79,36 +79,15 @@ class KernelProcess:
             reason = "exited during start-up" if isinstance(exc, KernelStartError) else f"no answer in {timeout} s"
             raise KernelStartError(f"the kernel {reason}. Kernel log:\n{log or '(empty)'}") from None
 
-    async def _wait_ready(self) -> None:
-        """Wait for a kernel_info reply on shell, then for proof that iopub is subscribed.
+    @property
+    def backend(self) -> dict[str, Any]:
+        """A local sandboxed kernel."""
+        return {"kind": "local"}
 
-        Shell requests queue until the socket connects, so one request is
-        enough however slow the start. iopub is a PUB/SUB "slow joiner": the
-        idle status of a request is only seen once the subscription is live,
-        so probes are repeated until one is seen (all stay routed until then,
-        so a late answer still counts).
-        """
-        assert self.connection is not None
-        connection = self.connection
-        first = connection.send(connection.shell, "kernel_info_request", {})
-        probes = [first]
-        try:
-            while not first.reply.done():
-                if not self.alive():
-                    raise KernelStartError("kernel exited")
-                await asyncio.wait({first.reply}, timeout=0.1)
-            self.kernel_info = first.reply.result()["content"]
-            while not any(probe.idle.is_set() for probe in probes):
-                if not self.alive():
-                    raise KernelStartError("kernel exited")
-                waiters = [asyncio.ensure_future(probe.idle.wait()) for probe in probes]
-                await asyncio.wait(waiters, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
-                probes.append(connection.send(connection.shell, "kernel_info_request", {}))
-        finally:
-            for probe in probes:
-                connection.forget(probe)
+    @property
+    def enforcement(self) -> dict[str, str]:
+        """How the provisioner enforces each resource limit."""
+        return dict(self.provisioner.enforcement)
 
     def alive(self) -> bool:
         """Whether the kernel's (sandbox) process is still running."""
@@ -130,7 +109,7 @@ class KernelProcess:
     async def interrupt(self) -> None:
         """Message-mode interrupt: the kernel signals itself (SIGINT can't cross the pid namespace)."""
         if self.connection is not None:
-            request = self.connection.send(self.connection.control, "interrupt_request", {})
+            request = self.connection.send("control", "interrupt_request", {})
             self.connection.forget(request)
 
     async def kill(self) -> None:
@@ -152,3 +131,14 @@ class KernelProcess:
                 process.kill()
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(process.wait, 5)
+
+    async def detach(self) -> None:
+        """A kernel this host launched cannot outlive it: detaching kills it."""
+        await self.kill()
+
+    async def restarted(self, timeout: float) -> KernelProcess:
+        """Kill this kernel and launch a fresh one on the same workspace, under the same policy."""
+        await self.kill()
+        fresh = KernelProcess(self.policy, self.workspace)
+        await fresh.start(timeout)
+        return fresh

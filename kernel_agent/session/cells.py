@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kernel_agent.runtime.execute import await_reply, send_execute
+from kernel_agent.runtime.kernel import Kernel
 from kernel_agent.runtime.outputs import OutputCollector
-from kernel_agent.runtime.process import KernelProcess
 from kernel_agent.runtime.results import OUTPUT_LOST, CellError, CellResult, CellStatus
 from kernel_agent.session.restore import HISTORY_OVERFLOW, CellHistory, restore_state
 from kernel_agent.session.toolbox import SessionTools
@@ -51,7 +51,7 @@ class CellRun:
 
 
 async def run_cell(
-    kernel: KernelProcess,
+    kernel: Kernel,
     code: str,
     timeout: float | None,
     *,
@@ -166,7 +166,7 @@ class CellRunner:
     """Runs a session's cells in order, replacing a lost kernel; keeps the history restore_on_death needs."""
 
     def __init__(self, bridge: ToolBridge, tools: SessionTools,
-                 replace_kernel: Callable[[], Awaitable[KernelProcess]]) -> None:
+                 replace_kernel: Callable[[], Awaitable[Kernel]]) -> None:
         self.bridge = bridge
         self._tools = tools
         self._replace_kernel = replace_kernel
@@ -176,7 +176,7 @@ class CellRunner:
         self.totals: dict[str, Any] = {"cells": 0, "errors": 0, "timeouts": 0, "kernel_deaths": 0,
                                        "tool_calls": 0, "tool_errors": 0, "seconds_in_cells": 0.0}
 
-    async def execute(self, kernel: KernelProcess, code: str, timeout: float | None, limits: CellLimits) -> CellResult:
+    async def execute(self, kernel: Kernel, code: str, timeout: float | None, limits: CellLimits) -> CellResult:
         """Run a cell, remember it for restore_on_death within its bound, and count it in the totals."""
         result = await self._run(kernel, code, timeout, limits)
         if result.state_lost:
@@ -192,7 +192,7 @@ class CellRunner:
         self.totals["seconds_in_cells"] += result.duration
         return result
 
-    async def _run(self, kernel: KernelProcess, code: str, timeout: float | None, limits: CellLimits) -> CellResult:
+    async def _run(self, kernel: Kernel, code: str, timeout: float | None, limits: CellLimits) -> CellResult:
         """Run one cell; after a death or a stuck cell, replace the kernel (and restore state if asked to)."""
         number, self._cells_run = self._cells_run, self._cells_run + 1
         run = await run_cell(kernel, code, timeout, bridge=self.bridge, cell_number=number,
@@ -213,7 +213,7 @@ class CellRunner:
         return cell_result(run, status, error, run.collector.execution_count, log,
                            restarted=True, state_lost=not restored)
 
-    async def _restore(self, kernel: KernelProcess, limits: CellLimits) -> bool:
+    async def _restore(self, kernel: Kernel, limits: CellLimits) -> bool:
         """Re-run the cells since the last fresh state in the new kernel, tools answered from their records."""
         self._restoring = True
         try:

@@ -20,7 +20,7 @@ from kernel_agent.record.format import AUDIT_KEY_ENV
 from kernel_agent.record.location import check_record_location, default_record_dir, ensure_record_dir
 from kernel_agent.record.recorder import Recorder
 from kernel_agent.record.signing import SIGNING_KEY_ENV, SigningKeySource, load_private_key
-from kernel_agent.runtime.process import KernelProcess
+from kernel_agent.runtime.kernel import Kernel
 from kernel_agent.sandbox.policy import SandboxMode, SandboxPolicy
 from kernel_agent.tools.sdkgen import sdk_hash
 
@@ -65,12 +65,25 @@ def record_facts(reachable: str | None, hmac: bool) -> dict[str, Any]:
 
 
 def describe(
-    session_id: str, policy: SandboxPolicy, kernel: KernelProcess | None, workspace: Path | None, restarts: int
+    session_id: str, policy: SandboxPolicy, kernel: Kernel | None, workspace: Path | None, restarts: int
 ) -> dict[str, Any]:
     """What a session is and how it is confined (its metadata, for notebooks and logs)."""
     from ipykernel._version import __version__ as ipykernel_version
 
-    provisioner = kernel.provisioner if kernel is not None else None
+    backend = kernel.backend if kernel is not None else {"kind": "local"}
+    sandbox: dict[str, Any]
+    if backend.get("kind") == "local":
+        sandbox = {
+            "mode": policy.mode.value,
+            "policy": policy.model_dump(mode="json"),
+            "loosenings": policy.loosenings(),
+            "limits_enforced_by": kernel.enforcement if kernel is not None else {},
+            "confined": policy.mode is SandboxMode.BWRAP,
+        }
+    else:
+        # The server launched the kernel from its own kernelspec: that is what confines it, not this host.
+        sandbox = {"mode": "server", "policy": None, "loosenings": [], "limits_enforced_by": {},
+                   "confined": None, "confined_by": f"the server's kernelspec {backend.get('kernel_name')!r}"}
     return {
         "session_id": session_id,
         "kernel_agent_version": __version__,
@@ -78,13 +91,8 @@ def describe(
         "python_version": platform.python_version(),
         "python_executable": sys.executable,
         "workspace": str(workspace) if workspace else None,
-        "sandbox": {
-            "mode": policy.mode.value,
-            "policy": policy.model_dump(mode="json"),
-            "loosenings": policy.loosenings(),
-            "limits_enforced_by": provisioner.enforcement if provisioner else {},
-            "confined": policy.mode is SandboxMode.BWRAP,
-        },
+        "kernel": backend,
+        "sandbox": sandbox,
         "kernel_restarts": restarts,
     }
 
@@ -108,6 +116,7 @@ def session_header(
         "python_version": metadata["python_version"],
         "workspace": metadata["workspace"],
         "sandbox": metadata["sandbox"],
+        "kernel": metadata["kernel"],
         "settings": settings,
         "record": record,
         "tools": {

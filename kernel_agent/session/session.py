@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from kernel_agent.errors import RecordingError, SessionClosedError, UnconfinedWarning, WorkspaceError
 from kernel_agent.record.recorder import Recorder
 from kernel_agent.record.signing import SigningKeySource
+from kernel_agent.runtime.kernel import Kernel
 from kernel_agent.runtime.pool import WarmPool
-from kernel_agent.runtime.process import KernelProcess
 from kernel_agent.runtime.results import DEFAULT_MAX_OUTPUT_BYTES, CellResult
 from kernel_agent.runtime.source import ColdLaunch, KernelSource
 from kernel_agent.sandbox.hostlocks import make_held_dir, remove_held_dir
@@ -99,7 +99,7 @@ class Session:
         self.startup_timeout = startup_timeout
         self._owns_workspace = workspace is None
         self._workspace = Path(workspace).resolve() if workspace is not None else None
-        self._kernel: KernelProcess | None = None
+        self._kernel: Kernel | None = None
         self._source: KernelSource | None = None
         self._lock = asyncio.Lock()
         self._closed = False
@@ -197,13 +197,14 @@ class Session:
         """Where a kernel comes from without a pool, and for every replacement: launched on our workspace."""
         return ColdLaunch(self.policy, self.workspace, self.startup_timeout)
 
-    async def _launch(self) -> KernelProcess:
-        """A fresh kernel on the session's workspace with the session's SDK installed (for restarts).
+    async def _launch(self, old: Kernel) -> Kernel:
+        """A fresh kernel in ``old``'s place with the session's SDK installed (for restarts).
 
-        Always a cold launch, never the pool: a pooled kernel is bound to
-        another directory, and the workspace's files outlive the kernel.
+        Never the pool: a pooled kernel is bound to another directory, and
+        the workspace's files outlive the kernel. A local kernel is launched
+        again on the same workspace; a server's is restarted under its id.
         """
-        kernel = await self._cold_launch().acquire(self)
+        kernel = await old.restarted(self.startup_timeout)
         try:
             await self._install_sdk(kernel)
         except BaseException:
@@ -211,7 +212,7 @@ class Session:
             raise
         return kernel
 
-    async def _install_sdk(self, kernel: KernelProcess) -> None:
+    async def _install_sdk(self, kernel: Kernel) -> None:
         await install_sdk(kernel, self.bridge, self._tools.sdk_modules, self.startup_timeout, self.max_output_bytes)
 
     async def close(self) -> None:
@@ -256,11 +257,10 @@ class Session:
         async with self._lock:
             await self._replace_kernel()
 
-    async def _replace_kernel(self) -> KernelProcess:
+    async def _replace_kernel(self) -> Kernel:
         old = self._require_kernel()
-        await old.kill()
         self._kernel = None
-        self._kernel = kernel = await self._launch()
+        self._kernel = kernel = await self._launch(old)
         self.kernel_restarts += 1
         return kernel
 
@@ -277,7 +277,7 @@ class Session:
     ) -> None:
         await self.close()
 
-    def _require_kernel(self) -> KernelProcess:
+    def _require_kernel(self) -> Kernel:
         if self._closed:
             because = f": {self._closed_because}" if self._closed_because else ""
             raise SessionClosedError(f"this session is closed{because}")
@@ -406,7 +406,7 @@ class Session:
     def _warn_if_unconfined(self) -> None:
         """A weaker sandbox is never silent: warn once per session start."""
         weaker = list(self.policy.loosenings())
-        enforcement = self._kernel.provisioner.enforcement if self._kernel is not None else {}
+        enforcement = self._kernel.enforcement if self._kernel is not None else {}
         weaker += [f"limit {name}: {how}" for name, how in enforcement.items() if how.startswith("NOT ENFORCED")]
         if weaker:
             warnings.warn(f"session {self.id[:8]} is less confined than the default: " + "; ".join(weaker),

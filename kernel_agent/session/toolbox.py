@@ -13,8 +13,8 @@ from typing import Any
 
 from kernel_agent.errors import KernelStartError, SessionClosedError
 from kernel_agent.runtime.execute import run_silently
+from kernel_agent.runtime.kernel import Kernel
 from kernel_agent.runtime.outputs import OutputCollector
-from kernel_agent.runtime.process import KernelProcess
 from kernel_agent.tools.bridge import ToolBridge
 from kernel_agent.tools.registry import ToolRegistry
 from kernel_agent.tools.sdkgen import generate_sdk, sdk_hash
@@ -104,14 +104,13 @@ class SessionTools:
 
 
 async def install_sdk(
-    kernel: KernelProcess, bridge: ToolBridge, sdk_modules: dict[str, str], timeout: float, max_output_bytes: int
+    kernel: Kernel, bridge: ToolBridge, sdk_modules: dict[str, str], timeout: float, max_output_bytes: int
 ) -> None:
     """Bind the bridge to the kernel's connection and give the kernel the SDK (a silent cell)."""
     connection = kernel.connection
     assert connection is not None
-    shell = connection.shell
     bridge.bind(lambda comm_id, data, buffers: connection.post(
-        shell, "comm_msg", {"comm_id": comm_id, "data": data}, buffers))
+        "shell", "comm_msg", {"comm_id": comm_id, "data": data}, buffers))
     connection.on_comm = bridge.on_comm_message
     code = ("from kernel_agent.kernel.bridge import install as _kernel_agent_install\n"
             f"_kernel_agent_install({sdk_modules!r}, {float(bridge.call_timeout)!r})\n"
