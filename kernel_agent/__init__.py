@@ -29,6 +29,7 @@ _EXPORTS = {
     "UnconfinedWarning": "kernel_agent.errors",
     "KernelStartError": "kernel_agent.errors",
     "SessionClosedError": "kernel_agent.errors",
+    "SessionOptionError": "kernel_agent.errors",
     "PoolError": "kernel_agent.errors",
     "WorkspaceError": "kernel_agent.errors",
     "ToolDefinitionError": "kernel_agent.errors",
@@ -91,6 +92,7 @@ if TYPE_CHECKING:  # `X as X`: an explicit re-export, which strict type checkers
     from kernel_agent.errors import SandboxPolicyError as SandboxPolicyError
     from kernel_agent.errors import SandboxUnavailableError as SandboxUnavailableError
     from kernel_agent.errors import SessionClosedError as SessionClosedError
+    from kernel_agent.errors import SessionOptionError as SessionOptionError
     from kernel_agent.errors import ToolDefinitionError as ToolDefinitionError
     from kernel_agent.errors import UnconfinedWarning as UnconfinedWarning
     from kernel_agent.errors import UnusableRecordError as UnusableRecordError

@@ -9,7 +9,12 @@ the host's own problems::
     │   ├── SandboxUnavailableError   no sandbox can be created here (and why)
     │   └── SandboxPolicyError        the policy asks for something impossible
     ├── KernelStartError              the kernel did not come up
+    │   └── KernelServerError         a Jupyter Server or gateway refused or could not be reached
+    │       ├── ServerUnreachableError    nothing answers at its URL
+    │       ├── ServerAuthError           the token was refused
+    │       └── KernelNotFoundError       no such kernel (never was, shut down, culled)
     ├── SessionClosedError            the session was closed (or never started)
+    ├── SessionOptionError            options that cannot go together (a pool and a server, ...)
     ├── PoolError                     a kernel pool cannot serve the request (closed, or
     │                                 a workspace or policy its kernels cannot have)
     ├── WorkspaceError                the workspace cannot be used
@@ -55,6 +60,10 @@ class KernelStartError(KernelAgentError):
 
 class SessionClosedError(KernelAgentError):
     """The session is closed (or was never started); start a new one."""
+
+
+class SessionOptionError(KernelAgentError, ValueError):
+    """Session options that cannot go together, or one that does not fit where the kernel runs."""
 
 
 class PoolError(KernelAgentError):

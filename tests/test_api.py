@@ -11,7 +11,7 @@ EXPECTED_PUBLIC_NAMES = {
     "__version__", "Session", "SyncSession", "CellResult", "CellError", "CellStatus",
     "SandboxPolicy", "SandboxMode", "ResourceLimits", "KernelAgentError", "SandboxError",
     "SandboxUnavailableError", "SandboxPolicyError", "UnconfinedWarning", "KernelStartError",
-    "SessionClosedError", "WorkspaceError", "ToolDefinitionError", "McpServerError",
+    "SessionClosedError", "SessionOptionError", "WorkspaceError", "ToolDefinitionError", "McpServerError",
     "tool", "tool_from_schema", "tool_from_function", "Tool", "ToolRegistry", "McpServer",
     "ToolCall", "CallStatus", "ProgressEvent", "Decision", "CallRequest", "ask_for_destructive",
     "KernelPool", "PoolError",
@@ -33,7 +33,7 @@ def test_public_names_are_exactly_the_curated_list() -> None:
 def test_errors_form_one_tree() -> None:
     """Every host exception is a KernelAgentError, so callers can catch by meaning."""
     for name in ("SandboxError", "SandboxUnavailableError", "SandboxPolicyError", "KernelStartError",
-                 "SessionClosedError", "WorkspaceError", "ToolDefinitionError", "McpServerError", "PoolError",
+                 "SessionClosedError", "SessionOptionError", "WorkspaceError", "ToolDefinitionError", "McpServerError", "PoolError",
                  "ModelError", "ModelConfigError", "ModelUnreachableError", "ModelResponseError",
                  "RecordingError", "RecordLocationError", "UnusableRecordError"):
         assert issubclass(getattr(kernel_agent, name), kernel_agent.KernelAgentError)

@@ -243,7 +243,7 @@ class Agent:
         """The bounded observation of a cell (and the run's answer, when the cell gave a valid one)."""
         answer_note = self._take_answer(run, cell)
         where = f"the notebook (cell In[{cell.execution_count}])" if session.notebook else "the cell's outputs"
-        bounded = bound(cell_output_text(cell), self.observation_limit, where=where, spill_to=session.workspace,
+        bounded = bound(cell_output_text(cell), self.observation_limit, where=where, spill_to=session.local_workspace,
                         spill_name=f"step-{step.index:03d}-{len(step.executions) + 1}.txt")
         text = "\n".join(part for part in (bounded.text.rstrip("\n"), cell_notes(cell), answer_note) if part)
         return Execution(request.code, cell, text, bounded.truncated, bounded.spill_file)

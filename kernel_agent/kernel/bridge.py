@@ -141,6 +141,10 @@ class BridgeClient:
         """The id of the comm the host replies on."""
         return str(self._comm.comm_id)
 
+    def close(self) -> None:
+        """Close the comm (a new host attached): calls still pending here time out as the host is gone."""
+        self._comm.close()
+
     # -- sending ---------------------------------------------------------------
 
     def _send(self, tool: str, arguments: dict[str, Any], pending: _Pending, *, batch: bool = False) -> str:
@@ -300,7 +304,11 @@ def _resolve_all(futures: list[asyncio.Future[Any]]) -> None:
 def install(modules: dict[str, str], call_timeout: float) -> None:
     """Attach this kernel to its host: open the bridge and put the SDK in the user namespace.
 
-    Run by the host (a silent cell) right after the kernel starts.
+    Run by the host (a silent cell) right after the kernel starts, and again
+    by a host that attaches to a kernel another host detached from: the new
+    host learns the bridge's comm from its comm_open, so a fresh client
+    (and comm) replaces the old one, whose comm is closed. Variables keep
+    working: the SDK's functions call whichever client is attached.
     """
     from ipykernel.kernelbase import Kernel
 
@@ -309,6 +317,9 @@ def install(modules: dict[str, str], call_timeout: float) -> None:
         raise RuntimeError("this ipykernel has no shell-channel thread: tool replies could not reach a "
                            "blocked cell (kernel-agent supports ipykernel 7.4)")
     _stamp_threads()
+    previous = getattr(kernel, "bridge", None)
+    if isinstance(previous, BridgeClient):
+        previous.close()
     client = BridgeClient(call_timeout)
     kernel.bridge = client
     sdk.attach(client)

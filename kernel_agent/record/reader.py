@@ -345,7 +345,7 @@ _OURS = {"format": _INT, "session": _OBJECT, "chain": _OBJECT, "ended_at": _STR,
          "end": _OBJECT, "recovered": _BOOL}
 _CHAIN = {"algorithm": _OPT_STR, "genesis": _OPT_STR, "head": _OPT_STR, "length": _OPT_INT, "hmac": _OPT_STR,
           "seal": _OPT_STR}
-_SESSION = {"session_id": _STR, "tools": _OBJECT, "sandbox": _OBJECT, "python_version": _STR}
+_SESSION = {"session_id": _STR, "tools": _OBJECT, "sandbox": _OBJECT, "python_version": _STR, "kernel": _OBJECT}
 _TOOLS = {"definitions": _OBJECTS, "sdk_hash": _OPT_STR, "sdk_modules": _STR_MAP}
 _DEFINITION = {"name": _STR, "namespace": _OPT_STR, "qualified_name": _OPT_STR, "description": _OPT_STR,
                "input_schema": _OPT_OBJECT, "output_schema": _OPT_OBJECT, "read_only": _OPT_BOOL,

@@ -107,6 +107,15 @@ class Recorder:
         """A markdown cell: the task (``kind="task"``) or a model message (``"message"``)."""
         return self._append({"cell_type": "markdown", "source": text, "metadata": {fmt.METADATA_KEY: {"kind": kind}}})
 
+    def record_note(self, kind: str, text: str, details: dict[str, Any]) -> dict[str, Any]:
+        """A markdown cell marking an event of the session itself (``kind`` "detached" or "attached").
+
+        ``details`` go into its metadata, chained like every cell: a gap in
+        the session (when, by whom, which kernel) is part of what audit verifies.
+        """
+        return self._append({"cell_type": "markdown", "source": text,
+                             "metadata": {fmt.METADATA_KEY: {"kind": kind, **details}}})
+
     def _record_setup(self) -> dict[str, Any]:
         """Cell 0 (kind "setup"): lets Jupyter tools re-execute the notebook (kernel_agent.kernel.replay).
 

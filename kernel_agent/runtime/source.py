@@ -1,10 +1,13 @@
 """Where a session's kernel comes from: the :class:`KernelSource` seam and the cold launch.
 
-A source hands out a started :class:`KernelProcess` to a holder and is told
-when the holder is done with it. Two sources exist today: :class:`ColdLaunch`
-(a kernel launched on demand on a given workspace) and the warm pool
+A source hands out a started :class:`~kernel_agent.runtime.kernel.Kernel` to a
+holder and is told when the holder is done with it: :class:`ColdLaunch` (a
+kernel launched on demand on a given workspace), the warm pool
 (:class:`~kernel_agent.runtime.pool.WarmPool`: a kernel launched ahead of time
-on a workspace of its own). Remote backends plug in here.
+on a workspace of its own, or started ahead on a server),
+:class:`~kernel_agent.runtime.attached.ConnectionFileSource` (an existing
+kernel) and the server sources of :mod:`kernel_agent.runtime.remote`
+(a kernel started on, or attached from, Jupyter Server or a gateway).
 
 A holder is a :class:`KernelLease`: what a source may ask of whoever holds one
 of its kernels (when it was last active, to close itself if idle, to close).
@@ -16,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from kernel_agent.runtime.kernel import Kernel
 from kernel_agent.runtime.process import KernelProcess
 from kernel_agent.sandbox.policy import SandboxPolicy
 
@@ -50,7 +54,7 @@ class KernelSource(Protocol):
         """The sandbox policy every kernel of this source runs under."""
         ...
 
-    async def acquire(self, holder: KernelLease) -> KernelProcess:
+    async def acquire(self, holder: KernelLease) -> Kernel:
         """A started kernel, unused by anyone else, for ``holder`` (its workspace is ``kernel.workspace``)."""
         ...
 

@@ -26,7 +26,13 @@ from pathlib import Path
 from types import EllipsisType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-from kernel_agent.errors import RecordingError, SessionClosedError, UnconfinedWarning, WorkspaceError
+from kernel_agent.errors import (
+    RecordingError,
+    SessionClosedError,
+    SessionOptionError,
+    UnconfinedWarning,
+    WorkspaceError,
+)
 from kernel_agent.record.recorder import Recorder
 from kernel_agent.record.signing import SigningKeySource
 from kernel_agent.runtime.kernel import Kernel
@@ -36,15 +42,19 @@ from kernel_agent.runtime.source import ColdLaunch, KernelSource
 from kernel_agent.sandbox.hostlocks import make_held_dir, remove_held_dir
 from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
-from kernel_agent.session import cells, recording
+from kernel_agent.session import attach, cells, recording
+from kernel_agent.session.backends import KernelChoice
 from kernel_agent.session.toolbox import SessionTools, install_sdk
 from kernel_agent.tools.bridge import ToolBridge
 from kernel_agent.tools.calls import ProgressEvent
 from kernel_agent.tools.policy import Approver, Policy, allow_all
 from kernel_agent.tools.registry import ToolRegistry
+from kernel_agent.tools.sdkgen import sdk_hash
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from kernel_agent.runtime.remote import JupyterServer
 
 
 class Session:
@@ -86,8 +96,14 @@ class Session:
         record_dir: str | os.PathLike[str] | None = None,
         allow_reachable_record: bool = False,
         signing_key: SigningKeySource | None = None,
+        server: JupyterServer | None = None,
+        connection_file: str | os.PathLike[str] | None = None,
+        shutdown_on_close: bool | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
+        self._choice = KernelChoice.from_options(server, connection_file, shutdown_on_close)
+        self._choice.check(workspace=workspace, pool=pool, keep_workspace=keep_workspace,
+                           restore_on_death=restore_on_death)
         if pool is not None:
             pool.check_options(workspace, policy, keep_workspace)
         self._pool = pool
@@ -97,7 +113,7 @@ class Session:
         self.default_timeout = default_timeout
         self.interrupt_grace = interrupt_grace
         self.startup_timeout = startup_timeout
-        self._owns_workspace = workspace is None
+        self._owns_workspace = workspace is None and not self._choice.remote
         self._workspace = Path(workspace).resolve() if workspace is not None else None
         self._kernel: Kernel | None = None
         self._source: KernelSource | None = None
@@ -129,10 +145,18 @@ class Session:
 
     @property
     def workspace(self) -> Path:
-        """The directory the kernel works in (and may write to)."""
+        """The directory the kernel works in (and may write to), on this host."""
         if self._workspace is None:
+            if self._choice.remote:
+                raise WorkspaceError("the kernel runs where it was started (a server, or a kernel started elsewhere): "
+                                     "it has no workspace on this host")
             raise SessionClosedError("the session has not been started")
         return self._workspace
+
+    @property
+    def local_workspace(self) -> Path | None:
+        """The workspace on this host, or None for a kernel that runs elsewhere."""
+        return None if self._choice.remote else self.workspace
 
     @property
     def started(self) -> bool:
@@ -145,7 +169,7 @@ class Session:
             raise SessionClosedError("this session was closed; create a new Session")
         if self._kernel is not None:
             return self
-        if self._workspace is None and self._pool is None:
+        if self._workspace is None and self._pool is None and not self._choice.remote:
             # A kept workspace must not look like a dead host's leftovers, which are reaped.
             owner = "kept" if self.keep_workspace else str(os.getpid())
             prefix = f"{RUN_DIR_PREFIX}{owner}-workspace-"
@@ -154,11 +178,12 @@ class Session:
         elif self._workspace is not None and not self._workspace.is_dir():
             raise WorkspaceError(f"workspace {self._workspace} does not exist or is not a directory; create it first")
         signing_key = self._record.signing_key()
-        if self._workspace is not None:  # else a pooled kernel brings it: checked once it is there
+        if self._workspace is not None or self._choice.remote:  # else a pooled kernel brings it: checked then
             self._check_record_location()
         try:
             await self._tools.prepare()
-            self._source = self._pool if self._pool is not None else self._cold_launch()
+            self._check_sdk_hash()
+            self._source = self._pool if self._pool is not None else self._choose_source()
             self._kernel = await self._source.acquire(self)
             self._workspace = self._kernel.workspace
             if self._pool is not None:
@@ -177,7 +202,8 @@ class Session:
             # a notebook already begun is finalised (with no cells) rather than left open.
             kernel, self._kernel = self._kernel, None
             if kernel is not None:
-                await kernel.kill()
+                # A kernel attached by id holds someone's state: a failed attach leaves it running.
+                await (kernel.detach() if self._choice.attach_id is not None else kernel.kill())
             recorder = self._record.detach()
             if recorder is not None:
                 with contextlib.suppress(Exception):
@@ -193,9 +219,29 @@ class Session:
         self._warn_if_unconfined()
         return self
 
-    def _cold_launch(self) -> ColdLaunch:
-        """Where a kernel comes from without a pool, and for every replacement: launched on our workspace."""
+    def _choose_source(self) -> KernelSource:
+        """Where a kernel comes from without a pool: a server, a connection file, or launched on our workspace."""
+        if self._choice.remote:
+            return self._choice.source(self.policy, self.startup_timeout)
         return ColdLaunch(self.policy, self.workspace, self.startup_timeout)
+
+    def _check_sdk_hash(self) -> None:
+        """An attached kernel holds the recorded SDK: this session's tools must be the ones it calls."""
+        expected = self._choice.expected_sdk_hash
+        if expected is not None and self.sdk_hash != expected:
+            raise RecordingError("the tools given to attach are not the ones the session was recorded with (their "
+                                 "SDK differs, so the kernel's SDK would call tools that are not there); pass the "
+                                 "same tools")
+
+    @property
+    def sdk_hash(self) -> str:
+        """The hash of the tool SDK this session's tools generate (recorded in the header)."""
+        return sdk_hash(self.sdk_modules)
+
+    @property
+    def backend(self) -> dict[str, Any]:
+        """Where the kernel runs and how it is reached (``{"kind": "local"}`` for a kernel launched here)."""
+        return self._require_kernel().backend
 
     async def _launch(self, old: Kernel) -> Kernel:
         """A fresh kernel in ``old``'s place with the session's SDK installed (for restarts).
@@ -222,7 +268,7 @@ class Session:
         # running could otherwise act (or, with a reachable record, write) after the seal.
         kernel, self._kernel = self._kernel, None
         if kernel is not None:
-            await kernel.kill()
+            await (kernel.kill() if self._choice.shutdown_on_close else kernel.detach())
         await self.bridge.close()
         recorder = self._record.detach()
         if recorder is not None:
@@ -251,6 +297,52 @@ class Session:
                                     f"{idle_timeout:g} s); its notebook was finalised. Start a new session")
             await self.close()
         return True
+
+    async def detach(self) -> attach.DetachedSession:
+        """Leave the kernel running on its server, with its state, and stop; :meth:`attach` continues it.
+
+        The record gets a ``detached`` note and stays unsealed (the session
+        is not over). Only a kernel on a server can outlive this host:
+        SessionOptionError for a kernel launched here.
+        """
+        async with self._lock:
+            kernel = self._require_kernel()
+            backend = kernel.backend
+            if backend.get("kind") == "local":
+                raise SessionOptionError("a kernel launched on this host cannot outlive it; run the session on a "
+                                         "server (Session(server=JupyterServer(...))) to detach from it")
+            self._closed = True
+            self._closed_because = f"it was detached from kernel {backend.get('kernel_id')}; attach to continue"
+            self._kernel = None
+            await kernel.detach()
+            await self.bridge.close()
+            recorder = self._record.detach()
+            if recorder is not None:
+                await asyncio.to_thread(attach.record_detach, recorder, backend,
+                                        {**self.totals, "kernel_restarts": self.kernel_restarts})
+            await self._tools.close()
+            if self._source is not None:
+                self._source.release(self)
+        return attach.DetachedSession(str(backend.get("kernel_id")), str(backend.get("url")),
+                                      recorder.notebook if recorder is not None else None)
+
+    def attach_to(self, kernel_id: str, *, sdk_hash: str | None) -> None:
+        """Before start: attach to the server's kernel ``kernel_id`` instead of starting one (see :meth:`attach`)."""
+        if self._choice.server is None:
+            raise SessionOptionError("attaching to a kernel by id needs server=JupyterServer(...)")
+        self._choice.attach_id, self._choice.expected_sdk_hash = kernel_id, sdk_hash
+
+    @classmethod
+    async def attach(cls, kernel_id: str, *, server: JupyterServer,
+                     notebook: str | os.PathLike[str] | None = None, **options: Any) -> Session:
+        """A started session on a server's kernel another session detached from, recording on into its notebook.
+
+        ``tools=`` must be the recorded session's tools (checked against the
+        record before the kernel is touched). The record must end with the
+        detach of ``kernel_id`` and verify with this host's keys; the gap is
+        recorded (when, by whom). See :mod:`kernel_agent.session.attach`.
+        """
+        return await attach.attach_session(cls, kernel_id, server=server, notebook=notebook, **options)
 
     async def restart(self) -> None:
         """Replace the kernel with a fresh one; all variables are lost."""
@@ -350,7 +442,8 @@ class Session:
     def _check_record_location(self) -> None:
         """Refuse a record the sandbox could write (unless allowed); create the default record directory."""
         self._record.check_place(records_by_default=self._records_by_default,
-                                 writable=[self.workspace, *self.policy.writable_paths],
+                                 # What a kernel elsewhere can write is its server's business, not this host's.
+                                 writable=[] if self._choice.remote else [self.workspace, *self.policy.writable_paths],
                                  allow_reachable=self.allow_reachable_record)
 
     def settings(self) -> dict[str, Any]:
@@ -405,6 +498,8 @@ class Session:
 
     def _warn_if_unconfined(self) -> None:
         """A weaker sandbox is never silent: warn once per session start."""
+        if self._choice.remote:
+            return  # confined (or not) by whoever started it: recorded as such, not this host's policy
         weaker = list(self.policy.loosenings())
         enforcement = self._kernel.enforcement if self._kernel is not None else {}
         weaker += [f"limit {name}: {how}" for name, how in enforcement.items() if how.startswith("NOT ENFORCED")]
