@@ -116,6 +116,12 @@ def render_text(report: AuditReport) -> str:
                           f"{_plural(s.kernel_restarts, 'kernel restart')}, "
                           f"{_plural(s.state_losses, 'state loss', 'state losses')}"))
     rows.append(("time", f"{_seconds(s.seconds_in_cells)} in cells"))
+    for gap in s.gaps:
+        by = f"{gap.detached_by.get('user', '?')}@{gap.detached_by.get('host', '?')}"
+        again = (f"attached {gap.attached_at} by {gap.attached_by.get('user', '?')}@"
+                 f"{gap.attached_by.get('host', '?')} ({_seconds(gap.gap_seconds)} later)"
+                 if gap.attached_at else "not attached again")
+        rows.append(("detached", f"kernel {gap.kernel_id or '?'} at {gap.detached_at or '?'} by {by}; {again}"))
     tools = []
     for name, usage in s.tools.items():
         parts = [f"{count} {status}" for status, count in usage.statuses.items()]

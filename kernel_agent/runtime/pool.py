@@ -16,6 +16,10 @@ whichever kernel is ready first (that launch or one already in flight). A
 launch that fails (no sandbox on this machine, say) fails the acquisition
 that was waiting with the real exception, and refilling backs off.
 
+With ``server`` (a :class:`~kernel_agent.runtime.remote.JupyterServer`) the
+kernels are started ahead on Jupyter Server or a gateway instead, under the
+server's kernelspec, and have no workspace on this host.
+
 With ``idle_timeout`` the pool also closes the holders of its kernels that
 were idle that long (:meth:`KernelLease.close_if_idle`; a session finalises
 its notebook, and its next ``execute`` raises SessionClosedError saying why).
@@ -37,15 +41,19 @@ import time
 from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kernel_agent.errors import KernelStartError, PoolError
 from kernel_agent.runtime.execute import run_silently
+from kernel_agent.runtime.kernel import Kernel
 from kernel_agent.runtime.process import KernelProcess
 from kernel_agent.runtime.source import KernelLease
 from kernel_agent.sandbox.hostlocks import make_held_dir, remove_held_dir
 from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
+
+if TYPE_CHECKING:
+    from kernel_agent.runtime.remote import JupyterServer
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +90,7 @@ class WarmPool:
         idle_timeout: float | None = None,
         max_concurrent_launches: int | None = None,
         startup_timeout: float = 30.0,
+        server: JupyterServer | None = None,
     ) -> None:
         if size < 0:
             raise ValueError("size must be 0 or more")
@@ -95,9 +104,13 @@ class WarmPool:
         # there are cores only slows every launch and the sessions already running.
         self.max_concurrent_launches = max_concurrent_launches or max(1, os.cpu_count() or 1)
         self.startup_timeout = startup_timeout
-        self._spares: collections.deque[KernelProcess] = collections.deque()
+        #: Where the kernels are started: a Jupyter Server or gateway (None: launched on this host).
+        self.server = server
+        if server is not None and workspace_root is not None:
+            raise PoolError("a pool of server kernels has no workspaces on this host: leave out workspace_root")
+        self._spares: collections.deque[Kernel] = collections.deque()
         self._launches: set[asyncio.Task[None]] = set()
-        self._waiters: collections.deque[asyncio.Future[KernelProcess]] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[Kernel]] = collections.deque()
         self._holders: set[KernelLease] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -225,13 +238,16 @@ class WarmPool:
         if policy is not None and policy != self.policy:
             raise PoolError("the pool's kernels run under the pool's SandboxPolicy, and this session asks for a "
                             "different one: use a pool made with that policy, or start the session without the pool")
+        if self.server is not None and keep_workspace:
+            raise PoolError("a server's kernel works in the server's directory: keep_workspace= is for kernels "
+                            "launched on this host")
         if keep_workspace and self.workspace_root is None:
             raise PoolError("keep_workspace=True needs KernelPool(workspace_root=DIR): the pool's default workspaces "
                             "live in the temporary directory, where they are reaped once the host process ends")
 
     # -- acquisition -------------------------------------------------------------------
 
-    async def acquire(self, holder: KernelLease) -> KernelProcess:
+    async def acquire(self, holder: KernelLease) -> Kernel:
         """A ready, unused kernel for ``holder`` (on a workspace of its own); the pool tracks the holder."""
         self._require_started()
         if self._closed:
@@ -250,7 +266,7 @@ class WarmPool:
         """Forget a holder (closed, or failed to start); its kernel was destroyed, never reused."""
         self._holders.discard(holder)
 
-    def _pop_live_spare(self) -> KernelProcess | None:
+    def _pop_live_spare(self) -> Kernel | None:
         """The oldest spare that is still alive; dead ones are discarded (and cleaned up in the background)."""
         while self._spares:
             kernel = self._spares.popleft()
@@ -261,9 +277,9 @@ class WarmPool:
             self._spawn(self._destroy(kernel))
         return None
 
-    async def _wait_for_kernel(self) -> KernelProcess:
+    async def _wait_for_kernel(self) -> Kernel:
         """No spare is ready: ask for one more launch and take the first kernel that is ready."""
-        waiter: asyncio.Future[KernelProcess] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Kernel] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._refill()
         try:
@@ -321,8 +337,16 @@ class WarmPool:
         self._notify()
         self._refill()
 
-    async def _start_kernel(self) -> KernelProcess:
-        """Launch one kernel on a fresh workspace and warm it up; nothing survives a failure."""
+    async def _start_kernel(self) -> Kernel:
+        """Launch one kernel on a fresh workspace (or start one on the server) and warm it up; nothing survives a failure."""
+        if self.server is not None:
+            remote = await self.server.start_kernel(timeout=self.startup_timeout)
+            try:
+                await _warm_up(remote, self.startup_timeout)
+            except BaseException:
+                await self._destroy(remote)
+                raise
+            return remote
         if self.workspace_root is None:
             # Like a Session's own temporary workspace: locked while this host lives, reaped after.
             workspace = make_held_dir(f"{RUN_DIR_PREFIX}{os.getpid()}-workspace-")
@@ -353,7 +377,7 @@ class WarmPool:
         self._notify()
         self._refill()
 
-    def _next_waiter(self) -> asyncio.Future[KernelProcess] | None:
+    def _next_waiter(self) -> asyncio.Future[Kernel] | None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -364,11 +388,12 @@ class WarmPool:
         if self._changed is not None:
             self._changed.set()
 
-    async def _destroy(self, kernel: KernelProcess) -> None:
-        """Kill a kernel that will never serve a session, and remove its workspace."""
+    async def _destroy(self, kernel: Kernel) -> None:
+        """Kill a kernel that will never serve a session, and remove its workspace (a server's kernel has none here)."""
         with contextlib.suppress(Exception):
             await kernel.kill()
-        await asyncio.to_thread(remove_held_dir, kernel.workspace)  # kernel-shaped: off the shared loop
+        if kernel.workspace is not None:
+            await asyncio.to_thread(remove_held_dir, kernel.workspace)  # kernel-shaped: off the shared loop
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
@@ -403,7 +428,7 @@ class WarmPool:
                     self.culled += 1
 
 
-async def _warm_up(kernel: KernelProcess, timeout: float) -> None:
+async def _warm_up(kernel: Kernel, timeout: float) -> None:
     """Run the warm-up cell silently; raise KernelStartError if the kernel dies or does not answer."""
     run = await run_silently(kernel, _WARM_UP_CODE, timeout)
     if run.outcome == "died":

@@ -23,7 +23,9 @@ class KernelPool(WarmPool):
     kernels are kept ready; ``policy`` confines every one of them;
     ``workspace_root`` is where their workspaces are made (default: the
     temporary directory, where a dead host's leftovers are reaped);
-    ``idle_timeout`` (seconds) closes sessions that ran no cell for that long.
+    ``idle_timeout`` (seconds) closes sessions that ran no cell for that long;
+    ``server=JupyterServer(...)`` starts the kernels on a Jupyter Server or
+    gateway instead of launching them here.
     """
 
     async def start(self, *, wait: bool = True) -> KernelPool:

@@ -147,7 +147,7 @@ class Session:
     def workspace(self) -> Path:
         """The directory the kernel works in (and may write to), on this host."""
         if self._workspace is None:
-            if self._choice.remote:
+            if self._elsewhere:
                 raise WorkspaceError("the kernel runs where it was started (a server, or a kernel started elsewhere): "
                                      "it has no workspace on this host")
             raise SessionClosedError("the session has not been started")
@@ -156,7 +156,12 @@ class Session:
     @property
     def local_workspace(self) -> Path | None:
         """The workspace on this host, or None for a kernel that runs elsewhere."""
-        return None if self._choice.remote else self.workspace
+        return None if self._elsewhere else self.workspace
+
+    @property
+    def _elsewhere(self) -> bool:
+        """Whether the kernel runs outside this host's own sandbox launch (a server's, or one started elsewhere)."""
+        return self._choice.remote or (self._pool is not None and self._pool.server is not None)
 
     @property
     def started(self) -> bool:
@@ -178,7 +183,7 @@ class Session:
         elif self._workspace is not None and not self._workspace.is_dir():
             raise WorkspaceError(f"workspace {self._workspace} does not exist or is not a directory; create it first")
         signing_key = self._record.signing_key()
-        if self._workspace is not None or self._choice.remote:  # else a pooled kernel brings it: checked then
+        if self._workspace is not None or self._elsewhere:  # else a pooled kernel brings it: checked then
             self._check_record_location()
         try:
             await self._tools.prepare()
@@ -443,7 +448,7 @@ class Session:
         """Refuse a record the sandbox could write (unless allowed); create the default record directory."""
         self._record.check_place(records_by_default=self._records_by_default,
                                  # What a kernel elsewhere can write is its server's business, not this host's.
-                                 writable=[] if self._choice.remote else [self.workspace, *self.policy.writable_paths],
+                                 writable=[] if self._elsewhere else [self.workspace, *self.policy.writable_paths],
                                  allow_reachable=self.allow_reachable_record)
 
     def settings(self) -> dict[str, Any]:
@@ -498,7 +503,7 @@ class Session:
 
     def _warn_if_unconfined(self) -> None:
         """A weaker sandbox is never silent: warn once per session start."""
-        if self._choice.remote:
+        if self._elsewhere:
             return  # confined (or not) by whoever started it: recorded as such, not this host's policy
         weaker = list(self.policy.loosenings())
         enforcement = self._kernel.enforcement if self._kernel is not None else {}

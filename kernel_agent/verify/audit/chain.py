@@ -302,6 +302,14 @@ class Verifier:
                          f"(metadata.{fmt.METADATA_KEY}.end) was removed")
                 return
             how = " (rebuilt by recover from its journal)" if self.meta.get("recovered") else ""
+            last = self.genuine[max(self.genuine)] if self.genuine else None
+            if last is not None and last.kind == "detached":
+                kernel = (last.ours or {}).get("kernel")
+                kernel_id = kernel.get("kernel_id") if isinstance(kernel, dict) else None
+                self.add(where, "not_sealed", "incomplete",
+                         f"the session detached from kernel {kernel_id!r}, which it left running on its server: "
+                         "not sealed because not over (Session.attach continues it and its record)")
+                return
             self.add(where, "not_sealed", "incomplete",
                      f"the session has no sealed end{how}: it is still running, its host stopped before the end, "
                      "or its end was cut off together with any cells after the ones shown")

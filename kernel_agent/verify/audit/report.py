@@ -61,6 +61,17 @@ class ToolUsage(BaseModel):
     destructive: bool | None = Field(default=None, description="from the header's tool definitions; None: not defined")
 
 
+class Gap(BaseModel):
+    """A time the session was detached from its kernel (which kept running on its server)."""
+
+    kernel_id: str | None = None
+    detached_at: str | None = None
+    detached_by: dict[str, Any] = Field(default_factory=dict, description="user, host, pid of the detaching host")
+    attached_at: str | None = Field(default=None, description="None: not attached again (yet)")
+    attached_by: dict[str, Any] = Field(default_factory=dict)
+    gap_seconds: float | None = None
+
+
 class Summary(BaseModel):
     """What happened in the session, recomputed from the cells."""
 
@@ -90,6 +101,7 @@ class Summary(BaseModel):
     has_final_answer: bool = False
     final_answer: Any = None
     end_reason: str | None = Field(default=None, description="why the session ended, from the sealed end")
+    gaps: list[Gap] = Field(default_factory=list, description="detaches from the kernel, and the attaches after them")
     settings: dict[str, Any] = Field(default_factory=dict, description="the session's limits, timeouts and budgets")
     record_reachable_from_sandbox: str | None = Field(
         default=None, description="why the sandbox could write this record (None: it could not, or not recorded)")

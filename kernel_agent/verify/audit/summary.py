@@ -12,7 +12,7 @@ from typing import Any
 from kernel_agent.record import format as fmt
 from kernel_agent.verify.audit.cells import cell_text, is_side_file_reference
 from kernel_agent.verify.audit.chain import Verifier
-from kernel_agent.verify.audit.report import Summary, ToolUsage
+from kernel_agent.verify.audit.report import Gap, Summary, ToolUsage
 
 _TOOL_ERROR_STATUSES = {"error", "invalid", "timeout", "budget", "unknown_tool"}
 
@@ -80,6 +80,9 @@ def summarise(verifier: Verifier) -> Summary:
         ours = cell.ours or {}
         summary.cells += 1
         if cell.raw.get("cell_type") == "markdown":
+            if cell.kind in ("detached", "attached"):
+                _add_gap(summary, cell.kind, ours)
+                continue
             if cell.kind == "task" and not task_cell_seen:
                 task_cell_seen = True
                 summary.task = cell_text(cell.raw.get("source"))
@@ -109,6 +112,18 @@ def summarise(verifier: Verifier) -> Summary:
     if started is not None and ended is not None:
         summary.wall_seconds = round((ended - started).total_seconds(), 6)
     return summary
+
+
+def _add_gap(summary: Summary, kind: str, ours: dict[str, Any]) -> None:
+    """A detach opens a gap; the attach after it closes it (values type-checked: the file may hold anything)."""
+    if kind == "detached":
+        kernel = _dict(ours.get("kernel"))
+        summary.gaps.append(Gap(kernel_id=_str(kernel.get("kernel_id")), detached_at=_str(ours.get("at")),
+                                detached_by=_dict(ours.get("by"))))
+    elif summary.gaps and summary.gaps[-1].attached_at is None:
+        gap = summary.gaps[-1]
+        gap.attached_at, gap.attached_by = _str(ours.get("at")), _dict(ours.get("by"))
+        gap.gap_seconds = _number(ours.get("gap_seconds"))
 
 
 def _reachable(header: dict[str, Any]) -> str | None:
