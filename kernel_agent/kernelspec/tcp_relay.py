@@ -13,8 +13,9 @@ anything (the gateway and the kernel share the message key):
   the client's, and routes its replies back through it. shell, control and
   stdin share one identity, because the kernel sends an ``input_request`` on
   stdin to the identities of the shell request it answers.
-- iopub: XPUB to XSUB. Every subscription is passed on (``XPUB_VERBOSE``),
-  so the kernel greets each new subscriber as it would a direct one.
+- iopub: XPUB to XSUB. Every subscription is passed on (``XPUB_VERBOSE``);
+  the kernel's own XPUB greets the first (``iopub_welcome``), as it would a
+  direct subscriber.
 
 The kernel is untrusted and the relay runs on the host, so what it holds is
 bounded: every frame is capped (``MAXMSGSIZE``: 64 MiB, 40 MiB on iopub, as
@@ -102,11 +103,11 @@ class TcpRelay:
         """Start forwarding to the kernel whose (ipc) connection info is given."""
         self._kernel = kernel_info
         for channel in self._channels.values():
-            self._attach(channel)
+            self._attach(channel, resubscribe=False)
             monitor = self._watch(channel)
             self._watchers.append(asyncio.create_task(monitor, name=f"relay-watch-{channel.name}"))
 
-    def _attach(self, channel: _Channel) -> None:
+    def _attach(self, channel: _Channel, *, resubscribe: bool) -> None:
         assert self._kernel is not None
         back = self._context.socket(zmq.XSUB if channel.name == "iopub" else zmq.DEALER)
         back.setsockopt(zmq.LINGER, 0)
@@ -116,9 +117,9 @@ class TcpRelay:
         if channel.name != "iopub":
             back.setsockopt(zmq.IDENTITY, self._identity)
         back.connect(url(self._kernel["transport"], self._kernel["ip"], self._kernel[f"{channel.name}_port"]))
-        if channel.name == "iopub":
-            # Subscribe to everything at once: a socket that replaced a dropped one must not wait for a client's
-            # next subscription, and the gateway-side XPUB filters per subscriber anyway.
+        if channel.name == "iopub" and resubscribe:
+            # The clients subscribed through the socket this one replaces: subscribe to everything for them (the
+            # gateway-side XPUB filters per subscriber anyway). Output sent before this reaches the kernel is lost.
             back.send(_SUBSCRIBE_ALL)
         channel.back = back
         channel.tasks = [
@@ -141,7 +142,7 @@ class TcpRelay:
                 return
             await self._detach(channel)
             self.replaced += 1
-            self._attach(channel)
+            self._attach(channel, resubscribe=True)
 
     async def _detach(self, channel: _Channel) -> None:
         for task in channel.tasks:
