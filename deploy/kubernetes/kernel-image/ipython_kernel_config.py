@@ -1,0 +1,12 @@
+"""IPython settings of the kernel in its pod: the ones kernel_agent.kernel passes on its command line.
+
+gateway_provisioners' launcher starts the kernel class itself, without that command line, so the image installs
+this file as /etc/ipython/ipython_kernel_config.py. tests/remote/test_k8s_manifests.py keeps the two equal.
+"""
+
+c = get_config()  # noqa: F821 - IPython provides it when it loads this file
+
+# Per-cell overhead an agent kernel does not need: the sqlite history database (a write per cell) and jedi.
+c.HistoryManager.enabled = False
+c.Completer.use_jedi = False
+c.IPKernelApp.quiet = True
