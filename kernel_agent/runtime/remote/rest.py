@@ -124,9 +124,14 @@ class Rest:
         return {key: value for key, value in self._headers.items() if key == "Authorization"}
 
     def client(self) -> httpx2.AsyncClient:
+        # No kept-alive connections: a JupyterServer is often made inline and never closed (Session(server=
+        # JupyterServer(...))), and REST calls are few (start, interrupt, restart, shutdown, a liveness check
+        # every few seconds), so a connection per request costs little and leaves no socket behind. It also
+        # lets one JupyterServer serve several event loops (SyncSession runs its own).
         if self._client is None:
             self._client = httpx2.AsyncClient(headers=self._headers, timeout=self.timeout, verify=self._verify,
-                                              follow_redirects=False, trust_env=True)
+                                              follow_redirects=False, trust_env=True,
+                                              limits=httpx2.Limits(max_keepalive_connections=0))
         return self._client
 
     async def aclose(self) -> None:
