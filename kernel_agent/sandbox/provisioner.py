@@ -5,11 +5,20 @@ same confinement serve our own Session and any Jupyter frontend that opens
 the kernel-agent kernelspec (JupyterLab, nbclient, nbconvert): jupyter_client
 asks the provisioner to launch, signal and clean up the kernel.
 
-Every launch gets a private run directory (mode 0700). Only its ``sandbox/``
+Every kernel gets a private run directory (mode 0700). Only its ``sandbox/``
 subdirectory (connection file and ipc sockets) is visible to the kernel; the
 kernel's log and the identity files stay host-only, so nothing the host
 reads back can be swapped for a symlink by code in the kernel. The transport
 is forced to ``ipc`` because the kernel shares no network with the host.
+
+A restart (jupyter_client's ``restart_kernel``: Jupyter Server's REST
+restart and its automatic restart after a death) keeps the kernel's
+endpoints, as a TCP kernel keeps its ports: the run directory, its
+connection file path and socket paths, the uid lease and what was lent stay;
+the old ``sandbox/`` directory, shaped by the dead kernel, is moved aside
+and replaced by an empty one, the host's links are dropped, and the cgroup
+is made afresh (see :meth:`SandboxProvisioner.cleanup`). Clients reconnect
+by path (libzmq does it by itself) and reach the new kernel.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -27,8 +37,8 @@ from typing import Any
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from traitlets import Dict, Unicode
 
-from kernel_agent.errors import WorkspaceError
-from kernel_agent.safe_fs import open_dir, open_subdir
+from kernel_agent.errors import UnsafePathError, WorkspaceError
+from kernel_agent.safe_fs import open_dir, open_subdir, remove_tree
 from kernel_agent.sandbox import bwrap, hostlocks, seccomp
 from kernel_agent.sandbox.cgroups import SessionCgroup, create_session_cgroup
 from kernel_agent.sandbox.cgroups import remove_stale as remove_stale_cgroups
@@ -39,6 +49,7 @@ from kernel_agent.sandbox.uids import UidLease, kill_uid_processes, lease_uid
 
 RUN_DIR_PREFIX = "kernel-agent-"
 RUN_AS_ENV = "KERNEL_AGENT_RUN_AS"  # read by kernel_agent.kernel.identity
+SHARED_DIR, LINKS_DIR, HOME_DIR = "sandbox", "links", "home"  # in the run directory
 
 # Runs between jupyter_client and bwrap: joins the cgroups, execs with a clean environment.
 _ENTER_SCRIPT = Path(__file__).resolve().parent / "_enter.py"
@@ -142,6 +153,9 @@ class SandboxProvisioner(LocalProvisioner):
     enforcement: dict[str, str] = {}  # noqa: RUF012 - never mutated: pre_launch assigns a fresh dict first
     _lease: UidLease | None = None
     _lent: tuple[Lent, ...] = ()  # replaced by a list of this launch's in pre_launch
+    #: cleanup(restart=True) kept the run directory (with a fresh sandbox/), the uid lease and the lent
+    #: directories for the next pre_launch; a final cleanup removes them.
+    _kept_for_restart = False
 
     @property
     def sandbox_policy(self) -> SandboxPolicy:
@@ -149,9 +163,11 @@ class SandboxProvisioner(LocalProvisioner):
         return SandboxPolicy.model_validate(self.policy or {})
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
-        """Prepare the run directory, cgroup and confined command line."""
+        """Prepare the run directory (a restart reuses it), cgroup and confined command line."""
         policy = self.sandbox_policy
-        self._lent, self.sandbox_uid = (), None
+        restart, self._kept_for_restart = self._kept_for_restart and self.run_dir is not None, False
+        if not restart:
+            self._lent, self.sandbox_uid = (), None
         launch_dir: Path | None = None
         if self.workspace:
             workspace = Path(self.workspace)
@@ -164,18 +180,21 @@ class SandboxProvisioner(LocalProvisioner):
 
         # A dead host's leftovers were shaped by its kernels (any size, any depth): reaped off the event loop.
         await asyncio.to_thread(reap_stale_run_dirs)
-        self.run_dir = hostlocks.make_held_dir(f"{RUN_DIR_PREFIX}{os.getpid()}-")
-        if launch_dir is not None and self.run_dir.is_relative_to(launch_dir):
-            self._remove_run_dir()
-            raise WorkspaceError(
-                f"a kernel started in {launch_dir} would see the host's temporary directory read-only; start it "
-                "in a project directory, or give it a workspace (SandboxProvisioner.workspace)")
-        shared_dir, links_dir = self.run_dir / "sandbox", self.run_dir / "links"
-        shared_dir.mkdir()
-        links_dir.mkdir(mode=0o700)
+        if not restart:
+            self.run_dir = hostlocks.make_held_dir(f"{RUN_DIR_PREFIX}{os.getpid()}-")
+            if launch_dir is not None and self.run_dir.is_relative_to(launch_dir):
+                self._remove_run_dir()
+                raise WorkspaceError(
+                    f"a kernel started in {launch_dir} would see the host's temporary directory read-only; start "
+                    "it in a project directory, or give it a workspace (SandboxProvisioner.workspace)")
+            (self.run_dir / SHARED_DIR).mkdir()
+            (self.run_dir / LINKS_DIR).mkdir(mode=0o700)
+            if launch_dir is not None:
+                (self.run_dir / HOME_DIR).mkdir(mode=0o700)
+        assert self.run_dir is not None
+        shared_dir = self.run_dir / SHARED_DIR
         if launch_dir is not None:
-            workspace = self.run_dir / "home"
-            workspace.mkdir(mode=0o700)
+            workspace = self.run_dir / HOME_DIR  # a restarted kernel keeps its home, as it would keep a workspace
         km: Any = self.parent
         km.transport = "ipc"
         km.ip = str(shared_dir / "kernel")
@@ -191,11 +210,12 @@ class SandboxProvisioner(LocalProvisioner):
         spec: dict[str, Any] = {"cgroups": [str(d) for d in self.cgroup.dirs]}
         if bwrap_binary is not None:
             if os.getuid() == 0:
-                self._become_unprivileged(policy, workspace if launch_dir is None else None)
+                if not restart:  # a restarted kernel keeps its uid: the files its predecessor made stay its own
+                    self._become_unprivileged(policy, workspace if launch_dir is None else None)
                 assert self.sandbox_uid is not None
                 run_fd = open_dir(self.run_dir)
                 try:
-                    for name in ("sandbox", "sandbox/connection.json", *(("home",) if launch_dir else ())):
+                    for name in (SHARED_DIR, f"{SHARED_DIR}/connection.json", *((HOME_DIR,) if launch_dir else ())):
                         parent, _, leaf = name.rpartition("/")
                         parent_fd = open_subdir(run_fd, parent) if parent else os.dup(run_fd)
                         try:
@@ -231,7 +251,7 @@ class SandboxProvisioner(LocalProvisioner):
         command = [sys.executable, "-I", "-S", str(_ENTER_SCRIPT), json.dumps(spec)]
         launch_env = {"PATH": "/usr/bin:/bin"}
         self.log_path = self.run_dir / "kernel.log"
-        log = self.log_path.open("wb")
+        log = self.log_path.open("ab" if restart else "wb")  # a restart keeps what the dead kernel said
         kwargs.update(cmd=command, env=launch_env, cwd=str(launch_dir or workspace), stdout=log, stderr=log)
         return kwargs
 
@@ -271,10 +291,10 @@ class SandboxProvisioner(LocalProvisioner):
         stem = Path(km.ip).name
         ports = {key: getattr(km, key) for key in SOCKET_KEYS}
         owner = self.sandbox_uid if self.sandbox_uid is not None else os.getuid()
-        await link_sockets(self.run_dir / "sandbox", self.run_dir / "links", stem, ports, owner,
+        await link_sockets(self.run_dir / SHARED_DIR, self.run_dir / LINKS_DIR, stem, ports, owner,
                            lambda: self.process is not None and self.process.poll() is None,
                            self.socket_wait_seconds)
-        km.ip = str(self.run_dir / "links" / stem)
+        km.ip = str(self.run_dir / LINKS_DIR / stem)
         # jupyter_client connected its control socket by the sandbox path before this hook: reconnect it.
         control = getattr(km, "_control_socket", None)
         if control is not None:
@@ -283,23 +303,39 @@ class SandboxProvisioner(LocalProvisioner):
             km._connect_control_socket()
 
     async def cleanup(self, restart: bool = False) -> None:
-        """Once the kernel is gone: kill what is left of it, give back what it was lent, remove the rest."""
+        """Once the kernel is gone: kill what is left of it, give back what it was lent, remove the rest.
+
+        Before a restart (``restart=True``) the run directory, the uid lease
+        and the lent directories are kept for the next launch, so the kernel
+        keeps its connection file and socket paths; only what the dead kernel
+        could shape (``sandbox/``) is replaced, and the host's links dropped.
+        """
         await super().cleanup(restart=restart)
         if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(OSError):
                 self.process.kill()
         # Scanning /proc, waiting for the cgroup to empty and walking the trees the kernel shaped (its
         # workspace, the sandbox/ dir) cost what the kernel chooses: never on the event loop all sessions share.
-        await asyncio.to_thread(self._clean_host_side)
+        await asyncio.to_thread(self._clean_host_side, restart)
 
-    def _clean_host_side(self) -> None:
+    def _clean_host_side(self, restart: bool = False) -> None:
         if self._lease is not None:
             # Every process of a leased uid is this session's: none may outlive it (no cgroup needed).
             deadline = time.monotonic() + 2.0
             while kill_uid_processes(self._lease.uid) and time.monotonic() < deadline:
                 time.sleep(0.01)
         if self.cgroup is not None:
+            # Removed even before a restart: the next kernel gets a fresh one, whose oom_kill count is its own.
             self.cgroup.remove()
+        if restart and self.run_dir is not None:
+            try:
+                _renew_for_restart(self.run_dir)
+            except (OSError, UnsafePathError) as exc:  # the restarted kernel gets a new run directory (new endpoints)
+                self.log.warning("kernel-agent: cannot keep the kernel's endpoints across the restart (%s)", exc)
+            else:
+                self._kept_for_restart = True
+                return
+        self._kept_for_restart = False
         give_back_all(list(self._lent))
         self._lent = ()
         self._remove_run_dir()
@@ -310,3 +346,32 @@ class SandboxProvisioner(LocalProvisioner):
     def _remove_run_dir(self) -> None:
         if self.run_dir is not None:
             hostlocks.remove_held_dir(self.run_dir)
+
+
+def _renew_for_restart(run_dir: Path) -> None:
+    """Once the kernel is dead: an empty ``sandbox/`` at the same path, and no host link to its old sockets.
+
+    Everything in the old ``sandbox/`` was the kernel's to shape (links to
+    host files at the connection file's name, sockets bound anywhere), so
+    none of it is reused or even opened: the directory is renamed aside and
+    removed by descriptor, and a new one made in its place. Both happen in
+    the host-only run directory, which no kernel can reach; a process of the
+    old sandbox that somehow survived still sees the old directory, never the
+    new one. The links are the host's own, removed so that no reconnection
+    reaches a dead socket and a fresh link is made to each new socket.
+    """
+    run_fd = open_dir(run_dir)
+    try:
+        retired = f"{SHARED_DIR}.old-{secrets.token_hex(4)}"
+        os.rename(SHARED_DIR, retired, src_dir_fd=run_fd, dst_dir_fd=run_fd)
+        os.mkdir(SHARED_DIR, dir_fd=run_fd)  # as pre_launch makes it; handed to the sandbox uid there
+        with contextlib.suppress(OSError):  # left for the final removal if a straggler still writes in it
+            remove_tree(run_fd, retired)
+        links_fd = open_subdir(run_fd, LINKS_DIR)
+        try:
+            for name in os.listdir(links_fd):
+                os.unlink(name, dir_fd=links_fd)
+        finally:
+            os.close(links_fd)
+    finally:
+        os.close(run_fd)
