@@ -2,8 +2,9 @@
 gateway_provisioners, and the kernel pod's own command starts an AgentKernel for a gateway on this machine.
 
 No cluster is needed. What runs for real: gateway_provisioners' pod launcher (assembled as its image bootstrap
-does) with kernel-agent's kernel class, answering gateway_provisioners' response manager over an encrypted
-CurveZMQ connection, and the launcher's own pod-rendering code on our template with a hostile client's values.
+does) with kernel-agent's kernel class, answering the response manager of gateway_provisioners (over CurveZMQ)
+and of Enterprise Gateway 3.3, and the launcher's own pod-rendering code on our template with a hostile
+client's values.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import Any
 import jinja2
 import pytest
 import yaml
+from jupyter_client.asynchronous import AsyncKernelClient
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy" / "kubernetes"
@@ -266,50 +267,41 @@ def test_the_image_sets_what_the_kernel_command_line_sets() -> None:
                      for section, traits in command_line.items()}
 
 
-_POD_COMMAND = textwrap.dedent("""
+#: The gateway's end of a kernel pod's start, run by the gateway's python: its response manager (key pair and
+#: response port) receives the pod launcher's encrypted connection information, which is printed for the test;
+#: the pod runs until the test closes stdin.
+_GATEWAY_END = textwrap.dedent("""
     import asyncio, json, os, signal, subprocess, sys, uuid
-    from pathlib import Path
-    from gateway_provisioners.cli.base_app import BaseApp
-    from gateway_provisioners.response_manager import ResponseManager
-    from jupyter_client.asynchronous import AsyncKernelClient
+    if sys.argv[1] == "gateway_provisioners":
+        from gateway_provisioners.response_manager import ResponseManager
+    else:
+        from enterprise_gateway.services.processproxies.processproxy import ResponseManager
 
-    work, kernel_class = Path(sys.argv[1]), sys.argv[2]
-    # The pod's launcher files, assembled as `jupyter image-bootstrap install` assembles them in the image.
-    BaseApp()._copy_launcher_files("python", str(work / "kernel-launchers" / "python"))
-    launcher = work / "kernel-launchers" / "python" / "scripts" / "launch_ipykernel.py"
+    pod_python, launcher, kernel_class, home, encryption = sys.argv[2:7]
 
     async def main():
-        responses = ResponseManager.instance()  # the gateway's end: key pair and response port
+        responses = ResponseManager.instance()
         kernel_id = str(uuid.uuid4())
         responses.register_event(kernel_id)
-        # The pod's environment: HOME and IPYTHONDIR on its /tmp, the image's IPython config in the profile.
-        env = {"PATH": os.environ["PATH"], "HOME": str(work), "IPYTHONDIR": str(work / "ipython")}
-        pod = subprocess.Popen(
-            [sys.executable, str(launcher), "--kernel-id", kernel_id, "--port-range", "0..0",
-             "--response-address", responses.response_address, "--public-key", responses.public_key,
-             "--transport-encryption", "required", "--kernel-class-name", kernel_class],
-            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        argv = [pod_python, launcher, "--kernel-id", kernel_id, "--port-range", "0..0", "--response-address",
+                responses.response_address, "--public-key", responses.public_key, "--kernel-class-name", kernel_class]
+        if encryption:
+            argv += ["--transport-encryption", encryption]
+        # The pod's environment: HOME and IPYTHONDIR on its /tmp, where the image's IPython config is.
+        env = {"PATH": os.environ["PATH"], "HOME": home, "IPYTHONDIR": os.path.join(home, "ipython")}
+        pod = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
         try:
             info = None
-            while info is None:  # as the provisioner waits: each call waits briefly for the launcher's response
+            while info is None:  # as the gateway waits: each call waits briefly for the launcher's response
                 if pod.poll() is not None:
                     raise SystemExit("the pod's launcher ended: " + pod.stderr.read().decode()[-3000:])
                 try:
                     info = await responses.get_connection_info(kernel_id)
-                except TimeoutError:
+                except asyncio.TimeoutError:
                     pass
-            client = AsyncKernelClient()
-            client.load_connection_info(info)
-            client.start_channels()
-            client.kernel_info()  # queued until the kernel binds
-            reply = await client.get_shell_msg(timeout=120)
-            said = []
-            await client.execute_interactive(
-                "import os\\nprint(type(get_ipython().kernel).__name__, get_ipython().history_manager.enabled, "
-                "'tools' in dir())", timeout=120, output_hook=lambda m: said.append(m["content"].get("text", "")))
-            client.stop_channels()
-            print(json.dumps({"implementation": reply["content"]["implementation"],
-                              "encrypted": bool(info.get("curve_publickey")), "said": "".join(said)}))
+            print(json.dumps(info, default=bytes.decode), flush=True)  # keys arrive as bytes
+            await asyncio.to_thread(sys.stdin.read)
         finally:
             if pod.poll() is None:
                 os.killpg(pod.pid, signal.SIGKILL)
@@ -326,18 +318,50 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def test_the_pod_command_starts_an_agent_kernel_for_the_gateway(tmp_path: Path) -> None:
-    """What the kernel image runs (gateway_provisioners' launcher with our kernel class) sends its connection to a
-    gateway_provisioners response manager, encrypted, and serves an AgentKernel over CurveZMQ with the image's
-    IPython settings applied."""
-    _gateway_provisioners()
-    profile = tmp_path / "ipython" / "profile_default"
+@pytest.mark.timeout(900)  # the Enterprise Gateway venv is installed on first use
+@pytest.mark.parametrize("gateway", ["gateway_provisioners", "enterprise_gateway_3"])
+async def test_the_pod_command_starts_an_agent_kernel_for_the_gateway(gateway: str, tmp_path: Path) -> None:
+    """What the kernel image runs (gateway_provisioners' pod launcher with our kernel class, assembled as its image
+    bootstrap does) sends its connection to the gateway's response manager, gateway_provisioners' (with CurveZMQ)
+    or Enterprise Gateway 3.3's, and serves an AgentKernel with the image's IPython settings applied."""
+    _gateway_provisioners()  # named failure if it is missing
+    from gateway_provisioners.cli.base_app import BaseApp
+
+    BaseApp()._copy_launcher_files("python", str(tmp_path / "kernel-launchers" / "python"))
+    launcher = tmp_path / "kernel-launchers" / "python" / "scripts" / "launch_ipykernel.py"
+    profile = tmp_path / "home" / "ipython" / "profile_default"
     profile.mkdir(parents=True)
     image_config = DEPLOY / "kernel-image" / "ipython_kernel_config.py"
     (profile / "ipython_kernel_config.py").write_text(image_config.read_text())
-    env = {**os.environ, "GP_RESPONSE_PORT": str(_free_port())}
-    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _POD_COMMAND, str(tmp_path), KERNEL_CLASS],
-                                   env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result == {"implementation": "kernel-agent", "encrypted": True, "said": "AgentKernel False True\n"}
+    if gateway == "gateway_provisioners":
+        gateway_python, encryption, port = sys.executable, "required", "GP_RESPONSE_PORT"
+    else:
+        from .test_enterprise_gateway import gateway_python as enterprise_gateway_python
+
+        gateway_python, encryption, port = str(enterprise_gateway_python()), "", "EG_RESPONSE_PORT"
+    end = await asyncio.create_subprocess_exec(
+        gateway_python, "-c", _GATEWAY_END, gateway, sys.executable, str(launcher), KERNEL_CLASS,
+        str(tmp_path / "home"), encryption, env={**os.environ, port: str(_free_port())},
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert end.stdin is not None and end.stdout is not None and end.stderr is not None
+    client = AsyncKernelClient()
+    try:
+        line = await asyncio.wait_for(end.stdout.readline(), 300)
+        assert line, (await end.stderr.read()).decode()[-4000:]
+        info = json.loads(line)
+        assert bool(info.get("curve_publickey")) is (encryption == "required")
+        client.load_connection_info(info)
+        client.start_channels()
+        client.kernel_info()  # queued until the kernel binds its ports
+        reply = await client.get_shell_msg(timeout=120)
+        assert reply["content"]["implementation"] == "kernel-agent"
+        said: list[str] = []
+        await client.execute_interactive(
+            "print(type(get_ipython().kernel).__name__, get_ipython().history_manager.enabled, 'tools' in dir())",
+            timeout=120, output_hook=lambda m: said.append(m["content"].get("text", "")))
+        assert "".join(said) == "AgentKernel False True\n"
+    finally:
+        client.stop_channels()
+        end.stdin.close()
+        await asyncio.wait_for(end.wait(), 120)
+        await end.stderr.read()
