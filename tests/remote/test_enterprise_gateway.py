@@ -271,6 +271,49 @@ async def test_an_output_connection_cut_by_an_oversized_message_is_replaced(
         assert reply["content"]["status"] == "ok" and stdout == "after the cut\n"
 
 
+def host_secret_digest(text: str) -> str:
+    """A tool that needs the host's secret: it runs on the host, and only its answer reaches the kernel."""
+    import hashlib
+
+    return hashlib.sha256((os.environ[HOST_SECRET_VARIABLE] + text).encode()).hexdigest()[:12]
+
+
+async def test_a_session_through_enterprise_gateway_calls_host_tools(
+        enterprise_gateway: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session(server=JupyterServer(...)) on Enterprise Gateway: cells run in the confined kernel, tools on this
+    host with its secret, interrupt and restart through the gateway; the recorded notebook audits intact."""
+    import hashlib
+
+    from kernel_agent import CellStatus, Session, tool_from_function
+    from kernel_agent.runtime.remote import JupyterServer
+    from kernel_agent.verify.audit import audit_notebook
+
+    monkeypatch.setenv(HOST_SECRET_VARIABLE, HOST_SECRET)
+    server = JupyterServer(enterprise_gateway.url, token=enterprise_gateway.token, kernel_name=GATEWAY_KERNEL_NAME)
+    notebook = tmp_path / "through-enterprise-gateway.ipynb"
+    expected = hashlib.sha256((HOST_SECRET + "cell").encode()).hexdigest()[:12]
+    async with Session(server=server, tools=[tool_from_function(host_secret_digest)], notebook=notebook) as session:
+        first = await session.execute(
+            "import asyncio, os\n"
+            "digest = tools.host_secret_digest('cell')\n"
+            "many = await asyncio.gather(*(tools.host_secret_digest.aio('cell') for _ in range(5)))\n"
+            f"print(digest, len(set(many)), {HOST_SECRET_VARIABLE!r} in os.environ)")
+        assert first.stdout == f"{expected} 1 False\n", first
+        assert [call.status.value for call in first.tool_calls] == ["ok"] * 6
+
+        stuck = await session.execute("import time\nwhile True: time.sleep(0.05)", timeout=1)
+        assert stuck.status is CellStatus.TIMEOUT and stuck.error is not None
+        assert stuck.error.ename == "KeyboardInterrupt" and not stuck.state_lost
+        assert (await session.execute("print(digest == " + repr(expected) + ")")).stdout == "True\n"
+
+        await session.restart()
+        fresh = await session.execute("print('digest' in dir(), tools.host_secret_digest('cell'))")
+        assert fresh.stdout == f"False {expected}\n", fresh
+    report = audit_notebook(notebook)
+    assert report.verdict == "intact", report.headline
+    assert HOST_SECRET not in notebook.read_text() and enterprise_gateway.token not in notebook.read_text()
+
+
 def test_the_shipped_kernel_json_is_the_generated_one() -> None:
     """kernelspec/gateway/kernel-agent-gateway/kernel.json is gateway_kernel_spec_dict() with a bare `python` (the
     installed one names this interpreter: the gateway's own lacks kernel-agent)."""

@@ -262,9 +262,12 @@ def test_the_image_sets_what_the_kernel_command_line_sets() -> None:
 
     image = PyFileConfigLoader("ipython_kernel_config.py", path=str(DEPLOY / "kernel-image")).load_config()
     command_line = KVArgParseConfigLoader(argv=list(_KERNEL_CONFIG)).load_config()
-    # Command-line values stay strings until a trait reads them; these are Python literals.
-    assert image == {section: {name: ast.literal_eval(str(value)) for name, value in traits.items()}
-                     for section, traits in command_line.items()}
+    # Command-line values stay strings until a trait reads them: compared as the strings they are.
+    as_text = {section: {name: str(value) for name, value in traits.items()} for section, traits in image.items()}
+    assert as_text == {section: {name: str(value) for name, value in traits.items()}
+                       for section, traits in command_line.items()}, (
+        "kernel_agent/kernel/__main__.py changed the kernel's settings: make "
+        "deploy/kubernetes/kernel-image/ipython_kernel_config.py set the same")
 
 
 #: The gateway's end of a kernel pod's start, run by the gateway's python: its response manager (key pair and
@@ -357,7 +360,7 @@ async def test_the_pod_command_starts_an_agent_kernel_for_the_gateway(gateway: s
         assert reply["content"]["implementation"] == "kernel-agent"
         said: list[str] = []
         await client.execute_interactive(
-            "print(type(get_ipython().kernel).__name__, get_ipython().history_manager.enabled, 'tools' in dir())",
+            "print(type(get_ipython().kernel).__name__, get_ipython().Completer.use_jedi, 'tools' in dir())",
             timeout=120, output_hook=lambda m: said.append(m["content"].get("text", "")))
         assert "".join(said) == "AgentKernel False True\n"
     finally:
