@@ -15,6 +15,11 @@ from kernel_agent._version import __version__
 _EXPORTS = {
     "Session": "kernel_agent.session.session",
     "KernelPool": "kernel_agent.session.pool",
+    "JupyterServer": "kernel_agent.runtime.remote",
+    "JupyterServerError": "kernel_agent.runtime.remote",
+    "ServerUnreachableError": "kernel_agent.runtime.remote",
+    "ServerAuthError": "kernel_agent.runtime.remote",
+    "KernelNotFoundError": "kernel_agent.runtime.remote",
     "SyncSession": "kernel_agent.session.sync",
     "CellResult": "kernel_agent.runtime.results",
     "CellError": "kernel_agent.runtime.results",
@@ -102,6 +107,11 @@ if TYPE_CHECKING:  # `X as X`: an explicit re-export, which strict type checkers
     from kernel_agent.models.anthropic import AnthropicModel as AnthropicModel
     from kernel_agent.models.openai import OpenAIModel as OpenAIModel
     from kernel_agent.models.scripted import ScriptedModel as ScriptedModel
+    from kernel_agent.runtime.remote import JupyterServer as JupyterServer
+    from kernel_agent.runtime.remote import JupyterServerError as JupyterServerError
+    from kernel_agent.runtime.remote import KernelNotFoundError as KernelNotFoundError
+    from kernel_agent.runtime.remote import ServerAuthError as ServerAuthError
+    from kernel_agent.runtime.remote import ServerUnreachableError as ServerUnreachableError
     from kernel_agent.runtime.results import CellError as CellError
     from kernel_agent.runtime.results import CellResult as CellResult
     from kernel_agent.runtime.results import CellStatus as CellStatus

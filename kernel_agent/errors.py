@@ -9,10 +9,10 @@ the host's own problems::
     │   ├── SandboxUnavailableError   no sandbox can be created here (and why)
     │   └── SandboxPolicyError        the policy asks for something impossible
     ├── KernelStartError              the kernel did not come up
-    │   └── KernelServerError         a Jupyter Server or gateway refused or could not be reached
-    │       ├── ServerUnreachableError    nothing answers at its URL
-    │       ├── ServerAuthError           the token was refused
-    │       └── KernelNotFoundError       no such kernel (never was, shut down, culled)
+    ├── JupyterServerError            a Jupyter Server or gateway could not be used as asked:
+    │                                 ServerURLError, ServerUnreachableError, ServerAuthError,
+    │                                 ServerHTTPError, KernelNotFoundError, KernelSpecNotFoundError
+    │                                 (kernel_agent.runtime.remote.errors, where they are raised)
     ├── SessionClosedError            the session was closed (or never started)
     ├── SessionOptionError            options that cannot go together (a pool and a server, ...)
     ├── PoolError                     a kernel pool cannot serve the request (closed, or

@@ -8,7 +8,8 @@ import sys
 import kernel_agent
 
 EXPECTED_PUBLIC_NAMES = {
-    "__version__", "Session", "SyncSession", "CellResult", "CellError", "CellStatus",
+    "__version__", "Session", "SyncSession", "JupyterServer", "JupyterServerError", "ServerUnreachableError",
+    "ServerAuthError", "KernelNotFoundError", "CellResult", "CellError", "CellStatus",
     "SandboxPolicy", "SandboxMode", "ResourceLimits", "KernelAgentError", "SandboxError",
     "SandboxUnavailableError", "SandboxPolicyError", "UnconfinedWarning", "KernelStartError",
     "SessionClosedError", "SessionOptionError", "WorkspaceError", "ToolDefinitionError", "McpServerError",

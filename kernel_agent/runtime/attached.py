@@ -95,7 +95,7 @@ def _check_ipc_sockets(info: dict[str, Any], where: Path) -> None:
 
 
 class AttachedKernel:
-    """A kernel started elsewhere, reached through its connection file (a :class:`~kernel_agent.runtime.kernel.Kernel`)."""
+    """A kernel started elsewhere, reached through its connection file (a ``Kernel``)."""
 
     workspace: Path | None = None
 

@@ -338,7 +338,7 @@ class WarmPool:
         self._refill()
 
     async def _start_kernel(self) -> Kernel:
-        """Launch one kernel on a fresh workspace (or start one on the server) and warm it up; nothing survives a failure."""
+        """Launch one kernel on a fresh workspace (or start one on the server), warm it up; nothing survives failure."""
         if self.server is not None:
             remote = await self.server.start_kernel(timeout=self.startup_timeout)
             try:
