@@ -61,12 +61,17 @@ def session_options(function: F) -> F:
 @click.option("--observation-limit", type=int, default=4000, metavar="CHARS",
               help="characters of a cell's output sent back to the model (default 4000)")
 @click.option("--cell-timeout", type=float, default=300.0, metavar="S", help="seconds per cell (default 300)")
+@click.option("--server", metavar="URL", envvar="KERNEL_AGENT_SERVER",
+              help="run the kernel on this Jupyter Server or gateway (its kernel-agent kernelspec) instead of here")
+@click.option("--token", metavar="TOKEN", envvar="KERNEL_AGENT_SERVER_TOKEN",
+              help="the server's token (default: $KERNEL_AGENT_SERVER_TOKEN)")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON at the end")
 @click.option("--quiet", is_flag=True, help="print only the result, not each step")
 def command(task: str, model: str, base_url: str | None, max_retries: int, tools: tuple[str, ...],
             mcp: tuple[str, ...], workspace: str | None, notebook: str | None, max_steps: int,
             max_tokens: int | None, max_cost: float | None, price: str | None, max_seconds: float | None,
-            observation_limit: int, cell_timeout: float, as_json: bool, quiet: bool) -> int:
+            observation_limit: int, cell_timeout: float, server: str | None, token: str | None, as_json: bool,
+            quiet: bool) -> int:
     from kernel_agent.agent import Agent
     from kernel_agent.models import model_from_spec
     from kernel_agent.tools.loading import load_tools
@@ -79,8 +84,20 @@ def command(task: str, model: str, base_url: str | None, max_retries: int, tools
         model_from_spec(model, base_url=base_url, **retries), loaded, workspace=workspace, notebook=notebook,
         max_steps=max_steps, max_tokens=max_tokens, max_cost=max_cost, pricing=_pricing(price),
         max_seconds=max_seconds, observation_limit=observation_limit, cell_timeout=cell_timeout,
+        session_options=_server_option(server, token, workspace),
     )
     return drive(agent, task, quiet=quiet, as_json=as_json)
+
+
+def _server_option(url: str | None, token: str | None, workspace: str | None) -> dict[str, Any]:
+    """The session option that puts the kernel on a server (tools still run here)."""
+    if url is None:
+        return {}
+    if workspace:
+        raise ValueError("--workspace is for kernels launched here: a server's kernel works in the server's directory")
+    from kernel_agent.runtime.remote import JupyterServer
+
+    return {"server": JupyterServer(url, token=token)}
 
 
 def drive(agent: Agent, task: str, *, quiet: bool, as_json: bool) -> int:
