@@ -161,3 +161,40 @@ async def test_twenty_concurrent_sessions_through_one_server(jupyter_server: Run
             assert len({s.backend["kernel_id"] for s in sessions}) == 20
         finally:
             await asyncio.gather(*(s.close() for s in sessions))
+
+
+async def test_a_kernel_culled_by_the_server_is_named_and_the_record_sealed(tmp_path: Path) -> None:
+    from .conftest import running_server
+
+    culling = ["--MappingKernelManager.cull_idle_timeout=2", "--MappingKernelManager.cull_interval=1",
+               "--MappingKernelManager.cull_connected=True"]
+    notebook = tmp_path / "culled.ipynb"
+    (tmp_path / "server").mkdir()
+    with running_server("jupyter-server", tmp_path / "server", extra_args=culling) as server:
+        session = await Session(server=client(server), notebook=notebook).start()
+        kernel_id = session.backend["kernel_id"]
+        await session.execute("x = 1")
+        # The server culls the idle kernel: wait for that event (its listing no longer has it).
+        while kernel_id in {k["id"] for k in await asyncio.to_thread(server.api, "GET", "/api/kernels")}:
+            await asyncio.sleep(0.2)
+        lost = await session.execute("print(x)")
+        assert lost.status is CellStatus.KERNEL_DIED and lost.state_lost and lost.error is not None
+        assert "culled" in lost.error.evalue or "shut down" in lost.error.evalue, lost.error.evalue
+        # A kernel of the same kernelspec took its place (the culled id is gone for good).
+        assert session.backend["kernel_id"] != kernel_id
+        assert (await session.execute("print('fresh')")).stdout == "fresh\n"
+        await session.close()
+    report = audit_notebook(notebook)
+    assert report.verdict == "intact", report.headline
+
+
+async def test_bad_url_and_bad_token_are_named_without_the_token(jupyter_server: RunningServer) -> None:
+    from kernel_agent import ServerAuthError, ServerUnreachableError
+
+    wrong = "wrong-token-" + "y" * 20
+    with pytest.raises(ServerAuthError) as refused:
+        await Session(server=JupyterServer(jupyter_server.url, token=wrong), notebook=False).start()
+    assert wrong not in str(refused.value)
+    with pytest.raises(ServerUnreachableError, match="127.0.0.1:9"):
+        await Session(server=JupyterServer("http://127.0.0.1:9", token=wrong, request_timeout=5),
+                      notebook=False).start()
