@@ -284,8 +284,7 @@ async def test_a_session_through_enterprise_gateway_calls_host_tools(
     host with its secret, interrupt and restart through the gateway; the recorded notebook audits intact."""
     import hashlib
 
-    from kernel_agent import CellStatus, Session, tool_from_function
-    from kernel_agent.runtime.remote import JupyterServer
+    from kernel_agent import CellStatus, JupyterServer, Session, tool_from_function
     from kernel_agent.verify.audit import audit_notebook
 
     monkeypatch.setenv(HOST_SECRET_VARIABLE, HOST_SECRET)
