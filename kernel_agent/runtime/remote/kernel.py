@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from kernel_agent.errors import KernelStartError
 from kernel_agent.runtime.ready import wait_ready
-from kernel_agent.runtime.remote.errors import JupyterServerError, KernelNotFoundError
+from kernel_agent.runtime.remote.errors import JupyterServerError, KernelNotFoundError, ServerHTTPError
 from kernel_agent.runtime.remote.rest import Rest
 from kernel_agent.runtime.remote.websocket import WebSocketChannels
 
@@ -167,20 +167,45 @@ class RemoteKernel:
 
         Fresh channels because a restart may move the kernel's zmq endpoints
         and a websocket opened before it may stay bound to the old ones. A
-        kernel the server no longer has (culled, shut down) cannot be
-        restarted: a new one of the same kernelspec is started instead.
+        kernel the server already restarted after it died only needs them. A
+        kernel the server no longer has (culled, shut down), or cannot
+        restart, is replaced by a new one of the same kernelspec (new id).
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        revived = self.connection is not None and self.connection.server_restarted
         self._ended = self._ended or self._reason_now() or "it was restarted by this host"
         await self._close_channels()
+        if revived:
+            try:
+                return await self._reopened(timeout / 2, shut_down_if_mute=False)
+            except (KernelStartError, JupyterServerError) as exc:
+                logger.warning("kernel %s on %s, restarted by the server, does not answer (%s); restarting it",
+                               self.kernel_id, self.server.url, exc)
+        remaining = max(deadline - loop.time(), 0.001)
         try:
-            await self.server.restart(self.kernel_id, timeout=timeout)
+            await self.server.restart(self.kernel_id, timeout=remaining)
         except KernelNotFoundError:
-            return await self.server.start_kernel(kernel_name=self.kernel_name, timeout=timeout)
+            return await self.server.start_kernel(kernel_name=self.kernel_name, timeout=remaining)
+        except ServerHTTPError as exc:
+            logger.warning("the server could not restart kernel %s (%s); starting a new kernel in its place",
+                           self.kernel_id, exc)
+            with contextlib.suppress(JupyterServerError):
+                await self.server.shutdown(self.kernel_id)
+            return await self.server.start_kernel(kernel_name=self.kernel_name,
+                                                  timeout=max(deadline - loop.time(), 0.001))
+        return await self._reopened(max(deadline - loop.time(), 0.001))
+
+    async def _reopened(self, timeout: float, *, shut_down_if_mute: bool = True) -> RemoteKernel:
+        """This kernel (same id) with fresh channels, ready; shut down if it never answers (unless told not to)."""
         fresh = RemoteKernel(self.server, self.kernel_id, self.kernel_name)
         try:
             await fresh.open(timeout)
+        except KernelNotFoundError:
+            raise
         except BaseException:
-            await fresh.kill()
+            if shut_down_if_mute:
+                await fresh.kill()
             raise
         return fresh
 

@@ -13,6 +13,7 @@ and appears in no error message, repr, log line or recorded field.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 from types import TracebackType
@@ -90,6 +91,8 @@ class JupyterServer:
         other named errors.
         """
         name = kernel_name or self.kernel_name
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
             model = await self.rest.call("POST", "api/kernels", body={"name": name}, timeout=timeout)
         except ServerHTTPError as exc:
@@ -100,7 +103,7 @@ class JupyterServer:
         kernel = _kernel_model(model, self.url)
         remote = RemoteKernel(self, kernel.id, kernel.name or name)
         try:
-            await remote.open(timeout)
+            await remote.open(max(deadline - loop.time(), 0.001))
         except BaseException:
             await remote.kill()
             raise
@@ -146,7 +149,12 @@ class JupyterServer:
 
     async def restart(self, kernel_id: str, *, timeout: float | None = None) -> None:
         """Restart the kernel under the same id (its state is lost); waits for the server to see it answer."""
-        await self._call_kernel("POST", kernel_id, "/restart", timeout=timeout)
+        try:
+            await self._call_kernel("POST", kernel_id, "/restart", timeout=timeout)
+        except ServerHTTPError as exc:
+            if exc.status == 500:  # Jupyter Server answers any failed restart so, an unknown kernel's included
+                await self.kernel(kernel_id)
+            raise
 
     async def shutdown(self, kernel_id: str) -> None:
         """Shut the kernel down (:class:`KernelNotFoundError` if the server has no such kernel)."""

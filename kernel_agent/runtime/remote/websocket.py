@@ -60,6 +60,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.frames import CloseCode
 from websockets.typing import Subprotocol
 
+from kernel_agent.errors import KernelStartError
 from kernel_agent.runtime.channels import COMM_MESSAGE_TYPES, Channel, Message, Request
 from kernel_agent.runtime.connection import MAX_IOPUB_MESSAGE_BYTES, SMALL_MESSAGE_BYTES, THREAD_MESSAGE_BYTES
 from kernel_agent.runtime.remote import frames
@@ -121,9 +122,16 @@ class WebSocketChannels:
         #: Set once the kernel is known gone or the websocket closed for good; ``end_reason`` says why.
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
+        #: Whether the server said it restarted the kernel after it died (it runs fresh, under the same id).
+        self.server_restarted = False
 
     async def open(self) -> None:
-        """Connect (raising the named error of a refused or failed handshake) and start reading."""
+        """Connect and start reading.
+
+        Raises the named error of a refused or failed handshake, or
+        :class:`~kernel_agent.errors.KernelStartError` when the server does not
+        open the websocket in time (it waits for the kernel to answer first).
+        """
         self._ws = await self._connect()
         self.protocol = "v1" if self._ws.subprotocol == frames.V1_PROTOCOL else "legacy"
         self._writable.set()
@@ -144,7 +152,11 @@ class WebSocketChannels:
                                           f"{self.kernel_id}") from None
             raise await self._rest.status_error(status, bytes(exc.response.body or b""), "the kernel's websocket") \
                 from None
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+        except TimeoutError:
+            # Jupyter Server opens a kernel's websocket only once the kernel answers a kernel_info request.
+            raise KernelStartError(f"{where} did not open within {self._open_timeout:.3g} s (the server opens it "
+                                   "once the kernel answers)") from None
+        except (OSError, InvalidHandshake, InvalidURI) as exc:
             reason = self._rest.redact(str(exc) or type(exc).__name__)
             raise ServerUnreachableError(f"cannot open {where}: {reason}") from None
 
@@ -259,7 +271,7 @@ class WebSocketChannels:
         self.reconnects += 1
         try:
             self._ws = await self._connect()
-        except JupyterServerError as exc:
+        except (JupyterServerError, KernelStartError) as exc:
             self._end(f"its websocket was cut by an oversized message and could not be reopened: {exc}")
             return False
         self._writable.set()
@@ -322,6 +334,7 @@ class WebSocketChannels:
         if not isinstance(content, dict):
             return
         if msg_type == "status" and content.get("execution_state") in DEATH_STATES:
+            self.server_restarted = self.server_restarted or content["execution_state"] != "dead"
             self._end(DEATH_STATES[content["execution_state"]])
         elif msg_type == "shutdown_reply":
             self._end(_RESTARTED if content.get("restart") is True else _SHUT_DOWN)
