@@ -375,3 +375,18 @@ async def test_a_kernel_that_never_becomes_ready_is_shut_down(server_with_a_mute
         with pytest.raises(KernelStartError, match="did not open within"):
             await jupyter.start_kernel(timeout=3)
         assert await jupyter.list_kernels() == []
+
+
+async def test_a_server_that_goes_away_ends_the_kernel_and_shutting_it_down_does_not_raise(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    with running_server("jupyter-server", tmp_path_factory.mktemp("departing-server")) as server:
+        async with client(server) as jupyter:
+            kernel = await jupyter.start_kernel(timeout=90)
+            await execute(kernel, "x = 1")
+            await asyncio.to_thread(server.stop)
+            reason = await asyncio.wait_for(kernel.wait_ended(), 60)
+            assert not kernel.alive()
+            assert "shut down on the server" in reason or "closed the kernel's websocket" in reason, reason
+            await kernel.kill()
+            assert kernel.shutdown_failure is not None and "cannot reach" in kernel.shutdown_failure
+            assert server.token not in kernel.shutdown_failure
