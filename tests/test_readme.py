@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -21,8 +22,15 @@ def test_readme_python_example_runs(code: str, tmp_path: Path) -> None:
     """Each python block runs in a fresh process, from an empty directory, and prints what its comments say."""
     (tmp_path / "work").mkdir()
     env = example_env(tmp_path)
-    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=120)
+    with contextlib.ExitStack() as stack:
+        if "KERNEL_AGENT_SERVER" in code:  # the server example: a real Jupyter Server, as the README starts it
+            from .remote.conftest import running_server
+
+            (tmp_path / "server").mkdir()
+            server = stack.enter_context(running_server("jupyter-server", tmp_path / "server"))
+            env.update(KERNEL_AGENT_SERVER=server.url, KERNEL_AGENT_SERVER_TOKEN=server.token)
+        run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip(), "the example printed nothing"
     for expected in re.findall(r"#\s+'?([^'#\n]+?)'?\s+/\s+'?([^'#\n]+?)'?$", code, re.M):
