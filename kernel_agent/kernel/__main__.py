@@ -17,10 +17,13 @@ from kernel_agent.kernel.limits import apply_rlimits_from_env
 # debugger inside the sandbox). Blocking them saves about 0.15 s of start-up.
 _BLOCKED_OPTIONAL_IMPORTS = ("jedi", "debugpy")
 
-# Per-cell overhead that an agent kernel does not need: the sqlite history
-# database (a write per cell) and jedi completion.
+# History is kept, as every Jupyter frontend expects (history_request: tail,
+# range, search), but only in memory: an sqlite database that is never a file,
+# so nothing of it is written in the workspace or anywhere else (and no saving
+# thread runs). Jedi completion is per-request overhead an agent kernel does
+# not need.
 _KERNEL_CONFIG = [
-    "--HistoryManager.enabled=False",
+    "--HistoryManager.hist_file=:memory:",
     "--Completer.use_jedi=False",
     "--IPKernelApp.quiet=True",
 ]

@@ -60,12 +60,13 @@ def cap_output_streams() -> None:
 class AgentKernel(IPythonKernel):
     """IPython kernel used by every kernel-agent session.
 
-    Three additions: stdout and stderr flush by size (:class:`CappedOutStream`),
+    Four additions: stdout and stderr flush by size (:class:`CappedOutStream`),
     tool-bridge replies are taken off the shell channel before
-    ipykernel routes it (see :mod:`kernel_agent.kernel.bridge`), and the
+    ipykernel routes it (see :mod:`kernel_agent.kernel.bridge`), the
     model-facing names (``tools``, ``progress``, ``final_answer``, the
     ``ToolError`` family) exist from the start, so that a kernel opened
-    without a host explains itself instead of raising NameError.
+    without a host explains itself instead of raising NameError, and history
+    replies name the current session consistently (:meth:`do_history`).
     """
 
     implementation = "kernel-agent"
@@ -90,6 +91,29 @@ class AgentKernel(IPythonKernel):
         header = parent.get("header") if isinstance(parent, dict) else None
         if channel == "shell" and isinstance(header, dict) and header.get("msg_type") == "execute_request":
             CELL.set(str(header.get("msg_id")))
+
+    async def do_history(self, hist_access_type: str, output: bool, raw: bool, session: int = 0, start: int = 0,
+                         stop: int | None = None, n: int | None = None, pattern: str | None = None,
+                         unique: bool = False) -> dict[str, Any]:
+        """ipykernel's, with the current session named by its number in every reply.
+
+        History lives in memory only (an sqlite database that is never a file:
+        see ``kernel_agent.kernel.__main__``). IPython answers a range of the
+        current session from its input lists and labels the entries session 0
+        ("the current one"), where tail and search, read from the database,
+        give the session's number: a frontend asking for a range of the
+        session a tail reply named got entries of another session number back
+        (jupyter_kernel_test checks this; the stock python3 kernel fails it).
+        Asynchronous, as ipykernel's Kernel declares it (a plain method is deprecated there).
+        """
+        reply: dict[str, Any] = super().do_history(  # type: ignore[no-untyped-call]  # not annotated in ipykernel
+            hist_access_type, output, raw, session=session, start=start, stop=stop, n=n, pattern=pattern,
+            unique=unique)
+        assert self.shell is not None
+        current = self.shell.history_manager.session_number
+        reply["history"] = [(current if number == 0 else number, line, entry)
+                            for number, line, entry in reply["history"]]
+        return reply
 
     async def shell_channel_thread_main(self, msg: list[Any]) -> None:
         """Deliver bridge replies on the shell-channel thread; route everything else as ipykernel does.
