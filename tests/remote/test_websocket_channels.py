@@ -140,6 +140,23 @@ async def test_a_message_over_the_cap_is_dropped_unread_and_the_kernel_stays_usa
     assert reply["status"] == "ok" and stdout(messages) == "42\n"
 
 
+async def test_a_message_the_server_refuses_as_too_big_is_dropped_once_and_the_kernel_stays_usable(
+        kernel: RemoteKernel) -> None:
+    channels = kernel.connection
+    assert isinstance(channels, WebSocketChannels)
+    comms: asyncio.Queue[Message] = asyncio.Queue()
+    channels.on_comm = comms.put_nowait
+    await execute(kernel, _ECHO_COMM)
+    comm_id = (await asyncio.wait_for(comms.get(), 30))["content"]["comm_id"]
+    # Over Jupyter Server's (tornado's) default websocket_max_message_size of 10 MiB.
+    channels.post("shell", "comm_msg", {"comm_id": comm_id, "data": {}}, [b"x" * (11 * 1024**2)])
+    channels.post("shell", "comm_msg", {"comm_id": comm_id, "data": {}}, [b"small"])
+    echoed = await asyncio.wait_for(comms.get(), 60)
+    assert [bytes(b) for b in echoed["buffers"]] == [b"llams"], "only the small message arrives"
+    assert channels.refused_sends == 1 and channels.reconnects == 1 and kernel.alive()
+    assert stdout((await execute(kernel, "print('still here')"))[1]) == "still here\n"
+
+
 async def test_a_websocket_to_an_unknown_kernel_is_named(jupyter_server: RunningServer) -> None:
     async with JupyterServer(jupyter_server.url, token=jupyter_server.token) as client:
         channels = WebSocketChannels(client.rest, "00000000-0000-0000-0000-000000000000", open_timeout=30)

@@ -19,7 +19,11 @@ hold here too:
   same session id (Jupyter Server keeps what arrives meanwhile for a
   session that had a single connection and replays it) and every request in
   flight is told its output may be lost
-  (:data:`~kernel_agent.runtime.results.OUTPUT_LOST`).
+  (:data:`~kernel_agent.runtime.results.OUTPUT_LOST`). The other way,
+  Jupyter Server refuses a message over its ``websocket_max_message_size``
+  (10 MiB by default) by closing the websocket: the message is dropped
+  (resending it would cut every new websocket too), the websocket reopened,
+  and the kernel's bridge resends a call whose answer never came.
 - **Host memory.** At most ``QUEUE_FRAMES`` (4) received frames wait for
   the reader (then the library stops reading the socket, and the server
   holds the backlog), plus the message being handled: about 4 x 41 MiB
@@ -62,7 +66,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.frames import CloseCode
+from websockets.frames import Close, CloseCode
 from websockets.typing import Subprotocol
 
 from kernel_agent.errors import KernelStartError
@@ -89,9 +93,18 @@ _SHUT_DOWN = "it was shut down on the server by someone else (a REST shutdown, o
 _RESTARTED = "it was restarted on the server by someone else (a REST restart); its state is lost"
 _CUT = (f"the kernel sent a message over the host's {MAX_IOPUB_MESSAGE_BYTES // 1024**2} MiB limit; it was dropped "
         "unread and the websocket reopened, but output sent meanwhile may be missing")
+_REFUSED = ("the Jupyter server refused a message from the host as too big (its websocket_max_message_size, "
+            "10 MiB unless configured) and closed the websocket; it was reopened, but output sent meanwhile may be "
+            "missing")
 
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+logger = logging.getLogger(__name__)
+
+
+def _closed_with(close: Close | None, code: int) -> bool:
+    return close is not None and close.code == code
+
 
 
 def _ack_quickly(ws: ClientConnection) -> None:
@@ -145,6 +158,8 @@ class WebSocketChannels:
         self.protocol = ""
         #: How often the websocket was reopened after an oversized message cut it.
         self.reconnects = 0
+        #: Messages from the host the server refused as too big (dropped; see ``_write``).
+        self.refused_sends = 0
         #: Set once the kernel is known gone or the websocket closed for good; ``end_reason`` says why.
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
@@ -252,9 +267,16 @@ class WebSocketChannels:
                 try:
                     await ws.send(frame)
                     break
-                except ConnectionClosed:
+                except ConnectionClosed as exc:
                     if ws is self._ws:
                         self._writable.clear()  # the reader reopens the websocket, or ends the channels
+                    if _closed_with(exc.rcvd, CloseCode.MESSAGE_TOO_BIG) and len(frame) > SMALL_MESSAGE_BYTES:
+                        # The server refused this frame: sending it again would only cut the next websocket
+                        # too. The kernel's bridge resends a call whose answer never came, and gets an error.
+                        self.refused_sends += 1
+                        logger.warning("the Jupyter server at %s refused a %d-byte message to kernel %s as too big; "
+                                       "dropped", self._rest.url, len(frame), self.kernel_id)
+                        break
 
     # -- reading ---------------------------------------------------------------
 
@@ -268,7 +290,9 @@ class WebSocketChannels:
                 _ack_quickly(ws)
             except ConnectionClosed as exc:
                 self._writable.clear()
-                if self._was_cut(exc) and await self._reopen():
+                cut = _CUT if _closed_with(exc.sent, CloseCode.MESSAGE_TOO_BIG) else \
+                    _REFUSED if _closed_with(exc.rcvd, CloseCode.MESSAGE_TOO_BIG) else None
+                if cut is not None and await self._reopen(cut):
                     continue
                 self._end(self._closed_reason(exc))
                 return
@@ -281,11 +305,6 @@ class WebSocketChannels:
             # handled in one go while every other task on the loop waits.
             await asyncio.sleep(0)
 
-    @staticmethod
-    def _was_cut(exc: ConnectionClosed) -> bool:
-        """Whether the connection was closed for a message over the size cap (by this host, or by the server)."""
-        return any(close is not None and close.code == CloseCode.MESSAGE_TOO_BIG for close in (exc.sent, exc.rcvd))
-
     def _closed_reason(self, exc: ConnectionClosed) -> str:
         close = exc.rcvd
         if close is None:
@@ -293,7 +312,7 @@ class WebSocketChannels:
         said = f": {self._rest.redact(close.reason)[:200]}" if close.reason else ""
         return f"the Jupyter server closed the kernel's websocket (code {close.code}{said})"
 
-    async def _reopen(self) -> bool:
+    async def _reopen(self, cut: str) -> bool:
         """Reconnect under the same session id after a cut, and tell the requests in flight; False if it failed."""
         self.reconnects += 1
         try:
@@ -302,7 +321,7 @@ class WebSocketChannels:
             self._end(f"its websocket was cut by an oversized message and could not be reopened: {exc}")
             return False
         self._writable.set()
-        self._output_lost()
+        self._output_lost(cut)
         return True
 
     def _end(self, reason: str) -> None:
@@ -366,7 +385,7 @@ class WebSocketChannels:
         elif msg_type == "shutdown_reply":
             self._end(_RESTARTED if content.get("restart") is True else _SHUT_DOWN)
 
-    def _output_lost(self) -> None:
+    def _output_lost(self, reason: str) -> None:
         """Tell every request in flight that messages addressed to it may have been lost."""
         for request in list(self._requests.values()):
             with contextlib.suppress(Exception):
@@ -374,7 +393,7 @@ class WebSocketChannels:
                     "header": {"msg_type": OUTPUT_LOST},
                     "parent_header": {"msg_id": request.msg_id},
                     "metadata": {},
-                    "content": {"min_bytes": MAX_WS_MESSAGE_BYTES + 1, "reason": _CUT},
+                    "content": {"min_bytes": MAX_WS_MESSAGE_BYTES + 1 if reason == _CUT else 0, "reason": reason},
                     "buffers": [],
                     "msg_type": OUTPUT_LOST,
                 })
