@@ -6,7 +6,7 @@ this file as /etc/ipython/ipython_kernel_config.py. tests/remote/test_k8s_manife
 
 c = get_config()  # noqa: F821 - IPython provides it when it loads this file
 
-# Per-cell overhead an agent kernel does not need: the sqlite history database (a write per cell) and jedi.
-c.HistoryManager.enabled = False
+# History in memory only (an sqlite database that is never a file), as Jupyter frontends expect; no jedi.
+c.HistoryManager.hist_file = ":memory:"
 c.Completer.use_jedi = False
 c.IPKernelApp.quiet = True
