@@ -33,6 +33,18 @@ a local bridge that answers every tool call from the recording:
 never printed, so the re-executed outputs are the recorded ones. The setup
 cell itself prints nothing.
 
+A cell that raised when it was recorded is tagged ``raises-exception``:
+nbclient, nbconvert and nbval go on past it and compare its error with the
+recorded one. papermill goes on past it too, but then fails the run on any
+error output, whatever the tags (``papermill.execute.raise_for_execution_errors``
+exempts only ``SystemExit(0)``). So when papermill runs the kernel (the
+sandbox provisioner, in papermill's process, says so in
+``KERNEL_AGENT_RUN_BY``), an error that reproduces the recorded one exactly
+(same exception name and message, in the cell matched to it) is shown as its
+traceback on stderr instead of as an error output: the cell still fails (its
+reply says error), the run completes, and any error the recording does not
+have is an error output that fails papermill's run, as a divergence should.
+
 Runs in the kernel: imports only the standard library, :mod:`kernel_agent.protocol.wire`,
 :mod:`kernel_agent.protocol.strict_json` and :mod:`kernel_agent.kernel` (IPython only
 when serving). The notebook is parsed with the same strict, bounded JSON
@@ -45,6 +57,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +71,7 @@ from kernel_agent.protocol.names import METADATA_KEY
 SIDE_FILE_KEY = "$side_file"
 MAX_NOTEBOOK_BYTES = 256 * 1024**2  # kernel_agent.record.reader's default cap (host code: not imported here)
 NOT_RECORDED = "not in the recording"
+RUN_BY_ENV = "KERNEL_AGENT_RUN_BY"  # set by kernel_agent.sandbox.provisioner: "papermill" when papermill launched us
 
 
 class ReplayError(RuntimeError):
@@ -87,6 +101,7 @@ class RecordedCell:
     seq: int | None
     source: str
     calls: list[RecordedCall] = field(default_factory=list)
+    error: tuple[str, str] | None = None  # (ename, evalue) of the error it raised when recorded
 
 
 def _text(value: Any) -> str:
@@ -123,7 +138,7 @@ class Recording:
                 continue
             seq = meta.get("seq")
             recorded = RecordedCell(seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
-                                    source=_text(cell.get("source")))
+                                    source=_text(cell.get("source")), error=_recorded_error(cell.get("outputs")))
             calls = meta.get("tool_calls")
             for call in calls if isinstance(calls, list) else []:
                 if not isinstance(call, dict) or not isinstance(call.get("tool"), str):
@@ -179,6 +194,14 @@ class Recording:
         raise ReplayError(f"the recorded value is in a side file that cannot be read ({'; '.join(problems)})")
 
 
+def _recorded_error(outputs: Any) -> tuple[str, str] | None:
+    """The (ename, evalue) of a recorded cell's error output, if it has one."""
+    for output in outputs if isinstance(outputs, list) else []:
+        if isinstance(output, dict) and output.get("output_type") == "error":
+            return str(output.get("ename", "")), str(output.get("evalue", ""))
+    return None
+
+
 def find_notebook(name: str, session_id: str, directory: Path) -> tuple[Path, dict[str, Any]]:
     """The recording: ``directory/name``, else another notebook there recording ``session_id``.
 
@@ -232,6 +255,11 @@ class RecordingBridge:
                 if self.recording.cells[index].source.rstrip() == wanted:
                     self.current, self._next_cell = index, index + 1
                     return
+
+    def reproduces_recorded_error(self, ename: str, evalue: str) -> bool:
+        """Whether the running cell was matched to a recorded cell that raised exactly this."""
+        current = self.current
+        return current is not None and self.recording.cells[current].error == (ename, evalue)
 
     def call(self, tool: str, arguments: dict[str, Any]) -> Any:
         """Answer a call with its recorded result, or raise its recorded error."""
@@ -364,6 +392,22 @@ def serve_recording(notebook: str, session_id: str) -> None:
     _served = (bridge, before_cell)
     sdk.attach(bridge)
     shell.user_ns.update(sdk.model_names(tools))
+    if os.environ.get(RUN_BY_ENV) == "papermill":
+        shell.set_custom_exc((Exception,), _reproduced_errors_on_stderr(bridge))
+
+
+def _reproduced_errors_on_stderr(bridge: RecordingBridge) -> Callable[..., Any]:
+    """An IPython exception handler: a recorded error reproduced goes to stderr, any other is shown as usual."""
+    def handler(shell: Any, etype: type[BaseException], value: BaseException, tb: Any,
+                tb_offset: int | None = None) -> list[str] | None:
+        if not bridge.reproduces_recorded_error(etype.__name__, str(value)):
+            shell.showtraceback((etype, value, tb), tb_offset=tb_offset, running_compiled_code=True)
+            return None
+        structured: list[str] = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+        print(shell.InteractiveTB.stb2text(structured), file=sys.stderr, flush=True)
+        return structured
+
+    return handler
 
 
 def served() -> RecordingBridge | None:

@@ -50,6 +50,8 @@ from kernel_agent.sandbox.uids import UidLease, kill_uid_processes, lease_uid
 RUN_DIR_PREFIX = "kernel-agent-"
 RUN_AS_ENV = "KERNEL_AGENT_RUN_AS"  # read by kernel_agent.kernel.identity
 SHARED_DIR, LINKS_DIR, HOME_DIR = "sandbox", "links", "home"  # in the run directory
+# Read by kernel_agent.kernel.replay: papermill fails a run on any error output, even a recorded one reproduced.
+RUN_BY_ENV = "KERNEL_AGENT_RUN_BY"
 
 # Runs between jupyter_client and bwrap: joins the cgroups, execs with a clean environment.
 _ENTER_SCRIPT = Path(__file__).resolve().parent / "_enter.py"
@@ -206,6 +208,8 @@ class SandboxProvisioner(LocalProvisioner):
         inner_env = _inner_env(policy, workspace, _rlimits(limits, self.cgroup))
         if launch_dir is not None:
             inner_env["KERNEL_AGENT_WORKDIR"] = str(launch_dir)
+        if "papermill.execute" in sys.modules:  # this provisioner runs in the process that launches the kernel
+            inner_env[RUN_BY_ENV] = "papermill"
         command: list[str] = kwargs.pop("cmd")
         spec: dict[str, Any] = {"cgroups": [str(d) for d in self.cgroup.dirs]}
         if bwrap_binary is not None:

@@ -12,6 +12,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,9 @@ CLEAN_CELLS = [
     'progress("half way", n=1)\nfinal_answer(len(rows))\nprint("done")',
 ]
 ERROR_CELLS = ['tools.fail("boom")', "tools.blob(3)", "len(tools.data.table(5000))"]
+# Errors that re-execution reproduces exactly (a tool's recorded error, a plain exception), and cells after them.
+EXPECTED_ERROR_CELLS = ['rows = tools.data.table(2)\nprint(len(rows))', 'tools.fail("boom")', "1 / 0",
+                        'print("after the errors", len(rows))']
 
 
 async def _record(directory: Path, name: str, cells: list[str]) -> Path:
@@ -71,7 +75,7 @@ async def _record(directory: Path, name: str, cells: list[str]) -> Path:
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two recorded sessions (one with uncaught errors) and the kernelspec installed in a private prefix."""
+    """Three recorded sessions (two with uncaught errors) and the kernelspec installed in a private prefix."""
     root = tmp_path_factory.mktemp("recorded")
     # Jupyter starts the kernel here; on a root host the kernel reads its launch directory as "other"
     # (it is never lent to the sandbox uid), and pytest makes its directories 0700.
@@ -79,14 +83,15 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     prefix = tmp_path_factory.mktemp("prefix")
     install_kernelspec(user=False, prefix=str(prefix))
 
-    async def both() -> tuple[Path, Path]:
-        clean, errors = await asyncio.gather(_record(root, "session", CLEAN_CELLS),
-                                             _record(root, "errors", ERROR_CELLS))
-        return clean, errors
+    async def all_three() -> tuple[Path, Path, Path]:
+        clean, errors, expected = await asyncio.gather(_record(root, "session", CLEAN_CELLS),
+                                                       _record(root, "errors", ERROR_CELLS),
+                                                       _record(root, "expected", EXPECTED_ERROR_CELLS))
+        return clean, errors, expected
 
-    clean, errors = asyncio.run(both())
-    return {"clean": clean, "errors": errors, "kernels": prefix / "share" / "jupyter" / "kernels",
-            "jupyter_path": prefix / "share" / "jupyter"}
+    clean, errors, expected = asyncio.run(all_three())
+    return {"clean": clean, "errors": errors, "expected": expected,
+            "kernels": prefix / "share" / "jupyter" / "kernels", "jupyter_path": prefix / "share" / "jupyter"}
 
 
 def _outputs(cell: Any) -> list[dict[str, Any]]:
@@ -267,6 +272,61 @@ def test_papermill_executes_the_recording(recorded: dict[str, Path], tmp_path: P
     assert [_outputs(c) for c in _code_cells(executed)] == [_outputs(c) for c in _code_cells(expected)]
 
 
+def _plain(text: str) -> str:
+    """Terminal text without its colour codes (IPython colours tracebacks)."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def _papermill(recorded: dict[str, Path], name: str, directory: Path) -> subprocess.CompletedProcess[str]:
+    """``papermill NAME.ipynb out.ipynb`` on a copy of a recording (and its side files), as a user types it."""
+    if importlib.util.find_spec("papermill") is None:
+        pytest.skip("papermill is not installed (optional test dependency)")
+    directory.mkdir()
+    directory.chmod(0o755)  # the launch directory: read by the kernel as "other" (see the fixture)
+    shutil.copy(recorded[name], directory / f"{name}.ipynb")
+    if recorded[name].with_name(f"{name}.files").is_dir():
+        shutil.copytree(recorded[name].with_name(f"{name}.files"), directory / f"{name}.files")
+    return subprocess.run([sys.executable, "-m", "papermill", f"{name}.ipynb", "out.ipynb"], cwd=directory,
+                          env=_env(recorded), capture_output=True, text=True, timeout=120)
+
+
+def test_papermill_executes_a_recording_with_error_cells(recorded: dict[str, Path], tmp_path: Path) -> None:
+    """papermill fails a run on any error output, whatever the raises-exception tag; run by papermill, a recorded
+    error reproduced exactly goes to stderr instead, so the recording runs to its end and papermill succeeds."""
+    result = _papermill(recorded, "expected", tmp_path / "papermill")
+    assert result.returncode == 0, result.stderr[-3000:]
+    executed = _code_cells(nbformat.read(tmp_path / "papermill" / "out.ipynb", as_version=4))
+    recorded_cells = _code_cells(nbformat.read(recorded["expected"], as_version=4))
+    assert [c.metadata.get("tags") for c in recorded_cells] == [None, ["raises-exception"], ["raises-exception"],
+                                                                None]
+    assert [o["ename"] for c in recorded_cells for o in _outputs(c) if o["output_type"] == "error"] == [
+        "ToolError", "ZeroDivisionError"]
+    assert not [o for c in executed for o in c.outputs if o.output_type == "error"]
+    tool_error, zero_division = (_outputs(c) for c in executed[1:3])
+    assert tool_error[0]["name"] == "stderr" and "ToolError: fail: ValueError: boom" in _plain(
+        tool_error[0]["text"])
+    assert zero_division[0]["name"] == "stderr" and "ZeroDivisionError: division by zero" in _plain(
+        zero_division[0]["text"])
+    # The cells that did not raise have their recorded outputs, the one after the errors included.
+    assert [_outputs(c) for c in (executed[0], executed[3])] == [_outputs(c) for c in (recorded_cells[0],
+                                                                                       recorded_cells[3])]
+    assert _outputs(executed[3]) == [{"output_type": "stream", "name": "stdout", "text": "after the errors 2\n"}]
+
+
+def test_papermill_still_fails_where_the_recording_is_not_reproduced(recorded: dict[str, Path],
+                                                                    tmp_path: Path) -> None:
+    """A cell that raises what the recording does not have (bytes the recording cannot serve) is an error output:
+    papermill fails the run and names it, while the recorded error before it was reproduced (on stderr)."""
+    result = _papermill(recorded, "errors", tmp_path / "papermill")
+    assert result.returncode == 1
+    assert "PapermillExecutionError" in result.stderr and "holds bytes" in result.stderr
+    executed = _code_cells(nbformat.read(tmp_path / "papermill" / "out.ipynb", as_version=4))
+    reproduced, diverged = executed[0], executed[1]
+    assert [o.output_type for o in reproduced.outputs] == ["stream"]
+    assert "ToolError: fail: ValueError: boom" in _plain(reproduced.outputs[0].text)
+    assert [(o.output_type, o.ename) for o in diverged.outputs] == [("error", "ToolError")]
+
+
 # -- the in-kernel bridge on its own (no kernel) ---------------------------------------------------------
 
 
@@ -298,7 +358,7 @@ def test_bridge_answers_in_order_by_tool_and_arguments(tmp_path: Path) -> None:
     bridge.begin_cell("x\n")
     assert bridge.call("t", {"n": 2}) == (1, 2)
     assert [bridge.call("t", {"n": 1}), bridge.call("t", {"n": 1})] == [10, 11]
-    with pytest.raises(replay.sdk.ToolDenied, match="^u: no$"):
+    with pytest.raises(replay.sdk.ToolDenied, match=r"^u: no$"):
         bridge.call("u", {})
     with pytest.raises(replay.sdk.ToolError, match="not in the recording"):
         bridge.call("t", {"n": 1})
