@@ -29,6 +29,7 @@ from kernel_agent.kernelspec.spec import KERNEL_NAME
 from .conftest import LIMITED_KERNEL, RunningServer
 
 WAIT = 90.0  # seconds: the longest any one message may take (a kernel restart included)
+MAX_NUDGES = 10_000  # kernel_info round trips while waiting for iopub to reconnect (it takes a few)
 Message = dict[str, Any]
 
 
@@ -38,7 +39,6 @@ class KernelSocket:
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
         self.session = uuid.uuid4().hex
-        self.statuses: list[str] = []  # every iopub execution_state seen, in order
 
     async def send(self, channel: str, msg_type: str, content: dict[str, Any]) -> str:
         """Send a request on ``channel``; its msg_id."""
@@ -55,8 +55,6 @@ class KernelSocket:
             frame = await asyncio.wait_for(self.connection.recv(), WAIT)
             if isinstance(frame, str):  # binary frames carry buffers, which none of these messages has
                 message: Message = json.loads(frame)
-                if message.get("msg_type") == "status" and message.get("channel") == "iopub":
-                    self.statuses.append(message["content"]["execution_state"])
                 return message
 
     async def until(self, wanted: Callable[[Message], bool]) -> Message:
@@ -73,13 +71,14 @@ class KernelSocket:
         Each reply without its iopub message is answered by the next request.
         """
         sent = {await self.send("shell", "kernel_info_request", {})}
-        while True:
+        while len(sent) <= MAX_NUDGES:
             message = await self.receive()
             parent = message.get("parent_header", {}).get("msg_id")
             if message["channel"] == "iopub" and parent in sent:
                 return
             if message["channel"] == "shell" and message["msg_type"] == "kernel_info_reply":
                 sent.add(await self.send("shell", "kernel_info_request", {}))
+        raise AssertionError(f"{MAX_NUDGES} kernel_info replies came back without an iopub message: iopub is cut")
 
     async def execute(self, code: str) -> tuple[Message, str]:
         """Run ``code``: its execute_reply and its stdout, once the kernel is idle after it."""
@@ -138,8 +137,6 @@ async def test_a_rest_restart_keeps_the_open_websocket(server: RunningServer) ->
             reply, stdout = await socket.execute("print('before' in dir(), 6 * 7)")
             assert reply["content"]["status"] == "ok"
             assert stdout == "False 42\n"  # a fresh kernel (its state is gone) answering the old websocket
-            # And the kernel is not left "busy": the server sees the new kernel's status messages too.
-            assert socket.statuses[-1] == "idle"
     finally:
         await asyncio.to_thread(server.api, "DELETE", f"/api/kernels/{kernel_id}")
 
