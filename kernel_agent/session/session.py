@@ -1,15 +1,19 @@
 """Session: one sandboxed kernel with persistent state, running cells for an agent.
 
-This module holds the session's lifecycle (start, close, restart, idle
-culling) and its public API. How a cell runs is :mod:`.cells`; the tools
-and the SDK install, :mod:`.toolbox`; the recording glue, :mod:`.recording`;
-restore_on_death, :mod:`.restore`; resuming a recording, :mod:`.resume`.
-Where a kernel comes from is a :class:`~kernel_agent.runtime.source.KernelSource`:
-a cold launch, or a pool.
+This module holds the session's lifecycle (start, close, restart, detach,
+idle culling) and its public API. How a cell runs is :mod:`.cells`; the
+tools and the SDK install, :mod:`.toolbox`; the recording glue,
+:mod:`.recording`; the workspace, :mod:`.workspace`; which kernel (here, a
+server, a connection file), :mod:`.backends`; restore_on_death,
+:mod:`.restore`; resuming a recording, :mod:`.resume`; detaching and
+attaching, :mod:`.attach`. Where a kernel comes from is a
+:class:`~kernel_agent.runtime.source.KernelSource`.
 
-Over 400 lines because Session is the public surface: 19 documented options
+Over 400 lines because Session is the public surface: 22 documented options
 and the public methods and properties (each a few lines delegating to the
-modules above) stay on one class, where users look for them.
+modules above) stay on one class, where users look for them. The next split
+would move lifecycle (start, close, detach, restart) to a kernel-holder class
+the session composes; see the notes of issue 12.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import tempfile
 import time
 import uuid
 import warnings
@@ -31,7 +34,6 @@ from kernel_agent.errors import (
     SessionClosedError,
     SessionOptionError,
     UnconfinedWarning,
-    WorkspaceError,
 )
 from kernel_agent.record.recorder import Recorder
 from kernel_agent.record.signing import SigningKeySource
@@ -39,12 +41,11 @@ from kernel_agent.runtime.kernel import Kernel
 from kernel_agent.runtime.pool import WarmPool
 from kernel_agent.runtime.results import DEFAULT_MAX_OUTPUT_BYTES, CellResult
 from kernel_agent.runtime.source import ColdLaunch, KernelSource
-from kernel_agent.sandbox.hostlocks import make_held_dir, remove_held_dir
 from kernel_agent.sandbox.policy import SandboxPolicy
-from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
 from kernel_agent.session import attach, cells, recording
 from kernel_agent.session.backends import KernelChoice
 from kernel_agent.session.toolbox import SessionTools, install_sdk
+from kernel_agent.session.workspace import SessionWorkspace
 from kernel_agent.tools.bridge import ToolBridge
 from kernel_agent.tools.calls import ProgressEvent
 from kernel_agent.tools.policy import Approver, Policy, allow_all
@@ -107,14 +108,13 @@ class Session:
         if pool is not None:
             pool.check_options(workspace, policy, keep_workspace)
         self._pool = pool
-        self.keep_workspace = keep_workspace
         self.policy = policy or (pool.policy if pool is not None else SandboxPolicy())
         self.max_output_bytes = max_output_bytes
         self.default_timeout = default_timeout
         self.interrupt_grace = interrupt_grace
         self.startup_timeout = startup_timeout
-        self._owns_workspace = workspace is None and not self._choice.remote
-        self._workspace = Path(workspace).resolve() if workspace is not None else None
+        self._place = SessionWorkspace(workspace, keep=keep_workspace,
+                                       elsewhere=self._choice.remote or (pool is not None and pool.server is not None))
         self._kernel: Kernel | None = None
         self._source: KernelSource | None = None
         self._lock = asyncio.Lock()
@@ -146,22 +146,21 @@ class Session:
     @property
     def workspace(self) -> Path:
         """The directory the kernel works in (and may write to), on this host."""
-        if self._workspace is None:
-            if self._elsewhere:
-                raise WorkspaceError("the kernel runs where it was started (a server, or a kernel started elsewhere): "
-                                     "it has no workspace on this host")
-            raise SessionClosedError("the session has not been started")
-        return self._workspace
+        return self._place.require()
+
+    @property
+    def keep_workspace(self) -> bool:
+        """Whether a workspace the session did not get from the caller (temporary or pooled) is kept after close."""
+        return self._place.keep
+
+    @keep_workspace.setter
+    def keep_workspace(self, keep: bool) -> None:
+        self._place.keep = keep
 
     @property
     def local_workspace(self) -> Path | None:
         """The workspace on this host, or None for a kernel that runs elsewhere."""
-        return None if self._elsewhere else self.workspace
-
-    @property
-    def _elsewhere(self) -> bool:
-        """Whether the kernel runs outside this host's own sandbox launch (a server's, or one started elsewhere)."""
-        return self._choice.remote or (self._pool is not None and self._pool.server is not None)
+        return None if self._place.elsewhere else self.workspace
 
     @property
     def started(self) -> bool:
@@ -174,23 +173,16 @@ class Session:
             raise SessionClosedError("this session was closed; create a new Session")
         if self._kernel is not None:
             return self
-        if self._workspace is None and self._pool is None and not self._choice.remote:
-            # A kept workspace must not look like a dead host's leftovers, which are reaped.
-            owner = "kept" if self.keep_workspace else str(os.getpid())
-            prefix = f"{RUN_DIR_PREFIX}{owner}-workspace-"
-            # A temporary one is held (locked) while this host lives: no other host's reaper removes it.
-            self._workspace = Path(tempfile.mkdtemp(prefix=prefix)) if self.keep_workspace else make_held_dir(prefix)
-        elif self._workspace is not None and not self._workspace.is_dir():
-            raise WorkspaceError(f"workspace {self._workspace} does not exist or is not a directory; create it first")
+        self._place.prepare(pooled=self._pool is not None)
         signing_key = self._record.signing_key()
-        if self._workspace is not None or self._elsewhere:  # else a pooled kernel brings it: checked then
+        if self._place.path is not None or self._place.elsewhere:  # else a pooled kernel brings it: checked then
             self._check_record_location()
         try:
             await self._tools.prepare()
             self._check_sdk_hash()
             self._source = self._pool if self._pool is not None else self._choose_source()
             self._kernel = await self._source.acquire(self)
-            self._workspace = self._kernel.workspace
+            self._place.path = self._kernel.workspace
             if self._pool is not None:
                 self._check_record_location()
             self.started_at = time.time()
@@ -216,9 +208,7 @@ class Session:
             await self._tools.close()
             if self._source is not None:
                 self._source.release(self)
-            if self._owns_workspace and self._workspace is not None:
-                await asyncio.to_thread(remove_held_dir, self._workspace)  # a kernel-shaped tree: off the loop
-                self._workspace = None
+            await self._place.remove(failed_start=True)
             raise
         self.last_activity = time.monotonic()
         self._warn_if_unconfined()
@@ -281,9 +271,7 @@ class Session:
         await self._tools.close()
         if self._source is not None:
             self._source.release(self)
-        if self._owns_workspace and not self.keep_workspace and self._workspace is not None:
-            # The kernel chose how big this tree is: walk it off the event loop other sessions share.
-            await asyncio.to_thread(remove_held_dir, self._workspace)
+        await self._place.remove()
 
     async def close_if_idle(self, idle_timeout: float) -> bool:
         """Close the session if it has been idle for ``idle_timeout`` seconds (a running cell is not idle).
@@ -419,7 +407,7 @@ class Session:
 
     @property
     def _records_by_default(self) -> bool:
-        return not self._owns_workspace or self.keep_workspace  # a throwaway workspace records only when asked
+        return self._place.records_by_default
 
     @property
     def recorder(self) -> Recorder | None:
@@ -446,9 +434,9 @@ class Session:
 
     def _check_record_location(self) -> None:
         """Refuse a record the sandbox could write (unless allowed); create the default record directory."""
-        self._record.check_place(records_by_default=self._records_by_default,
-                                 # What a kernel elsewhere can write is its server's business, not this host's.
-                                 writable=[] if self._elsewhere else [self.workspace, *self.policy.writable_paths],
+        # What a kernel elsewhere can write is its server's business, not this host's.
+        writable = [] if self._place.elsewhere else [self.workspace, *self.policy.writable_paths]
+        self._record.check_place(records_by_default=self._records_by_default, writable=writable,
                                  allow_reachable=self.allow_reachable_record)
 
     def settings(self) -> dict[str, Any]:
@@ -503,7 +491,7 @@ class Session:
 
     def _warn_if_unconfined(self) -> None:
         """A weaker sandbox is never silent: warn once per session start."""
-        if self._elsewhere:
+        if self._place.elsewhere:
             return  # confined (or not) by whoever started it: recorded as such, not this host's policy
         weaker = list(self.policy.loosenings())
         enforcement = self._kernel.enforcement if self._kernel is not None else {}
@@ -553,4 +541,4 @@ class Session:
 
     def metadata(self) -> dict[str, Any]:
         """What this session is and how it is confined (for notebooks and logs)."""
-        return recording.describe(self.id, self.policy, self._kernel, self._workspace, self.kernel_restarts)
+        return recording.describe(self.id, self.policy, self._kernel, self._place.path, self.kernel_restarts)
