@@ -100,5 +100,7 @@ async def run_silently(
     finally:
         if kernel.connection is not None:
             kernel.connection.forget(request)
-    content: dict[str, Any] = request.reply.result()["content"] if outcome == "replied" else {}
+    content = request.reply.result()["content"] if outcome == "replied" else {}
+    if not isinstance(content, dict):  # the kernel's: a reply whose content is not an object is an empty one
+        content = {}
     return SilentRun(outcome, content)

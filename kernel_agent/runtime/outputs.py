@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kernel_agent.runtime.results import DEFAULT_MAX_OUTPUT_BYTES, OUTPUT_LOST, CellError
+from kernel_agent.runtime.results import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    OUTPUT_LOST,
+    CellError,
+    execution_count_of,
+    lines_of,
+    text_of,
+)
 
 
 def _output_from_message(msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
@@ -19,12 +26,11 @@ def _output_from_message(msg_type: str, content: dict[str, Any]) -> dict[str, An
     if msg_type == "stream":
         return {"output_type": "stream", "name": content.get("name", "stdout"), "text": str(content.get("text", ""))}
     if msg_type == "error":
-        return {"output_type": "error", "ename": str(content.get("ename", "")),
-                "evalue": str(content.get("evalue", "")),
-                "traceback": [str(line) for line in content.get("traceback", []) or []]}
+        return {"output_type": "error", "ename": text_of(content.get("ename")),
+                "evalue": text_of(content.get("evalue")), "traceback": lines_of(content.get("traceback"))}
     output = {"output_type": msg_type, "data": content.get("data", {}), "metadata": content.get("metadata", {})}
     if msg_type == "execute_result":
-        output["execution_count"] = content.get("execution_count")
+        output["execution_count"] = execution_count_of(content.get("execution_count"))
     return output
 
 
@@ -110,7 +116,7 @@ class OutputCollector:
             self.dropped_bytes += max(0, int(content.get("min_bytes", 0)))
             return
         if msg_type == "execute_input":
-            self.execution_count = content.get("execution_count")
+            self.execution_count = execution_count_of(content.get("execution_count"))
             return
         if msg_type == "clear_output":
             if content.get("wait"):

@@ -87,3 +87,23 @@ class CellResult(BaseModel):
 
     def _stream(self, name: str) -> str:
         return "".join(o["text"] for o in self.outputs if o["output_type"] == "stream" and o["name"] == name)
+
+
+# -- what the kernel says, made the shapes a result holds (the kernel may send any JSON in any field) --------------
+
+
+def execution_count_of(value: Any) -> int | None:
+    """An execution count as the kernel gave it, or None when it is not a plain, sane int."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
+
+
+def text_of(value: Any) -> str:
+    """A field that should be text (an error's name or value): text as given, anything else as JSON-ish text."""
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def lines_of(value: Any) -> list[str]:
+    """A traceback: a list of lines as given; a lone string is one line; anything else, no lines."""
+    if isinstance(value, str):
+        return [value]
+    return [text_of(line) for line in value] if isinstance(value, list) else []

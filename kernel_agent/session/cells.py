@@ -16,7 +16,15 @@ from typing import Any, Literal
 from kernel_agent.runtime.execute import await_reply, send_execute
 from kernel_agent.runtime.kernel import Kernel
 from kernel_agent.runtime.outputs import OutputCollector
-from kernel_agent.runtime.results import OUTPUT_LOST, CellError, CellResult, CellStatus
+from kernel_agent.runtime.results import (
+    OUTPUT_LOST,
+    CellError,
+    CellResult,
+    CellStatus,
+    execution_count_of,
+    lines_of,
+    text_of,
+)
 from kernel_agent.session.restore import HISTORY_OVERFLOW, CellHistory, restore_state
 from kernel_agent.session.toolbox import SessionTools
 from kernel_agent.tools.bridge import ToolBridge
@@ -78,6 +86,8 @@ async def run_cell(
         kernel.connection.forget(request)
     ended: Literal["replied", "died", "stuck"] = "stuck" if outcome == "timeout" else outcome
     reply = request.reply.result()["content"] if ended == "replied" else {}
+    if not isinstance(reply, dict):  # the kernel's: a reply whose content is not an object is an empty one
+        reply = {}
     return CellRun(code, ended, timed_out, started, timeout, collector, reply)
 
 
@@ -99,9 +109,11 @@ def replied_status(run: CellRun) -> tuple[CellStatus, CellError | None, int | No
         status = CellStatus.TIMEOUT
     error = run.collector.error
     if status is not CellStatus.OK and error is None:
-        error = CellError(ename=content.get("ename", "Error"), evalue=content.get("evalue", ""),
-                          traceback=content.get("traceback", []))
-    return status, error, content.get("execution_count", run.collector.execution_count)
+        # The reply is the kernel's: any field may hold anything (the result's types are the host's).
+        error = CellError(ename=text_of(content.get("ename")) or "Error", evalue=text_of(content.get("evalue")),
+                          traceback=lines_of(content.get("traceback")))
+    count = execution_count_of(content.get("execution_count"))
+    return status, error, count if count is not None else run.collector.execution_count
 
 
 def lost_kernel_status(run: CellRun, death_reason: str, interrupt_grace: float) -> tuple[CellStatus, CellError]:
