@@ -9,6 +9,7 @@ most the cell in flight; ``kernel-agent recover`` rebuilds the notebook.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -33,14 +34,22 @@ class Journal:
 
     def __init__(self, path: Path, *, dir_fd: int, continue_existing: bool = False) -> None:
         self.path = path
-        # A new session starts a new journal; only a resumed one appends to its own.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        if not continue_existing:
-            flags |= os.O_TRUNC
         try:
-            self._fd = open_regular(dir_fd, path.name, flags)
+            self._fd = open_regular(dir_fd, path.name, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         except UnsafePathError as exc:
             raise RecordingError(f"cannot open the journal {path}: {exc}") from None
+        # One writer per record, across processes: two sessions appending to one chain (two attaches to one
+        # detached record, a resume of a record still being written) would each extend it from their own head.
+        # The lock is held until the journal is closed; a new session truncates only once it holds it.
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            self._fd = -1
+            raise RecordingError(f"{path} is being written by another session (a live one, or another process "
+                                 "attached to or resuming it): a record has one writer at a time") from None
+        if not continue_existing:
+            os.ftruncate(self._fd, 0)
 
     def append(self, event: dict[str, Any], *, sync: bool = True) -> None:
         """Write one event as a line; fsync it unless ``sync`` is False."""

@@ -13,6 +13,7 @@ import hmac
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,14 @@ class Recorder:
     """Records one session into ``notebook`` (and its journal and side files)."""
 
     def __init__(self, notebook: Path, header: dict[str, Any], *, hmac_key: bytes | None = None,
-                 signing_key: Ed25519PrivateKey | None = None, cells: list[dict[str, Any]] | None = None) -> None:
+                 signing_key: Ed25519PrivateKey | None = None, cells: list[dict[str, Any]] | None = None,
+                 opened: tuple[int, Journal] | None = None) -> None:
         self.notebook = notebook
         self.header = header
         self.hmac_key = hmac_key
         self.signing_key = signing_key
         # Every file of the record is reached through this descriptor, never by path (see NotebookFile).
-        self._dir_fd = safe_fs.open_dir(notebook.parent)
+        self._dir_fd = opened[0] if opened is not None else safe_fs.open_dir(notebook.parent)
         self._side_dir_fd: int | None = None
         self._side_file_problems: list[str] = []
         self.file = NotebookFile(notebook, dir_fd=self._dir_fd)
@@ -56,7 +58,8 @@ class Recorder:
         self.length = 0
         self.end: dict[str, Any] | None = None
         resumed = cells is not None
-        self.journal = Journal(journal_path_for(notebook), dir_fd=self._dir_fd, continue_existing=resumed)
+        self.journal = opened[1] if opened is not None else Journal(journal_path_for(notebook), dir_fd=self._dir_fd,
+                                                                     continue_existing=resumed)
         for cell in cells or []:
             self.head = fmt.cell_hash(self.head, cell)
             self.length += 1
@@ -68,10 +71,30 @@ class Recorder:
 
     @classmethod
     def resume(cls, notebook: Path, *, hmac_key: bytes | None = None,
-               signing_key: Ed25519PrivateKey | None = None) -> Recorder:
-        """Continue recording an existing session notebook; its chain (and keys) must verify first."""
-        ours, cells = cls.check_resumable(notebook, hmac_key=hmac_key, signing_key=signing_key)
-        return cls(notebook, ours["session"], hmac_key=hmac_key, signing_key=signing_key, cells=cells)
+               signing_key: Ed25519PrivateKey | None = None,
+               expect: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None) -> Recorder:
+        """Continue recording an existing session notebook; its chain (and keys) must verify first.
+
+        The record's journal is locked first, and the record is read and
+        checked under that lock (``expect`` may refuse it too), so no other
+        writer can change it between the check and what this one appends.
+        """
+        dir_fd = safe_fs.open_dir(notebook.parent)
+        try:
+            journal = Journal(journal_path_for(notebook), dir_fd=dir_fd, continue_existing=True)
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        try:
+            ours, cells = cls.check_resumable(notebook, hmac_key=hmac_key, signing_key=signing_key)
+            if expect is not None:
+                expect(ours, cells)
+            return cls(notebook, ours["session"], hmac_key=hmac_key, signing_key=signing_key, cells=cells,
+                       opened=(dir_fd, journal))
+        except BaseException:
+            journal.close()
+            os.close(dir_fd)
+            raise
 
     @staticmethod
     def check_resumable(notebook: Path, *, hmac_key: bytes | None = None,
@@ -292,6 +315,10 @@ def _check_keys_vouch(notebook: Path, ours: dict[str, Any], chain: dict[str, Any
         raise RecordingError(f"{notebook}: its HMAC is missing or does not match this session's key, so resuming "
                              "would vouch for a record the key never signed; run `kernel-agent audit` with the key")
     recorded_signature = chain.get("signature")
+    if signing_key is not None and recorded_signature is None:
+        # As for the HMAC: re-signing a record nobody signed would vouch for whatever it holds now.
+        raise RecordingError(f"{notebook}: it carries no signature, so continuing it with this session's signing "
+                             "key would sign a record the key never signed; run `kernel-agent audit` on it")
     if signing_key is not None and recorded_signature is not None:
         value = recorded_signature.get("value") if isinstance(recorded_signature, dict) else None
         if not (isinstance(value, str) and signing.verify(signing_key.public_key(), statement, value)):

@@ -81,7 +81,7 @@ class AttachableSession(Protocol):
     def attach_recorder(self, recorder: Recorder) -> None: ...
 
     @property
-    def sdk_hash(self) -> str: ...
+    def recorder(self) -> Recorder | None: ...
 
 
 S = TypeVar("S", bound=AttachableSession)
@@ -89,15 +89,16 @@ S = TypeVar("S", bound=AttachableSession)
 
 @dataclass(frozen=True)
 class _Detach:
-    at: str | None
+    at: dt.datetime
     by: dict[str, Any]
     sdk_hash: str | None
 
 
-def check_attachable(notebook: Path, kernel_id: str, hmac_key: bytes | None,
-                     signing_key: Any) -> _Detach:
-    """What the record says of its detach, once it proved attachable to ``kernel_id`` (else RecordingError)."""
-    ours, cells = Recorder.check_resumable(notebook, hmac_key=hmac_key, signing_key=signing_key)
+def detach_of(notebook: Path, kernel_id: str, ours: dict[str, Any], cells: list[dict[str, Any]]) -> _Detach:
+    """What a verified record says of its detach, once it proved attachable to ``kernel_id`` (else RecordingError).
+
+    Called under the record's lock, with the chain and keys already checked.
+    """
     if ours.get("end") is not None:
         raise RecordingError(f"{notebook}: the session was closed and its record sealed; there is nothing to "
                              "attach to (Session.resume rebuilds a closed session in a new kernel)")
@@ -113,9 +114,26 @@ def check_attachable(notebook: Path, kernel_id: str, hmac_key: bytes | None,
     tools = ours["session"].get("tools")
     recorded_hash = tools.get("sdk_hash") if isinstance(tools, dict) else None
     by = last.get("by")
-    at = last.get("at")
-    return _Detach(at if isinstance(at, str) else None, by if isinstance(by, dict) else {},
+    return _Detach(_detach_time(notebook, last.get("at")), by if isinstance(by, dict) else {},
                    recorded_hash if isinstance(recorded_hash, str) else None)
+
+
+def _detach_time(notebook: Path, value: Any) -> dt.datetime:
+    """When the record says its session detached: an ISO time with a timezone, as the recorder writes it."""
+    try:
+        at = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise RecordingError(f"{notebook}: its detach note has no usable time ({str(value)[:40]!r}); "
+                             "the recorder writes an ISO time with a timezone")
+    return at
+
+
+def check_attachable(notebook: Path, kernel_id: str, hmac_key: bytes | None, signing_key: Any) -> _Detach:
+    """Read and check a record before anything else happens (no lock: :func:`attach_session` checks again under it)."""
+    ours, cells = Recorder.check_resumable(notebook, hmac_key=hmac_key, signing_key=signing_key)
+    return detach_of(notebook, kernel_id, ours, cells)
 
 
 def keys(audit_key: bytes | str | None, signing_key: Any) -> tuple[bytes | None, Any]:
@@ -129,9 +147,10 @@ async def attach_session(make_session: Callable[..., S], kernel_id: str, *, note
                          audit_key: bytes | str | None = None, **options: Any) -> S:
     """A started session on the server's kernel ``kernel_id``, recording on into ``notebook`` (if given).
 
-    The record is checked before anything is sent to the kernel; on any
-    failure after the kernel was reached, the session detaches again (the
-    kernel, holding someone's state, is never shut down by a failed attach).
+    The record is checked before the kernel is touched, and locked (one
+    writer) and checked again before anything is appended. On any failure
+    after the kernel was reached, the session detaches again: a kernel
+    holding someone's state is never shut down by a failed attach.
     """
     # Absolute, not resolved: a link in the caller's place of the notebook is refused when read, not followed.
     path = Path(os.path.abspath(notebook)) if notebook is not None else None
@@ -139,33 +158,39 @@ async def attach_session(make_session: Callable[..., S], kernel_id: str, *, note
     detach = check_attachable(path, kernel_id, hmac_key, signing_key) if path is not None else None
     session = make_session(notebook=False, audit_key=audit_key, **options)
     session.attach_to(kernel_id, sdk_hash=detach.sdk_hash if detach is not None else None)
-    await session.start()
+    recorder = None
+    if path is not None:
+        found: list[_Detach] = []
+        recorder = Recorder.resume(path, hmac_key=hmac_key, signing_key=signing_key,
+                                   expect=lambda ours, cells: found.append(detach_of(path, kernel_id, ours, cells)))
+        detach = found[0]
+        session.attach_to(kernel_id, sdk_hash=detach.sdk_hash)  # as read under the lock
     try:
-        if path is not None and detach is not None:
-            await continue_record(session, path, kernel_id, detach, hmac_key, signing_key)
+        await session.start()
     except BaseException:
+        if recorder is not None:
+            recorder.abandon()
+        raise
+    try:
+        if path is not None and recorder is not None and detach is not None:
+            session.record_to(path)
+            session.attach_recorder(recorder)
+            recorder = None  # the session's now: closed (sealed or detached) with it
+            _note_attach(session, kernel_id, detach)
+    except BaseException:
+        if recorder is not None:
+            recorder.abandon()
         await session.detach()
         raise
     return session
 
 
-async def continue_record(session: AttachableSession, notebook: Path, kernel_id: str, detach: _Detach,
-                          hmac_key: bytes | None, signing_key: Any) -> None:
-    """Check the started session's tools against the record, then append the attach note to it."""
-    if detach.sdk_hash is not None and session.sdk_hash != detach.sdk_hash:
-        raise RecordingError(f"the tools given to attach are not the ones {notebook} was recorded with (their SDK "
-                             "differs, so the kernel's SDK would call tools that are not there); pass the same tools")
-    session.record_to(notebook)
-    recorder = Recorder.resume(notebook, hmac_key=hmac_key, signing_key=signing_key)
-    session.attach_recorder(recorder)
+def _note_attach(session: AttachableSession, kernel_id: str, detach: _Detach) -> None:
+    """The attach note: when, by whom, how long after the detach (the tools were checked at start)."""
     attached_at = dt.datetime.now(dt.UTC)
-    gap = None
-    if detach.at is not None:
-        try:
-            gap = round((attached_at - dt.datetime.fromisoformat(detach.at)).total_seconds(), 3)
-        except ValueError:
-            gap = None
+    gap = round((attached_at - detach.at).total_seconds(), 3)
     details = {"at": attached_at.isoformat(), "by": who(), "kernel_id": kernel_id,
-               "detached_at": detach.at, "gap_seconds": gap}
-    recorder.record_note(ATTACHED, f"*Attached to kernel `{kernel_id}` again"
-                                   + (f" after {gap:g} s." if gap is not None else ".") + "*", details)
+               "detached_at": detach.at.isoformat(), "gap_seconds": gap}
+    recorder = session.recorder
+    assert recorder is not None
+    recorder.record_note(ATTACHED, f"*Attached to kernel `{kernel_id}` again after {gap:g} s.*", details)
