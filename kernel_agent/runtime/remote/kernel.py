@@ -166,28 +166,32 @@ class RemoteKernel:
         """The kernel restarted by the server under the same id, with fresh channels; this object is done.
 
         Fresh channels because a restart may move the kernel's zmq endpoints
-        and a websocket opened before it may stay bound to the old ones. A
-        kernel the server already restarted after it died only needs them. A
-        kernel the server no longer has (culled, shut down), or cannot
-        restart, is replaced by a new one of the same kernelspec (new id).
+        and a websocket opened before it may stay bound to the old ones. The
+        restart is always asked of the server, even after a notice that the
+        server restarted the kernel itself: the kernel can forge that notice
+        (it publishes on the same stream), and a session that reports its
+        state lost must have lost it. Only when the server refuses because
+        it is restarting the kernel already (jupyter_client's pending state
+        answers HTTP 500) is that restart the one taken. A kernel the server
+        no longer has (culled, shut down), or cannot restart, is replaced by
+        a new one of the same kernelspec (new id).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         revived = self.connection is not None and self.connection.server_restarted
         self._ended = self._ended or self._reason_now() or "it was restarted by this host"
         await self._close_channels()
-        if revived:
-            try:
-                return await self._reopened(timeout / 2, shut_down_if_mute=False)
-            except (KernelStartError, JupyterServerError) as exc:
-                logger.warning("kernel %s on %s, restarted by the server, does not answer (%s); restarting it",
-                               self.kernel_id, self.server.url, exc)
         remaining = max(deadline - loop.time(), 0.001)
         try:
             await self.server.restart(self.kernel_id, timeout=remaining)
         except KernelNotFoundError:
             return await self.server.start_kernel(kernel_name=self.kernel_name, timeout=remaining)
         except ServerHTTPError as exc:
+            if revived:
+                try:
+                    return await self._reopened(max(deadline - loop.time(), 0.001) / 2, shut_down_if_mute=False)
+                except (KernelStartError, JupyterServerError):
+                    pass
             logger.warning("the server could not restart kernel %s (%s); starting a new kernel in its place",
                            self.kernel_id, exc)
             with contextlib.suppress(JupyterServerError):
