@@ -50,7 +50,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -61,7 +60,7 @@ import zmq.asyncio
 from jupyter_client.session import Session as ProtocolSession
 from zmq.utils.monitor import parse_monitor_message
 
-from kernel_agent.runtime.channels import COMM_MESSAGE_TYPES, Channel, Message, Request
+from kernel_agent.runtime.channels import COMM_MESSAGE_TYPES, Channel, Message, Request, parse_kernel_json
 from kernel_agent.runtime.results import OUTPUT_LOST
 
 DELIMITER = b"<IDS|MSG>"
@@ -126,8 +125,8 @@ def _verify_and_parse(signer: Any, envelope: _Envelope) -> tuple[Any, Any]:
 
 
 def _parse_json(frame: memoryview) -> Any:
-    """Parse a frame as jupyter_client does (UTF-8, errors replaced), decoding straight from zmq's buffer."""
-    return json.loads(str(frame, "utf-8", "replace"))
+    """Parse a frame as jupyter_client does, within the item budget (see :func:`parse_kernel_json`)."""
+    return parse_kernel_json(frame)
 
 
 class KernelConnection:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import json
 import struct
 import uuid
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from typing import Any
 from jupyter_client import protocol_version  # type: ignore[attr-defined]
 from jupyter_client.session import json_packer
 
-from kernel_agent.runtime.channels import Message
+from kernel_agent.runtime.channels import Message, parse_kernel_json
 from kernel_agent.runtime.connection import MAX_HEADER_BYTES
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
@@ -76,8 +75,8 @@ class Envelope:
 
 
 def parse_json(part: memoryview | bytes | str) -> Any:
-    """Parse JSON as jupyter_client does (UTF-8, errors replaced)."""
-    return json.loads(part if isinstance(part, str) else str(part, "utf-8", "replace"))
+    """Parse JSON as jupyter_client does (UTF-8, errors replaced), within the item budget of every channel."""
+    return parse_kernel_json(part)
 
 
 def open_envelope(envelope: Envelope) -> Message:
