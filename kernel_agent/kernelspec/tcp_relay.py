@@ -47,8 +47,11 @@ MAX_FRAME_BYTES = 64 * 1024**2
 MAX_IOPUB_FRAME_BYTES = 40 * 1024**2
 #: A heartbeat is a few bytes echoed back.
 MAX_HEARTBEAT_FRAME_BYTES = 64 * 1024
-#: Messages queued per socket and peer before libzmq stops reading (ROUTER/DEALER) or drops (XPUB).
-QUEUE_MESSAGES = 64
+#: Messages queued per socket and peer before libzmq stops reading (ROUTER/DEALER) or drops (XPUB): few, since
+#: each may be a full frame (4 x 40 MiB on iopub, as the host's own connection queues 8) and the relay runs on the
+#: host, outside the sandbox's memory limit. The heartbeat's frames are tiny: its queue is longer.
+QUEUE_MESSAGES = 4
+HEARTBEAT_QUEUE_MESSAGES = 64
 _SUBSCRIBE_ALL = b"\x01"
 
 
@@ -88,8 +91,8 @@ class TcpRelay:
             front = self._context.socket(zmq.XPUB if name == "iopub" else zmq.ROUTER)
             front.setsockopt(zmq.LINGER, 0)
             front.setsockopt(zmq.MAXMSGSIZE, _cap(name))
-            front.setsockopt(zmq.SNDHWM, QUEUE_MESSAGES)
-            front.setsockopt(zmq.RCVHWM, QUEUE_MESSAGES)
+            front.setsockopt(zmq.SNDHWM, _queue(name))
+            front.setsockopt(zmq.RCVHWM, _queue(name))
             if name == "iopub":
                 front.setsockopt(zmq.XPUB_VERBOSE, 1)
             try:
@@ -112,8 +115,8 @@ class TcpRelay:
         back = self._context.socket(zmq.XSUB if channel.name == "iopub" else zmq.DEALER)
         back.setsockopt(zmq.LINGER, 0)
         back.setsockopt(zmq.MAXMSGSIZE, _cap(channel.name))
-        back.setsockopt(zmq.SNDHWM, QUEUE_MESSAGES)
-        back.setsockopt(zmq.RCVHWM, QUEUE_MESSAGES)
+        back.setsockopt(zmq.SNDHWM, _queue(channel.name))
+        back.setsockopt(zmq.RCVHWM, _queue(channel.name))
         if channel.name != "iopub":
             back.setsockopt(zmq.IDENTITY, self._identity)
         back.connect(url(self._kernel["transport"], self._kernel["ip"], self._kernel[f"{channel.name}_port"]))
@@ -178,3 +181,7 @@ async def _pump(source: zmq.asyncio.Socket, destination: zmq.asyncio.Socket) -> 
     while True:
         frames = await source.recv_multipart(copy=False)
         await destination.send_multipart(frames, copy=False)
+
+
+def _queue(channel: str) -> int:
+    return HEARTBEAT_QUEUE_MESSAGES if channel == "hb" else QUEUE_MESSAGES
