@@ -246,7 +246,9 @@ def tool(
 def _jsonschema_validator(schema: dict[str, Any], tool_name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     try:
         validator_class = jsonschema.validators.validator_for(schema)
-        validator_class.check_schema(schema)
+        # The schema's own shape only: whether its "$ref" strings are well-formed URIs would depend on which
+        # optional format packages happen to be installed (jupyter-server's dependencies bring them).
+        validator_class.check_schema(schema, format_checker=None)
     except jsonschema.SchemaError as exc:
         raise ToolDefinitionError(f"tool {tool_name}: invalid input schema: {exc.message}") from None
     except RecursionError:  # a hostile server can send an absurdly deep schema
