@@ -215,7 +215,7 @@ async def test_interrupt_restart_and_shutdown_through_the_rest_api(enterprise_ga
         assert interrupted["content"]["status"] == "error"
         assert interrupted["content"]["ename"] == "KeyboardInterrupt"
         reply, stdout = await socket.execute("print(kept + 1)")
-        assert stdout == "42\n", reply
+        assert (reply["content"]["status"], stdout) == ("ok", "42\n"), reply["content"]
 
         await asyncio.to_thread(enterprise_gateway.api, "POST", f"/api/kernels/{kernel_id}/restart")
         await socket.ready()  # the same websocket reaches the new kernel: the gateway's TCP ports did not move
