@@ -11,7 +11,10 @@ owner, mode and content.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import copy
+import contextlib
+import io
 import json
 import os
 import re
@@ -228,9 +231,22 @@ def craft(genuine: Path, directory: Path, victim: Path, case: Case) -> Path:
     return notebook
 
 
-def kernel_agent(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kernel_agent.cli.main", *args], capture_output=True, text=True, check=False,
-                          timeout=300)
+def kernel_agent(*args: str, in_process: bool = True) -> subprocess.CompletedProcess[str]:
+    """The command line on ``args``: its real entry point, in this process (the cost of a new interpreter per case
+    was most of this file's time); :func:`test_the_command_line_refuses_in_its_own_process` runs it as a program."""
+    if not in_process:
+        return subprocess.run([sys.executable, "-m", "kernel_agent.cli.main", *args], capture_output=True, text=True,
+                              check=False, timeout=300)
+    from kernel_agent.cli.main import main
+
+    with contextlib.suppress(RuntimeError):
+        asyncio.get_running_loop()  # an async test: the command runs its own event loop, in a thread of its own
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(kernel_agent, *args).result()
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(list(args))
+    return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())
 
 
 def assert_refused(run: subprocess.CompletedProcess[str], command: str, named: str) -> None:
@@ -248,6 +264,17 @@ def test_crafted_notebook_on_the_command_line(command: str, name: str, genuine: 
     notebook = craft(genuine, tmp_path, victim, case)
     before = snapshot(victim)
     assert_refused(kernel_agent(command, str(notebook)), command, case[2])
+    assert snapshot(victim) == before
+
+
+@pytest.mark.parametrize("command", ["audit", "replay"])
+@pytest.mark.parametrize("name", list(NOTEBOOK_CASES)[:3])
+def test_the_command_line_refuses_in_its_own_process(command: str, name: str, genuine: Path, tmp_path: Path,
+                                                     victim: Path) -> None:
+    case = NOTEBOOK_CASES[name]
+    notebook = craft(genuine, tmp_path, victim, case)
+    before = snapshot(victim)
+    assert_refused(kernel_agent(command, str(notebook), in_process=False), command, case[2])
     assert snapshot(victim) == before
 
 
