@@ -196,7 +196,7 @@ async def test_a_kernel_that_died_is_named_and_restarted_in_place(server: Runnin
             assert "died and the server restarted it" in kernel.death_reason()
             same = kernel.kernel_id
             kernel = await kernel.restarted(90)
-            assert kernel.kernel_id == same, "the server's own restart is taken, not a new kernel"
+            assert kernel.kernel_id == same, "restarted in place (under its id), not replaced by a new kernel"
             assert stdout((await execute(kernel, "print('back')"))[1]) == "back\n"
         finally:
             await kernel.kill()

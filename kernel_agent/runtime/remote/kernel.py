@@ -170,9 +170,9 @@ class RemoteKernel:
         restart is always asked of the server, even after a notice that the
         server restarted the kernel itself: the kernel can forge that notice
         (it publishes on the same stream), and a session that reports its
-        state lost must have lost it. Only when the server refuses because
-        it is restarting the kernel already (jupyter_client's pending state
-        answers HTTP 500) is that restart the one taken. A kernel the server
+        state lost must have lost it. After such a notice the server's own
+        restart is let finish first (asked while it is pending, the server
+        answers HTTP 500), at the cost of a second restart. A kernel the server
         no longer has (culled, shut down), or cannot restart, is replaced by
         a new one of the same kernelspec (new id).
         """
@@ -181,17 +181,18 @@ class RemoteKernel:
         revived = self.connection is not None and self.connection.server_restarted
         self._ended = self._ended or self._reason_now() or "it was restarted by this host"
         await self._close_channels()
+        if revived:
+            # Let the server's own restart finish first (asked again while it is pending, it answers HTTP 500):
+            # the kernel answering on fresh channels says it has.
+            with contextlib.suppress(KernelStartError, JupyterServerError):
+                settled = await self._reopened(max(deadline - loop.time(), 0.001) / 3, shut_down_if_mute=False)
+                await settled._close_channels()
         remaining = max(deadline - loop.time(), 0.001)
         try:
             await self.server.restart(self.kernel_id, timeout=remaining)
         except KernelNotFoundError:
             return await self.server.start_kernel(kernel_name=self.kernel_name, timeout=remaining)
         except ServerHTTPError as exc:
-            if revived:
-                try:
-                    return await self._reopened(max(deadline - loop.time(), 0.001) / 2, shut_down_if_mute=False)
-                except (KernelStartError, JupyterServerError):
-                    pass
             logger.warning("the server could not restart kernel %s (%s); starting a new kernel in its place",
                            self.kernel_id, exc)
             with contextlib.suppress(JupyterServerError):
