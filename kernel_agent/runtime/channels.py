@@ -55,6 +55,13 @@ def json_items(data: bytes) -> int:
     return stripped.count(b"{") + stripped.count(b"[") + stripped.count(b",") + strings
 
 
+def delivered(header: dict[str, Any], parent_header: dict[str, Any], metadata: Any, content: Any,
+              buffers: list[Any], size: int) -> Message:
+    """A message as channels deliver it (whatever carried it): parsed parts, buffers, type and size."""
+    return {"header": header, "parent_header": parent_header, "metadata": metadata, "content": content,
+            "buffers": buffers, "msg_type": header.get("msg_type"), "size": size}
+
+
 def parse_kernel_json(part: memoryview | bytes | str) -> Any:
     """Parse a message part from the kernel as jupyter_client does (UTF-8, errors replaced), within an item budget.
 

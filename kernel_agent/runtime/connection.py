@@ -60,7 +60,14 @@ import zmq.asyncio
 from jupyter_client.session import Session as ProtocolSession
 from zmq.utils.monitor import parse_monitor_message
 
-from kernel_agent.runtime.channels import COMM_MESSAGE_TYPES, Channel, Message, Request, parse_kernel_json
+from kernel_agent.runtime.channels import (
+    COMM_MESSAGE_TYPES,
+    Channel,
+    Message,
+    Request,
+    delivered,
+    parse_kernel_json,
+)
 from kernel_agent.runtime.results import OUTPUT_LOST
 
 DELIMITER = b"<IDS|MSG>"
@@ -289,15 +296,7 @@ class KernelConnection:
             metadata, content = await asyncio.to_thread(_verify_and_parse, signer, envelope)
         else:
             metadata, content = _verify_and_parse(signer, envelope)
-        return {
-            "header": envelope.header,
-            "parent_header": envelope.parent_header,
-            "metadata": metadata,
-            "content": content,
-            "buffers": envelope.buffers,
-            "msg_type": envelope.msg_type,
-            "size": envelope.size,
-        }
+        return delivered(envelope.header, envelope.parent_header, metadata, content, envelope.buffers, envelope.size)
 
     async def _on_reply(self, frames: list[Any]) -> None:
         envelope, request = self._envelope(frames)

@@ -32,7 +32,7 @@ from typing import Any
 from jupyter_client import protocol_version  # type: ignore[attr-defined]
 from jupyter_client.session import json_packer
 
-from kernel_agent.runtime.channels import Message, parse_kernel_json
+from kernel_agent.runtime.channels import Message, delivered, parse_kernel_json
 from kernel_agent.runtime.connection import MAX_HEADER_BYTES
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
@@ -84,15 +84,7 @@ def open_envelope(envelope: Envelope) -> Message:
     metadata, content = envelope.metadata, envelope.content
     if not envelope.parsed:
         metadata, content = parse_json(metadata), parse_json(content)
-    return {
-        "header": envelope.header,
-        "parent_header": envelope.parent_header,
-        "metadata": metadata,
-        "content": content,
-        "buffers": envelope.buffers,
-        "msg_type": envelope.msg_type,
-        "size": envelope.size,
-    }
+    return delivered(envelope.header, envelope.parent_header, metadata, content, envelope.buffers, envelope.size)
 
 
 def _offsets(data: memoryview, order: str, kind: str) -> list[int]:
