@@ -104,6 +104,25 @@ def open_regular(dir_fd: int, name: str, flags: int, *, mode: int = 0o600) -> in
     return fd
 
 
+def read_small_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """A small regular file's bytes, its last component never followed, a FIFO never blocked on.
+
+    For files a caller names that may sit in a directory a kernel shares
+    (connection files). Raises UnsafePathError for a link or a special file,
+    and for one over ``max_bytes``; OSError when it cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafePathError(f"{path} is not a regular file")
+        data = os.read(fd, max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise UnsafePathError(f"{path} is larger than {max_bytes} bytes")
+    return data
+
+
 def chown_tree(dir_fd: int, uid: int, gid: int, *, only_owned_by: int | None = None) -> int:
     """Give every entry below ``dir_fd`` (and the directory itself) to ``uid:gid``; return how many changed.
 

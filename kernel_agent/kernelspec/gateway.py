@@ -29,24 +29,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import zmq
-from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
 from kernel_agent.errors import KernelAgentError
-from kernel_agent.kernelspec.spec import KERNEL_NAME, SessionKernelSpecManager, assets_dir, kernel_spec_dict
+from kernel_agent.kernelspec.spec import KERNEL_NAME, SessionKernelSpecManager, install_kernelspec, kernel_spec_dict
 from kernel_agent.kernelspec.tcp_relay import CHANNELS, TcpRelay
+from kernel_agent.protocol import strict_json
+from kernel_agent.safe_fs import read_small_file
 from kernel_agent.sandbox.hostlocks import make_held_dir, remove_held_dir
 from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX, SandboxProvisioner
@@ -77,20 +75,18 @@ def gateway_kernel_spec_dict(policy: SandboxPolicy | None = None, workspace: Pat
 
 def install_gateway_kernelspec(*, user: bool = True, prefix: str | None = None) -> str:
     """Install the gateway variant (``kernel-agent-gateway``); return the directory it went to."""
-    with tempfile.TemporaryDirectory() as staging:
-        source = Path(staging) / GATEWAY_KERNEL_NAME
-        source.mkdir()
-        for asset in sorted(assets_dir().glob("logo-*")):
-            shutil.copy(asset, source / asset.name)
-        (source / "kernel.json").write_text(json.dumps(gateway_kernel_spec_dict(), indent=2) + "\n")
-        destination: str = KernelSpecManager().install_kernel_spec(
-            str(source), GATEWAY_KERNEL_NAME, user=user, prefix=prefix)
-    return destination
+    return install_kernelspec(user=user, prefix=prefix, name=GATEWAY_KERNEL_NAME, spec=gateway_kernel_spec_dict())
+
+
+# A connection file is a few hundred bytes.
+_MAX_CONNECTION_FILE_BYTES = 64 * 1024
 
 
 def read_connection_file(path: Path) -> dict[str, Any]:
     """The gateway's connection file, checked: TCP, five ports, a key and its scheme."""
-    info = json.loads(path.read_text())
+    # The gateway's runtime directory is not the kernel's, but the file is still read as input: no link
+    # followed, no FIFO blocked on, a few kilobytes at most.
+    info = strict_json.loads(read_small_file(path, _MAX_CONNECTION_FILE_BYTES))
     if not isinstance(info, dict):
         raise ValueError("it is not a JSON object")
     if info.get("transport") != "tcp":
@@ -228,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         gateway_info = read_connection_file(options.connection_file)
         policy = SandboxPolicy.model_validate_json(options.policy)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KernelAgentError) as exc:  # KernelAgentError: UnsafePathError (a link, a FIFO)
         print(f"{_PREFIX}: unusable connection file or policy: {exc}", file=sys.stderr)
         return EXIT_BAD_CONNECTION_FILE
     try:

@@ -64,18 +64,17 @@ class SessionKernelSpecManager(KernelSpecManager):
         return KernelSpec(resource_dir="", **self._spec)
 
 
-def install_kernelspec(*, user: bool = True, prefix: str | None = None) -> str:
-    """Install the kernelspec for Jupyter frontends; return the directory it went to."""
+def install_kernelspec(*, user: bool = True, prefix: str | None = None, name: str = KERNEL_NAME,
+                       spec: dict[str, Any] | None = None) -> str:
+    """Install the kernelspec (or a variant: ``name`` and its ``spec``) for Jupyter frontends; return where it went."""
     with tempfile.TemporaryDirectory() as staging:
-        source = Path(staging) / KERNEL_NAME
+        source = Path(staging) / name
         source.mkdir()
         logos = sorted(assets_dir().glob("logo-*"))
         if not logos:
             raise FileNotFoundError(f"the kernelspec's logos are missing from {assets_dir()}; reinstall kernel-agent")
         for asset in logos:
             shutil.copy(asset, source / asset.name)
-        (source / "kernel.json").write_text(json.dumps(kernel_spec_dict(), indent=2) + "\n")
-        destination: str = KernelSpecManager().install_kernel_spec(
-            str(source), KERNEL_NAME, user=user, prefix=prefix
-        )
+        (source / "kernel.json").write_text(json.dumps(spec or kernel_spec_dict(), indent=2) + "\n")
+        destination: str = KernelSpecManager().install_kernel_spec(str(source), name, user=user, prefix=prefix)
     return destination

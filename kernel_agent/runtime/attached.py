@@ -24,11 +24,12 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from kernel_agent.errors import KernelStartError
+from kernel_agent.errors import KernelStartError, UnsafePathError
 from kernel_agent.protocol import strict_json
 from kernel_agent.runtime.connection import KernelConnection
 from kernel_agent.runtime.ready import wait_ready
 from kernel_agent.runtime.source import KernelLease
+from kernel_agent.safe_fs import read_small_file
 from kernel_agent.sandbox.policy import SandboxPolicy
 
 # A connection file is a few hundred bytes; anything much larger is not one.
@@ -44,18 +45,12 @@ def read_connection_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     where = Path(path)
     try:
         # A kernel may share the directory of its connection file (ipc kernels do): its last component
-        # is never followed, and only a regular file is read.
-        fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise KernelStartError(f"{where} is not a regular file, so not a connection file")
-            data = os.read(fd, _MAX_CONNECTION_FILE_BYTES + 1)
-        finally:
-            os.close(fd)
+        # is never followed, and only a small regular file is read.
+        data = read_small_file(where, _MAX_CONNECTION_FILE_BYTES)
+    except UnsafePathError as exc:
+        raise KernelStartError(f"{where} is not a connection file: {exc}") from None
     except OSError as exc:
         raise KernelStartError(f"cannot read the connection file {where}: {exc.strerror or exc}") from None
-    if len(data) > _MAX_CONNECTION_FILE_BYTES:
-        raise KernelStartError(f"{where} is not a connection file: larger than {_MAX_CONNECTION_FILE_BYTES} bytes")
     try:
         info = strict_json.loads(data)
     except strict_json.StrictJSONError as exc:
