@@ -15,6 +15,7 @@ the host's own problems::
     │                                 (kernel_agent.runtime.remote.errors, where they are raised)
     ├── SessionClosedError            the session was closed (or never started)
     ├── SessionOptionError            options that cannot go together (a pool and a server, ...)
+    ├── CellRunningError              a cell still runs in the background: wait for it or cancel it first
     ├── PoolError                     a kernel pool cannot serve the request (closed, or
     │                                 a workspace or policy its kernels cannot have)
     ├── WorkspaceError                the workspace cannot be used
@@ -64,6 +65,10 @@ class SessionClosedError(KernelAgentError):
 
 class SessionOptionError(KernelAgentError, ValueError):
     """Session options that cannot go together, or one that does not fit where the kernel runs."""
+
+
+class CellRunningError(KernelAgentError):
+    """A cell of the session still runs in the background (Session.start_cell): wait for it or cancel it first."""
 
 
 class PoolError(KernelAgentError):

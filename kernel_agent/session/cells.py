@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kernel_agent.runtime.execute import await_reply, send_execute
+from kernel_agent.runtime.execute import WaitOutcome, await_reply, send_execute
 from kernel_agent.runtime.kernel import Kernel
 from kernel_agent.runtime.outputs import OutputCollector
 from kernel_agent.runtime.results import (
@@ -51,11 +51,41 @@ class CellRun:
     timeout: float | None
     collector: OutputCollector
     reply: dict[str, Any]
+    cancelled: bool = False  # stopped early by its CellControl (then interrupted like a timeout)
 
     @property
     def kernel_lost(self) -> bool:
         """Whether the kernel is gone (died) or must be killed (stuck)."""
         return self.outcome != "replied"
+
+
+@dataclass
+class CellControl:
+    """A caller's hold on a cell while it runs (a background cell): its outputs so far, and a stop.
+
+    ``collector`` is set when the cell is sent; setting ``cancel`` ends the
+    wait early, and the cell is then interrupted as after a timeout (killed
+    with its kernel if it does not stop within the grace).
+    """
+
+    collector: OutputCollector | None = None
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def _await_reply_or_cancel(kernel: Kernel, reply: asyncio.Future[Any], deadline: float | None,
+                                 control: CellControl | None) -> Literal["replied", "timeout", "died", "cancelled"]:
+    """:func:`await_reply`, ended early (``"cancelled"``) when the control's cancel is set."""
+    if control is None:
+        return await await_reply(kernel, reply, deadline)
+    waiting = asyncio.ensure_future(await_reply(kernel, reply, deadline))
+    cancel = asyncio.ensure_future(control.cancel.wait())
+    try:
+        await asyncio.wait({waiting, cancel}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        cancel.cancel()
+        if not waiting.done():
+            waiting.cancel()
+    return waiting.result() if waiting.done() and not waiting.cancelled() else "cancelled"
 
 
 async def run_cell(
@@ -67,6 +97,7 @@ async def run_cell(
     cell_number: int,
     max_output_bytes: int,
     interrupt_grace: float,
+    control: CellControl | None = None,
 ) -> CellRun:
     """Send ``code`` as a cell and wait for it; past ``timeout`` interrupt it and give it ``interrupt_grace``."""
     started = time.monotonic()
@@ -74,10 +105,13 @@ async def run_cell(
     request = send_execute(kernel, code, silent=False, on_iopub=collector.add, wants_content=collector.wants_content)
     # No await since the send: the kernel's calls for this request cannot have been read yet.
     bridge.begin_cell(cell_number, request.msg_id)
+    if control is not None:
+        control.collector = collector
     deadline = None if timeout is None else started + timeout
-    outcome = await await_reply(kernel, request.reply, deadline)
-    timed_out = outcome == "timeout"
-    if timed_out:
+    first = await _await_reply_or_cancel(kernel, request.reply, deadline, control)
+    timed_out, cancelled = first == "timeout", first == "cancelled"
+    outcome: WaitOutcome = "timeout" if first == "cancelled" else first
+    if timed_out or cancelled:
         await kernel.interrupt()
         outcome = await await_reply(kernel, request.reply, time.monotonic() + interrupt_grace)
     if outcome == "replied":
@@ -88,7 +122,7 @@ async def run_cell(
     reply = request.reply.result()["content"] if ended == "replied" else {}
     if not isinstance(reply, dict):  # the kernel's: a reply whose content is not an object is an empty one
         reply = {}
-    return CellRun(code, ended, timed_out, started, timeout, collector, reply)
+    return CellRun(code, ended, timed_out, started, timeout, collector, reply, cancelled)
 
 
 async def _settle_iopub(idle: asyncio.Event, collector: OutputCollector) -> None:
@@ -107,6 +141,8 @@ def replied_status(run: CellRun) -> tuple[CellStatus, CellError | None, int | No
     status = CellStatus.OK if content.get("status") == "ok" else CellStatus.ERROR
     if run.timed_out:
         status = CellStatus.TIMEOUT
+    elif run.cancelled:
+        status = CellStatus.CANCELLED
     error = run.collector.error
     if status is not CellStatus.OK and error is None:
         # The reply is the kernel's: any field may hold anything (the result's types are the host's).
@@ -122,6 +158,11 @@ def lost_kernel_status(run: CellRun, death_reason: str, interrupt_grace: float) 
         return CellStatus.KERNEL_DIED, CellError(
             ename="KernelDied", evalue=f"The kernel died while running this cell: {death_reason}. "
                                        f"A fresh kernel was started; {_STATE_LOST}")
+    if run.cancelled:
+        return CellStatus.CANCELLED, CellError(
+            ename="CellCancelled", evalue=f"The cell was cancelled and did not stop within {interrupt_grace} s of "
+                                          f"an interrupt, so its kernel was killed. A fresh kernel was started; "
+                                          f"{_STATE_LOST}")
     return CellStatus.TIMEOUT, CellError(
         ename="CellTimeout", evalue=f"The cell ran past its {run.timeout} s timeout and did not stop within "
                                     f"{interrupt_grace} s of an interrupt, so its kernel was killed. "
@@ -188,9 +229,10 @@ class CellRunner:
         self.totals: dict[str, Any] = {"cells": 0, "errors": 0, "timeouts": 0, "kernel_deaths": 0,
                                        "tool_calls": 0, "tool_errors": 0, "seconds_in_cells": 0.0}
 
-    async def execute(self, kernel: Kernel, code: str, timeout: float | None, limits: CellLimits) -> CellResult:
+    async def execute(self, kernel: Kernel, code: str, timeout: float | None, limits: CellLimits,
+                      control: CellControl | None = None) -> CellResult:
         """Run a cell, remember it for restore_on_death within its bound, and count it in the totals."""
-        result = await self._run(kernel, code, timeout, limits)
+        result = await self._run(kernel, code, timeout, limits, control)
         if result.state_lost:
             self.history.clear()
         elif limits.restore_on_death:
@@ -204,11 +246,13 @@ class CellRunner:
         self.totals["seconds_in_cells"] += result.duration
         return result
 
-    async def _run(self, kernel: Kernel, code: str, timeout: float | None, limits: CellLimits) -> CellResult:
+    async def _run(self, kernel: Kernel, code: str, timeout: float | None, limits: CellLimits,
+                   control: CellControl | None = None) -> CellResult:
         """Run one cell; after a death or a stuck cell, replace the kernel (and restore state if asked to)."""
         number, self._cells_run = self._cells_run, self._cells_run + 1
         run = await run_cell(kernel, code, timeout, bridge=self.bridge, cell_number=number,
-                             max_output_bytes=limits.max_output_bytes, interrupt_grace=limits.interrupt_grace)
+                             max_output_bytes=limits.max_output_bytes, interrupt_grace=limits.interrupt_grace,
+                             control=control)
         if not run.kernel_lost:
             status, error, count = replied_status(run)
             log = await self.bridge.end_cell()

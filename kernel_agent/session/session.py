@@ -44,6 +44,7 @@ from kernel_agent.runtime.source import ColdLaunch, KernelSource
 from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.session import attach, cells, recording
 from kernel_agent.session.backends import KernelChoice
+from kernel_agent.session.background import BackgroundCells, RunningCell
 from kernel_agent.session.toolbox import SessionTools, install_sdk
 from kernel_agent.session.workspace import SessionWorkspace
 from kernel_agent.tools.bridge import ToolBridge
@@ -140,6 +141,7 @@ class Session:
             max_calls=max_tool_calls, on_progress=on_progress,
         )
         self._cells = cells.CellRunner(self.bridge, self._tools, self._replace_kernel)
+        self._background = BackgroundCells()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -258,6 +260,7 @@ class Session:
 
     async def close(self) -> None:
         """Shut the kernel down, stop the MCP servers it started, remove its run directory (idempotent)."""
+        await self._background.cancel_running()  # recorded as cancelled, while kernel and record are still here
         self._closed = True
         # The kernel is stopped before the record is sealed: a kernel thread that is still
         # running could otherwise act (or, with a reachable record, write) after the seal.
@@ -298,6 +301,7 @@ class Session:
         is not over). Only a kernel on a server can outlive this host:
         SessionOptionError for a kernel launched here.
         """
+        self._background.refuse_if_running("detach")
         async with self._lock:
             kernel = self._require_kernel()
             backend = kernel.backend
@@ -339,6 +343,7 @@ class Session:
 
     async def restart(self) -> None:
         """Replace the kernel with a fresh one; all variables are lost."""
+        self._background.refuse_if_running("restart the kernel")
         async with self._lock:
             await self._replace_kernel()
 
@@ -519,23 +524,50 @@ class Session:
         observation and token usage); a callable gets the result first and
         returns them (so they can describe the cell they are recorded with).
         """
-        limit = self.default_timeout if timeout is ... else timeout
+        self._background.refuse_if_running()
         async with self._lock:
-            kernel = self._require_kernel()
+            return await self._run_cell(code, self.default_timeout if timeout is ... else timeout, record_extras)
+
+    async def start_cell(
+        self,
+        code: str,
+        *,
+        timeout: float | EllipsisType | None = ...,
+        record_extras: dict[str, Any] | Callable[[CellResult], dict[str, Any]] | None = None,
+    ) -> RunningCell:
+        """Start ``code`` as a background cell and return its handle at once (options as for :meth:`execute`).
+
+        Until it ends, :meth:`execute` raises CellRunningError and :meth:`close` cancels it; see :mod:`.background`.
+        """
+        limit = self.default_timeout if timeout is ... else timeout
+        self._require_kernel()
+        return await self._background.start(code, self._lock, lambda c: self._run_cell(code, limit, record_extras, c))
+
+    @property
+    def running_cell(self) -> RunningCell | None:
+        """The background cell that still runs (None: none does)."""
+        return self._background.current
+
+    async def _run_cell(self, code: str, limit: float | None, record_extras: Any,
+                        control: cells.CellControl | None = None) -> CellResult:
+        """Run and record one cell (the session lock is held)."""
+        kernel = self._require_kernel()
+        self.last_activity = time.monotonic()
+        limits = cells.CellLimits(self.max_output_bytes, self.interrupt_grace, self.restore_on_death,
+                                  self.default_timeout)
+        try:
+            result = await self._cells.execute(kernel, code, limit, limits, control)
+        finally:
             self.last_activity = time.monotonic()
-            limits = cells.CellLimits(self.max_output_bytes, self.interrupt_grace, self.restore_on_death,
-                                      self.default_timeout)
-            try:
-                result = await self._cells.execute(kernel, code, limit, limits)
-            finally:
-                self.last_activity = time.monotonic()
-            recorder = self._record.recorder
-            if recorder is not None:
-                # The journal is fsynced per cell: in a worker thread, so other sessions'
-                # event-loop work does not wait for the disk. The session lock keeps order.
-                extras = record_extras(result) if callable(record_extras) else record_extras
-                await asyncio.to_thread(recorder.record_code, result, extras)
-            return result
+        recorder = self._record.recorder
+        if recorder is not None:
+            # The journal is fsynced per cell: in a worker thread, so other sessions'
+            # event-loop work does not wait for the disk. The session lock keeps order.
+            extras = record_extras(result) if callable(record_extras) else record_extras
+            if control is not None:
+                extras = {**(extras or {}), "background": True}
+            await asyncio.to_thread(recorder.record_code, result, extras)
+        return result
 
     # -- description ----------------------------------------------------------
 
