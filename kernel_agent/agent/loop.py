@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from kernel_agent.agent.background import BackgroundSteps
 from kernel_agent.agent.observation import bound, cell_notes, cell_output_text
 from kernel_agent.agent.prompt import system_prompt
 from kernel_agent.agent.result import AgentResult, Execution, Pricing, Step, StopReason
@@ -72,6 +73,7 @@ class _Run:
     stop: StopReason | None = None
     error: str | None = None
     running_code: str | None = None  # the code in the kernel right now (named if the run is interrupted)
+    background: BackgroundSteps | None = None  # the cell running on in the background (agent/background.py)
 
 
 class Agent:
@@ -89,7 +91,10 @@ class Agent:
     pydantic model or any type pydantic validates) checks the value given to
     ``final_answer``; a mismatch goes back to the model. ``on_event`` gets an
     :class:`AgentEvent` for each step as it happens. ``session_options`` go to
-    the Session (timeouts, tool policy, call budget...).
+    the Session (timeouts, tool policy, call budget...). With
+    ``background_after`` (seconds), a cell still running then runs on in the
+    background (until ``cell_timeout``) and the model may wait for or cancel
+    it (see :mod:`kernel_agent.agent.background`).
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class Agent:
         instructions: str | None = None,
         on_event: Callable[[AgentEvent], Any] | None = None,
         session_options: dict[str, Any] | None = None,
+        background_after: float | None = None,
     ) -> None:
         if max_cost is not None and pricing is None:
             raise ValueError("max_cost needs pricing=Pricing(input=..., output=...) (US dollars per million tokens)")
@@ -133,6 +139,7 @@ class Agent:
         self.instructions = instructions
         self.on_event = on_event
         self.session_options = dict(session_options or {})
+        self.background_after = background_after
         self.last_result: AgentResult | None = None
 
     # -- running --------------------------------------------------------------------
@@ -147,6 +154,7 @@ class Agent:
         cancellation propagates.
         """
         run = _Run(task=task, started=time.monotonic())
+        run.background = BackgroundSteps(self.background_after, self.observation_limit)
         owned = session is None
         if session is None:
             session = self._make_session(task, run)
@@ -154,7 +162,7 @@ class Agent:
         try:
             system = system_prompt(session.manifest, observation_limit=self.observation_limit,
                                    tool_name=CODE_TOOL.name, output_schema=self._output_schema(),
-                                   instructions=self.instructions)
+                                   instructions=self.instructions, background_after=self.background_after)
             session.record_message("task", task)
             run.conversation.append(UserTurn(task))
             self._emit(AgentEvent("start", 0, text=task))
@@ -170,6 +178,7 @@ class Agent:
             raise
         finally:
             notebook = session.notebook
+            await asyncio.shield(run.background.finish(session))
             if owned:
                 await asyncio.shield(session.close())
             self.last_result = self._result(run, system if "system" in locals() else "", notebook)
@@ -230,8 +239,13 @@ class Agent:
                                               "spill_file": execution.spill_file}}
 
         run.running_code = request.code
-        cell = await session.execute(request.code, timeout=timeout, record_extras=record_extras)
+        assert run.background is not None
+        cell = await run.background.run(session, request.code, timeout, self._time_left(run), record_extras, observed)
         run.running_code = None
+        if isinstance(cell, str):  # the cell runs on in the background, or the host answered a %wait/%cancel
+            step.executions.append(Execution(request.code, None, cell))
+            self._emit(AgentEvent("cell", step.index, code=request.code, observation=cell))
+            return Observation(request.call_id, cell, via=request.via)
         execution = observed[0] if observed else self._observe(run, session, step, request, cell)
         step.executions.append(execution)
         step.cell_seconds += cell.duration

@@ -11,6 +11,7 @@ import json
 import platform
 from typing import Any
 
+from kernel_agent.agent.background import background_rule
 from kernel_agent.models.base import tool_channel_sentence
 
 _RULES = """\
@@ -38,16 +39,18 @@ _NO_TOOLS = "No tools are available in this session."
 
 def system_prompt(
     manifest: str, *, observation_limit: int, tool_name: str, output_schema: dict[str, Any] | None = None,
-    instructions: str | None = None,
+    instructions: str | None = None, background_after: float | None = None,
 ) -> str:
     """The system prompt for a run, with the session's tool manifest."""
     answer_shape = ""
     if output_schema is not None:
         answer_shape = (", with a value matching this JSON schema (a dict with these fields; it is validated, "
                         f"and you are told if it does not match): {json.dumps(output_schema, sort_keys=True)}")
+    rules = _RULES.format(python=platform.python_version(), channel=tool_channel_sentence(tool_name),
+                          limit=observation_limit, answer_shape=answer_shape)
+    long_cells = background_rule(background_after)  # after the rules' last line, a rule of its own
     parts = [
-        _RULES.format(python=platform.python_version(), channel=tool_channel_sentence(tool_name),
-                      limit=observation_limit, answer_shape=answer_shape),
+        rules + ("\n" + long_cells if long_cells else ""),
         "Tools:\n" + manifest if manifest else _NO_TOOLS,
     ]
     if instructions:

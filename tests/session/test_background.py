@@ -18,6 +18,7 @@ import pytest
 from kernel_agent import CellStatus, Session, tool_from_function
 from kernel_agent.errors import CellRunningError
 from kernel_agent.verify.audit import audit_notebook
+from kernel_agent.verify.replay import replay
 
 # A cell that says it started (a tool call the test awaits), then waits for the file 'go' the test creates.
 WAIT_FOR_GO = """\
@@ -115,6 +116,12 @@ async def test_a_cancelled_background_cell_keeps_state_and_close_cancels_a_runni
     statuses = [(c["metadata"]["kernel_agent"]["status"], c["metadata"]["kernel_agent"].get("background"))
                 for c in code_cells(notebook)]
     assert statuses == [("ok", None), ("cancelled", True), ("ok", None), ("cancelled", True)]
+
+    # Replay cancels the recorded cancelled cells again (after as long as they ran): same statuses, same state.
+    replayed = await replay(notebook, out=tmp_path / "replayed.ipynb")
+    assert replayed.cells == 4 and replayed.tool_calls_served == 2
+    assert [c["metadata"]["kernel_agent"]["status"] for c in code_cells(tmp_path / "replayed.ipynb")] == [
+        "ok", "cancelled", "ok", "cancelled"]
 
 
 async def test_a_background_cell_flooding_output_stays_within_the_output_cap(workspace: Path) -> None:

@@ -71,7 +71,10 @@ async def replay(
                 timeout = min(cell_timeout, cell.duration)
             server.begin_cell(cell)
             try:
-                result = await session.execute(cell.source, timeout=timeout)
+                if cell.status == "cancelled":  # a background cell its caller cancelled: cancelled again
+                    result = await _cancelled_after(session, cell.source, min(cell_timeout, cell.duration or 0.0))
+                else:
+                    result = await session.execute(cell.source, timeout=timeout)
             finally:
                 server.end_cell()
             report.cells += 1
@@ -84,6 +87,13 @@ async def replay(
     report.warnings = warnings
     report.faithful = not report.divergent_cells and not server.unrecorded
     return report
+
+
+async def _cancelled_after(session: Session, source: str, seconds: float) -> Any:
+    """Run ``source`` in the background and cancel it after ``seconds``, as its recording was (if it still runs)."""
+    running = await session.start_cell(source)
+    result = await running.wait(seconds)
+    return result if result is not None else await running.cancel()
 
 
 def _check_sdk(session: Any, recording: Recording, live: bool, warnings: list[str]) -> None:

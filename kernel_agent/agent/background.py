@@ -1,0 +1,133 @@
+"""The agent's side of long cells: a cell still running after ``background_after`` runs on in the background.
+
+The model is told the cell still runs, with its output so far, and answers
+with ``%wait`` (until it ends), ``%wait SECONDS`` (at most that long) or
+``%cancel`` (interrupt it; variables are kept). The host takes these
+commands itself; they never reach the kernel. Other code sent while the
+cell runs is not run, and the model is told why: one cell runs at a time
+(see :mod:`kernel_agent.session.background`). Each of these answers is
+recorded as a markdown cell of kind ``background``; the cell itself is
+recorded once, when it ends, with its observation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kernel_agent.agent.observation import bound
+from kernel_agent.runtime.results import CellResult
+from kernel_agent.session.background import CellProgress, RunningCell
+from kernel_agent.session.session import Session
+
+_COMMAND = re.compile(r"\A\s*%(wait|cancel)(?:[ \t]+(\d+(?:\.\d*)?))?\s*\Z")
+_HOW = ("[Send `%wait` to wait until it ends, `%wait SECONDS` to wait at most that long (then see its new output), "
+        "or `%cancel` to interrupt it (variables are kept). No other code runs until it ends.]")
+# What of the output so far goes back in one step (a fraction of the observation limit).
+_SO_FAR_SHARE = 0.5
+
+
+def background_rule(background_after: float | None) -> str:
+    """The system prompt's sentence on long cells ("" when cells never go to the background)."""
+    if background_after is None:
+        return ""
+    return (f"- A cell still running after {background_after:g} s runs on in the background: you are told so, with "
+            "its output so far. Then reply with just `%wait` (wait until it ends), `%wait SECONDS` (wait at most "
+            "that long) or `%cancel` (interrupt it; variables are kept); other code waits until it ends.")
+
+
+@dataclass
+class BackgroundSteps:
+    """One run's background cell, and how a step's code is taken while it runs."""
+
+    background_after: float | None
+    observation_limit: int
+    cell: RunningCell | None = None
+    observed: list[Any] | None = None  # the loop's observation of the background cell, made when it ends
+
+    async def run(self, session: Session, code: str, timeout: float | None, time_left: float | None,
+                  record_extras: Callable[[CellResult], dict[str, Any]], observed: list[Any]) -> CellResult | str:
+        """Run a step's code: a CellResult when a cell ended, else the host's answer to the model (a string)."""
+        command = _COMMAND.match(code)
+        cell = self.cell
+        if cell is None:
+            if command is not None:
+                return self._note(session, "No cell is running in the background: there is nothing to wait for or "
+                                           "cancel.")
+            if self.background_after is None:
+                return await session.execute(code, timeout=timeout, record_extras=record_extras)
+            cell = self.cell = await session.start_cell(code, timeout=timeout, record_extras=record_extras)
+            self.observed = observed
+            return await self._wait(session, cell, self._bounded(self.background_after, time_left), observed,
+                                    started=True)
+        if command is None and cell.done:
+            ended = self.observed[0].observation if self.observed else ""
+            self.cell, self.observed = None, None
+            return self._note(session, f"Not run: {self._name(cell)}, which ran in the background, ended meanwhile. "
+                                       f"Its output:\n{ended}\n[Send your code again.]")
+        if command is None:
+            progress = cell.poll()
+            return self._note(session, f"Not run: {self._name(cell)} is still running in the background "
+                                       f"({progress.seconds:.0f} s so far), and only one cell runs at a "
+                                       f"time.{self._new_output(progress)}\n{_HOW}")
+        if command.group(1) == "cancel":
+            result = await cell.cancel()
+            return self._collect(result, observed)
+        seconds = float(command.group(2)) if command.group(2) else None
+        return await self._wait(session, cell, self._bounded(seconds, time_left), observed, started=False)
+
+    async def finish(self, session: Session) -> None:
+        """The run ended: a background cell still running is cancelled (and recorded as such)."""
+        if self.cell is not None and not self.cell.done and session.running_cell is self.cell:
+            with contextlib.suppress(Exception):
+                await self.cell.cancel()
+
+    # -- pieces ----------------------------------------------------------------------
+
+    async def _wait(self, session: Session, cell: RunningCell, seconds: float | None, observed: list[Any],
+                    *, started: bool) -> CellResult | str:
+        result = await cell.wait(seconds)
+        if result is not None:
+            return self._collect(result, observed)
+        progress = cell.poll()
+        if started:
+            text = (f"{self._name(cell)} is still running after {progress.seconds:.0f} s; it runs on in the "
+                    f"background.{self._new_output(progress, first=True)}")
+        else:
+            text = f"{self._name(cell)} is still running ({progress.seconds:.0f} s so far).{self._new_output(progress)}"
+        return self._note(session, f"{text}\n{_HOW}")
+
+    def _collect(self, result: CellResult, observed: list[Any]) -> CellResult:
+        """The background cell ended: its result, with the observation made when it was recorded."""
+        if self.observed is not None and self.observed is not observed:
+            observed.extend(self.observed)
+        self.cell, self.observed = None, None
+        return result
+
+    def _new_output(self, progress: CellProgress, *, first: bool = False) -> str:
+        text = progress.new_text
+        if not text:
+            return " No output so far." if first else " No new output."
+        limit = max(200, int(self.observation_limit * _SO_FAR_SHARE))
+        shown = bound(text, limit, where="the notebook once the cell ends").text.rstrip("\n")
+        return f" {'Output so far' if first else 'New output'}:\n{shown}"
+
+    @staticmethod
+    def _name(cell: RunningCell) -> str:
+        count = cell.execution_count
+        return f"Cell In[{count}]" if count is not None else f"Background cell {cell.number}"
+
+    @staticmethod
+    def _bounded(seconds: float | None, time_left: float | None) -> float | None:
+        """A wait never outlasts the run's time limit."""
+        if time_left is None:
+            return seconds
+        return time_left if seconds is None else min(seconds, time_left)
+
+    @staticmethod
+    def _note(session: Session, text: str) -> str:
+        session.record_message("background", text)
+        return text
