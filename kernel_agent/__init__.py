@@ -57,6 +57,7 @@ _EXPORTS = {
     "Step": "kernel_agent.agent",
     "StopReason": "kernel_agent.agent",
     "Pricing": "kernel_agent.agent",
+    "ImageLimits": "kernel_agent.agent",
     "Usage": "kernel_agent.models",
     "model_from_spec": "kernel_agent.models",
     "ScriptedModel": "kernel_agent.models.scripted",
@@ -80,6 +81,7 @@ if TYPE_CHECKING:  # `X as X`: an explicit re-export, which strict type checkers
     from kernel_agent.agent import Agent as Agent
     from kernel_agent.agent import AgentEvent as AgentEvent
     from kernel_agent.agent import AgentResult as AgentResult
+    from kernel_agent.agent import ImageLimits as ImageLimits
     from kernel_agent.agent import Pricing as Pricing
     from kernel_agent.agent import Step as Step
     from kernel_agent.agent import StopReason as StopReason

@@ -16,7 +16,7 @@ EXPECTED_PUBLIC_NAMES = {
     "tool", "tool_from_schema", "tool_from_function", "Tool", "ToolRegistry", "McpServer",
     "ToolCall", "CallStatus", "ProgressEvent", "Decision", "CallRequest", "ask_for_destructive",
     "KernelPool", "PoolError",
-    "Agent", "AgentEvent", "AgentResult", "Step", "StopReason", "Pricing", "Usage", "model_from_spec",
+    "Agent", "AgentEvent", "AgentResult", "Step", "StopReason", "Pricing", "ImageLimits", "Usage", "model_from_spec",
     "ScriptedModel", "AnthropicModel", "OpenAIModel",
     "ModelError", "ModelConfigError", "ModelUnreachableError", "ModelResponseError",
     "RecordingError", "RecordLocationError", "UnusableRecordError", "audit_notebook", "AuditReport", "replay",

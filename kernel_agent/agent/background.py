@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kernel_agent.agent.observation import bound
 from kernel_agent.runtime.results import CellResult
 from kernel_agent.session.background import CellProgress, RunningCell
-from kernel_agent.session.session import Session
+from kernel_agent.session.session import RecordExtras, Session
 
 _COMMAND = re.compile(r"\A\s*%(wait|cancel)(?:[ \t]+(\d+(?:\.\d*)?))?\s*\Z")
 _HOW = ("[Send `%wait` to wait until it ends, `%wait SECONDS` to wait at most that long (then see its new output), "
@@ -49,7 +48,7 @@ class BackgroundSteps:
     observed: list[Any] | None = None  # the loop's observation of the background cell, made when it ends
 
     async def run(self, session: Session, code: str, timeout: float | None, time_left: float | None,
-                  record_extras: Callable[[CellResult], dict[str, Any]], observed: list[Any]) -> CellResult | str:
+                  record_extras: RecordExtras, observed: list[Any]) -> CellResult | str:
         """Run a step's code: a CellResult when a cell ended, else the host's answer to the model (a string)."""
         command = _COMMAND.match(code)
         cell = self.cell

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from kernel_agent.agent.background import BackgroundSteps
+from kernel_agent.agent.images import ImageLimits, ImageSelection, has_images, select_images
 from kernel_agent.agent.observation import bound, cell_notes, cell_output_text
 from kernel_agent.agent.prompt import system_prompt
 from kernel_agent.agent.result import AgentResult, Execution, Pricing, Step, StopReason
@@ -37,6 +38,7 @@ from kernel_agent.models.base import (
     Usage,
     UserTurn,
     conversation_as_text,
+    takes_images,
 )
 from kernel_agent.models.fenced import fenced_code
 from kernel_agent.runtime.results import CellResult
@@ -87,7 +89,9 @@ class Agent:
     :mod:`kernel_agent.record.location`; ``False``: not recorded). Limits: ``max_steps`` model replies,
     ``max_tokens`` in all, ``max_cost`` dollars (with ``pricing``),
     ``max_seconds`` of wall time. ``observation_limit`` bounds, in
-    characters, what one cell sends back to the model. ``output_type`` (a
+    characters, what one cell sends back to the model; ``image_limits`` bound the
+    images (plots) sent with it to a model with vision (see
+    :mod:`kernel_agent.agent.images`). ``output_type`` (a
     pydantic model or any type pydantic validates) checks the value given to
     ``final_answer``; a mismatch goes back to the model. ``on_event`` gets an
     :class:`AgentEvent` for each step as it happens. ``session_options`` go to
@@ -111,6 +115,7 @@ class Agent:
         pricing: Pricing | None = None,
         max_seconds: float | None = None,
         observation_limit: int = 4000,
+        image_limits: ImageLimits | None = None,
         cell_timeout: float = 300.0,
         output_type: Any = None,
         instructions: str | None = None,
@@ -133,6 +138,7 @@ class Agent:
         self.pricing = pricing
         self.max_seconds = max_seconds
         self.observation_limit = observation_limit
+        self.image_limits = image_limits or ImageLimits()
         self.cell_timeout = cell_timeout
         self.output_type = output_type
         self._output_adapter = TypeAdapter(output_type) if output_type is not None else None
@@ -230,13 +236,15 @@ class Agent:
             extras["usage"] = step.usage.model_dump()
         observed: list[Execution] = []
 
-        def record_extras(cell: CellResult) -> dict[str, Any]:
+        async def record_extras(cell: CellResult) -> dict[str, Any]:
             # Called by the session before it records the cell, so the notebook keeps the
-            # observation exactly as the model will see it.
-            observed.append(self._observe(run, session, step, request, cell))
+            # observation exactly as the model will see it (images: which outputs, not their bytes).
+            observed.append(await self._observe(run, session, step, request, cell))
             execution = observed[0]
             return {**extras, "observation": {"text": execution.observation, "truncated": execution.truncated,
-                                              "spill_file": execution.spill_file}}
+                                              "spill_file": execution.spill_file,
+                                              **({"images": list(execution.image_record)}
+                                                 if execution.image_record else {})}}
 
         run.running_code = request.code
         assert run.background is not None
@@ -246,21 +254,28 @@ class Agent:
             step.executions.append(Execution(request.code, None, cell))
             self._emit(AgentEvent("cell", step.index, code=request.code, observation=cell))
             return Observation(request.call_id, cell, via=request.via)
-        execution = observed[0] if observed else self._observe(run, session, step, request, cell)
+        execution = observed[0] if observed else await self._observe(run, session, step, request, cell)
         step.executions.append(execution)
         step.cell_seconds += cell.duration
         self._emit(AgentEvent("cell", step.index, code=request.code, cell=cell, observation=execution.observation))
         return Observation(request.call_id, execution.observation or "(no output)", is_error=cell.error is not None,
-                           via=request.via)
+                           via=request.via, images=execution.images)
 
-    def _observe(self, run: _Run, session: Session, step: Step, request: CodeRequest, cell: CellResult) -> Execution:
+    async def _observe(self, run: _Run, session: Session, step: Step, request: CodeRequest,
+                       cell: CellResult) -> Execution:
         """The bounded observation of a cell (and the run's answer, when the cell gave a valid one)."""
         answer_note = self._take_answer(run, cell)
         where = f"the notebook (cell In[{cell.execution_count}])" if session.notebook else "the cell's outputs"
         bounded = bound(cell_output_text(cell), self.observation_limit, where=where, spill_to=session.local_workspace,
                         spill_name=f"step-{step.index:03d}-{len(step.executions) + 1}.txt")
-        text = "\n".join(part for part in (bounded.text.rstrip("\n"), cell_notes(cell), answer_note) if part)
-        return Execution(request.code, cell, text, bounded.truncated, bounded.spill_file)
+        images = ImageSelection()
+        if has_images(cell):  # decoding (and Pillow) off the event loop
+            images = await asyncio.to_thread(select_images, cell, self.image_limits, vision=takes_images(self.model),
+                                             room=self.image_limits.max_images - step.images_sent,
+                                             model=self.model.spec)
+        text = "\n".join(part for part in (bounded.text.rstrip("\n"), images.text, cell_notes(cell), answer_note)
+                         if part)
+        return Execution(request.code, cell, text, bounded.truncated, bounded.spill_file, images.images, images.record)
 
     def _take_answer(self, run: _Run, cell: CellResult) -> str:
         """Accept the cell's final_answer (validated when there is an output_type); else say why not."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel_agent.models.base import Usage
+from kernel_agent.models.images import ImagePart
 from kernel_agent.runtime.results import CellResult
 
 
@@ -51,6 +52,8 @@ class Execution:
     observation: str
     truncated: bool = False
     spill_file: str | None = None
+    images: tuple[ImagePart, ...] = ()  # the images sent to the model with the observation
+    image_record: tuple[dict[str, Any], ...] = ()  # what became of each image output (sent or why not), no bytes
 
 
 @dataclass
@@ -64,6 +67,11 @@ class Step:
     model_stop_reason: str
     model_seconds: float
     cell_seconds: float = 0.0
+
+    @property
+    def images_sent(self) -> int:
+        """Images sent to the model with this step's observations (bounded by ImageLimits.max_images)."""
+        return sum(len(execution.images) for execution in self.executions)
 
     @property
     def code(self) -> str:

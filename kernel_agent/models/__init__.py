@@ -40,7 +40,7 @@ def model_from_spec(spec: str | Model, *, base_url: str | None = None, **options
     """The model a spec names (a Model instance is returned as it is).
 
     ``options`` go to the provider's class (``api_key``, ``max_tokens``,
-    ``max_retries``, ``client``...). Raises ModelConfigError for an unknown
+    ``max_retries``, ``vision``, ``client``...). Raises ModelConfigError for an unknown
     provider, a malformed spec or a missing API key.
     """
     if not isinstance(spec, str):
@@ -63,8 +63,10 @@ def model_from_spec(spec: str | Model, *, base_url: str | None = None, **options
     if provider == "scripted":
         from kernel_agent.models.scripted import ScriptedModel
 
+        vision = options.pop("vision", True)
         if options or base_url:
             given = sorted(options) + (["base_url"] if base_url else [])
-            raise ModelConfigError(f"the scripted model takes no options (it calls no server), got {', '.join(given)}")
-        return ScriptedModel.from_file(name)
+            raise ModelConfigError(f"the scripted model takes no options but vision (it calls no server), got "
+                                   f"{', '.join(given)}")
+        return ScriptedModel.from_file(name, vision=bool(vision))
     raise ModelConfigError(f"unknown model provider {provider!r} in {spec!r}; known: {', '.join(PROVIDERS)}")

@@ -18,6 +18,7 @@ from kernel_agent.models.base import (
     Usage,
     UserTurn,
 )
+from kernel_agent.models.images import ImagePart, no_vision_note
 
 API_KEY_ENV = "ANTHROPIC_API_KEY"
 AUTH_TOKEN_ENV = "ANTHROPIC_AUTH_TOKEN"
@@ -30,7 +31,9 @@ class AnthropicModel:
     The system prompt and the newest turn are marked for prompt caching, so
     each step pays full price only for what is new (cache reads and writes are
     reported in :class:`~kernel_agent.models.base.Usage`).
-    ``client`` replaces the SDK client (tests give one with a fake transport).
+    Images a cell showed go back inside its ``tool_result`` as image blocks;
+    ``vision=False`` (for a gateway or model without image input) sends a
+    note instead. ``client`` replaces the SDK client (tests give one with a fake transport).
     """
 
     provider = "anthropic"
@@ -44,9 +47,11 @@ class AnthropicModel:
         max_tokens: int = 8192,
         max_retries: int = 4,
         timeout: float = 600.0,
+        vision: bool = True,
         client: Any = None,
     ) -> None:
         self.name = model
+        self.vision = vision  # every current Claude model takes images
         self.spec = f"anthropic:{model}"
         self.max_tokens = max_tokens
         if client is None:
@@ -72,7 +77,7 @@ class AnthropicModel:
                 model=self.name,
                 max_tokens=self.max_tokens,
                 system=[{"type": "text", "text": system, "cache_control": _CACHE}],
-                messages=to_messages(conversation),
+                messages=to_messages(conversation, vision=self.vision, model=self.spec),
                 tools=[{"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}],
             )
         except (anthropic.AnthropicError, json.JSONDecodeError) as exc:
@@ -83,8 +88,13 @@ class AnthropicModel:
         await self._client.close()
 
 
-def to_messages(conversation: list[Turn]) -> list[dict[str, Any]]:
-    """The conversation as Messages API messages (alternating user and assistant turns)."""
+def to_messages(conversation: list[Turn], *, vision: bool = True, model: str = "this model") -> list[dict[str, Any]]:
+    """The conversation as Messages API messages (alternating user and assistant turns).
+
+    An observation's images become image blocks (base64 source) after its
+    text, inside its ``tool_result`` (or its user turn for fenced code);
+    without ``vision``, a note names each instead.
+    """
     messages: list[dict[str, Any]] = []
     for turn in conversation:
         if isinstance(turn, UserTurn):
@@ -99,16 +109,23 @@ def to_messages(conversation: list[Turn]) -> list[dict[str, Any]]:
         elif isinstance(turn, ObservationTurn):
             blocks = []
             for obs in turn.observations:
+                content = [{"type": "text", "text": obs.text or "(no output)"}]
+                content += [_image_block(image) if vision else {"type": "text", "text": no_vision_note(image, model)}
+                            for image in obs.images]
                 if obs.via == "tool":
                     blocks.append({"type": "tool_result", "tool_use_id": obs.call_id, "is_error": obs.is_error,
-                                   "content": [{"type": "text", "text": obs.text or "(no output)"}]})
+                                   "content": content})
                 else:
-                    blocks.append({"type": "text", "text": obs.text or "(no output)"})
+                    blocks += content
             _append(messages, "user", blocks)
     if messages:
         # Cache the whole prefix up to the newest turn; the next step reads it back cheaply.
         messages[-1]["content"][-1] = {**messages[-1]["content"][-1], "cache_control": _CACHE}
     return messages
+
+
+def _image_block(image: ImagePart) -> dict[str, Any]:
+    return {"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": image.data}}
 
 
 def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:

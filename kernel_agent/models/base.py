@@ -14,6 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from kernel_agent.models.images import ImagePart
+
 
 class Usage(BaseModel):
     """Tokens one model call (or a whole run) used, as the provider counted them."""
@@ -108,12 +110,17 @@ class AssistantTurn:
 
 @dataclass(frozen=True)
 class Observation:
-    """What running one code request gave back, bounded for the model."""
+    """What running one code request gave back, bounded for the model: text, and the images it showed.
+
+    ``images`` are sent only to a model that takes image input (the loop
+    decides, see :mod:`kernel_agent.agent.images`); ``text`` says which they are.
+    """
 
     call_id: str
     text: str
     is_error: bool = False
     via: str = "tool"
+    images: tuple[ImagePart, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,8 @@ class Model(Protocol):
 
     spec: str
     provider: str
+    # Optional: ``vision`` (bool), whether the model takes image input. A model without the
+    # attribute is sent no images (see :func:`takes_images`).
 
     async def complete(self, system: str, conversation: list[Turn], tool: CodeTool) -> ModelReply:
         """The model's next reply to ``conversation``."""
@@ -145,6 +154,11 @@ class Model(Protocol):
     async def close(self) -> None:
         """Release the HTTP client (idempotent)."""
         ...
+
+
+def takes_images(model: object) -> bool:
+    """Whether ``model`` takes image input: its ``vision`` attribute, False for a model that has none."""
+    return getattr(model, "vision", False) is True
 
 
 def conversation_as_text(system: str, conversation: list[Turn]) -> list[dict[str, str]]:
@@ -158,5 +172,6 @@ def conversation_as_text(system: str, conversation: list[Turn]) -> list[dict[str
             parts += [request.code for request in turn.reply.code if request.via == "tool"]
             messages.append({"role": "assistant", "content": "\n".join(parts)})
         else:
-            messages += [{"role": "tool", "content": obs.text} for obs in turn.observations]
+            messages += [{"role": "tool", "content": "\n".join([obs.text, *(i.placeholder for i in obs.images)])}
+                         for obs in turn.observations]
     return messages

@@ -3,6 +3,14 @@
 A local server (vLLM, llama.cpp's server, Ollama, LM Studio) is reached with
 ``base_url``; it needs no real key. A server that rejects function calling is
 asked again without it, and from then on the model's fenced code is run.
+
+Images a cell showed cannot ride in a Chat Completions ``tool`` message (its
+content is text only), so they follow the tool messages as one ``user``
+message of ``image_url`` parts (``data:`` URLs), each introduced by a text
+part naming the call that showed it. Vision is on for OpenAI's own API and
+off for other servers unless ``vision=True`` (many local models take no
+images); a server that refuses an image is asked again with notes instead,
+and from then on gets notes.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from kernel_agent.errors import ModelConfigError
 from kernel_agent.models._errors import translate
@@ -25,6 +34,7 @@ from kernel_agent.models.base import (
     UserTurn,
     tool_channel_sentence,
 )
+from kernel_agent.models.images import no_vision_note
 
 API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
@@ -49,6 +59,8 @@ class OpenAIModel:
 
     The key comes from ``api_key`` or ``OPENAI_API_KEY`` (optional with a
     ``base_url``); the base URL from ``base_url`` or ``OPENAI_BASE_URL``.
+    ``vision`` says whether the model takes image input (default: yes on
+    OpenAI's API, no on other servers).
     ``client`` replaces the SDK client (tests give one with a fake transport).
     """
 
@@ -63,6 +75,7 @@ class OpenAIModel:
         max_tokens: int | None = None,
         max_retries: int = 4,
         timeout: float = 600.0,
+        vision: bool | None = None,
         client: Any = None,
     ) -> None:
         self.name = model
@@ -71,6 +84,8 @@ class OpenAIModel:
         self.max_tokens = max_tokens
         self.function_calling = True
         self._tools_worked = False  # once a call with tools succeeded, a 400 is never "no tool support"
+        self.vision = vision if vision is not None else _is_openai_api(base_url)
+        self._images_worked = False  # the same for images
         if client is None:
             key = api_key or os.environ.get(API_KEY_ENV) or (_LOCAL_SERVER_KEY if base_url else None)
             if not key:
@@ -89,19 +104,31 @@ class OpenAIModel:
         import openai
 
         try:
-            if self.function_calling:
-                try:
-                    response = await self._create(system, conversation, tool)
-                    self._tools_worked = True
-                except openai.BadRequestError as exc:
-                    if self._tools_worked or not _says_no_tool_support(str(exc)):
-                        raise
-                    self.function_calling = False
-            if not self.function_calling:
-                response = await self._create(text_mode_system(system, tool), conversation, None)
+            try:
+                response = await self._complete_with_tools_or_fenced(system, conversation, tool)
+            except openai.BadRequestError as exc:
+                if self._images_worked or not _has_images(conversation) or not _says_no_image_support(str(exc)):
+                    raise
+                self.vision = False
+                response = await self._complete_with_tools_or_fenced(system, conversation, tool)
+            self._images_worked = self._images_worked or (self.vision and _has_images(conversation))
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
             raise translate(exc, self.provider, self.base_url, openai) from exc
         return from_response(response, tool)
+
+    async def _complete_with_tools_or_fenced(self, system: str, conversation: list[Turn], tool: CodeTool) -> Any:
+        import openai
+
+        if self.function_calling:
+            try:
+                response = await self._create(system, conversation, tool)
+                self._tools_worked = True
+                return response
+            except openai.BadRequestError as exc:
+                if self._tools_worked or not _says_no_tool_support(str(exc)):
+                    raise
+                self.function_calling = False
+        return await self._create(text_mode_system(system, tool), conversation, None)
 
     async def _create(self, system: str, conversation: list[Turn], tool: CodeTool | None) -> Any:
         options: dict[str, Any] = {}
@@ -111,7 +138,7 @@ class OpenAIModel:
         if self.max_tokens is not None:
             options["max_completion_tokens"] = self.max_tokens
         return await self._client.chat.completions.create(
-            model=self.name, messages=to_messages(system, conversation), **options)
+            model=self.name, messages=to_messages(system, conversation, vision=self.vision, model=self.spec), **options)
 
     async def close(self) -> None:
         await self._client.close()
@@ -129,8 +156,33 @@ def _says_no_tool_support(message: str) -> bool:
     return any(phrase in text for phrase in _NO_TOOL_SUPPORT)
 
 
-def to_messages(system: str, conversation: list[Turn]) -> list[dict[str, Any]]:
-    """The conversation as Chat Completions messages."""
+# How servers refuse image input (OpenAI for a text-only model, vLLM, llama.cpp, Ollama, LM Studio).
+_NO_IMAGE_SUPPORT = ("image input", "image_url", "does not support image", "image content", "vision",
+                     "multimodal", "mmproj", "images are not supported", "image inputs")
+
+
+def _says_no_image_support(message: str) -> bool:
+    text = message.lower()
+    return any(phrase in text for phrase in _NO_IMAGE_SUPPORT)
+
+
+def _is_openai_api(base_url: str | None) -> bool:
+    """Whether requests go to OpenAI's own API (its models take images), not another server."""
+    return base_url is None or (urlsplit(base_url).hostname or "").endswith("api.openai.com")
+
+
+def _has_images(conversation: list[Turn]) -> bool:
+    return any(isinstance(turn, ObservationTurn) and any(obs.images for obs in turn.observations)
+               for turn in conversation)
+
+
+def to_messages(system: str, conversation: list[Turn], *, vision: bool = True,
+                model: str = "this model") -> list[dict[str, Any]]:
+    """The conversation as Chat Completions messages.
+
+    Images follow an observation turn's tool messages as one user message
+    (tool messages carry text only); without ``vision`` a note names each.
+    """
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
     for turn in conversation:
         if isinstance(turn, UserTurn):
@@ -146,11 +198,21 @@ def to_messages(system: str, conversation: list[Turn]) -> list[dict[str, Any]]:
                 message["tool_calls"] = calls
             messages.append(message)
         elif isinstance(turn, ObservationTurn):
+            shown: list[dict[str, Any]] = []  # image parts, sent after every tool message of the turn
             for obs in turn.observations:
+                text = "\n".join([obs.text or "(no output)", *([] if vision else
+                                                                [no_vision_note(i, model) for i in obs.images])])
                 if obs.via == "tool":
-                    messages.append({"role": "tool", "tool_call_id": obs.call_id, "content": obs.text or "(no output)"})
+                    messages.append({"role": "tool", "tool_call_id": obs.call_id, "content": text})
                 else:
-                    messages.append({"role": "user", "content": obs.text or "(no output)"})
+                    messages.append({"role": "user", "content": text})
+                for number, image in enumerate(obs.images if vision else (), start=1):
+                    label = (f"Image {number} of {len(obs.images)} shown by the cell of call {obs.call_id} "
+                             f"(its output {image.output_index + 1}):")
+                    shown.append({"type": "text", "text": label})
+                    shown.append({"type": "image_url", "image_url": {"url": image.data_url}})
+            if shown:
+                messages.append({"role": "user", "content": shown})
     return messages
 
 

@@ -12,7 +12,10 @@ tool, as a real model would), text, or both. It can be read from:
   messages, replayed as the same replies.
 
 Token usage is estimated (see :func:`estimate_tokens`) from what the model
-would have read and written, so runs can be compared offline by tokens.
+would have read and written, so runs can be compared offline by tokens;
+an image counts as Anthropic's estimate for its size.
+Every conversation the model was sent is kept in :attr:`ScriptedModel.seen`
+(images included), so tests can check what a real model would have been shown.
 """
 
 from __future__ import annotations
@@ -25,7 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from kernel_agent.errors import ModelConfigError
-from kernel_agent.models.base import CodeRequest, CodeTool, ModelReply, Turn, Usage, conversation_as_text
+from kernel_agent.models.base import (
+    CodeRequest,
+    CodeTool,
+    ModelReply,
+    ObservationTurn,
+    Turn,
+    Usage,
+    conversation_as_text,
+)
+from kernel_agent.models.images import ImagePart, anthropic_image_tokens
 
 # About four characters a token for English and code with the common BPE tokenizers;
 # an estimate, named as such wherever it is shown.
@@ -40,18 +52,25 @@ def estimate_tokens(text: str) -> int:
 
 
 class ScriptedModel:
-    """Replies from a fixed script, one per step; ``spec`` is ``scripted:PATH`` when read from a file."""
+    """Replies from a fixed script, one per step; ``spec`` is ``scripted:PATH`` when read from a file.
+
+    ``vision`` (default True) says whether it takes images, as a real
+    model's option does; ``seen`` holds each conversation it was sent.
+    """
 
     provider = "scripted"
 
-    def __init__(self, replies: Iterable[str | dict[str, Any]], *, spec: str = "scripted:inline") -> None:
+    def __init__(self, replies: Iterable[str | dict[str, Any]], *, spec: str = "scripted:inline",
+                 vision: bool = True) -> None:
         self.spec = spec
+        self.vision = vision
+        self.seen: list[list[Turn]] = []
         self.name = spec.partition(":")[2] or "inline"
         self.replies = [_reply_entry(entry, index) for index, entry in enumerate(replies)]
         self.position = 0
 
     @classmethod
-    def from_file(cls, path: str | Path) -> ScriptedModel:
+    def from_file(cls, path: str | Path, *, vision: bool = True) -> ScriptedModel:
         """A script from a percent-format ``.py``, a ``.json`` list, or a recorded ``.ipynb``."""
         file = Path(path)
         if not file.is_file():
@@ -63,15 +82,25 @@ class ScriptedModel:
                 entries = json.loads(text)
                 if not isinstance(entries, list):
                     raise ModelConfigError(f"scripted: {file} must hold a JSON list of replies")
-                return cls(entries, spec=spec)
+                return cls(entries, spec=spec, vision=vision)
             if file.suffix == ".ipynb":
-                return cls(_replies_from_notebook(json.loads(text)), spec=spec)
+                return cls(_replies_from_notebook(json.loads(text)), spec=spec, vision=vision)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ModelConfigError(f"scripted: {file} cannot be read: {exc}") from None
-        return cls(parse_percent_script(text), spec=spec)
+        return cls(parse_percent_script(text), spec=spec, vision=vision)
+
+    @property
+    def images_seen(self) -> list[ImagePart]:
+        """The images in the newest conversation it was sent, in order (the ones a real model would see)."""
+        if not self.seen:
+            return []
+        return [image for turn in self.seen[-1] if isinstance(turn, ObservationTurn)
+                for observation in turn.observations for image in observation.images]
 
     async def complete(self, system: str, conversation: list[Turn], tool: CodeTool) -> ModelReply:
+        self.seen.append(list(conversation))
         read = sum(estimate_tokens(message["content"]) for message in conversation_as_text(system, conversation))
+        read += sum(anthropic_image_tokens(image.width, image.height) for image in self.images_seen)
         if self.position >= len(self.replies):
             text, code = _EXHAUSTED, None
         else:

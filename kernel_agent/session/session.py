@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from types import EllipsisType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,10 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from kernel_agent.runtime.remote import JupyterServer
+
+
+# What Session.execute records with a cell: a dict, or a callable given the result (it may be async).
+RecordExtras = dict[str, Any] | Callable[[CellResult], dict[str, Any] | Awaitable[dict[str, Any]]] | None
 
 
 class Session:
@@ -512,7 +517,7 @@ class Session:
         code: str,
         *,
         timeout: float | EllipsisType | None = ...,
-        record_extras: dict[str, Any] | Callable[[CellResult], dict[str, Any]] | None = None,
+        record_extras: RecordExtras = None,
     ) -> CellResult:
         """Run ``code`` in the kernel and return everything it produced.
 
@@ -522,7 +527,7 @@ class Session:
         and a fresh kernel takes its place (``state_lost`` in the result).
         ``record_extras`` go into the recorded cell's metadata (an agent's
         observation and token usage); a callable gets the result first and
-        returns them (so they can describe the cell they are recorded with).
+        returns them, or an awaitable of them (so they can describe the cell they are recorded with).
         """
         self._background.refuse_if_running()
         async with self._lock:
@@ -533,7 +538,7 @@ class Session:
         code: str,
         *,
         timeout: float | EllipsisType | None = ...,
-        record_extras: dict[str, Any] | Callable[[CellResult], dict[str, Any]] | None = None,
+        record_extras: RecordExtras = None,
     ) -> RunningCell:
         """Start ``code`` as a background cell and return its handle at once (options as for :meth:`execute`).
 
@@ -548,7 +553,7 @@ class Session:
         """The background cell that still runs (None: none does)."""
         return self._background.current
 
-    async def _run_cell(self, code: str, limit: float | None, record_extras: Any,
+    async def _run_cell(self, code: str, limit: float | None, record_extras: RecordExtras,
                         control: cells.CellControl | None = None) -> CellResult:
         """Run and record one cell (the session lock is held)."""
         kernel = self._require_kernel()
@@ -564,6 +569,8 @@ class Session:
             # The journal is fsynced per cell: in a worker thread, so other sessions'
             # event-loop work does not wait for the disk. The session lock keeps order.
             extras = record_extras(result) if callable(record_extras) else record_extras
+            if inspect.isawaitable(extras):
+                extras = await extras
             if control is not None:
                 extras = {**(extras or {}), "background": True}
             await asyncio.to_thread(recorder.record_code, result, extras)

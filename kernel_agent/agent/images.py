@@ -1,0 +1,257 @@
+"""Which images a cell showed go back to the model: checked, bounded, downscaled, or named in a note.
+
+A cell's ``image/png`` and ``image/jpeg`` outputs (matplotlib figures arrive
+as ``image/png`` through the inline backend) are hostile input: the kernel
+chose every byte and every metadata field. So each image is taken only when
+its base64 decodes, its bytes start with the PNG or JPEG signature its type
+claims, and its width and height, read from the image's own header (never
+from the kernel's ``metadata``), are sane. Then the step's limits apply:
+at most :attr:`ImageLimits.max_images` images per step, each at most
+:attr:`~ImageLimits.max_pixels` pixels, :attr:`~ImageLimits.max_edge` on
+its long side and :attr:`~ImageLimits.max_bytes` bytes. A larger image is
+downscaled with Pillow when it is installed (it is a dependency of
+matplotlib); otherwise, or when it cannot be, it is left out. Every image
+left out gets a note in the observation saying why, so the model knows it
+exists; nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from kernel_agent.models.images import SENT_MEDIA_TYPES, ImagePart
+from kernel_agent.runtime.results import CellResult
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SIGNATURE = b"\xff\xd8\xff"
+# JPEG start-of-frame markers (they carry the dimensions); C4, C8 and CC are other segments.
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+# PNG and JPEG cannot describe a side longer than this (JPEG: 65,535; PNG allows 2**31 - 1, which no real plot has).
+_MAX_SIDE = 65_535
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """How many and how large the images sent to the model in one step may be.
+
+    Defaults: 4 images a step, each at most 1.15 megapixels and 1,568 px on
+    its long side (what Anthropic's models see without resizing: about 1,500
+    tokens each) and 1 MB. ``max_source_pixels`` and ``max_source_bytes``
+    bound what is decoded at all: a larger image is not downscaled but left
+    out (a decompression bomb costs the host nothing).
+    """
+
+    max_images: int = 4
+    max_pixels: int = 1_150_000
+    max_edge: int = 1568
+    max_bytes: int = 1_000_000
+    max_source_pixels: int = 40_000_000
+    max_source_bytes: int = 16_000_000
+
+    def __post_init__(self) -> None:
+        if self.max_images < 0 or min(self.max_pixels, self.max_edge, self.max_bytes) < 1:
+            raise ValueError("image limits: max_images must be at least 0, the others at least 1")
+
+
+@dataclass(frozen=True)
+class ImageSelection:
+    """What became of the images one cell showed: the parts sent, a note for each, the record (no bytes)."""
+
+    images: tuple[ImagePart, ...] = ()
+    notes: tuple[str, ...] = ()
+    record: tuple[dict[str, Any], ...] = field(default=())
+
+    @property
+    def text(self) -> str:
+        """The notes as the observation shows them, one a line."""
+        return "\n".join(self.notes)
+
+
+class _Refused(Exception):
+    """Why one image output is not sent (the message goes into its note)."""
+
+
+def has_images(cell: CellResult) -> bool:
+    """Whether any output of the cell is an image (cheap: no decoding)."""
+    return any(_image_entries(output) for output in cell.outputs)
+
+
+def select_images(cell: CellResult, limits: ImageLimits, *, room: int, vision: bool,
+                  model: str = "the model") -> ImageSelection:
+    """The cell's images to send (at most ``room`` of them), with a note and a record entry for each image output.
+
+    ``vision`` False: nothing is sent, each image is named in a note.
+    CPU-bound (base64, and Pillow when an image must be downscaled): call it
+    in a worker thread.
+    """
+    images: list[ImagePart] = []
+    notes: list[str] = []
+    record: list[dict[str, Any]] = []
+    number = 1
+    for index, output in enumerate(cell.outputs):
+        for media_type, value in _image_entries(output)[:1]:  # one image per output: its richest form
+            entry: dict[str, Any] = {"output": index, "media_type": media_type}
+            label = f"image {number} (output {index + 1} of the cell, {media_type})"
+            number += 1
+            try:
+                if media_type not in SENT_MEDIA_TYPES:
+                    raise _Refused(f"only {' and '.join(SENT_MEDIA_TYPES)} are sent to models")
+                raw = _decode(value, limits)
+                width, height = image_size(raw, media_type)
+                entry.update(width=width, height=height)
+                if not vision:
+                    raise _Refused(f"{model} takes no image input (vision is off)")
+                if len(images) >= room:
+                    raise _Refused(f"the limit of {limits.max_images} images per step was reached")
+                part, how = _bounded(raw, media_type, width, height, limits)
+            except _Refused as reason:
+                entry.update(sent=False, reason=str(reason))
+                notes.append(f"[{label}{_size_of(entry)} was not sent to you: {reason}; it is in the notebook]")
+            else:
+                part = ImagePart(part.media_type, part.data, part.width, part.height, output_index=index)
+                images.append(part)
+                entry.update(sent=True, sent_media_type=part.media_type, sent_width=part.width,
+                             sent_height=part.height, sent_bytes=part.byte_size)
+                notes.append(f"[{label}, {part.width}x{part.height}: attached as an image{how}]")
+            record.append(entry)
+    return ImageSelection(tuple(images), tuple(notes), tuple(record))
+
+
+def image_size(raw: bytes, media_type: str) -> tuple[int, int]:
+    """(width, height) from the image's own header; raises _Refused when the bytes are not the claimed type."""
+    if media_type == "image/png":
+        # Signature, then the IHDR chunk: length 13, "IHDR", width, height (big-endian).
+        if not raw.startswith(_PNG_SIGNATURE) or len(raw) < 33 or raw[12:16] != b"IHDR":
+            raise _Refused("its bytes are not a PNG image")
+        width, height = struct.unpack(">II", raw[16:24])
+    else:
+        if not raw.startswith(_JPEG_SIGNATURE):
+            raise _Refused("its bytes are not a JPEG image")
+        width, height = _jpeg_size(raw)
+    if not (0 < width <= _MAX_SIDE and 0 < height <= _MAX_SIDE):
+        raise _Refused(f"its header gives an impossible size ({width}x{height})")
+    return width, height
+
+
+def _jpeg_size(raw: bytes) -> tuple[int, int]:
+    """Walk the JPEG's marker segments to the start-of-frame (each step moves forward: it ends)."""
+    position = 2
+    while position + 4 <= len(raw):
+        if raw[position] != 0xFF:
+            break
+        marker = raw[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            position += 2
+            continue
+        (length,) = struct.unpack(">H", raw[position + 2:position + 4])
+        if length < 2:
+            break
+        if marker in _JPEG_SOF:
+            if position + 9 > len(raw):
+                break
+            height, width = struct.unpack(">HH", raw[position + 5:position + 9])
+            return width, height
+        if marker in (0xD9, 0xDA):  # end of image, or image data before any frame header
+            break
+        position += 2 + length
+    raise _Refused("its JPEG header has no frame size")
+
+
+def _image_entries(output: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The image forms of a display output, the ones models take first."""
+    if output.get("output_type") not in ("display_data", "execute_result"):
+        return []
+    data = output.get("data")
+    if not isinstance(data, dict):
+        return []
+    kinds = [kind for kind in data if isinstance(kind, str) and kind.startswith("image/")]
+    kinds.sort(key=lambda kind: (kind not in SENT_MEDIA_TYPES, kind))
+    return [(kind, data[kind]) for kind in kinds]
+
+
+def _decode(value: Any, limits: ImageLimits) -> bytes:
+    """The image bytes from base64 text (a string, or nbformat's list of strings), strictly."""
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        value = "".join(value)
+    if not isinstance(value, str):
+        raise _Refused("its data is not base64 text")
+    if len(value) > limits.max_source_bytes * 4 // 3 + 1024:
+        raise _Refused(f"it is larger than {limits.max_source_bytes:,} bytes")
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise _Refused("its data is not valid base64") from None
+
+
+def _bounded(raw: bytes, media_type: str, width: int, height: int, limits: ImageLimits) -> tuple[ImagePart, str]:
+    """The image within the limits (as it is, or downscaled), and how it was changed (for the note)."""
+    scale = min(1.0, limits.max_edge / max(width, height), math.sqrt(limits.max_pixels / (width * height)))
+    fits = scale >= 1.0 and len(raw) <= limits.max_bytes
+    if not fits and width * height > limits.max_source_pixels:
+        raise _Refused(f"at {width}x{height} it is too large to downscale (more than "
+                       f"{limits.max_source_pixels:,} pixels)")
+    try:
+        from PIL import Image
+    except ImportError:
+        if fits:  # the header was checked; without Pillow the body cannot be
+            return ImagePart(media_type, base64.b64encode(raw).decode("ascii"), width, height), ""
+        raise _Refused(f"it is larger than the limits ({limits.max_pixels:,} pixels, {limits.max_edge} px a side, "
+                       f"{limits.max_bytes:,} bytes) and Pillow is not installed to downscale it") from None
+    try:
+        if fits:
+            _check_decodes(Image, raw, width, height)
+            return ImagePart(media_type, base64.b64encode(raw).decode("ascii"), width, height), ""
+        part = _downscaled(Image, raw, width, height, scale, limits)
+    except _Refused:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a third-party decoder on hostile bytes: any failure is a refusal
+        raise _Refused(f"it does not decode as an image ({type(exc).__name__})") from None
+    return part, f" (downscaled from {width}x{height}, {len(raw):,} bytes)"
+
+
+def _check_decodes(image_module: Any, raw: bytes, width: int, height: int) -> None:
+    """Decode the whole image once (it is within the limits), so a provider is never sent a broken one."""
+    with image_module.open(io.BytesIO(raw)) as image:
+        if image.size != (width, height):
+            raise _Refused(f"its header says {width}x{height} but it decodes as {image.size[0]}x{image.size[1]}")
+        image.load()
+
+
+def _downscaled(image_module: Any, raw: bytes, width: int, height: int, scale: float,
+                limits: ImageLimits) -> ImagePart:
+    """Decode with Pillow (its size checked against the header), shrink, and re-encode within max_bytes."""
+    with image_module.open(io.BytesIO(raw)) as image:
+        if image.size != (width, height):
+            raise _Refused(f"its header says {width}x{height} but it decodes as {image.size[0]}x{image.size[1]}")
+        size = (max(1, int(width * scale)), max(1, int(height * scale)))
+        if image.format == "JPEG":
+            image.draft("RGB", size)  # decode at a reduced scale: less work for a large photo
+        picture = image.convert("RGBA" if image.mode in ("RGBA", "LA", "PA", "P") else "RGB")
+    for attempt in range(4):
+        picture.thumbnail(size, image_module.Resampling.LANCZOS)
+        for media_type in ("image/png", "image/jpeg"):
+            buffer = io.BytesIO()
+            if media_type == "image/png":
+                picture.save(buffer, format="PNG", optimize=attempt == 0)
+            else:
+                flat = image_module.new("RGB", picture.size, "white")
+                flat.paste(picture, mask=picture.getchannel("A") if picture.mode == "RGBA" else None)
+                flat.save(buffer, format="JPEG", quality=85)
+            if buffer.tell() <= limits.max_bytes:
+                data = base64.b64encode(buffer.getvalue()).decode("ascii")
+                return ImagePart(media_type, data, picture.size[0], picture.size[1])
+        size = (max(1, picture.size[0] // 2), max(1, picture.size[1] // 2))
+    raise _Refused(f"it stays larger than {limits.max_bytes:,} bytes even downscaled")
+
+
+def _size_of(entry: dict[str, Any]) -> str:
+    return f", {entry['width']}x{entry['height']}" if "width" in entry else ""
