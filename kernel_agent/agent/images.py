@@ -236,12 +236,13 @@ def _downscaled(image_module: Any, raw: bytes, width: int, height: int, scale: f
         if image.format == "JPEG":
             image.draft("RGB", size)  # decode at a reduced scale: less work for a large photo
         picture = image.convert("RGBA" if image.mode in ("RGBA", "LA", "PA", "P") else "RGB")
-    for attempt in range(4):
-        picture.thumbnail(size, image_module.Resampling.LANCZOS)
+    for _ in range(4):
+        # reducing_gap: a fast box reduction first, then Lanczos (sharp lines and text, about half the time).
+        picture.thumbnail(size, image_module.Resampling.LANCZOS, reducing_gap=1.0)
         for media_type in ("image/png", "image/jpeg"):
             buffer = io.BytesIO()
             if media_type == "image/png":
-                picture.save(buffer, format="PNG", optimize=attempt == 0)
+                picture.save(buffer, format="PNG")
             else:
                 flat = image_module.new("RGB", picture.size, "white")
                 flat.paste(picture, mask=picture.getchannel("A") if picture.mode == "RGBA" else None)
