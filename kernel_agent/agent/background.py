@@ -38,6 +38,10 @@ def background_rule(background_after: float | None) -> str:
             "that long) or `%cancel` (interrupt it; variables are kept); other code waits until it ends.")
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
 @dataclass
 class BackgroundSteps:
     """One run's background cell, and how a step's code is taken while it runs."""
@@ -70,7 +74,7 @@ class BackgroundSteps:
         if command is None:
             progress = cell.poll()
             return self._note(session, f"Not run: {self._name(cell)} is still running in the background "
-                                       f"({progress.seconds:.0f} s so far), and only one cell runs at a "
+                                       f"({_seconds(progress.seconds)} s so far), and only one cell runs at a "
                                        f"time.{self._new_output(progress)}\n{_HOW}")
         if command.group(1) == "cancel":
             result = await cell.cancel()
@@ -93,10 +97,11 @@ class BackgroundSteps:
             return self._collect(result, observed)
         progress = cell.poll()
         if started:
-            text = (f"{self._name(cell)} is still running after {progress.seconds:.0f} s; it runs on in the "
+            text = (f"{self._name(cell)} is still running after {_seconds(progress.seconds)} s; it runs on in the "
                     f"background.{self._new_output(progress, first=True)}")
         else:
-            text = f"{self._name(cell)} is still running ({progress.seconds:.0f} s so far).{self._new_output(progress)}"
+            text = (f"{self._name(cell)} is still running ({_seconds(progress.seconds)} s so far)."
+                    f"{self._new_output(progress)}")
         return self._note(session, f"{text}\n{_HOW}")
 
     def _collect(self, result: CellResult, observed: list[Any]) -> CellResult:

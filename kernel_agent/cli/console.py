@@ -50,7 +50,10 @@ class ConsoleReporter:
             self._print(f"  ⋯ {event.progress.message} {fields}".rstrip())
 
     def _on_cell(self, event: AgentEvent) -> None:
-        if event.cell is None:
+        if event.cell is None:  # no cell ended: a background cell runs on, or the host answered %wait/%cancel
+            if event.observation:
+                self._print(textwrap.indent(bound(event.observation, TERMINAL_OUTPUT_CHARS, where="the notebook")
+                                            .text.rstrip(), "  "))
             return
         summary = _tool_summary(event.cell)
         if summary:

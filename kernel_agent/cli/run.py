@@ -61,6 +61,9 @@ def session_options(function: F) -> F:
 @click.option("--observation-limit", type=int, default=4000, metavar="CHARS",
               help="characters of a cell's output sent back to the model (default 4000)")
 @click.option("--cell-timeout", type=float, default=300.0, metavar="S", help="seconds per cell (default 300)")
+@click.option("--background-after", type=float, default=None, metavar="S",
+              help="a cell still running after S seconds runs on in the background (up to --cell-timeout); the "
+                   "model can %wait for it or %cancel it")
 @click.option("--server", metavar="URL", envvar="KERNEL_AGENT_SERVER",
               help="run the kernel on this Jupyter Server or gateway (its kernel-agent kernelspec) instead of here")
 @click.option("--token", metavar="TOKEN", envvar="KERNEL_AGENT_SERVER_TOKEN",
@@ -70,8 +73,8 @@ def session_options(function: F) -> F:
 def command(task: str, model: str, base_url: str | None, max_retries: int, tools: tuple[str, ...],
             mcp: tuple[str, ...], workspace: str | None, notebook: str | None, max_steps: int,
             max_tokens: int | None, max_cost: float | None, price: str | None, max_seconds: float | None,
-            observation_limit: int, cell_timeout: float, server: str | None, token: str | None, as_json: bool,
-            quiet: bool) -> int:
+            observation_limit: int, cell_timeout: float, background_after: float | None, server: str | None,
+            token: str | None, as_json: bool, quiet: bool) -> int:
     from kernel_agent.agent import Agent
     from kernel_agent.models import model_from_spec
     from kernel_agent.tools.loading import load_tools
@@ -84,7 +87,7 @@ def command(task: str, model: str, base_url: str | None, max_retries: int, tools
         model_from_spec(model, base_url=base_url, **retries), loaded, workspace=workspace, notebook=notebook,
         max_steps=max_steps, max_tokens=max_tokens, max_cost=max_cost, pricing=_pricing(price),
         max_seconds=max_seconds, observation_limit=observation_limit, cell_timeout=cell_timeout,
-        session_options=_server_option(server, token, workspace),
+        background_after=background_after, session_options=_server_option(server, token, workspace),
     )
     return drive(agent, task, quiet=quiet, as_json=as_json)
 

@@ -125,6 +125,37 @@ class RunningCell:
         return await asyncio.shield(self._task)
 
 
+class SyncRunningCell:
+    """A :class:`RunningCell` for synchronous code (``SyncSession.start_cell``): the same methods, blocking."""
+
+    def __init__(self, cell: RunningCell, call: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
+        self.cell = cell
+        self._call = call  # runs a coroutine on the session's event loop thread and returns its result
+
+    @property
+    def done(self) -> bool:
+        """Whether the cell ended (and was recorded)."""
+        return self.cell.done
+
+    def poll(self) -> CellProgress:
+        """See :meth:`RunningCell.poll` (read on the session's loop, which collects the outputs)."""
+
+        async def poll() -> CellProgress:
+            return self.cell.poll()
+        result: CellProgress = self._call(poll())
+        return result
+
+    def wait(self, timeout: float | None = None) -> CellResult | None:
+        """See :meth:`RunningCell.wait`."""
+        result: CellResult | None = self._call(self.cell.wait(timeout))
+        return result
+
+    def cancel(self) -> CellResult:
+        """See :meth:`RunningCell.cancel`."""
+        result: CellResult = self._call(self.cell.cancel())
+        return result
+
+
 class BackgroundCells:
     """A session's background cell: at most one runs, and nothing else runs in the kernel meanwhile."""
 

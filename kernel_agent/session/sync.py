@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from kernel_agent.runtime.results import CellResult
+from kernel_agent.session.background import SyncRunningCell
 from kernel_agent.session.session import Session
 
 T = TypeVar("T")
@@ -51,6 +52,10 @@ class SyncSession:
     def execute(self, code: str, **options: Any) -> CellResult:
         """Run a cell; see :meth:`Session.execute`."""
         return self._call(self.session.execute(code, **options))
+
+    def start_cell(self, code: str, **options: Any) -> SyncRunningCell:
+        """Start a background cell; see :meth:`Session.start_cell` (the handle's methods block)."""
+        return SyncRunningCell(self._call(self.session.start_cell(code, **options)), self._call)
 
     def restart(self) -> None:
         """Replace the kernel with a fresh one."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kernel_agent import CellStatus, Session, tool_from_function
+from kernel_agent import CellStatus, Session, SyncSession, tool_from_function
 from kernel_agent.errors import CellRunningError
 from kernel_agent.verify.audit import audit_notebook
 from kernel_agent.verify.replay import replay
@@ -138,3 +138,15 @@ async def test_a_background_cell_flooding_output_stays_within_the_output_cap(wor
         result = await cell.wait()
         assert result is not None and result.status is CellStatus.OK
         assert len(result.stdout) <= cap and result.dropped_output_bytes >= 2000 * 10_001 - cap - len("working\n")
+
+
+def test_sync_session_background_cells(workspace: Path) -> None:
+    with SyncSession(workspace, default_timeout=120) as session:
+        cell = session.start_cell("import os, time\nprint('working', flush=True)\n"
+                                  "while not os.path.exists('go'):\n    time.sleep(0.01)\nprint('done')")
+        assert cell.wait(0.05) is None and not cell.done
+        (workspace / "go").touch()
+        result = cell.wait()
+        assert result is not None and result.stdout == "working\ndone\n" and cell.done
+        assert cell.poll().result is result and cell.cancel() is result
+        assert session.execute("1 + 1").result == "2"
