@@ -52,6 +52,9 @@ def session_options(function: F) -> F:
 @click.option("--base-url", metavar="URL", help="the provider's API base URL (a local server, a proxy)")
 @click.option("--max-retries", type=int, default=4, metavar="N",
               help="retries of rate limits, overloads and server errors by the provider's SDK (default 4)")
+@click.option("--vision/--no-vision", default=None,
+              help="whether the model takes images (a cell's plots); default: yes for Anthropic and OpenAI's API, "
+                   "no for other servers")
 @session_options
 @click.option("--max-steps", type=int, default=30, metavar="N", help="model replies at most (default 30)")
 @click.option("--max-tokens", type=int, metavar="N", help="tokens in all, input and output")
@@ -70,7 +73,7 @@ def session_options(function: F) -> F:
               help="the server's token (default: $KERNEL_AGENT_SERVER_TOKEN)")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON at the end")
 @click.option("--quiet", is_flag=True, help="print only the result, not each step")
-def command(task: str, model: str, base_url: str | None, max_retries: int, tools: tuple[str, ...],
+def command(task: str, model: str, base_url: str | None, max_retries: int, vision: bool | None, tools: tuple[str, ...],
             mcp: tuple[str, ...], workspace: str | None, notebook: str | None, max_steps: int,
             max_tokens: int | None, max_cost: float | None, price: str | None, max_seconds: float | None,
             observation_limit: int, cell_timeout: float, background_after: float | None, server: str | None,
@@ -82,9 +85,11 @@ def command(task: str, model: str, base_url: str | None, max_retries: int, tools
     loaded = load_tools(list(tools), list(mcp))
     if workspace and not Path(workspace).is_dir():
         raise ValueError(f"--workspace {workspace} does not exist or is not a directory; create it first")
-    retries = {} if model.startswith("scripted:") else {"max_retries": max_retries}
+    options: dict[str, Any] = {} if model.startswith("scripted:") else {"max_retries": max_retries}
+    if vision is not None:
+        options["vision"] = vision
     agent = Agent(
-        model_from_spec(model, base_url=base_url, **retries), loaded, workspace=workspace, notebook=notebook,
+        model_from_spec(model, base_url=base_url, **options), loaded, workspace=workspace, notebook=notebook,
         max_steps=max_steps, max_tokens=max_tokens, max_cost=max_cost, pricing=_pricing(price),
         max_seconds=max_seconds, observation_limit=observation_limit, cell_timeout=cell_timeout,
         background_after=background_after, session_options=_server_option(server, token, workspace),

@@ -7,12 +7,14 @@ Hostile images are made by the kernel itself (raw display_data with crafted byte
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
 import struct
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -293,3 +295,17 @@ async def test_an_unrecorded_run_sends_the_image_too() -> None:
     model = ScriptedModel([PLOT, {"text": "done"}])
     result = await Agent(model, notebook=False, max_steps=3).run("Plot.")
     assert [(i.media_type, i.width, i.height) for i in model.images_seen] == [("image/png", *shown_png(result)[1:])]
+
+
+async def test_kernel_agent_run_vision_flag_sends_a_local_servers_model_the_plot(tmp_path: Path) -> None:
+    """`kernel-agent run --vision` (a subprocess) for a vision model on a local server; the notebook stays intact."""
+    from tests.cli.test_run import assert_intact, kernel_agent
+
+    fake = FakeProvider(openai_completion(None, openai_tool_call(PLOT, id="call_plot")), openai_completion("ok"))
+    with fake.serve() as url:
+        run = await asyncio.to_thread(kernel_agent, "run", "Plot.", "--model", f"openai:qwen-vl@{url}/v1", "--vision",
+                                      "--notebook", "run.ipynb", cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    *_, tool, user = fake.bodies[1]["messages"]
+    assert tool["tool_call_id"] == "call_plot" and user["content"][1]["image_url"]["url"].startswith("data:image/png")
+    assert_intact(tmp_path / "run.ipynb", tmp_path)
