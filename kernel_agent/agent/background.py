@@ -22,7 +22,7 @@ from kernel_agent.runtime.results import CellResult
 from kernel_agent.session.background import CellProgress, RunningCell
 from kernel_agent.session.session import RecordExtras, Session
 
-_COMMAND = re.compile(r"\A\s*%(wait|cancel)(?:[ \t]+(\d+(?:\.\d*)?))?\s*\Z")
+_COMMAND = re.compile(r"\A\s*%(wait|cancel)(?:[ \t]+(\d+(?:\.\d*)?)[ \t]*s?)?\s*\Z")
 _HOW = ("[Send `%wait` to wait until it ends, `%wait SECONDS` to wait at most that long (then see its new output), "
         "or `%cancel` to interrupt it (variables are kept). No other code runs until it ends.]")
 # What of the output so far goes back in one step (a fraction of the observation limit).

@@ -150,3 +150,16 @@ def test_sync_session_background_cells(workspace: Path) -> None:
         assert result is not None and result.stdout == "working\ndone\n" and cell.done
         assert cell.poll().result is result and cell.cancel() is result
         assert session.execute("1 + 1").result == "2"
+
+
+async def test_cancelling_a_cell_that_ignores_the_interrupt_replaces_the_kernel(workspace: Path) -> None:
+    started, ready = ready_tool()
+    async with Session(workspace, tools=[ready], default_timeout=120, interrupt_grace=0.5) as session:
+        await session.execute("z = 1")
+        cell = await session.start_cell("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" + WAIT_FOR_GO)
+        await wait_for(started)
+        result = await cell.cancel()
+        assert result.status is CellStatus.CANCELLED and result.kernel_restarted and result.state_lost
+        assert result.error is not None and result.error.ename == "CellCancelled"
+        assert "cancelled" in result.error.evalue and session.kernel_restarts == 1
+        assert (await session.execute("'z' in dir()")).result == "False"  # a fresh kernel, running cells again
