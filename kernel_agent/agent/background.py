@@ -5,14 +5,21 @@ with ``%wait`` (until it ends), ``%wait SECONDS`` (at most that long) or
 ``%cancel`` (interrupt it; variables are kept). The host takes these
 commands itself; they never reach the kernel. Other code sent while the
 cell runs is not run, and the model is told why: one cell runs at a time
-(see :mod:`kernel_agent.session.background`). Each of these answers is
-recorded as a markdown cell of kind ``background``; the cell itself is
-recorded once, when it ends, with its observation.
+(see :mod:`kernel_agent.session.background`).
+
+The record keeps one entry per step, in order, so the conversation can be
+rebuilt from it: each answer of the host (the cell runs on, a poll, a
+refusal, and the cell's result at the step that got it) is a markdown cell
+of kind ``background`` whose metadata names the step, its call id, channel
+and code. The cell itself is recorded once, when it ends, with its final
+observation and ``observed_in: "background notes"`` (its observations are
+those notes).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -50,10 +57,17 @@ class BackgroundSteps:
     observation_limit: int
     cell: RunningCell | None = None
     observed: list[Any] | None = None  # the loop's observation of the background cell, made when it ends
+    went_background: bool = False  # the cell outlived the step that started it
+    step: dict[str, Any] | None = None  # the step being answered: its number, call id, channel and code
 
     async def run(self, session: Session, code: str, timeout: float | None, time_left: float | None,
-                  record_extras: RecordExtras, observed: list[Any]) -> CellResult | str:
-        """Run a step's code: a CellResult when a cell ended, else the host's answer to the model (a string)."""
+                  record_extras: RecordExtras, observed: list[Any], *,
+                  step: dict[str, Any] | None = None) -> CellResult | str:
+        """Run a step's code: a CellResult when a cell ended, else the host's answer to the model (a string).
+
+        ``step`` (its number, call id and channel) goes into the notes' metadata.
+        """
+        self.step = {**(step or {}), "code": code}
         command = _COMMAND.match(code)
         cell = self.cell
         if cell is None:
@@ -62,7 +76,9 @@ class BackgroundSteps:
                                            "cancel.")
             if self.background_after is None:
                 return await session.execute(code, timeout=timeout, record_extras=record_extras)
-            cell = self.cell = await session.start_cell(code, timeout=timeout, record_extras=record_extras)
+            self.went_background = False
+            cell = self.cell = await session.start_cell(code, timeout=timeout,
+                                                        record_extras=self._marked(record_extras))
             self.observed = observed
             return await self._wait(session, cell, self._bounded(self.background_after, time_left), observed,
                                     started=True)
@@ -78,7 +94,7 @@ class BackgroundSteps:
                                        f"time.{self._new_output(progress)}\n{_HOW}")
         if command.group(1) == "cancel":
             result = await cell.cancel()
-            return self._collect(result, observed)
+            return self._collect(session, result, observed)
         seconds = float(command.group(2)) if command.group(2) else None
         return await self._wait(session, cell, self._bounded(seconds, time_left), observed, started=False)
 
@@ -93,8 +109,11 @@ class BackgroundSteps:
     async def _wait(self, session: Session, cell: RunningCell, seconds: float | None, observed: list[Any],
                     *, started: bool) -> CellResult | str:
         result = await cell.wait(seconds)
+        if result is None and self.observed:  # it ended as the wait did, and is being recorded: as if in time
+            result = await cell.wait()
         if result is not None:
-            return self._collect(result, observed)
+            return self._collect(session, result, observed)
+        self.went_background = True  # no await since the check above: its record will say so
         progress = cell.poll()
         if started:
             text = (f"{self._name(cell)} is still running after {_seconds(progress.seconds)} s; it runs on in the "
@@ -104,12 +123,27 @@ class BackgroundSteps:
                     f"{self._new_output(progress)}")
         return self._note(session, f"{text}\n{_HOW}")
 
-    def _collect(self, result: CellResult, observed: list[Any]) -> CellResult:
+    def _collect(self, session: Session, result: CellResult, observed: list[Any]) -> CellResult:
         """The background cell ended: its result, with the observation made when it was recorded."""
         if self.observed is not None and self.observed is not observed:
             observed.extend(self.observed)
+        if self.went_background and observed:
+            self._note(session, observed[0].observation or "(no output)", result=True)
         self.cell, self.observed = None, None
         return result
+
+    def _marked(self, record_extras: RecordExtras) -> RecordExtras:
+        """The loop's record_extras, plus ``observed_in`` when the cell went to the background."""
+
+        async def extras(result: CellResult) -> dict[str, Any]:
+            given = record_extras(result) if callable(record_extras) else record_extras
+            if inspect.isawaitable(given):
+                given = await given
+            marked = dict(given or {})
+            if self.went_background:
+                marked["observed_in"] = "background notes"
+            return marked
+        return extras
 
     def _new_output(self, progress: CellProgress, *, first: bool = False) -> str:
         text = progress.new_text
@@ -131,7 +165,9 @@ class BackgroundSteps:
             return seconds
         return time_left if seconds is None else min(seconds, time_left)
 
-    @staticmethod
-    def _note(session: Session, text: str) -> str:
-        session.record_message("background", text)
+    def _note(self, session: Session, text: str, *, result: bool = False) -> str:
+        """Record the host's answer to a step (the conversation is rebuilt from these) and return it."""
+        recorder = session.recorder
+        if recorder is not None:
+            recorder.record_note("background", text, {**(self.step or {}), **({"result": True} if result else {})})
         return text

@@ -248,7 +248,8 @@ class Agent:
 
         run.running_code = request.code
         assert run.background is not None
-        cell = await run.background.run(session, request.code, timeout, self._time_left(run), record_extras, observed)
+        cell = await run.background.run(session, request.code, timeout, self._time_left(run), record_extras, observed,
+                                        step={key: extras[key] for key in ("step", "call_id", "code_via")})
         run.running_code = None
         if isinstance(cell, str):  # the cell runs on in the background, or the host answered a %wait/%cancel
             step.executions.append(Execution(request.code, None, cell))

@@ -66,8 +66,16 @@ async def test_a_long_cell_runs_on_while_the_model_polls_then_waits_for_it(works
     assert [c["source"] for c in code] == [LONG_CELL, "final_answer(total)"]  # commands and refusals never ran
     ours = code[0]["metadata"]["kernel_agent"]
     assert ours["background"] is True and ours["step"] == 1 and ours["observation"]["text"] == wait
-    notes = ["".join(c["source"]) for c in cells if c["metadata"]["kernel_agent"]["kind"] == "background"]
-    assert notes == observations[:3]
+    assert ours["observed_in"] == "background notes"
+    assert "observed_in" not in code[1]["metadata"]["kernel_agent"]
+    # One note per step the host answered, in order, naming the step and the code it answered: with the
+    # model's messages they are the conversation (the cell's own record holds its final observation).
+    notes = [c for c in cells if c["metadata"]["kernel_agent"]["kind"] == "background"]
+    assert ["".join(c["source"]) for c in notes] == [*observations[:3], wait]
+    assert [(n["metadata"]["kernel_agent"]["step"], n["metadata"]["kernel_agent"]["code"],
+             n["metadata"]["kernel_agent"].get("result")) for n in notes] == [
+        (1, LONG_CELL, None), (2, "print('other work')", None), (3, "%wait 0", None), (4, "%wait", True)]
+    assert [n["metadata"]["kernel_agent"]["call_id"] for n in notes] == [f"script-{i}" for i in range(1, 5)]
 
 
 async def test_a_run_that_ends_with_a_background_cell_running_cancels_it(workspace: Path, tmp_path: Path) -> None:
