@@ -181,6 +181,7 @@ def sandbox_argv(
     run_as: int | None = None,
     seccomp: bool = False,
     launch_dir: Path | None = None,
+    tmp_files: Mapping[str, Path] | None = None,
 ) -> list[str]:
     """The full argv that runs ``command`` confined by ``policy``.
 
@@ -195,6 +196,11 @@ def sandbox_argv(
     ``launch_dir`` (a Jupyter-started kernel's directory, never given
     explicitly) is bound read-only and is the kernel's working directory;
     ``workspace`` is then the kernel's private writable home.
+
+    ``tmp_files`` (sandbox path under /tmp -> host file) are bound read-only
+    into the private /tmp (matplotlib's prebuilt font cache); their
+    directories are made writable by all, sticky, as /tmp itself is, so
+    the program that owns them can still write its other files there.
     """
     for path in (*policy.readonly_paths, *policy.writable_paths):
         if not path.is_absolute() or not path.exists():
@@ -223,6 +229,13 @@ def sandbox_argv(
     size = str(policy.limits.tmp_size_bytes)
     tree.add("--size", size, "--tmpfs", "/dev/shm", destination="/dev/shm", perms="1777")
     tree.add("--size", size, "--tmpfs", "/tmp", destination="/tmp", perms="1777")
+    for destination, source in sorted((tmp_files or {}).items()):
+        if not destination.startswith("/tmp/"):
+            raise SandboxPolicyError(f"{destination} is not in the sandbox's /tmp")
+        parent = str(Path(destination).parent)
+        if parent != "/tmp":
+            tree.add("--dir", parent, destination=parent, perms="1777")
+        tree.add("--ro-bind", str(source), destination, destination=destination)
     for path in _outermost([*python_paths(), *(p.resolve() for p in policy.readonly_paths)]):
         tree.add("--ro-bind", str(path), str(path), destination=str(path))
     if launch_dir is not None:

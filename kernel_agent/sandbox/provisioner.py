@@ -39,7 +39,7 @@ from traitlets import Dict, Unicode
 
 from kernel_agent.errors import UnsafePathError, WorkspaceError
 from kernel_agent.safe_fs import open_dir, open_subdir, remove_tree
-from kernel_agent.sandbox import bwrap, hostlocks, seccomp
+from kernel_agent.sandbox import bwrap, hostlocks, scientific, seccomp
 from kernel_agent.sandbox.cgroups import SessionCgroup, create_session_cgroup
 from kernel_agent.sandbox.cgroups import remove_stale as remove_stale_cgroups
 from kernel_agent.sandbox.ownership import Lent, give_back_all, hand_to, lend
@@ -66,15 +66,9 @@ def _inner_env(policy: SandboxPolicy, workspace: Path, rlimits: dict[str, int]) 
         "USER": "agent",
         "LANG": "C.UTF-8",
         "TMPDIR": "/tmp",
-        "MPLCONFIGDIR": "/tmp/matplotlib",
         # IPython's profile directory would otherwise appear in the workspace (HOME).
         "IPYTHONDIR": "/tmp/ipython",
-        # Native thread pools sized to the sandbox, and glibc arenas kept
-        # few, so memory limits measure data rather than allocator slack.
-        "OPENBLAS_NUM_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "MALLOC_ARENA_MAX": "2",
+        **scientific.kernel_env(),
         "PYTHONDONTWRITEBYTECODE": "1",
         "KERNEL_AGENT_SANDBOX": policy.mode.value,
         "KERNEL_AGENT_WORKDIR": str(workspace.resolve()),
@@ -231,10 +225,12 @@ class SandboxProvisioner(LocalProvisioner):
                 inner_env[RUN_AS_ENV] = str(self.sandbox_uid)
             bwrap.write_identity_files(self.run_dir, workspace, uid=self.sandbox_uid)
             program = seccomp.filter_program()
+            font_cache = await asyncio.to_thread(scientific.host_font_cache)
             spec["argv"] = bwrap.sandbox_argv(
                 bwrap_binary, policy, workspace=workspace, run_dir=self.run_dir, shared_dir=shared_dir,
                 inner_env=inner_env, command=command, run_as=self.sandbox_uid, seccomp=program is not None,
                 launch_dir=launch_dir,
+                tmp_files={f"{scientific.MPLCONFIGDIR}/{font_cache.name}": font_cache} if font_cache else {},
             )
             if program is not None:
                 spec["seccomp"] = program.hex()
