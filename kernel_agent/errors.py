@@ -8,6 +8,7 @@ the host's own problems::
     ├── SandboxError
     │   ├── SandboxUnavailableError   no sandbox can be created here (and why)
     │   └── SandboxPolicyError        the policy asks for something impossible
+    │       └── PythonEnvironmentError  the policy's python_env cannot be given to a kernel
     ├── KernelStartError              the kernel did not come up
     ├── JupyterServerError            a Jupyter Server or gateway could not be used as asked:
     │                                 ServerURLError, ServerUnreachableError, ServerAuthError,
@@ -23,6 +24,11 @@ the host's own problems::
     │                                 a special file or otherwise unsafe for the host
     ├── ToolDefinitionError           a tool cannot be built from what was given
     ├── McpServerError                an MCP server could not be started or listed
+    ├── PackageError                  a package a kernel asked for (or a recording installed)
+    │   │                             cannot be installed
+    │   ├── PackageNotAllowedError    the package policy does not allow it (or there is none)
+    │   └── PackageInstallError       the request is malformed, or pip failed, timed out,
+    │                                 or gave something other than the wheel asked for
     ├── RecordingError                a notebook or journal cannot be written or read
     │   ├── RecordLocationError       the record would be written where a sandbox can write
     │   └── UnusableRecordError       a notebook, journal or side file given to read is malformed,
@@ -55,6 +61,10 @@ class SandboxPolicyError(SandboxError):
     """The sandbox policy is inconsistent or names paths that cannot be used."""
 
 
+class PythonEnvironmentError(SandboxPolicyError):
+    """The policy's ``python_env`` is not absolute, missing, of another Python version, or sandbox-writable."""
+
+
 class KernelStartError(KernelAgentError):
     """The kernel process did not start or did not answer in time."""
 
@@ -85,6 +95,18 @@ class ToolDefinitionError(KernelAgentError):
 
 class McpServerError(KernelAgentError):
     """An MCP server could not be started, reached or asked for its tools."""
+
+
+class PackageError(KernelAgentError):
+    """A package a kernel asked for, or one a recording installed, cannot be installed (the message says why)."""
+
+
+class PackageNotAllowedError(PackageError):
+    """The package policy (of the session, or of whoever replays or resumes a recording) does not allow it."""
+
+
+class PackageInstallError(PackageError):
+    """The request is malformed, or pip failed, timed out, or gave something other than the wheel asked for."""
 
 
 class RecordingError(KernelAgentError):

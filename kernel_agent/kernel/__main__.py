@@ -38,7 +38,9 @@ def main() -> None:
     from ipykernel.kernelapp import IPKernelApp
 
     from kernel_agent.kernel.agent_kernel import AgentKernel
+    from kernel_agent.kernel.pythonpath import add_from_env
 
+    add_from_env()  # after the kernel's own imports: an environment cannot swap the kernel's runtime
     IPKernelApp.launch_instance(argv=[*sys.argv[1:], *_KERNEL_CONFIG], kernel_class=AgentKernel)
 
 

@@ -6,3 +6,8 @@ from __future__ import annotations
 TOOLS_COMM_TARGET = "kernel_agent.tools"
 #: The metadata key under which everything kernel-agent adds to a notebook (and its cells) lives.
 METADATA_KEY = "kernel_agent"
+#: The environment variable naming the directories the kernel puts first on its sys.path (os.pathsep-separated):
+#: the session's package directory and the sandbox policy's python_env.
+PYTHON_PATH_ENV = "KERNEL_AGENT_PYTHON_PATH"
+#: The host tool a kernel asks for packages with (``%pip install``): registered when a session has a package policy.
+PACKAGES_NAMESPACE, PACKAGES_INSTALL = "packages", "install"

@@ -182,6 +182,7 @@ def sandbox_argv(
     seccomp: bool = False,
     launch_dir: Path | None = None,
     tmp_files: Mapping[str, Path] | None = None,
+    python_dirs: Iterable[Path] = (),
 ) -> list[str]:
     """The full argv that runs ``command`` confined by ``policy``.
 
@@ -196,6 +197,9 @@ def sandbox_argv(
     ``launch_dir`` (a Jupyter-started kernel's directory, never given
     explicitly) is bound read-only and is the kernel's working directory;
     ``workspace`` is then the kernel's private writable home.
+
+    ``python_dirs`` (the session's package directory, the policy's
+    python_env) are bound read-only at their own paths.
 
     ``tmp_files`` (sandbox path under /tmp -> host file) are bound read-only
     into the private /tmp (matplotlib's prebuilt font cache); their
@@ -236,7 +240,8 @@ def sandbox_argv(
         if parent != "/tmp":
             tree.add("--dir", parent, destination=parent, perms="1777")
         tree.add("--ro-bind", str(source), destination, destination=destination)
-    for path in _outermost([*python_paths(), *(p.resolve() for p in policy.readonly_paths)]):
+    readonly = [*python_paths(), *(p.resolve() for p in (*policy.readonly_paths, *python_dirs))]
+    for path in _outermost(readonly):
         tree.add("--ro-bind", str(path), str(path), destination=str(path))
     if launch_dir is not None:
         tree.add("--ro-bind", str(launch_dir.resolve()), str(launch_dir.resolve()),

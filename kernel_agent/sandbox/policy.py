@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kernel_agent.errors import PythonEnvironmentError
+
 GiB = 1024**3
 MiB = 1024**2
 
@@ -58,6 +60,11 @@ class SandboxPolicy(BaseModel):
         default_factory=dict, description="extra variables set inside the kernel (host ones never leak)"
     )
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
+    python_env: Path | None = Field(
+        default=None,
+        description="a venv or package directory the host prepared: bound read-only, first on the kernel's "
+        "import path (see kernel_agent.sandbox.pythonenv)",
+    )
     bwrap_path: Path | None = Field(default=None, description="bwrap binary; default: system >= 0.10, else bundled")
     unprivileged_uid: int | None = Field(
         default=None, ge=1,
@@ -75,6 +82,8 @@ class SandboxPolicy(BaseModel):
         first, last = self.uid_range
         if not 1000 <= first <= last:
             raise ValueError("uid_range must be (first, last) with 1000 <= first <= last")
+        if self.python_env is not None and not self.python_env.is_absolute():
+            raise PythonEnvironmentError(f"python_env {self.python_env} must be an absolute path")
         return self
 
     def loosenings(self) -> list[str]:
@@ -86,6 +95,8 @@ class SandboxPolicy(BaseModel):
             found.append("network access is shared with the host")
         found.extend(f"extra read-only path {p}" for p in self.readonly_paths)
         found.extend(f"extra writable path {p}" for p in self.writable_paths)
+        if self.python_env is not None:
+            found.append(f"Python environment {self.python_env} readable (read-only) and first on the import path")
         found.extend(f"environment variable {k} set" for k in sorted(self.env))
         if self.unprivileged_uid is not None:
             found.append(f"every session runs as uid {self.unprivileged_uid} on a root host: without a pids "

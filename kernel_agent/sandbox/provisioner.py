@@ -38,8 +38,9 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from traitlets import Dict, Unicode
 
 from kernel_agent.errors import UnsafePathError, WorkspaceError
+from kernel_agent.protocol.names import PYTHON_PATH_ENV
 from kernel_agent.safe_fs import open_dir, open_subdir, remove_tree
-from kernel_agent.sandbox import bwrap, hostlocks, scientific, seccomp
+from kernel_agent.sandbox import bwrap, hostlocks, pythonenv, scientific, seccomp
 from kernel_agent.sandbox.cgroups import SessionCgroup, create_session_cgroup
 from kernel_agent.sandbox.cgroups import remove_stale as remove_stale_cgroups
 from kernel_agent.sandbox.ownership import Lent, give_back_all, hand_to, lend
@@ -50,6 +51,8 @@ from kernel_agent.sandbox.uids import UidLease, kill_uid_processes, lease_uid
 RUN_DIR_PREFIX = "kernel-agent-"
 RUN_AS_ENV = "KERNEL_AGENT_RUN_AS"  # read by kernel_agent.kernel.identity
 SHARED_DIR, LINKS_DIR, HOME_DIR = "sandbox", "links", "home"  # in the run directory
+#: Packages the host installs for the session (kernel_agent.packages), read-only to the kernel; in the run directory.
+PACKAGES_DIR = "packages"
 # Read by kernel_agent.kernel.replay: papermill fails a run on any error output, even a recorded one reproduced.
 RUN_BY_ENV = "KERNEL_AGENT_RUN_BY"
 
@@ -173,6 +176,7 @@ class SandboxProvisioner(LocalProvisioner):
         if not workspace.is_dir():
             raise WorkspaceError(f"workspace {workspace} is not an existing directory")
         bwrap_binary = bwrap.find_bwrap(policy.bwrap_path) if policy.mode is SandboxMode.BWRAP else None
+        env_dirs = pythonenv.checked(policy.python_env, [workspace, *policy.writable_paths])
 
         # A dead host's leftovers were shaped by its kernels (any size, any depth): reaped off the event loop.
         await asyncio.to_thread(reap_stale_run_dirs)
@@ -185,6 +189,7 @@ class SandboxProvisioner(LocalProvisioner):
                     "it in a project directory, or give it a workspace (SandboxProvisioner.workspace)")
             (self.run_dir / SHARED_DIR).mkdir()
             (self.run_dir / LINKS_DIR).mkdir(mode=0o700)
+            (self.run_dir / PACKAGES_DIR).mkdir(mode=0o755)
             if launch_dir is not None:
                 (self.run_dir / HOME_DIR).mkdir(mode=0o700)
         assert self.run_dir is not None
@@ -202,6 +207,7 @@ class SandboxProvisioner(LocalProvisioner):
         inner_env = _inner_env(policy, workspace, _rlimits(limits, self.cgroup))
         if launch_dir is not None:
             inner_env["KERNEL_AGENT_WORKDIR"] = str(launch_dir)
+        python_dirs = self._python_dirs(policy, env_dirs, inner_env)
         if "papermill.execute" in sys.modules:  # this provisioner runs in the process that launches the kernel
             inner_env[RUN_BY_ENV] = "papermill"
         command: list[str] = kwargs.pop("cmd")
@@ -229,7 +235,7 @@ class SandboxProvisioner(LocalProvisioner):
             spec["argv"] = bwrap.sandbox_argv(
                 bwrap_binary, policy, workspace=workspace, run_dir=self.run_dir, shared_dir=shared_dir,
                 inner_env=inner_env, command=command, run_as=self.sandbox_uid, seccomp=program is not None,
-                launch_dir=launch_dir,
+                launch_dir=launch_dir, python_dirs=python_dirs,
                 tmp_files={f"{scientific.MPLCONFIGDIR}/{font_cache.name}": font_cache} if font_cache else {},
             )
             if program is not None:
@@ -254,6 +260,16 @@ class SandboxProvisioner(LocalProvisioner):
         log = self.log_path.open("ab" if restart else "wb")  # a restart keeps what the dead kernel said
         kwargs.update(cmd=command, env=launch_env, cwd=str(launch_dir or workspace), stdout=log, stderr=log)
         return kwargs
+
+    def _python_dirs(self, policy: SandboxPolicy, env_dirs: pythonenv.EnvDirs, inner_env: dict[str, str]) -> list[Path]:
+        """Put the session's package directory and the policy's python_env first on the kernel's import path.
+
+        Returns what the sandbox binds read-only for them.
+        """
+        assert self.run_dir is not None
+        packages = self.run_dir / PACKAGES_DIR
+        inner_env[PYTHON_PATH_ENV] = os.pathsep.join(str(p) for p in [packages, *env_dirs.imported])
+        return [packages, *env_dirs.bound]
 
     def _become_unprivileged(self, policy: SandboxPolicy, workspace: Path | None) -> None:
         """Choose the kernel's uid (a leased one unless the policy fixes it) and lend it what it must write."""
