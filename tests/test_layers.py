@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("_version", "protocol"),                      # what both processes agree on (standard library only)
     ("errors", "safe_fs", "kernel"),               # host foundations | the in-kernel runtime
     ("sandbox", "models", "record"),               # confinement, language models, writing and reading records
-    ("tools", "kernelspec"),                       # tools and their bridge; the Jupyter kernelspec
+    ("tools", "kernelspec", "packages"),           # tools and their bridge; the Jupyter kernelspec; host installs
     ("runtime",),                                  # the host's handle on running kernels
     ("session",),                                  # sessions: cells, recording, resume, restore
     ("verify", "agent", "demo"),                   # audit and replay; the agent loop; the demo's tools

@@ -10,7 +10,7 @@ from ipykernel.ipkernel import IPythonKernel
 from traitlets import Float
 
 from kernel_agent._version import __version__
-from kernel_agent.kernel import sdk
+from kernel_agent.kernel import pip_magic, sdk
 from kernel_agent.kernel.bridge import CELL
 
 #: stdout and stderr are flushed before more than this many characters are waiting, so that no
@@ -84,6 +84,7 @@ class AgentKernel(IPythonKernel):
         cap_output_streams()  # IPKernelApp made them (init_io) before it made the kernel
         assert self.shell is not None  # IPythonKernel.__init__ made it
         self.shell.user_ns.update(sdk.model_names(sdk.build_tools({})))
+        pip_magic.register(self.shell)  # %pip asks the host: the kernel has no network and cannot write packages
 
     def set_parent(self, ident: Any, parent: Any, channel: str = "shell") -> None:
         """ipykernel's, plus: code run for an execute request knows its cell (tool calls are stamped with it)."""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from kernel_agent.packages.recorded import RecordedPackages
 from kernel_agent.record.format import AUDIT_KEY_ENV
 from kernel_agent.record.recorder import Recorder
 from kernel_agent.record.recording import load_recording
@@ -37,6 +38,9 @@ class ResumableSession(Protocol):
     def attach_recorder(self, recorder: Recorder) -> None: ...
 
     async def replace_tools(self, tools: Any, *, sdk_hash: str | None = None) -> None: ...
+
+    @property
+    def packages_dir(self) -> Path | None: ...
 
 
 S = TypeVar("S", bound=ResumableSession)
@@ -74,6 +78,8 @@ async def resume_session(
     signing_key = load_private_key(signing_source) if signing_source else None
     # Before any recorded cell runs in the caller's workspace: the chain, the seal, and this session's keys.
     Recorder.check_resumable(path, hmac_key=hmac_key, signing_key=signing_key)
+    # The recorded installs, if the caller's own package policy allows them (a notebook is not a reason).
+    packages = await RecordedPackages.check(recording, options.pop("package_policy", None))
     server = RecordedTools()
     recorded = recorded_tools(recording.definitions, server)
     place = Path(workspace) if workspace is not None else None
@@ -83,6 +89,7 @@ async def resume_session(
     try:
         # The resumed record must be out of the sandbox's reach too (unless allow_reachable_record).
         session.record_to(path)
+        await packages.install(session)  # the same wheels, before the cells that import them
         for cell in recording.cells:
             server.begin_cell(cell)
             try:
@@ -93,7 +100,8 @@ async def resume_session(
                 differing.append(f"cell {cell.index} ({cell.first_line}): recorded {cell.status}, "
                                  f"rebuilt {result.status.value}")
         # From now on calls go to the live tools, whose SDK must be the one the kernel already has.
-        await session.replace_tools(tools, sdk_hash=(recording.header.get("tools") or {}).get("sdk_hash"))
+        await session.replace_tools(packages.live_tools(tools, session),
+                                    sdk_hash=(recording.header.get("tools") or {}).get("sdk_hash"))
         session.attach_recorder(Recorder.resume(path, hmac_key=hmac_key, signing_key=signing_key))
     except BaseException:
         await session.close()

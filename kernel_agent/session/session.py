@@ -36,6 +36,8 @@ from kernel_agent.errors import (
     SessionOptionError,
     UnconfinedWarning,
 )
+from kernel_agent.packages.policy import PackagePolicy
+from kernel_agent.packages.tool import package_tools, packages_dir
 from kernel_agent.record.recorder import Recorder
 from kernel_agent.record.signing import SigningKeySource
 from kernel_agent.runtime.kernel import Kernel
@@ -46,7 +48,7 @@ from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.session import attach, cells, recording
 from kernel_agent.session.backends import KernelChoice
 from kernel_agent.session.background import BackgroundCells, RunningCell
-from kernel_agent.session.toolbox import SessionTools, install_sdk
+from kernel_agent.session.toolbox import SessionTools, install_sdk, tool_items
 from kernel_agent.session.workspace import SessionWorkspace
 from kernel_agent.tools.bridge import ToolBridge
 from kernel_agent.tools.calls import ProgressEvent
@@ -71,6 +73,11 @@ class Session:
     :meth:`close` yourself. Problems caused by a cell never raise: they are
     reported in the :class:`CellResult`. Host problems raise
     :class:`~kernel_agent.errors.KernelAgentError` subclasses.
+
+    With ``package_policy=`` (a :class:`~kernel_agent.packages.PackagePolicy`)
+    the kernel may ask for packages (``%pip install NAME``): the host
+    installs the allowed wheels where the kernel reads them; see
+    :mod:`kernel_agent.packages`.
 
     With ``pool=`` (a started :class:`~kernel_agent.session.pool.KernelPool`) the
     session takes a pre-started kernel and its workspace instead of
@@ -106,6 +113,7 @@ class Session:
         server: JupyterServer | None = None,
         connection_file: str | os.PathLike[str] | None = None,
         shutdown_on_close: bool | None = None,
+        package_policy: PackagePolicy | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self._choice = KernelChoice.from_options(server, connection_file, shutdown_on_close)
@@ -131,6 +139,8 @@ class Session:
         self.last_activity = time.monotonic()
         self.kernel_restarts = 0
         self.started_at: float | None = None
+        if package_policy is not None:  # the kernel asks for packages through a tool: see kernel_agent.packages
+            tools = [*tool_items(tools), *package_tools(package_policy, lambda: self.packages_dir)]
         self._tools = SessionTools(tools)
         self._record = recording.SessionRecord(notebook, session_id=self.id, audit_key=audit_key,
                                                record_dir=record_dir, signing_key=signing_key,
@@ -239,6 +249,11 @@ class Session:
     def sdk_hash(self) -> str:
         """The hash of the tool SDK this session's tools generate (recorded in the header)."""
         return sdk_hash(self.sdk_modules)
+
+    @property
+    def packages_dir(self) -> Path | None:
+        """Where the host installs packages the kernel asked for (read-only to it); None for a kernel elsewhere."""
+        return packages_dir(self._kernel)
 
     @property
     def backend(self) -> dict[str, Any]:

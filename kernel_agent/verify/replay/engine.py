@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from kernel_agent.packages.policy import PackagePolicy
+from kernel_agent.packages.recorded import RecordedPackages
 from kernel_agent.record.recording import Recording, ReplayInputError, load_recording
 from kernel_agent.session.session import Session
 from kernel_agent.tools.recorded import RecordedTools, recorded_tools
@@ -21,6 +23,7 @@ async def replay(
     out: Path | str | None = None,
     policy: Any = None,
     cell_timeout: float = 600.0,
+    package_policy: PackagePolicy | None = None,
 ) -> ReplayReport:
     """Replay ``notebook`` in a fresh sandboxed session and compare every code cell with its recording.
 
@@ -28,6 +31,9 @@ async def replay(
     Session): call these instead of answering from the recording. ``out``:
     record the replayed session there. ``policy``: the sandbox policy
     (default: the strict default, whatever the recording used).
+    ``package_policy``: must allow every package the recording installed
+    (PackageNotAllowedError before anything runs); they are installed again,
+    the same wheels (by sha256), before the first cell.
     Raises ReplayInputError for an unusable notebook and other
     KernelAgentErrors when the session cannot run; a divergence is not an
     error but ``faithful=False`` in the report.
@@ -44,6 +50,7 @@ async def replay(
         raise ReplayInputError(f"a live replay needs the real tools: the recording has {recorded_calls} tool "
                                "calls; pass them (--tools MODULE:OBJECT, --mcp COMMAND)")
     warnings: list[str] = list(recording.warnings)
+    packages = await RecordedPackages.check(recording, package_policy)
     server = RecordedTools()
     tools = live_items if live else recorded_tools(recording.definitions, server)
     raw_sandbox = recording.header.get("sandbox")
@@ -62,6 +69,7 @@ async def replay(
                           out=str(out_path) if out_path else None)
     async with session:
         _check_sdk(session, recording, live, warnings)
+        await packages.install(session)
         messages = dict(recording.messages)
         for cell in recording.cells:
             for index in sorted(i for i in messages if i < cell.index):

@@ -1,0 +1,71 @@
+"""Replay and resume install the recorded packages again (the same wheels), only if their own policy allows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from kernel_agent import Session
+from kernel_agent.errors import PackageInstallError, PackageNotAllowedError
+from kernel_agent.record.journal import journal_path_for
+from kernel_agent.verify.replay import replay
+from tests.packages.test_install import Wheelhouse, installed_names, sha256_of
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def house(tmp_path_factory: pytest.TempPathFactory) -> Wheelhouse:
+    return Wheelhouse(tmp_path_factory.mktemp("packages"))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def recorded(house: Wheelhouse, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A recording that installed tinypkg 1.0 (2.0 is in the wheelhouse too) and used it."""
+    root = tmp_path_factory.mktemp("recorded")
+    notebook = root / "analysis.ipynb"
+    (root / "workspace").mkdir()
+    async with Session(root / "workspace", package_policy=house.policy("tinypkg"), notebook=notebook) as session:
+        assert (await session.execute("%pip install tinypkg==1.0")).ok
+        assert (await session.execute("import tinypkg\nvalue = tinypkg.VALUE\nvalue")).result == "'one'"
+    return notebook
+
+
+async def test_replay_installs_the_recorded_version_when_its_policy_allows(house: Wheelhouse, recorded: Path) -> None:
+    report = await replay(recorded, package_policy=house.policy("tinypkg"))  # would allow 2.0 as well
+    assert report.faithful, report.divergent_cells
+    assert report.cells == 2
+
+
+async def test_replay_refuses_packages_its_policy_does_not_allow(house: Wheelhouse, recorded: Path) -> None:
+    for policy in (None, house.policy(), house.policy("tinypkg>=2"), house.policy("otherpkg")):
+        with pytest.raises(PackageNotAllowedError, match=r"tinypkg"):
+            await replay(recorded, package_policy=policy)
+
+
+async def test_replay_installs_only_the_recorded_file(house: Wheelhouse, recorded: Path, tmp_path: Path) -> None:
+    """A notebook whose recorded hash was changed gets nothing installed, whatever the wheelhouse holds."""
+    edited = tmp_path / "edited.ipynb"
+    edited.write_text(recorded.read_text().replace(sha256_of(house.one), "0" * 64))
+    with pytest.raises(PackageInstallError, match="pip download failed"):
+        await replay(edited, package_policy=house.policy("tinypkg"))
+
+
+async def test_resume_installs_the_recorded_version_then_asks_its_own_policy(
+        house: Wheelhouse, recorded: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "resumed.ipynb"  # resume records on into the notebook: a copy, with its journal
+    copy.write_bytes(recorded.read_bytes())
+    journal_path_for(copy).write_bytes(journal_path_for(recorded).read_bytes())
+    with pytest.raises(PackageNotAllowedError):
+        await Session.resume(copy)
+    session = await Session.resume(copy, package_policy=house.policy("tinypkg", "otherpkg"))
+    try:
+        assert session.resume_differences == []
+        assert installed_names(session) == ["tinypkg-1.0.dist-info", "tinypkg.py"]
+        assert (await session.execute("value")).result == "'one'"
+        live = await session.execute("%pip install otherpkg\nimport otherpkg\notherpkg.VALUE")
+        assert live.result == "'other'", live.error
+    finally:
+        await session.close()
