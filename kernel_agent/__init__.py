@@ -39,6 +39,11 @@ _EXPORTS = {
     "WorkspaceError": "kernel_agent.errors",
     "ToolDefinitionError": "kernel_agent.errors",
     "McpServerError": "kernel_agent.errors",
+    "PythonEnvironmentError": "kernel_agent.errors",
+    "PackagePolicy": "kernel_agent.packages",
+    "PackageError": "kernel_agent.errors",
+    "PackageNotAllowedError": "kernel_agent.errors",
+    "PackageInstallError": "kernel_agent.errors",
     "tool": "kernel_agent.tools.tool",
     "tool_from_schema": "kernel_agent.tools.tool",
     "tool_from_function": "kernel_agent.tools.tool",
@@ -92,7 +97,11 @@ if TYPE_CHECKING:  # `X as X`: an explicit re-export, which strict type checkers
     from kernel_agent.errors import ModelError as ModelError
     from kernel_agent.errors import ModelResponseError as ModelResponseError
     from kernel_agent.errors import ModelUnreachableError as ModelUnreachableError
+    from kernel_agent.errors import PackageError as PackageError
+    from kernel_agent.errors import PackageInstallError as PackageInstallError
+    from kernel_agent.errors import PackageNotAllowedError as PackageNotAllowedError
     from kernel_agent.errors import PoolError as PoolError
+    from kernel_agent.errors import PythonEnvironmentError as PythonEnvironmentError
     from kernel_agent.errors import RecordingError as RecordingError
     from kernel_agent.errors import RecordLocationError as RecordLocationError
     from kernel_agent.errors import SandboxError as SandboxError
@@ -109,6 +118,7 @@ if TYPE_CHECKING:  # `X as X`: an explicit re-export, which strict type checkers
     from kernel_agent.models.anthropic import AnthropicModel as AnthropicModel
     from kernel_agent.models.openai import OpenAIModel as OpenAIModel
     from kernel_agent.models.scripted import ScriptedModel as ScriptedModel
+    from kernel_agent.packages import PackagePolicy as PackagePolicy
     from kernel_agent.runtime.remote import JupyterServer as JupyterServer
     from kernel_agent.runtime.remote import JupyterServerError as JupyterServerError
     from kernel_agent.runtime.remote import KernelNotFoundError as KernelNotFoundError

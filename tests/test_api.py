@@ -16,6 +16,7 @@ EXPECTED_PUBLIC_NAMES = {
     "tool", "tool_from_schema", "tool_from_function", "Tool", "ToolRegistry", "McpServer",
     "ToolCall", "CallStatus", "ProgressEvent", "Decision", "CallRequest", "ask_for_destructive",
     "KernelPool", "PoolError",
+    "PackagePolicy", "PackageError", "PackageNotAllowedError", "PackageInstallError", "PythonEnvironmentError",
     "Agent", "AgentEvent", "AgentResult", "Step", "StopReason", "Pricing", "ImageLimits", "Usage", "model_from_spec",
     "ScriptedModel", "AnthropicModel", "OpenAIModel",
     "ModelError", "ModelConfigError", "ModelUnreachableError", "ModelResponseError",
@@ -36,10 +37,13 @@ def test_errors_form_one_tree() -> None:
     for name in ("SandboxError", "SandboxUnavailableError", "SandboxPolicyError", "KernelStartError",
                  "SessionClosedError", "SessionOptionError", "WorkspaceError", "ToolDefinitionError", "McpServerError", "PoolError",
                  "ModelError", "ModelConfigError", "ModelUnreachableError", "ModelResponseError",
-                 "RecordingError", "RecordLocationError", "UnusableRecordError"):
+                 "RecordingError", "RecordLocationError", "UnusableRecordError", "PackageError",
+                 "PackageNotAllowedError", "PackageInstallError", "PythonEnvironmentError"):
         assert issubclass(getattr(kernel_agent, name), kernel_agent.KernelAgentError)
     assert issubclass(kernel_agent.SandboxUnavailableError, kernel_agent.SandboxError)
     assert issubclass(kernel_agent.ModelConfigError, kernel_agent.ModelError)
+    assert issubclass(kernel_agent.PackageNotAllowedError, kernel_agent.PackageError)
+    assert issubclass(kernel_agent.PythonEnvironmentError, kernel_agent.SandboxPolicyError)
 
 
 def test_kernel_runtime_imports_no_host_code() -> None:

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kernel_agent.cli.errors import input_error
+from kernel_agent.cli.packages import package_options, package_policy
 from kernel_agent.errors import KernelAgentError
 
 if TYPE_CHECKING:
+    from kernel_agent.packages import PackagePolicy
     from kernel_agent.verify.replay import ReplayReport
 
 EXIT_FAITHFUL, EXIT_DIVERGENT, EXIT_ERROR = 0, 1, 2
@@ -35,12 +37,14 @@ EXIT_FAITHFUL, EXIT_DIVERGENT, EXIT_ERROR = 0, 1, 2
 @click.option("--mcp", multiple=True, metavar="COMMAND",
               help="with --live: an MCP server to start over stdio (repeatable)")
 @click.option("--json", "json_output", is_flag=True, help="print the report as JSON")
+@package_options
 def command(notebook: str, live: bool, out: str | None, tools: tuple[str, ...], mcp: tuple[str, ...],
-            json_output: bool) -> int:
+            json_output: bool, allow_package: tuple[str, ...], find_links: tuple[str, ...], no_index: bool) -> int:
     """Re-run NOTEBOOK (the recorded session notebook, never modified) in a fresh sandbox and compare every cell."""
     try:
         return asyncio.run(_replay(notebook, live=live, out=out, tools=list(tools), mcp=list(mcp),
-                                   json_output=json_output))
+                                   json_output=json_output,
+                                   packages=package_policy(allow_package, find_links, no_index)))
     except (KernelAgentError, ValueError, ImportError, AttributeError) as exc:
         print(f"kernel-agent replay: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -49,7 +53,7 @@ def command(notebook: str, live: bool, out: str | None, tools: tuple[str, ...], 
 
 
 async def _replay(notebook: str, *, live: bool, out: str | None, tools: list[str], mcp: list[str],
-                  json_output: bool) -> int:
+                  json_output: bool, packages: PackagePolicy | None) -> int:
     from kernel_agent.tools.loading import load_tools
     from kernel_agent.verify.replay import ReplayInputError, replay
 
@@ -58,7 +62,8 @@ async def _replay(notebook: str, *, live: bool, out: str | None, tools: list[str
         raise ReplayInputError("--tools and --mcp are for --live replays (a plain replay answers from the recording)")
     if live:
         live_tools = load_tools(tools, mcp)
-    report = await replay(Path(notebook), live_tools=live_tools, out=Path(out) if out else None)
+    report = await replay(Path(notebook), live_tools=live_tools, out=Path(out) if out else None,
+                          package_policy=packages)
     print(report.model_dump_json(indent=2) if json_output else render_report(report))
     sys.stdout.flush()
     return EXIT_FAITHFUL if report.faithful else EXIT_DIVERGENT

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,16 @@ async def test_resume_installs_the_recorded_version_then_asks_its_own_policy(
         assert live.result == "'other'", live.error
     finally:
         await session.close()
+
+
+async def test_the_replay_command_installs_only_what_its_options_allow(house: Wheelhouse, recorded: Path) -> None:
+    def run(*options: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "kernel_agent.cli.main", "replay", str(recorded), *options]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    refused = await asyncio.to_thread(run)
+    assert refused.returncode == 2
+    assert "tinypkg==1.0" in refused.stderr and "package policy" in refused.stderr
+    allowed = await asyncio.to_thread(run, "--allow-package", "tinypkg", "--find-links", str(house.dir), "--no-index")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "faithful" in allowed.stdout
