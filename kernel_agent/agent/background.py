@@ -26,6 +26,7 @@ from typing import Any
 
 from kernel_agent.agent.observation import bound
 from kernel_agent.runtime.results import CellResult
+from kernel_agent.runtime.streaming import OutputCallback
 from kernel_agent.session.background import CellProgress, RunningCell
 from kernel_agent.session.session import RecordExtras, Session
 
@@ -62,7 +63,8 @@ class BackgroundSteps:
 
     async def run(self, session: Session, code: str, timeout: float | None, time_left: float | None,
                   record_extras: RecordExtras, observed: list[Any], *,
-                  step: dict[str, Any] | None = None) -> CellResult | str:
+                  step: dict[str, Any] | None = None,
+                  on_output: OutputCallback | None = None) -> CellResult | str:
         """Run a step's code: a CellResult when a cell ended, else the host's answer to the model (a string).
 
         ``step`` (its number, call id and channel) goes into the notes' metadata.
@@ -75,10 +77,11 @@ class BackgroundSteps:
                 return self._note(session, "No cell is running in the background: there is nothing to wait for or "
                                            "cancel.")
             if self.background_after is None:
-                return await session.execute(code, timeout=timeout, record_extras=record_extras)
+                return await session.execute(code, timeout=timeout, record_extras=record_extras, on_output=on_output)
             self.went_background = False
             cell = self.cell = await session.start_cell(code, timeout=timeout,
-                                                        record_extras=self._marked(record_extras))
+                                                        record_extras=self._marked(record_extras),
+                                                        on_output=on_output)
             self.observed = observed
             return await self._wait(session, cell, self._bounded(self.background_after, time_left), observed,
                                     started=True)

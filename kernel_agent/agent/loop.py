@@ -42,6 +42,7 @@ from kernel_agent.models.base import (
 )
 from kernel_agent.models.fenced import fenced_code
 from kernel_agent.runtime.results import CellResult
+from kernel_agent.runtime.streaming import OutputChunk
 from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.session.session import Session
 from kernel_agent.tools.calls import ProgressEvent
@@ -50,7 +51,8 @@ from kernel_agent.tools.calls import ProgressEvent
 @dataclass(frozen=True)
 class AgentEvent:
     """Something a run did, for live display: ``kind`` is one of
-    ``start``, ``reply``, ``cell``, ``progress``, ``answer_rejected``, ``end``."""
+    ``start``, ``reply``, ``output`` (a running cell's output as it arrives: ``output``, its text in ``text``),
+    ``cell``, ``progress``, ``answer_rejected``, ``end``."""
 
     kind: str
     step: int
@@ -60,6 +62,7 @@ class AgentEvent:
     observation: str = ""
     progress: ProgressEvent | None = None
     result: AgentResult | None = None
+    output: OutputChunk | None = None
 
 
 @dataclass
@@ -177,8 +180,8 @@ class Agent:
             run.stop, run.error = StopReason.INTERRUPTED, "the run was cancelled"
             note = f"*Run interrupted after {len(run.steps)} step(s).*"
             if run.running_code is not None:
-                note = (f"*Run interrupted in step {len(run.steps)} while this code was running (its output is "
-                        f"not recorded):*\n\n```python\n{run.running_code}\n```")
+                note = (f"*Run interrupted in step {len(run.steps)} while this code was running (the cell above "
+                        f"has its output until then):*\n\n```python\n{run.running_code}\n```")
             with _suppress_all():
                 session.record_message("message", note)
             raise
@@ -249,7 +252,8 @@ class Agent:
         run.running_code = request.code
         assert run.background is not None
         cell = await run.background.run(session, request.code, timeout, self._time_left(run), record_extras, observed,
-                                        step={key: extras[key] for key in ("step", "call_id", "code_via")})
+                                        step={key: extras[key] for key in ("step", "call_id", "code_via")},
+                                        on_output=self._stream_to_events(step.index))
         run.running_code = None
         if isinstance(cell, str):  # the cell runs on in the background, or the host answered a %wait/%cancel
             step.executions.append(Execution(request.code, None, cell))
@@ -348,6 +352,12 @@ class Agent:
             usage=run.usage, seconds=time.monotonic() - run.started, notebook=notebook, model=self.model.spec,
             cost=self._cost(run.usage), error=run.error, conversation=conversation_as_text(system, run.conversation),
         )
+
+    def _stream_to_events(self, step: int) -> Callable[[OutputChunk], None] | None:
+        """A running cell's output as ``output`` events (nothing to stream when nobody listens)."""
+        if self.on_event is None:
+            return None
+        return lambda chunk: self._emit(AgentEvent("output", step, text=chunk.text, output=chunk))
 
     def _emit(self, event: AgentEvent) -> None:
         if self.on_event is not None:

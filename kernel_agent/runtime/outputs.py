@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 from kernel_agent.runtime.results import (
@@ -13,6 +15,7 @@ from kernel_agent.runtime.results import (
     lines_of,
     text_of,
 )
+from kernel_agent.runtime.streaming import OutputChunk
 
 
 def _output_from_message(msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
@@ -32,6 +35,11 @@ def _output_from_message(msg_type: str, content: dict[str, Any]) -> dict[str, An
     if msg_type == "execute_result":
         output["execution_count"] = execution_count_of(content.get("execution_count"))
     return output
+
+
+def _plain(text: Any) -> Any:
+    """A MIME bundle's text, which nbformat allows as a list of lines."""
+    return "".join(map(str, text)) if isinstance(text, list) else text
 
 
 def _size(output: dict[str, Any]) -> int:
@@ -70,10 +78,19 @@ class OutputCollector:
     The connection asks :meth:`wants_content` before it verifies or parses a
     large message, so output past the cap costs the host only its frame
     lengths.
+
+    ``on_chunk`` gets what is kept, as it is kept (see
+    :mod:`.streaming`): the text of each stream message up to the cap, each
+    display and error output that fits, each clear; past the cap, one note.
+    It is called on the event loop and must not wait (an
+    :class:`~kernel_agent.runtime.streaming.OutputStream` queues).
     """
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+                 on_chunk: Callable[[OutputChunk], None] | None = None) -> None:
         self.max_bytes = max_bytes
+        self._on_chunk = on_chunk
+        self._noted_drop = False
         self.outputs: list[dict[str, Any]] = []
         self.kept_bytes = 0
         self.dropped_bytes = 0
@@ -99,7 +116,7 @@ class OutputCollector:
             return True
         if room > 0 and size <= room + self.max_bytes:
             return True
-        self.dropped_bytes += size
+        self._drop(size)
         return False
 
     def add(self, message: dict[str, Any]) -> None:
@@ -113,7 +130,8 @@ class OutputCollector:
             reason = str(content.get("reason") or "output sent by the kernel did not reach the host")
             if reason not in self._loss_reasons:
                 self._loss_reasons.append(reason)
-            self.dropped_bytes += max(0, int(content.get("min_bytes", 0)))
+                self._emit(OutputChunk("note", f"output lost: {reason}"))
+            self._drop(max(0, int(content.get("min_bytes", 0))))
             return
         if msg_type == "execute_input":
             self.execution_count = execution_count_of(content.get("execution_count"))
@@ -143,13 +161,15 @@ class OutputCollector:
     def _keep(self, output: dict[str, Any], message_size: int | None = None) -> None:
         room = self.max_bytes - self.kept_bytes
         if output["output_type"] == "stream":
-            text: str = output["text"]
-            if len(text) > room:
-                self.dropped_bytes += len(text) - max(room, 0)
-                text = text[: max(room, 0)]
+            whole: str = output["text"]
+            text = whole[: max(room, 0)]
+            if text:
+                self.kept_bytes += len(text)
+                self._emit(OutputChunk("stream", text, output["name"]))
+            if len(whole) > len(text):
+                self._drop(len(whole) - len(text))
             if not text:
                 return
-            self.kept_bytes += len(text)
             last = self.outputs[-1] if self.outputs else None
             if last and last["output_type"] == "stream" and last["name"] == output["name"]:
                 last["_texts"].append(text)  # joined once in finish(): `+=` here would be quadratic
@@ -158,26 +178,44 @@ class OutputCollector:
             return
         size = message_size if message_size is not None else _size(output)
         if size > room:
-            self.dropped_bytes += size
+            self._drop(size)
             return
         self.kept_bytes += size
         self.outputs.append({**output, "_bytes": size})
+        data = output.get("data")
+        if isinstance(data, dict):
+            self._emit(OutputChunk(output["output_type"], text_of(_plain(data.get("text/plain"))),
+                                   data=MappingProxyType(data)))
 
     def _keep_error(self, output: dict[str, Any], message_size: int | None) -> None:
         size = message_size or _size(output)
         if size > self.max_bytes - self.kept_bytes:
             if self._kept_error:
-                self.dropped_bytes += size
+                self._drop(size)
                 return
             output = _trimmed_error(output)  # the cell's first error is worth a bounded overrun
-            self.dropped_bytes += max(0, size - _size(output))
+            self._drop(max(0, size - _size(output)))
             size = _size(output)
         self._kept_error = True
         self.error = CellError(ename=output["ename"], evalue=output["evalue"], traceback=output["traceback"])
         self.kept_bytes += size
         self.outputs.append(output)
+        self._emit(OutputChunk("error", f"{output['ename']}: {output['evalue']}".rstrip(": ")))
+
+    def _emit(self, chunk: OutputChunk) -> None:
+        if self._on_chunk is not None:
+            self._on_chunk(chunk)
+
+    def _drop(self, size: int) -> None:
+        """Count output not kept; the first time, tell the stream that what follows the cap is not delivered."""
+        self.dropped_bytes += size
+        if size > 0 and not self._noted_drop:
+            self._noted_drop = True
+            self._emit(OutputChunk("note", f"output past max_output_bytes ({self.max_bytes:,} bytes) is not "
+                                           "kept or delivered; the cell's result says how much was dropped"))
 
     def _clear(self) -> None:
+        self._emit(OutputChunk("clear_output"))
         self.outputs.clear()
         self.kept_bytes = 0
         self._kept_error = False
@@ -191,7 +229,7 @@ class OutputCollector:
             if display_id is not None and output.get("_display_id") == display_id:
                 # The update replaces what the output held: only the growth must fit.
                 if size - output.get("_bytes", 0) > self.max_bytes - self.kept_bytes:
-                    self.dropped_bytes += size
+                    self._drop(size)
                     continue
                 self.kept_bytes += size - output.get("_bytes", 0)
                 output.update(data=data, metadata=metadata, _bytes=size)

@@ -26,7 +26,7 @@ class CellStatus(str, Enum):
     ERROR = "error"  # the code raised
     TIMEOUT = "timeout"  # interrupted (or killed) after the timeout
     KERNEL_DIED = "kernel_died"  # the kernel process ended during the cell
-    CANCELLED = "cancelled"  # interrupted (or killed) because its caller cancelled it (a background cell)
+    CANCELLED = "cancelled"  # interrupted (or killed) because its caller cancelled it (a background cell, Ctrl-C)
 
 
 class CellError(BaseModel):

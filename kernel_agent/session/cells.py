@@ -2,7 +2,12 @@
 
 :func:`run_cell` says how one execute_request ended; :class:`CellRunner`
 runs a session's cells with it, has a lost kernel replaced, restores state
-when asked to (restore_on_death) and keeps the session's totals.
+when asked to (restore_on_death) and keeps the session's totals. Output
+streams to an ``on_output`` callback while the cell runs (see
+:mod:`kernel_agent.runtime.streaming`). A cell whose caller is cancelled
+(Ctrl-C, a timeout around ``Session.execute``) is interrupted, and its
+outputs so far become a ``cancelled`` result, handed to ``on_interrupted``
+(the session records it) before the cancellation goes on.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from kernel_agent.runtime.results import (
     lines_of,
     text_of,
 )
+from kernel_agent.runtime.streaming import OutputCallback, OutputStream
 from kernel_agent.session.restore import HISTORY_OVERFLOW, CellHistory, restore_state
 from kernel_agent.session.toolbox import SessionTools
 from kernel_agent.tools.bridge import ToolBridge
@@ -34,6 +40,10 @@ from kernel_agent.tools.cell_log import CellLog
 IOPUB_SETTLE_SECONDS = 2.0
 _STATE_LOST = "variables from earlier cells are lost."
 _STATE_BACK = "the earlier cells were re-run with their recorded tool results, so their state is back."
+_INTERRUPTED = CellError(ename="CellInterrupted", evalue="The cell was interrupted because its run was cancelled "
+                         "(Ctrl-C, or Session.execute was cancelled); its outputs are what it produced until then.")
+_STILL_RUNNING = ("the kernel did not answer the interrupt within interrupt_grace: the cell may still be running, "
+                  "and the next cell waits for it")
 
 
 @dataclass
@@ -42,6 +52,9 @@ class CellRun:
 
     ``outcome``: the kernel replied, died, or was stuck (it did not stop
     within the grace after an interrupt, so its kernel must be replaced).
+    ``caller_cancelled``: the task waiting for the cell was cancelled (the
+    cell was interrupted if it still ran, and is then ``cancelled`` too); the
+    cancellation goes on once the result is recorded.
     """
 
     code: str
@@ -51,12 +64,13 @@ class CellRun:
     timeout: float | None
     collector: OutputCollector
     reply: dict[str, Any]
-    cancelled: bool = False  # stopped early by its CellControl (then interrupted like a timeout)
+    cancelled: bool = False  # stopped early by its CellControl or its caller's cancellation (then interrupted)
+    caller_cancelled: bool = False
 
     @property
     def kernel_lost(self) -> bool:
-        """Whether the kernel is gone (died) or must be killed (stuck)."""
-        return self.outcome != "replied"
+        """Whether the kernel is gone (died) or must be killed (stuck); a cancelled caller does not wait for that."""
+        return self.outcome != "replied" and not self.caller_cancelled
 
 
 @dataclass
@@ -98,31 +112,55 @@ async def run_cell(
     max_output_bytes: int,
     interrupt_grace: float,
     control: CellControl | None = None,
+    on_output: OutputCallback | None = None,
 ) -> CellRun:
-    """Send ``code`` as a cell and wait for it; past ``timeout`` interrupt it and give it ``interrupt_grace``."""
+    """Send ``code`` as a cell and wait for it; past ``timeout`` interrupt it and give it ``interrupt_grace``.
+
+    Cancelled while it waits, it interrupts the cell too, gives it
+    ``interrupt_grace``, and returns a run marked ``caller_cancelled`` (the
+    caller re-raises once the partial result is recorded); a second
+    cancellation meanwhile goes straight through.
+    """
     started = time.monotonic()
-    collector = OutputCollector(max_output_bytes)
+    stream = OutputStream(on_output) if on_output is not None else None
+    collector = OutputCollector(max_output_bytes, on_chunk=stream.put if stream is not None else None)
     request = send_execute(kernel, code, silent=False, on_iopub=collector.add, wants_content=collector.wants_content)
     # No await since the send: the kernel's calls for this request cannot have been read yet.
     bridge.begin_cell(cell_number, request.msg_id)
     if control is not None:
         control.collector = collector
     deadline = None if timeout is None else started + timeout
-    first = await _await_reply_or_cancel(kernel, request.reply, deadline, control)
-    timed_out, cancelled = first == "timeout", first == "cancelled"
-    outcome: WaitOutcome = "timeout" if first == "cancelled" else first
-    if timed_out or cancelled:
-        await kernel.interrupt()
-        outcome = await await_reply(kernel, request.reply, time.monotonic() + interrupt_grace)
-    if outcome == "replied":
-        await _settle_iopub(request.idle, collector)
-    if kernel.connection is not None:
-        kernel.connection.forget(request)
+    caller_cancelled = False
+    try:
+        try:
+            first = await _await_reply_or_cancel(kernel, request.reply, deadline, control)
+        except asyncio.CancelledError:
+            first, caller_cancelled = "cancelled", True
+        timed_out, cancelled = first == "timeout", first == "cancelled"
+        outcome: WaitOutcome = "timeout" if first == "cancelled" else first
+        if timed_out or cancelled:
+            await kernel.interrupt()
+            outcome = await await_reply(kernel, request.reply, time.monotonic() + interrupt_grace)
+        if outcome == "replied":
+            try:
+                await _settle_iopub(request.idle, collector)
+            except asyncio.CancelledError:
+                caller_cancelled = True
+        if stream is not None:
+            try:
+                await stream.close()
+            except asyncio.CancelledError:
+                caller_cancelled = True
+    finally:
+        if stream is not None:
+            stream.abort()
+        if kernel.connection is not None:
+            kernel.connection.forget(request)
     ended: Literal["replied", "died", "stuck"] = "stuck" if outcome == "timeout" else outcome
     reply = request.reply.result()["content"] if ended == "replied" else {}
     if not isinstance(reply, dict):  # the kernel's: a reply whose content is not an object is an empty one
         reply = {}
-    return CellRun(code, ended, timed_out, started, timeout, collector, reply, cancelled)
+    return CellRun(code, ended, timed_out, started, timeout, collector, reply, cancelled, caller_cancelled)
 
 
 async def _settle_iopub(idle: asyncio.Event, collector: OutputCollector) -> None:
@@ -225,18 +263,37 @@ class CellRunner:
         self._replace_kernel = replace_kernel
         self._cells_run = 0
         self._restoring = False
+        self._interrupted: CellResult | None = None  # a cancelled caller's cell result, from _run to execute
         self.history = CellHistory()  # cells since the kernel state was last fresh (restore_on_death)
         self.totals: dict[str, Any] = {"cells": 0, "errors": 0, "timeouts": 0, "kernel_deaths": 0,
                                        "tool_calls": 0, "tool_errors": 0, "seconds_in_cells": 0.0}
 
     async def execute(self, kernel: Kernel, code: str, timeout: float | None, limits: CellLimits,
-                      control: CellControl | None = None) -> CellResult:
-        """Run a cell, remember it for restore_on_death within its bound, and count it in the totals."""
-        result = await self._run(kernel, code, timeout, limits, control)
+                      control: CellControl | None = None, *, on_output: OutputCallback | None = None,
+                      on_interrupted: Callable[[CellResult], Awaitable[None]] | None = None) -> CellResult:
+        """Run a cell, remember it for restore_on_death within its bound, and count it in the totals.
+
+        Cancelled while the cell runs: the cell is interrupted, its result so
+        far (status ``cancelled``) is counted and given to ``on_interrupted``,
+        and the cancellation propagates.
+        """
+        try:
+            result = await self._run(kernel, code, timeout, limits, control, on_output)
+        except asyncio.CancelledError:
+            interrupted, self._interrupted = self._interrupted, None
+            if interrupted is not None:
+                self._count(interrupted)
+                if on_interrupted is not None:
+                    await on_interrupted(interrupted)
+            raise
         if result.state_lost:
             self.history.clear()
         elif limits.restore_on_death:
             self.history.keep(result)
+        self._count(result)
+        return result
+
+    def _count(self, result: CellResult) -> None:
         self.totals["cells"] += 1
         self.totals["errors"] += result.status is CellStatus.ERROR
         self.totals["timeouts"] += result.status is CellStatus.TIMEOUT
@@ -244,15 +301,17 @@ class CellRunner:
         self.totals["tool_calls"] += len(result.tool_calls)
         self.totals["tool_errors"] += sum(c.status.value != "ok" for c in result.tool_calls)
         self.totals["seconds_in_cells"] += result.duration
-        return result
 
     async def _run(self, kernel: Kernel, code: str, timeout: float | None, limits: CellLimits,
-                   control: CellControl | None = None) -> CellResult:
+                   control: CellControl | None = None, on_output: OutputCallback | None = None) -> CellResult:
         """Run one cell; after a death or a stuck cell, replace the kernel (and restore state if asked to)."""
         number, self._cells_run = self._cells_run, self._cells_run + 1
         run = await run_cell(kernel, code, timeout, bridge=self.bridge, cell_number=number,
                              max_output_bytes=limits.max_output_bytes, interrupt_grace=limits.interrupt_grace,
-                             control=control)
+                             control=control, on_output=on_output)
+        if run.caller_cancelled:
+            self._interrupted = await self._cancelled_result(run)
+            raise asyncio.CancelledError
         if not run.kernel_lost:
             status, error, count = replied_status(run)
             log = await self.bridge.end_cell()
@@ -268,6 +327,18 @@ class CellRunner:
         error = state_restored(lost_error) if restored else lost_error
         return cell_result(run, status, error, run.collector.execution_count, log,
                            restarted=True, state_lost=not restored)
+
+    async def _cancelled_result(self, run: CellRun) -> CellResult:
+        """The result of a cell whose caller was cancelled: what it produced until then (a second cancel wins)."""
+        log = await self.bridge.end_cell()
+        if run.outcome == "replied":  # interrupted, or it had finished and only its caller was cancelled
+            status, error, count = replied_status(run)
+            if run.cancelled:
+                error = _INTERRUPTED
+        else:
+            status, error, count = CellStatus.CANCELLED, _INTERRUPTED, run.collector.execution_count
+            run.collector.note(_STILL_RUNNING)
+        return cell_result(run, status, error, count, log, restarted=False, state_lost=False)
 
     async def _restore(self, kernel: Kernel, limits: CellLimits) -> bool:
         """Re-run the cells since the last fresh state in the new kernel, tools answered from their records."""

@@ -44,6 +44,7 @@ from kernel_agent.runtime.kernel import Kernel
 from kernel_agent.runtime.pool import WarmPool
 from kernel_agent.runtime.results import DEFAULT_MAX_OUTPUT_BYTES, CellResult
 from kernel_agent.runtime.source import ColdLaunch, KernelSource
+from kernel_agent.runtime.streaming import OutputCallback
 from kernel_agent.sandbox.policy import SandboxPolicy
 from kernel_agent.session import attach, cells, recording
 from kernel_agent.session.backends import KernelChoice
@@ -533,6 +534,7 @@ class Session:
         *,
         timeout: float | EllipsisType | None = ...,
         record_extras: RecordExtras = None,
+        on_output: OutputCallback | None = None,
     ) -> CellResult:
         """Run ``code`` in the kernel and return everything it produced.
 
@@ -543,10 +545,15 @@ class Session:
         ``record_extras`` go into the recorded cell's metadata (an agent's
         observation and token usage); a callable gets the result first and
         returns them, or an awaitable of them (so they can describe the cell they are recorded with).
+        ``on_output`` gets the cell's output as it arrives (see
+        :mod:`kernel_agent.runtime.streaming`). Cancelled while the cell runs,
+        the cell is interrupted and recorded with its outputs so far (status
+        ``cancelled``) before the cancellation goes on.
         """
         self._background.refuse_if_running()
         async with self._lock:
-            return await self._run_cell(code, self.default_timeout if timeout is ... else timeout, record_extras)
+            return await self._run_cell(code, self.default_timeout if timeout is ... else timeout, record_extras,
+                                        on_output=on_output)
 
     async def start_cell(
         self,
@@ -554,6 +561,7 @@ class Session:
         *,
         timeout: float | EllipsisType | None = ...,
         record_extras: RecordExtras = None,
+        on_output: OutputCallback | None = None,
     ) -> RunningCell:
         """Start ``code`` as a background cell and return its handle at once (options as for :meth:`execute`).
 
@@ -561,7 +569,8 @@ class Session:
         """
         limit = self.default_timeout if timeout is ... else timeout
         self._require_kernel()
-        return await self._background.start(code, self._lock, lambda c: self._run_cell(code, limit, record_extras, c))
+        return await self._background.start(code, self._lock,
+                                            lambda c: self._run_cell(code, limit, record_extras, c, on_output))
 
     @property
     def running_cell(self) -> RunningCell | None:
@@ -569,16 +578,23 @@ class Session:
         return self._background.current
 
     async def _run_cell(self, code: str, limit: float | None, record_extras: RecordExtras,
-                        control: cells.CellControl | None = None) -> CellResult:
-        """Run and record one cell (the session lock is held)."""
+                        control: cells.CellControl | None = None,
+                        on_output: OutputCallback | None = None) -> CellResult:
+        """Run and record one cell (the session lock is held); a cancelled one is recorded before it raises."""
         kernel = self._require_kernel()
         self.last_activity = time.monotonic()
         limits = cells.CellLimits(self.max_output_bytes, self.interrupt_grace, self.restore_on_death,
                                   self.default_timeout)
         try:
-            result = await self._cells.execute(kernel, code, limit, limits, control)
+            result = await self._cells.execute(kernel, code, limit, limits, control, on_output=on_output,
+                                               on_interrupted=lambda cell: self._record_cell(cell, record_extras))
         finally:
             self.last_activity = time.monotonic()
+        await self._record_cell(result, record_extras, control)
+        return result
+
+    async def _record_cell(self, result: CellResult, record_extras: RecordExtras,
+                           control: cells.CellControl | None = None) -> None:
         recorder = self._record.recorder
         if recorder is not None:
             # The journal is fsynced per cell: in a worker thread, so other sessions'
@@ -589,7 +605,6 @@ class Session:
             if control is not None:
                 extras = {**(extras or {}), "background": True}
             await asyncio.to_thread(recorder.record_code, result, extras)
-        return result
 
     # -- description ----------------------------------------------------------
 
