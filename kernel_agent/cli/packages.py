@@ -1,17 +1,18 @@
 """The command line's package options (``--allow-package``, ``--find-links``, ``--no-index``): a PackagePolicy.
 
-Shared by the commands that run kernels (``replay`` today); see
+Shared by the commands that run kernels (``run``, ``replay``); see
 docs/analysis.md, "Packages and environments".
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from kernel_agent.packages import PackagePolicy
+if TYPE_CHECKING:  # loaded when a command runs: `--help` stays fast
+    from kernel_agent.packages import PackagePolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,4 +35,13 @@ def package_policy(allow_package: tuple[str, ...], find_links: tuple[str, ...], 
     """The policy the options describe (None: no package was allowed, so none is installed)."""
     if not allow_package:
         return None
+    from kernel_agent.packages import PackagePolicy
+
     return PackagePolicy(allow=list(allow_package), find_links=list(find_links), no_index=no_index)
+
+
+def package_session_option(allow_package: tuple[str, ...], find_links: tuple[str, ...],
+                           no_index: bool) -> dict[str, Any]:
+    """The Session option the package options describe (none when no package is allowed)."""
+    policy = package_policy(allow_package, find_links, no_index)
+    return {} if policy is None else {"package_policy": policy}

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from kernel_agent.cli.packages import package_options, package_session_option
+
 if TYPE_CHECKING:  # the agent modules load only when a command runs: `--help` stays fast
     from kernel_agent.agent import Agent, AgentResult, Pricing
 
@@ -73,11 +75,13 @@ def session_options(function: F) -> F:
               help="the server's token (default: $KERNEL_AGENT_SERVER_TOKEN)")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON at the end")
 @click.option("--quiet", is_flag=True, help="print only the result, not each step")
+@package_options
 def command(task: str, model: str, base_url: str | None, max_retries: int, vision: bool | None, tools: tuple[str, ...],
             mcp: tuple[str, ...], workspace: str | None, notebook: str | None, max_steps: int,
             max_tokens: int | None, max_cost: float | None, price: str | None, max_seconds: float | None,
             observation_limit: int, cell_timeout: float, background_after: float | None, server: str | None,
-            token: str | None, as_json: bool, quiet: bool) -> int:
+            token: str | None, as_json: bool, quiet: bool, allow_package: tuple[str, ...] = (),
+            find_links: tuple[str, ...] = (), no_index: bool = False) -> int:
     from kernel_agent.agent import Agent
     from kernel_agent.models import model_from_spec
     from kernel_agent.tools.loading import load_tools
@@ -92,7 +96,9 @@ def command(task: str, model: str, base_url: str | None, max_retries: int, visio
         model_from_spec(model, base_url=base_url, **options), loaded, workspace=workspace, notebook=notebook,
         max_steps=max_steps, max_tokens=max_tokens, max_cost=max_cost, pricing=_pricing(price),
         max_seconds=max_seconds, observation_limit=observation_limit, cell_timeout=cell_timeout,
-        background_after=background_after, session_options=_server_option(server, token, workspace),
+        background_after=background_after, session_options={
+            **_server_option(server, token, workspace),
+            **package_session_option(allow_package, find_links, no_index)},
     )
     return drive(agent, task, quiet=quiet, as_json=as_json)
 

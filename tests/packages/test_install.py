@@ -7,7 +7,10 @@ pip configuration). The kernel never names a source.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -129,3 +132,17 @@ async def test_the_allowlist_narrows_a_request_to_the_allowed_versions() -> None
     assert str(await policy.grant(parse_requirement("tinypkg>=1"))) == "tinypkg<2,>=1"
     with pytest.raises(PackageNotAllowedError):
         await PackagePolicy().grant(parse_requirement("tinypkg"))
+
+
+async def test_kernel_agent_run_allows_the_packages_it_is_told_to(house: Wheelhouse, tmp_path: Path) -> None:
+    """`kernel-agent run --allow-package`: the model's %pip reaches the host, which installs the allowed wheel."""
+    script = tmp_path / "steps.json"
+    script.write_text(json.dumps([
+        {"text": "Install and use it.", "code": "%pip install tinypkg\nimport tinypkg\nfinal_answer(tinypkg.VALUE)"}]))
+    command = [sys.executable, "-m", "kernel_agent.cli.main", "run", "use tinypkg", "--model", f"scripted:{script}",
+               "--notebook", str(tmp_path / "run.ipynb"), "--quiet", "--allow-package", "tinypkg<2",
+               "--find-links", str(house.dir), "--no-index"]
+    run = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=300,
+                                  cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().endswith("answer:\none")
