@@ -35,7 +35,8 @@ import contextvars
 import threading
 import time
 import uuid
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,8 @@ _TIMEOUT_MARGIN_SECONDS = 5.0
 _MAX_IN_FLIGHT = 256
 _FIRST_RETRY_SECONDS = 1.0
 _MAX_RETRY_SECONDS = 8.0
+# What the host sends is not hostile to the kernel: a table or list as large as its memory allows is fine.
+_MAX_REPLY_ITEMS = 1 << 62
 
 #: The msg_id of the execute request whose code is running (see the module docstring).
 CELL: contextvars.ContextVar[str] = contextvars.ContextVar("kernel_agent_cell")
@@ -123,17 +126,20 @@ class BridgeClient:
     while and fails those past their timeout.
     """
 
-    def __init__(self, call_timeout: float) -> None:
+    def __init__(self, call_timeout: float, host_accepts: Iterable[str] = ()) -> None:
         import comm
 
         self.call_timeout = call_timeout
+        #: What the host decodes besides JSON (arguments are encoded for exactly that).
+        self.host_accepts = frozenset(host_accepts)
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(_MAX_IN_FLIGHT)
         self._outbox: list[dict[str, Any]] = []
         self._slot_waiters: collections.deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = (
             collections.deque())
-        self._comm = comm.create_comm(target_name=TARGET_NAME, data={"protocol": 1})
+        self._comm = comm.create_comm(target_name=TARGET_NAME,
+                                      data={"protocol": 1, "accepts": sorted(wire.local_accepts())})
         threading.Thread(target=self._sweep_forever, name="kernel-agent-bridge-retry", daemon=True).start()
 
     @property
@@ -147,9 +153,22 @@ class BridgeClient:
 
     # -- sending ---------------------------------------------------------------
 
-    def _send(self, tool: str, arguments: dict[str, Any], pending: _Pending, *, batch: bool = False) -> str:
+    def _encode(self, tool: str, arguments: dict[str, Any]) -> tuple[Any, list[bytes]]:
+        """The arguments as the host decodes them; UnserializableValue (raised in the calling cell) if they
+        cannot cross. Done before a call takes a slot or anything is sent."""
+        notes: list[str] = []
+        try:
+            encoded = wire.encode(arguments, self.host_accepts, root="arguments", notes=notes)
+        except wire.UnserializableValue as exc:
+            raise wire.UnserializableValue(exc.type_name, f"{exc.reason} (in a call of {tool})", exc.path) \
+                .with_root("arguments") from None
+        for note in notes:
+            warnings.warn(f"{tool}: {note}", sdk.PlainFormWarning, stacklevel=4)
+        return encoded
+
+    def _send(self, tool: str, encoded: tuple[Any, list[bytes]], pending: _Pending, *, batch: bool = False) -> str:
         call_id = uuid.uuid4().hex
-        data, buffers = wire.encode(arguments)
+        data, buffers = encoded
         message: dict[str, Any] = {"type": "call", "id": call_id, "tool": tool, "args": data}
         cell = current_cell()
         if cell is not None:
@@ -184,27 +203,29 @@ class BridgeClient:
 
     def call(self, tool: str, arguments: dict[str, Any]) -> Any:
         """Call a host tool and wait for its result (any thread)."""
+        encoded = self._encode(tool, arguments)
         if not self._slots.acquire(timeout=self.call_timeout):
             raise sdk.ToolTimeoutError(tool, f"{_MAX_IN_FLIGHT} calls were still in flight after "
                                        f"{self.call_timeout} s", kind="timeout")
         pending = _Pending(tool)
-        self._send(tool, arguments, pending)
+        self._send(tool, encoded, pending)
         pending.event.wait()  # the sweeper ends it with a timeout if the host never answers
         return self._outcome(pending)
 
     async def call_async(self, tool: str, arguments: dict[str, Any]) -> Any:
         """Call a host tool without blocking the event loop (``await``, ``asyncio.gather``)."""
         loop = asyncio.get_running_loop()
+        encoded = self._encode(tool, arguments)
         await self._acquire_async(loop)
         pending = _Pending(tool, loop=loop, future=loop.create_future())
-        self._send(tool, arguments, pending, batch=True)
+        self._send(tool, encoded, pending, batch=True)
         assert pending.future is not None
         await pending.future
         return self._outcome(pending)
 
     def notify(self, kind: str, payload: dict[str, Any]) -> None:
         """Send a one-way message (progress, final answer)."""
-        data, buffers = wire.encode(payload)
+        data, buffers = wire.encode(payload, self.host_accepts, root=kind)
         self._comm.send({"type": kind, "payload": data}, buffers=buffers)
 
     async def _acquire_async(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -287,7 +308,12 @@ class BridgeClient:
     def _outcome(pending: _Pending) -> Any:
         reply = pending.reply or {}
         if reply.get("ok"):
-            return wire.decode(reply.get("value"), pending.buffers)
+            notes: list[str] = []
+            try:
+                return wire.decode(reply.get("value"), pending.buffers, notes=notes, max_items=_MAX_REPLY_ITEMS)
+            finally:
+                for note in notes:
+                    warnings.warn(f"{pending.tool}: {note}", sdk.PlainFormWarning, stacklevel=4)
         error = reply.get("error") or {}
         kind = str(error.get("kind", "error"))
         error_class = sdk.ERROR_KINDS.get(kind, sdk.ToolError)
@@ -301,7 +327,7 @@ def _resolve_all(futures: list[asyncio.Future[Any]]) -> None:
             future.set_result(None)
 
 
-def install(modules: dict[str, str], call_timeout: float) -> None:
+def install(modules: dict[str, str], call_timeout: float, host_accepts: Iterable[str] = ()) -> None:
     """Attach this kernel to its host: open the bridge and put the SDK in the user namespace.
 
     Run by the host (a silent cell) right after the kernel starts, and again
@@ -320,7 +346,7 @@ def install(modules: dict[str, str], call_timeout: float) -> None:
     previous = getattr(kernel, "bridge", None)
     if isinstance(previous, BridgeClient):
         previous.close()
-    client = BridgeClient(call_timeout)
+    client = BridgeClient(call_timeout, host_accepts)
     kernel.bridge = client
     sdk.attach(client)
     kernel.shell.user_ns["tools"] = sdk.build_tools(modules)

@@ -263,7 +263,7 @@ class RecordingBridge:
 
     def call(self, tool: str, arguments: dict[str, Any]) -> Any:
         """Answer a call with its recorded result, or raise its recorded error."""
-        data, _buffers = wire.encode(arguments)
+        data = wire.inline_buffers(*wire.encode(arguments))  # arrays and tables as the recording keeps them
         wanted = _canonical(json.loads(json.dumps(data)))
         unreadable: list[str] = []
         with self._lock:

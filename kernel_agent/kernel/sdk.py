@@ -19,6 +19,8 @@ import types
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from kernel_agent.protocol.errors import UnserializableValue
+
 # -- errors the model's code can catch ----------------------------------------------
 
 
@@ -31,6 +33,16 @@ class ToolError(Exception):
         self.kind = kind
         self.details = details
         super().__init__(f"{tool}: {message}")
+
+
+class ToolResultError(ToolError):
+    """The tool ran, but its result cannot cross the bridge (a generator, an open file...): ``message`` says
+    what it is and where in the result (``result["rows"][3]``)."""
+
+
+class PlainFormWarning(UserWarning):
+    """A value crossed the bridge in a plain form instead of its own type (for example a DataFrame as a list
+    of records, because this kernel has no pandas)."""
 
 
 class ToolValidationError(ToolError):
@@ -59,6 +71,7 @@ class NoHostError(ToolError):
 
 ERROR_KINDS: dict[str, type[ToolError]] = {
     "error": ToolError,
+    "unserializable": ToolResultError,
     "invalid": ToolValidationError,
     "denied": ToolDenied,
     "timeout": ToolTimeoutError,
@@ -266,4 +279,6 @@ def model_names(tools: Namespace) -> dict[str, Any]:
         "ToolValidationError": ToolValidationError,
         "ToolDenied": ToolDenied,
         "ToolTimeoutError": ToolTimeoutError,
+        "ToolResultError": ToolResultError,
+        "UnserializableValue": UnserializableValue,
     }

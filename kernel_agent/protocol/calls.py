@@ -10,6 +10,7 @@ class CallStatus(str, Enum):
 
     OK = "ok"
     ERROR = "error"  # the tool raised
+    UNSERIALIZABLE = "unserializable"  # the tool returned a value that cannot cross the bridge (a generator...)
     INVALID = "invalid"  # arguments did not match the schema, or could not be decoded
     DENIED = "denied"  # the policy or the approver refused
     TIMEOUT = "timeout"

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kernel_agent.errors import KernelStartError, SessionClosedError
+from kernel_agent.protocol import wire
 from kernel_agent.runtime.execute import run_silently
 from kernel_agent.runtime.kernel import Kernel
 from kernel_agent.runtime.outputs import OutputCollector
@@ -113,7 +114,8 @@ async def install_sdk(
         "shell", "comm_msg", {"comm_id": comm_id, "data": data}, buffers))
     connection.on_comm = bridge.on_comm_message
     code = ("from kernel_agent.kernel.bridge import install as _kernel_agent_install\n"
-            f"_kernel_agent_install({sdk_modules!r}, {float(bridge.call_timeout)!r})\n"
+            f"_kernel_agent_install({sdk_modules!r}, {float(bridge.call_timeout)!r}, "
+            f"{sorted(wire.local_accepts())!r})\n"
             "del _kernel_agent_install")
     collector = OutputCollector(max_output_bytes)
     run = await run_silently(kernel, code, timeout, on_iopub=collector.add, wants_content=collector.wants_content)

@@ -55,6 +55,7 @@ from kernel_agent.tools.cell_log import (
     CellLog,
     wire_size,
 )
+from kernel_agent.tools.crossing import encode_result, kernel_accepts, log_notes
 from kernel_agent.tools.notices import THREAD_DECODE_BYTES, Notices
 from kernel_agent.tools.policy import Approver, CallRequest, Policy, allow_all, decide
 from kernel_agent.tools.replies import Replies, SendReply
@@ -92,6 +93,8 @@ class _InFlight:
     log: CellLog
     recorded: bool = False
     task: asyncio.Task[None] | None = None
+    #: The binary buffers that came with the arguments (a recording keeps their arrays and tables inline).
+    buffers: tuple[bytes, ...] = ()
 
 
 class ToolBridge:
@@ -127,6 +130,8 @@ class ToolBridge:
         self.max_final_answer_bytes = max_final_answer_bytes
         self._slots = asyncio.Semaphore(max_in_flight)
         self._comm_ids: set[str] = set()
+        #: What each bridge comm's kernel decodes besides JSON (its comm_open says; see wire.local_accepts).
+        self._accepts: dict[str, frozenset[str]] = {}
         self._inflight: dict[str, _InFlight] = {}
         #: Delivers the replies (kept for resends, batched per loop turn).
         self.replies = Replies()
@@ -144,6 +149,7 @@ class ToolBridge:
         """Serve a (new) kernel: replies go through ``send``; comms of an earlier kernel are forgotten."""
         self.replies.send = send
         self._comm_ids.clear()
+        self._accepts.clear()
 
     def begin_cell(self, index: int, msg_id: str | None = None) -> None:
         """Serve and record calls of cell ``index`` (run by the execute request ``msg_id``) from now on."""
@@ -203,9 +209,11 @@ class ToolBridge:
         if msg_type == "comm_open":
             if content.get("target_name") == TARGET_NAME:
                 self._comm_ids.add(comm_id)
+                self._accepts[comm_id] = kernel_accepts(content.get("data"))
             return
         if msg_type == "comm_close":
             self._comm_ids.discard(comm_id)
+            self._accepts.pop(comm_id, None)
             return
         if msg_type != "comm_msg" or comm_id not in self._comm_ids:
             return
@@ -271,7 +279,8 @@ class ToolBridge:
             return
         tool_name = data.get("tool") if isinstance(data.get("tool"), str) else "?"
         call = _InFlight(comm_id, call_id, str(tool_name)[:200],
-                         data.get("args") if size <= self.max_request_bytes else None, time.time(), log)
+                         data.get("args") if size <= self.max_request_bytes else None, time.time(), log,
+                         buffers=tuple(buffers) if size <= self.max_request_bytes else ())
         self._inflight[call_id] = call
         call.task = asyncio.get_running_loop().create_task(self._serve(call, data.get("args"), buffers, size))
         call.task.add_done_callback(lambda _: self._inflight.pop(call_id, None))
@@ -299,7 +308,11 @@ class ToolBridge:
         error: CallError | None = None
         try:
             result = await self._run(call.tool, arguments_wire, buffers, size, call.log.index)
-            result_wire, result_buffers = wire.encode(result)
+            result_wire, result_buffers = await encode_result(
+                call.tool, result, self._accepts.get(call.comm_id, frozenset()))
+        except wire.UnserializableValue as exc:
+            error = CallError(kind=CallStatus.UNSERIALIZABLE, message=(
+                f"{call.tool} returned a value that cannot cross to the kernel: {exc}"[:10_000]))
         except _Refused as refused:
             error = CallError(kind=refused.status, message=refused.message, details=refused.details)
         except asyncio.CancelledError:
@@ -317,8 +330,9 @@ class ToolBridge:
         call.recorded = True
         omitted = None
         kept_result = result_wire
-        size = min(UNMEASURABLE_BYTES,
-                   wire_size(result_wire, buffers) + (wire_size(error.details) if error is not None else 0))
+        # A recording keeps arrays and tables inline, as base64: a third more than their buffers.
+        size = min(UNMEASURABLE_BYTES, wire_size(result_wire, buffers) + sum(len(b) for b in buffers) // 3
+                   + (wire_size(error.details) if error is not None else 0))
         if not call.log.reserve(size):
             measured = size < UNMEASURABLE_BYTES  # a value too deep to serialise is never kept
             call.log.drop("tool result(s) over the cell's record cap were not kept in its records",
@@ -328,10 +342,13 @@ class ToolBridge:
                        else "the result is not kept: it is too deeply nested to be recorded")
             if error is not None:
                 error = CallError(kind=error.kind, message=error.message)
+        elif buffers:
+            kept_result = wire.inline_buffers(result_wire, buffers)
+        arguments = wire.inline_buffers(call.arguments, list(call.buffers)) if call.buffers else call.arguments
         # Built without re-validation (every field is already of its type): at
         # thousands of calls a second pydantic's checks are a visible cost.
         record = ToolCall.model_construct(
-            id=call.call_id, tool=call.tool, arguments=call.arguments, status=error.kind if error else CallStatus.OK,
+            id=call.call_id, tool=call.tool, arguments=arguments, status=error.kind if error else CallStatus.OK,
             result=kept_result, error=error, started_at=call.started, ended_at=time.time(), cell=call.log.index,
             omitted=omitted,
         )
@@ -347,11 +364,13 @@ class ToolBridge:
         if tool is None:
             raise _Refused(CallStatus.UNKNOWN_TOOL, f"this session has no tool {tool_name!r}; see dir(tools)")
         large = size > THREAD_DECODE_BYTES
+        notes: list[str] = []
         try:
-            arguments = await asyncio.to_thread(wire.decode, arguments_wire, buffers) if large \
-                else wire.decode(arguments_wire, buffers)
+            arguments = await asyncio.to_thread(wire.decode, arguments_wire, buffers, notes=notes) if large \
+                else wire.decode(arguments_wire, buffers, notes=notes)
         except wire.DecodeError as exc:
             raise _Refused(CallStatus.INVALID, f"the arguments could not be decoded: {exc}") from None
+        log_notes(f"arguments of {tool_name}", notes)
         if not isinstance(arguments, dict):
             raise _Refused(CallStatus.INVALID, "the arguments must be an object of named values")
         self.calls_started += 1

@@ -12,7 +12,7 @@ from kernel_agent.tools.calls import CallStatus
 
 # Recorded outcomes that reach a tool's handler (the others are decided by the bridge before it
 # looks at the tool, so a replay session's bridge reproduces them by itself).
-_HANDLER_STATUSES = {"ok", "error", "timeout", "denied", "budget"}
+_HANDLER_STATUSES = {"ok", "error", "unserializable", "timeout", "denied", "budget"}
 _INVALID_BY_SCHEMA = "invalid arguments:"
 
 

@@ -65,8 +65,7 @@ class Replies:
             data: dict[str, Any] = {"type": "reply", "id": call_id, "ok": True, "value": value}
         else:
             data = {"type": "reply", "id": call_id, "ok": False,
-                    "error": {"kind": error.kind.value, "message": error.message,
-                              "details": wire.encode(error.details)[0]}}
+                    "error": {"kind": error.kind.value, "message": error.message, "details": _details(error.details)}}
         self._recent[call_id] = (comm_id, data, buffers) if size <= REPLY_CACHE_VALUE_BYTES else (comm_id, {
             "type": "reply", "id": call_id, "ok": False, "error": {
                 "kind": "error", "message": "this call was answered already; its (large) reply is not kept"}}, [])
@@ -90,3 +89,11 @@ class Replies:
         data = replies[0] if len(replies) == 1 else {"type": "replies", "replies": replies}
         with contextlib.suppress(Exception):  # a dead kernel cannot take the reply
             self.send(comm_id, data, [])
+
+
+def _details(details: Any) -> Any:
+    """An error's details as JSON the kernel decodes (their text, if part of them has no such form)."""
+    try:
+        return wire.encode(details, ())[0]
+    except wire.UnserializableValue:
+        return str(details)[:10_000]

@@ -14,7 +14,7 @@ from kernel_agent.verify.audit.cells import cell_text, is_side_file_reference
 from kernel_agent.verify.audit.chain import Verifier
 from kernel_agent.verify.audit.report import Gap, Summary, ToolUsage
 
-_TOOL_ERROR_STATUSES = {"error", "invalid", "timeout", "budget", "unknown_tool"}
+_TOOL_ERROR_STATUSES = {"error", "unserializable", "invalid", "timeout", "budget", "unknown_tool"}
 
 
 def _parse_time(value: Any) -> dt.datetime | None:
