@@ -171,7 +171,7 @@ class Recorder:
         if result.has_final_answer:
             from kernel_agent.protocol import wire
 
-            ours["final_answer"] = self._maybe_side_file(wire.encode(result.final_answer)[0])
+            ours["final_answer"] = self._maybe_side_file(wire.inline_buffers(*wire.encode(result.final_answer)))
         ours.update(extras or {})
         if self._side_file_problems:
             ours["recording_problems"] = self._side_file_problems

@@ -85,7 +85,7 @@ class Notices:
                 log.final_answers = [payload["value"]]
             return
         fields = payload.get("fields") if isinstance(payload.get("fields"), dict) else {}
-        event = ProgressEvent(message=str(payload.get("message", ""))[:10_000], fields=wire.encode(fields)[0],
-                              time=time.time(), cell=log.index)
+        event = ProgressEvent(message=str(payload.get("message", ""))[:10_000],
+                              fields=wire.inline_buffers(*wire.encode(fields)), time=time.time(), cell=log.index)
         log.progress.append(event)
         self._on_progress(event)
