@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kernel_agent.tools.registry import Parameter, ToolRegistry, class_identifier
-from kernel_agent.tools.tool import Tool
+from kernel_agent.tools.tool import DATA_TYPE_KEY, DATA_TYPES, Tool
 
 _MAX_DEPTH = 24  # deeper schemas are typed _t.Any rather than risking recursion limits
 _LINE_LIMIT = 100
 _HEADER = ("from __future__ import annotations\n\nimport typing as _t\n\n"
            "from kernel_agent.kernel.sdk import bind as _bind\n")
+_DATA_HINTS = {name: name for name in DATA_TYPES.values()}  # annotations only: never evaluated at import
 _TYPES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "None"}
 
 
@@ -118,6 +119,8 @@ class _Types:
 
     def _hint(self, schema: dict[str, Any], context: str, depth: int) -> tuple[str, bool]:
         nullable = self.nullable(schema)
+        if schema.get(DATA_TYPE_KEY) in _DATA_HINTS:  # only our own names are emitted, never the schema's text
+            return _DATA_HINTS[schema[DATA_TYPE_KEY]], nullable
         if isinstance(schema.get("$ref"), str):
             return self._ref(schema["$ref"], depth), nullable
         if "const" in schema:

@@ -19,7 +19,7 @@ import itertools
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, get_type_hints, overload
+from typing import Annotated, Any, TypeVar, get_type_hints, overload
 
 import jsonschema
 import pydantic
@@ -27,6 +27,11 @@ import pydantic
 from kernel_agent.errors import ToolDefinitionError
 
 Handler = Callable[..., Any]
+#: The JSON-schema keyword that marks a parameter or result as a numpy or pandas value (they have no JSON
+#: schema of their own); the SDK types it as the class, the bridge carries it in binary form.
+DATA_TYPE_KEY = "x-kernel-agent-type"
+DATA_TYPES = {("pandas", "DataFrame"): "pandas.DataFrame", ("pandas", "Series"): "pandas.Series",
+              ("numpy", "ndarray"): "numpy.ndarray"}
 # A validation error report names at most this many fields: a hostile list of a million bad
 # items must not make the host build (and record) a million error entries.
 MAX_REPORTED_ERRORS = 20
@@ -166,24 +171,31 @@ def tool_from_function(
     except Exception as exc:
         raise ToolDefinitionError(f"tool {tool_name}: cannot resolve its type hints: {exc}") from exc
     fields: dict[str, Any] = {}
+    data_types = False
     for param in inspect.signature(function).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise ToolDefinitionError(f"tool {tool_name}: *args/**kwargs cannot be described by a schema; "
                                       "name every parameter")
         annotation = hints.get(param.name, Any)
+        if (data_type := _data_type(annotation)) is not None:
+            # Validated as an instance of the class; described by name (there is no JSON schema of a DataFrame).
+            annotation = Annotated[annotation, pydantic.WithJsonSchema(
+                {DATA_TYPE_KEY: data_type, "description": f"a {data_type}"})]
+            data_types = True
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (annotation, pydantic.Field(default, description=param_docs.get(param.name)))
     try:
-        model = pydantic.create_model(
-            f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
-        )
+        config = pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=data_types)
+        model = pydantic.create_model(f"{tool_name}_arguments", __config__=config, **fields)
         input_schema = model.model_json_schema()
     except Exception as exc:
         raise ToolDefinitionError(f"tool {tool_name}: its parameters have no JSON schema: {exc}") from exc
     input_schema.pop("title", None)
     output_schema = None
     returns = hints.get("return")
-    if returns not in (None, Any, type(None)):
+    if (data_type := _data_type(returns)) is not None:
+        output_schema = {DATA_TYPE_KEY: data_type, "description": f"a {data_type}"}
+    elif returns not in (None, Any, type(None)):
         try:
             output_schema = pydantic.TypeAdapter(returns).json_schema()
         except Exception:  # noqa: BLE001 - pydantic raises several kinds for types it cannot describe
@@ -199,6 +211,13 @@ def tool_from_function(
         destructive=destructive,
         validate=_pydantic_validator(model),
     )
+
+
+def _data_type(annotation: Any) -> str | None:
+    """``pandas.DataFrame``, ``pandas.Series`` or ``numpy.ndarray`` if ``annotation`` is that class."""
+    if not isinstance(annotation, type):
+        return None
+    return DATA_TYPES.get((annotation.__module__.partition(".")[0], annotation.__name__))
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -122,12 +122,17 @@ def echo(value: Any) -> str:
     return type(value).__name__
 
 
+def top_rows(df: pd.DataFrame, weights: np.ndarray, n: int = 2) -> pd.DataFrame:
+    """The first rows, weighted (typed parameters: checked as instances on the host)."""
+    return df.head(n).assign(weight=weights[:n])
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def session(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Session]:
     workspace = tmp_path_factory.mktemp("data") / "workspace"
     workspace.mkdir()
     notebook = workspace.parent / "data.ipynb"
-    tools = [frame, series, arrays, check_frame, check_arrays, broken, non_finite, echo]
+    tools = [frame, series, arrays, check_frame, check_arrays, broken, non_finite, echo, top_rows]
     async with Session(workspace, tools=tools, notebook=notebook, default_timeout=120, tool_timeout=60) as started:
         result = await started.execute(FRAME_SOURCE + ARRAYS_SOURCE)
         assert result.ok, result.error
@@ -209,6 +214,20 @@ async def test_arguments_that_cannot_cross_fail_in_the_cell_before_anything_is_s
     assert result.stdout.startswith('UnserializableValue arguments["value"]["rows"][1] cannot cross the bridge: '
                                     "it is of type generator")
     assert result.tool_calls == []  # nothing reached the host
+
+
+@module_loop
+async def test_tools_typed_with_dataframes_and_arrays(session: Session) -> None:
+    """A parameter annotated ``pd.DataFrame`` is an instance check on the host, and the SDK shows the class."""
+    result = await session.execute(
+        "import inspect\nprint(inspect.signature(tools.top_rows))\n"
+        "print(tools.top_rows(make_frame(), np.array([0.5, 2.0, 3.0]))[['count', 'weight']].to_dict('list'))\n"
+        "try:\n    tools.top_rows([1], np.ones(2))\nexcept ToolValidationError as exc:\n    print(exc.message)")
+    assert result.ok, result.error
+    signature, rows, refused = result.stdout.splitlines()
+    assert signature == "(df: 'pandas.DataFrame', weights: 'numpy.ndarray', n: 'int' = 2) -> 'pandas.DataFrame'"
+    assert rows == "{'count': [1, 2], 'weight': [0.5, 2.0]}"
+    assert "df: Input should be an instance of DataFrame" in refused
 
 
 @module_loop
