@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _benchlib import Row, bench_main, make_row  # noqa: E402
+from _benchlib import Row, bench_main, make_row
 
-from kernel_agent import Session  # noqa: E402
-from kernel_agent.protocol import wire  # noqa: E402
+from kernel_agent import Session
+from kernel_agent.protocol import wire
 
 BENCH = "data"
 FRAME_SOURCE = """
