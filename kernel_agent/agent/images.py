@@ -22,6 +22,7 @@ import binascii
 import io
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,11 +94,29 @@ def select_images(cell: CellResult, limits: ImageLimits, *, room: int, vision: b
     CPU-bound (base64, and Pillow when an image must be downscaled): call it
     in a worker thread.
     """
+    return _select(cell.outputs, limits, room=room, vision=vision, model=model)
+
+
+def images_of_record(outputs: Sequence[Any], record: Sequence[Any], limits: ImageLimits) -> tuple[ImagePart, ...]:
+    """The images a recorded observation sent, rebuilt from the recorded cell's outputs (to resume a conversation).
+
+    ``record`` is the observation's ``images`` list from the notebook; both
+    come from a file and are checked like a kernel's output: only outputs
+    marked sent are taken, and they pass the same checks and limits again.
+    """
+    sent = {entry["output"] for entry in record
+            if isinstance(entry, dict) and entry.get("sent") is True and isinstance(entry.get("output"), int)}
+    kept = [output if index in sent and isinstance(output, dict) else {} for index, output in enumerate(outputs)]
+    return _select(kept, limits, room=len(sent), vision=True).images
+
+
+def _select(outputs: Sequence[Any], limits: ImageLimits, *, room: int, vision: bool,
+            model: str = "the model") -> ImageSelection:
     images: list[ImagePart] = []
     notes: list[str] = []
     record: list[dict[str, Any]] = []
     number = 1
-    for index, output in enumerate(cell.outputs):
+    for index, output in enumerate(outputs):
         for media_type, value in _image_entries(output)[:1]:  # one image per output: its richest form
             entry: dict[str, Any] = {"output": index, "media_type": media_type}
             label = f"image {number} (output {index + 1} of the cell, {media_type})"
@@ -169,9 +188,9 @@ def _jpeg_size(raw: bytes) -> tuple[int, int]:
     raise _Refused("its JPEG header has no frame size")
 
 
-def _image_entries(output: dict[str, Any]) -> list[tuple[str, Any]]:
+def _image_entries(output: Any) -> list[tuple[str, Any]]:
     """The image forms of a display output, the ones models take first."""
-    if output.get("output_type") not in ("display_data", "execute_result"):
+    if not isinstance(output, dict) or output.get("output_type") not in ("display_data", "execute_result"):
         return []
     data = output.get("data")
     if not isinstance(data, dict):

@@ -22,7 +22,7 @@ import pytest_asyncio
 from PIL import Image
 
 from kernel_agent import Agent, ScriptedModel, Session, StopReason
-from kernel_agent.agent.images import ImageLimits
+from kernel_agent.agent.images import ImageLimits, images_of_record
 from kernel_agent.models.anthropic import AnthropicModel
 from kernel_agent.models.images import ImagePart, anthropic_image_tokens, openai_image_tokens
 from kernel_agent.models.openai import OpenAIModel
@@ -215,6 +215,24 @@ async def test_the_scripted_model_sees_the_parts_and_large_images_are_downscaled
     assert width * height > limits.max_pixels
     assert f"{scaled.width}x{scaled.height}: attached as an image (downscaled from {width}x{height}" in (
         result.steps[1].observation)
+
+
+async def test_the_images_sent_can_be_rebuilt_from_the_recording(shared: Session) -> None:
+    """What a resumed run needs: the recorded cells' outputs and observation give back the very images sent."""
+    big = "import matplotlib.pyplot as plt\nplt.figure(figsize=(30, 20), dpi=100)\nplt.plot([1, 2])\nplt.show()"
+    model = ScriptedModel([PLOT, big, {"text": "done"}])
+    await Agent(model, max_steps=4).run("Plot.", session=shared)
+    rebuilt = []
+    for cell in recorded_code_cells(shared)[-2:]:
+        record = cell["metadata"]["kernel_agent"]["observation"]["images"]
+        rebuilt += images_of_record(cell["outputs"], record, ImageLimits())
+    assert [(i.data, i.width, i.height) for i in rebuilt] == [(i.data, i.width, i.height) for i in model.images_seen]
+    # A tampered record cannot make anything else an image: only outputs marked sent, checked again.
+    cell = recorded_code_cells(shared)[-1]
+    forged = [{"output": 0, "sent": True}, {"output": 99, "sent": True}, "junk", {"output": "0", "sent": True}]
+    assert len(images_of_record(cell["outputs"], forged, ImageLimits())) == 1
+    assert images_of_record([{"output_type": "display_data", "data": {"image/png": "AAAA"}}], forged,
+                            ImageLimits()) == ()
 
 
 async def test_the_scripted_model_without_vision_gets_notes(shared: Session) -> None:
