@@ -23,9 +23,10 @@ import io
 import math
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from kernel_agent.models.base import ObservationTurn, Turn
 from kernel_agent.models.images import SENT_MEDIA_TYPES, ImagePart
 from kernel_agent.runtime.results import CellResult
 
@@ -43,7 +44,11 @@ class ImageLimits:
 
     Defaults: 4 images a step, each at most 1.15 megapixels and 1,568 px on
     its long side (what Anthropic's models see without resizing: about 1,500
-    tokens each) and 1 MB. ``max_source_pixels`` and ``max_source_bytes``
+    tokens each) and 1 MB. ``max_in_conversation`` images at most stay
+    attached in the whole conversation (Anthropic refuses a request with more
+    than 100; each costs its tokens again at every step): older ones are
+    replaced by a note, ``max_in_conversation // 2`` at a time, so the
+    cached prompt prefix changes only that often. ``max_source_pixels`` and ``max_source_bytes``
     bound what is decoded at all: a larger image is not downscaled but left
     out (a decompression bomb costs the host nothing). Downscaling the
     largest image allowed holds at most about 10 bytes a pixel (160 MB at
@@ -57,9 +62,10 @@ class ImageLimits:
     max_bytes: int = 1_000_000
     max_source_pixels: int = 16_000_000
     max_source_bytes: int = 16_000_000
+    max_in_conversation: int = 20
 
     def __post_init__(self) -> None:
-        if self.max_images < 0 or min(self.max_pixels, self.max_edge, self.max_bytes) < 1:
+        if self.max_images < 0 or min(self.max_pixels, self.max_edge, self.max_bytes, self.max_in_conversation) < 1:
             raise ValueError("image limits: max_images must be at least 0, the others at least 1")
 
 
@@ -79,6 +85,35 @@ class ImageSelection:
 
 class _Refused(Exception):
     """Why one image output is not sent (the message goes into its note)."""
+
+
+def newest_images_only(conversation: list[Turn], limit: int) -> list[Turn]:
+    """The conversation with at most ``limit`` images attached: the oldest others become a note.
+
+    Above the limit, images are let go in blocks of ``limit // 2`` (the
+    ones kept number between ``limit - limit // 2`` and ``limit``), so the
+    conversation's prefix, which providers cache, changes only once a block.
+    """
+    total = sum(len(obs.images) for turn in conversation if isinstance(turn, ObservationTurn)
+                for obs in turn.observations)
+    if total <= limit:
+        return conversation
+    block = max(1, limit // 2)
+    to_drop = ((total - limit) // block + 1) * block
+    trimmed: list[Turn] = []
+    for turn in conversation:
+        if to_drop and isinstance(turn, ObservationTurn) and any(obs.images for obs in turn.observations):
+            observations = []
+            for obs in turn.observations:
+                dropped, to_drop = min(to_drop, len(obs.images)), to_drop - min(to_drop, len(obs.images))
+                if dropped:
+                    note = (f"[{dropped} image(s) of this cell are no longer attached: only the newest {limit} "
+                            "images stay in the conversation]")
+                    obs = replace(obs, text=f"{obs.text}\n{note}", images=obs.images[dropped:])
+                observations.append(obs)
+            turn = ObservationTurn(tuple(observations))
+        trimmed.append(turn)
+    return trimmed
 
 
 def has_images(cell: CellResult) -> bool:

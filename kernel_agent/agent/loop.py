@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from kernel_agent.agent.background import BackgroundSteps
-from kernel_agent.agent.images import ImageLimits, ImageSelection, has_images, select_images
+from kernel_agent.agent.images import ImageLimits, ImageSelection, has_images, newest_images_only, select_images
 from kernel_agent.agent.observation import bound, cell_notes, cell_output_text
 from kernel_agent.agent.prompt import system_prompt
 from kernel_agent.agent.result import AgentResult, Execution, Pricing, Step, StopReason
@@ -200,10 +200,11 @@ class Agent:
                 run.stop, run.error = limit
                 return
             step_index = len(run.steps) + 1
+            sent = newest_images_only(run.conversation, self.image_limits.max_in_conversation)
             asked = time.monotonic()
             try:
                 reply = await asyncio.wait_for(
-                    self.model.complete(system, run.conversation, CODE_TOOL), self._time_left(run))
+                    self.model.complete(system, sent, CODE_TOOL), self._time_left(run))
             except TimeoutError:
                 run.stop = StopReason.MAX_TIME
                 run.error = f"the model did not answer within the {self.max_seconds} s limit"

@@ -22,8 +22,9 @@ import pytest_asyncio
 from PIL import Image
 
 from kernel_agent import Agent, ScriptedModel, Session, StopReason
-from kernel_agent.agent.images import ImageLimits, images_of_record
+from kernel_agent.agent.images import ImageLimits, images_of_record, newest_images_only
 from kernel_agent.models.anthropic import AnthropicModel
+from kernel_agent.models.base import Observation, ObservationTurn, Turn, UserTurn
 from kernel_agent.models.images import ImagePart, anthropic_image_tokens, openai_image_tokens
 from kernel_agent.models.openai import OpenAIModel
 from tests.models.fake_providers import (
@@ -233,6 +234,32 @@ async def test_the_images_sent_can_be_rebuilt_from_the_recording(shared: Session
     assert len(images_of_record(cell["outputs"], forged, ImageLimits())) == 1
     assert images_of_record([{"output_type": "display_data", "data": {"image/png": "AAAA"}}], forged,
                             ImageLimits()) == ()
+
+
+async def test_only_the_newest_images_stay_attached_to_the_conversation(shared: Session) -> None:
+    model = ScriptedModel([PLOT, PLOT, PLOT, {"text": "done"}])
+    result = await Agent(model, max_steps=5, image_limits=ImageLimits(max_in_conversation=2)).run(
+        "Plot three times.", session=shared)
+    attached = [[len(o.images) for t in seen if isinstance(t, ObservationTurn) for o in t.observations]
+                for seen in model.seen]
+    assert attached == [[], [1], [1, 1], [0, 0, 1]]  # over 2: let go in blocks of 1, the oldest first
+    first = model.seen[3][2].observations[0]  # type: ignore[union-attr]
+    assert "1 image(s) of this cell are no longer attached: only the newest 2 images stay" in first.text
+    assert "no longer attached" not in result.steps[0].observation  # the record keeps what was sent then
+
+    def turns(*counts: int) -> list[Turn]:
+        image = ImagePart("image/png", "AAAA", 1, 1)
+        return [UserTurn("task"), *(ObservationTurn((Observation(f"c{i}", "out", images=(image,) * n),))
+                                    for i, n in enumerate(counts))]
+
+    def kept(conversation: list[Turn]) -> list[int]:
+        return [len(t.observations[0].images) for t in conversation if isinstance(t, ObservationTurn)]
+
+    assert kept(newest_images_only(turns(4, 4, 4, 4, 4), 20)) == [4, 4, 4, 4, 4]
+    # 24 images, limit 20, blocks of 10: 10 let go (14 kept); at 29 still 10; at 30, 20 let go.
+    assert kept(newest_images_only(turns(4, 4, 4, 4, 4, 4), 20)) == [0, 0, 2, 4, 4, 4]
+    assert kept(newest_images_only(turns(4, 4, 4, 4, 4, 4, 4, 1), 20)) == [0, 0, 2, 4, 4, 4, 4, 1]
+    assert kept(newest_images_only(turns(4, 4, 4, 4, 4, 4, 4, 2), 20)) == [0, 0, 0, 0, 0, 4, 4, 2]
 
 
 async def test_the_scripted_model_without_vision_gets_notes(shared: Session) -> None:
