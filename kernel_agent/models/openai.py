@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -157,13 +158,12 @@ def _says_no_tool_support(message: str) -> bool:
 
 
 # How servers refuse image input (OpenAI for a text-only model, vLLM, llama.cpp, Ollama, LM Studio).
-_NO_IMAGE_SUPPORT = ("image input", "image_url", "does not support image", "image content", "vision",
-                     "multimodal", "mmproj", "images are not supported", "image inputs")
+_NO_IMAGE_SUPPORT = re.compile(r"image input|image_url|does not support image|image content|\bvision\b|"
+                               r"multimodal|multi-modal|mmproj|images are not supported", re.IGNORECASE)
 
 
 def _says_no_image_support(message: str) -> bool:
-    text = message.lower()
-    return any(phrase in text for phrase in _NO_IMAGE_SUPPORT)
+    return _NO_IMAGE_SUPPORT.search(message) is not None
 
 
 def _is_openai_api(base_url: str | None) -> bool:
