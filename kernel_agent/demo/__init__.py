@@ -1,9 +1,15 @@
-"""The offline demo: a scripted model analyses a sizeable dataset through built-in example tools."""
+"""The offline demos: a scripted model works through a task with built-in example tools.
+
+* the default demo analyses a sizeable dataset of orders (plain Python in the kernel);
+* the analysis demo (``kernel-agent demo --analysis``) loads sensor data as pandas DataFrames through a tool,
+  plots it, and the model reads the plot it was sent to find a drifting sensor (needs the ``analysis`` extra).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from kernel_agent.demo.analysis_tools import ANALYSIS_TOOLS
 from kernel_agent.demo.tools import DEMO_TOOLS
 
 DEMO_TASK = (
@@ -12,4 +18,10 @@ DEMO_TASK = (
 )
 DEMO_SCRIPT = Path(__file__).with_name("q1_revenue.py")
 
-__all__ = ["DEMO_SCRIPT", "DEMO_TASK", "DEMO_TOOLS"]
+ANALYSIS_TASK = (
+    "One of our four weather stations may have a faulty sensor in 2026. Find which one, from when its readings "
+    "go wrong, and by how much it is off at the end of the year."
+)
+ANALYSIS_SCRIPT = Path(__file__).with_name("sensor_drift.py")
+
+__all__ = ["ANALYSIS_SCRIPT", "ANALYSIS_TASK", "ANALYSIS_TOOLS", "DEMO_SCRIPT", "DEMO_TASK", "DEMO_TOOLS"]
