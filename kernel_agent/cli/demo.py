@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -40,11 +41,12 @@ def command(analysis: bool, notebook: str | None, quiet: bool) -> int:
         print("kernel-agent demo --analysis: a scripted model (offline, no API key) loads sensor data as pandas "
               "DataFrames through a tool, plots it, and is sent the plot as an image; everything runs in a "
               "sandboxed kernel and is recorded.\n")
-        script, task, tools = ANALYSIS_SCRIPT, ANALYSIS_TASK, ANALYSIS_TOOLS
+        tools: list[Any] = ANALYSIS_TOOLS
+        script, task = ANALYSIS_SCRIPT, ANALYSIS_TASK
     else:
         print("kernel-agent demo: a scripted model (offline, no API key) works through a data-analysis task with "
               "example tools; everything runs in a sandboxed kernel and is recorded.\n")
-        script, task, tools = DEMO_SCRIPT, DEMO_TASK, DEMO_TOOLS
+        script, task, tools = DEMO_SCRIPT, DEMO_TASK, list(DEMO_TOOLS)
     # The session's own temporary workspace: made, lent to the sandbox and removed (safely) by the session.
     agent = Agent(ScriptedModel.from_file(script), tools, notebook=path, max_steps=12)
     status = drive(agent, task, quiet=quiet, as_json=False)
