@@ -117,11 +117,13 @@ def _server_option(url: str | None, token: str | None, workspace: str | None) ->
 def drive(agent: Agent, task: str, *, quiet: bool, as_json: bool) -> int:
     """Run the agent with live output; Ctrl-C stops it cleanly (the session closes, the notebook stays)."""
     from kernel_agent.agent import StopReason
-    from kernel_agent.cli.console import ConsoleReporter, answer_text
+    from kernel_agent.cli.console import answer_text, reporter_for
+    from kernel_agent.cli.terminal_text import terminal_safe
 
+    reporter = None
     if not quiet:
         # With --json, standard output is the JSON document alone; the live display goes to stderr.
-        agent.on_event = ConsoleReporter(sys.stderr if as_json else sys.stdout)
+        agent.on_event = reporter = reporter_for(sys.stderr if as_json else sys.stdout)
 
     async def main() -> AgentResult:
         # SIGTERM (kill, a job scheduler) stops the run as cleanly as Ctrl-C does.
@@ -134,17 +136,21 @@ def drive(agent: Agent, task: str, *, quiet: bool, as_json: bool) -> int:
             await agent.close()
 
     try:
-        result = asyncio.run(main())
+        try:
+            result = asyncio.run(main())
+        finally:
+            if reporter is not None:
+                reporter.close()  # the live region (or an open output line) ends before anything else is printed
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("\ninterrupted: the session was closed and its notebook saved.", file=sys.stderr)
         if agent.last_result is not None:
-            print(agent.last_result, file=sys.stderr)
+            print(terminal_safe(str(agent.last_result)), file=sys.stderr)
         return EXIT_INTERRUPTED
     if as_json:
         print(json.dumps(result.summary(), indent=2, default=str))
     else:
         if quiet:
-            print(result)
+            print(terminal_safe(str(result)))
         if result.answer is not None:
             print("\nanswer:\n" + answer_text(result.answer))
     if result.stop_reason is StopReason.MODEL_ERROR:
