@@ -107,9 +107,8 @@ class PackagePolicy:
             raise ValueError("PackagePolicy: timeout must be positive and max_output_bytes at least 1024")
 
     def pip_command(self) -> list[str]:
-        """The command that runs pip, then the options that say where wheels come from."""
-        command = list(self.pip) if self.pip else [sys.executable, "-m", "pip"]
-        return command
+        """The command that runs pip."""
+        return list(self.pip) if self.pip else [sys.executable, "-m", "pip"]
 
     def source_options(self) -> list[str]:
         """pip's options for where packages come from (the policy's alone)."""
@@ -145,10 +144,4 @@ class PackagePolicy:
         granted = await self.grant(requirement)
         if not SpecifierSet(str(granted.specifier)).contains(version, prereleases=True):
             raise PackageNotAllowedError(f"{name}=={version} is not allowed by this package policy "
-                                         f"(it allows {name}{granted.specifier})")
-
-    def describe(self) -> dict[str, Any]:
-        """What a record keeps of the policy (no callable, no credentials in an index URL)."""
-        return {"allow": list(self.allow), "approve": self.approve is not None, "no_index": self.no_index,
-                "isolated": self.isolated,
-                "find_links": len(self.find_links), "index_url": self.index_url is not None}
+                                         f"(it allows: {', '.join(self.allow)})")
