@@ -37,7 +37,7 @@ from kernel_agent.errors import (
     UnconfinedWarning,
 )
 from kernel_agent.packages.policy import PackagePolicy
-from kernel_agent.packages.tool import package_tools, packages_dir
+from kernel_agent.packages.tool import SessionPackages, packages_dir
 from kernel_agent.record.recorder import Recorder
 from kernel_agent.record.signing import SigningKeySource
 from kernel_agent.runtime.kernel import Kernel
@@ -140,8 +140,10 @@ class Session:
         self.last_activity = time.monotonic()
         self.kernel_restarts = 0
         self.started_at: float | None = None
-        if package_policy is not None:  # the kernel asks for packages through a tool: see kernel_agent.packages
-            tools = [*tool_items(tools), *package_tools(package_policy, lambda: self.packages_dir)]
+        # The kernel asks for packages through a tool: see kernel_agent.packages.
+        self._packages = SessionPackages(package_policy, lambda: self.packages_dir) if package_policy else None
+        if self._packages is not None:
+            tools = [*tool_items(tools), *self._packages.tools()]
         self._tools = SessionTools(tools)
         self._record = recording.SessionRecord(notebook, session_id=self.id, audit_key=audit_key,
                                                record_dir=record_dir, signing_key=signing_key,
@@ -271,6 +273,8 @@ class Session:
         kernel = await old.restarted(self.startup_timeout)
         try:
             await self._install_sdk(kernel)
+            if self._packages is not None:  # a fresh kernel has an empty package directory
+                await self._packages.reinstall(packages_dir(kernel))
         except BaseException:
             await kernel.kill()
             raise

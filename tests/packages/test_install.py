@@ -66,6 +66,8 @@ async def test_an_allowed_package_is_installed_by_the_host_recorded_and_importab
             "    try:\n        attempt()\n    except OSError:\n        refused.append(True)\n"
             "print(len(refused))")
         assert attack.stdout.strip() == "5"
+        await session.restart()  # a fresh kernel (a new run directory) gets the session's packages again
+        assert (await session.execute("import tinypkg\ntinypkg.VALUE")).result == "'one'"
     assert installed_names_after(notebook) == [
         {"name": "tinypkg", "version": "1.0", "wheel": house.one.name, "sha256": sha256_of(house.one)}]
 
