@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -48,3 +49,29 @@ def test_run_streams_output_and_progress_into_a_pipe(tmp_path: Path) -> None:
     assert not any((ord(char) < 32 and char not in "\n\t") or 0x7f <= ord(char) <= 0x9f for char in out)
     assert "pwned" not in out.split("  first line", 1)[1]  # the title's payload went with its sequence
     assert_intact(tmp_path / "run.ipynb", tmp_path)
+
+
+def test_ctrl_c_keeps_the_running_cells_output_in_the_notebook(tmp_path: Path) -> None:
+    """Ctrl-C while the cell loops after printing: exit 130, and the notebook has what the cell printed (status
+    cancelled), in an intact record."""
+    script = tmp_path / "spin.json"
+    script.write_text(json.dumps([{"code": "print('halfway there', flush=True)\nimport time\nwhile True:\n"
+                                           "    time.sleep(0.05)"}]))
+    notebook = tmp_path / "run.ipynb"
+    with subprocess.Popen([str(KERNEL_AGENT), "run", "spin", "--model", f"scripted:{script}", "--notebook",
+                           str(notebook)], cwd=tmp_path, env=environment(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as process:
+        try:
+            reader = LineReader(process)
+            reader.wait_for("halfway there", timeout=60)
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 130
+            reader.join()
+        finally:
+            if process.poll() is None:
+                process.kill()
+    cells = [cell for cell in json.loads(notebook.read_text())["cells"]
+             if cell["metadata"].get("kernel_agent", {}).get("kind") == "code"]
+    assert cells[-1]["metadata"]["kernel_agent"]["status"] == "cancelled"
+    assert cells[-1]["outputs"][0]["text"] == "halfway there\n"
+    assert_intact(notebook, tmp_path)
