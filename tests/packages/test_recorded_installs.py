@@ -12,7 +12,9 @@ import pytest_asyncio
 
 from kernel_agent import Session
 from kernel_agent.errors import PackageInstallError, PackageNotAllowedError
+from kernel_agent.packages.recorded import recorded_installs
 from kernel_agent.record.journal import journal_path_for
+from kernel_agent.record.recording import RecordedCell
 from kernel_agent.verify.replay import replay
 from tests.packages.test_install import Wheelhouse, installed_names, sha256_of
 
@@ -85,3 +87,30 @@ async def test_the_replay_command_installs_only_what_its_options_allow(house: Wh
     allowed = await asyncio.to_thread(run, "--allow-package", "tinypkg", "--find-links", str(house.dir), "--no-index")
     assert allowed.returncode == 0, allowed.stderr
     assert "faithful" in allowed.stdout
+
+
+def recorded_cell(*installed: object) -> RecordedCell:
+    call = {"tool": "packages.install", "status": "ok", "result": {"installed": list(installed)}}
+    return RecordedCell(index=3, seq=3, source="%pip install x", status="ok", outputs=[], calls=[call],
+                        final_answer=(False, None), duration=None, timed_out=False)
+
+
+@pytest.mark.parametrize("crafted", [
+    {"name": "--index-url=http://evil", "version": "1.0", "sha256": "a" * 64},
+    {"name": "tinypkg==1.0", "version": "1.0", "sha256": "a" * 64},
+    {"name": "tinypkg @ file:///etc", "version": "1.0", "sha256": "a" * 64},
+    {"name": "tinypkg", "version": "1.0; rm -rf /", "sha256": "a" * 64},
+    {"name": "tinypkg", "version": "1.0", "sha256": "A" * 64},
+    {"name": "tinypkg", "version": "1.0", "sha256": "a" * 64 + "\n--hash=sha256:" + "b" * 64},
+    "tinypkg==1.0",
+], ids=["option", "pinned-name", "url", "version", "hash-case", "hash-injection", "not-an-object"])
+async def test_a_crafted_install_record_is_refused_by_name(crafted: object) -> None:
+    """A notebook is hostile input: what would reach pip's command line or requirements file is checked first."""
+    with pytest.raises(PackageInstallError, match=r"cell 3|requirement|version|only a name"):
+        recorded_installs([recorded_cell(crafted)])
+
+
+async def test_the_last_recorded_install_of_a_package_wins() -> None:
+    cells = [recorded_cell({"name": "TinyPkg", "version": "1.0", "sha256": "a" * 64}),
+             recorded_cell({"name": "tinypkg", "version": "2.0", "sha256": "b" * 64})]
+    assert [(i.name, i.version, i.sha256) for i in recorded_installs(cells)] == [("tinypkg", "2.0", "b" * 64)]
