@@ -11,3 +11,5 @@ METADATA_KEY = "kernel_agent"
 PYTHON_PATH_ENV = "KERNEL_AGENT_PYTHON_PATH"
 #: The host tool a kernel asks for packages with (``%pip install``): registered when a session has a package policy.
 PACKAGES_NAMESPACE, PACKAGES_INSTALL = "packages", "install"
+#: The largest session seed (the smallest is 0): what NumPy's legacy global generator accepts.
+SEED_MAX = 2**32 - 1

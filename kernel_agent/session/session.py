@@ -46,7 +46,7 @@ from kernel_agent.runtime.results import DEFAULT_MAX_OUTPUT_BYTES, CellResult
 from kernel_agent.runtime.source import ColdLaunch, KernelSource
 from kernel_agent.runtime.streaming import OutputCallback
 from kernel_agent.sandbox.policy import SandboxPolicy
-from kernel_agent.session import attach, cells, recording
+from kernel_agent.session import attach, cells, recording, seeds
 from kernel_agent.session.backends import KernelChoice
 from kernel_agent.session.background import BackgroundCells, RunningCell
 from kernel_agent.session.toolbox import SessionTools, install_sdk, tool_items
@@ -84,7 +84,9 @@ class Session:
     session takes a pre-started kernel and its workspace instead of
     launching one; ``keep_workspace=True`` keeps a workspace the session did
     not get from the caller (temporary or pooled) after close, and records
-    the notebook in it by default.
+    the notebook in it by default. ``seed`` (default: a fresh one) seeds the
+    kernel's ``random`` and NumPy's global generator; it is recorded, and
+    replay and resume use it (see :mod:`kernel_agent.session.seeds`).
     """
 
     def __init__(
@@ -115,8 +117,11 @@ class Session:
         connection_file: str | os.PathLike[str] | None = None,
         shutdown_on_close: bool | None = None,
         package_policy: PackagePolicy | None = None,
+        seed: int | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
+        #: What the kernel's ``random`` and NumPy's global generator are seeded with (recorded; see :mod:`.seeds`).
+        self.seed = seeds.session_seed(seed)
         self._choice = KernelChoice.from_options(server, connection_file, shutdown_on_close)
         self._choice.check(workspace=workspace, pool=pool, keep_workspace=keep_workspace,
                            restore_on_death=restore_on_death)
@@ -282,6 +287,8 @@ class Session:
 
     async def _install_sdk(self, kernel: Kernel) -> None:
         await install_sdk(kernel, self.bridge, self._tools.sdk_modules, self.startup_timeout, self.max_output_bytes)
+        if self._choice.attach_id is None:  # a kernel attached by id keeps its state, its generators' too
+            await seeds.seed_kernel(kernel, self.seed, self.startup_timeout)
 
     async def close(self) -> None:
         """Shut the kernel down, stop the MCP servers it started, remove its run directory (idempotent)."""
@@ -493,7 +500,7 @@ class Session:
             self.metadata(), started_at=self.started_at or time.time(), settings=self.settings(),
             record=self._record.facts(), manifest=self.manifest, sdk_modules=self.sdk_modules,
             definitions=self._tools.definitions())
-        self._record.begin(path, header, signing_key)
+        self._record.begin(path, {**header, **seeds.header_entry(self.seed)}, signing_key)
 
     @classmethod
     async def resume(cls, notebook: str | os.PathLike[str], *, workspace: str | os.PathLike[str] | None = None,

@@ -57,8 +57,11 @@ async def test_resume_rebuilds_state_without_calling_tools_again(workspace: Path
         await session.close()
     cells = nbformat.read(notebook, as_version=4).cells
     assert cells[0].metadata.kernel_agent.kind == "setup" and cells[1].metadata.kernel_agent.kind == "task"
-    assert [c.source for c in cells[2:]] == [
+    assert [c.source for c in cells[2:4]] + [c.source for c in cells[5:]] == [
         "x = tools.add(a=1, b=2)", "y = x * 10\nopen('saved.txt', 'w').write(str(y))", "y", "tools.add(a=y, b=1)"]
+    note = cells[4].metadata.kernel_agent  # the resume is part of the record: when, what was rebuilt, what differed
+    assert note.kind == "resumed" and note.rebuilt_cells == 2 and note.differences == []
+    assert note.previous_end.reason == "closed"
     recomputed, recorded = chain_head(notebook)
     assert recomputed == recorded
     assert [c.metadata.kernel_agent.seq for c in cells] == list(range(len(cells)))

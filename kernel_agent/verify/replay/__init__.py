@@ -8,7 +8,9 @@ kernel gets the same SDK), and each call is served by the recorded call of
 that cell with the same tool and arguments, returning its recorded result
 or re-raising its recorded error. A call the recording does not have is a
 divergence; it fails in the kernel with a message saying so. With
-``live_tools`` (``--live``) the real tools run instead.
+``live_tools`` (``--live``) the real tools run instead. The kernel's ``random`` and NumPy's
+global generator are seeded with the recorded seed (see
+:mod:`kernel_agent.session.seeds`), so random values come out the same.
 
 A cell is compared the way nbval compares notebooks: execution counts are
 ignored; stream text is compared per stream name (stdout and stderr may

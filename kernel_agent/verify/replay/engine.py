@@ -9,6 +9,7 @@ from typing import Any
 from kernel_agent.packages.policy import PackagePolicy
 from kernel_agent.packages.recorded import RecordedPackages
 from kernel_agent.record.recording import Recording, ReplayInputError, load_recording
+from kernel_agent.session.seeds import recorded_seed
 from kernel_agent.session.session import Session
 from kernel_agent.tools.recorded import RecordedTools, recorded_tools
 from kernel_agent.tools.sdkgen import sdk_hash
@@ -50,6 +51,10 @@ async def replay(
         raise ReplayInputError(f"a live replay needs the real tools: the recording has {recorded_calls} tool "
                                "calls; pass them (--tools MODULE:OBJECT, --mcp COMMAND)")
     warnings: list[str] = list(recording.warnings)
+    # The kernel draws what the recorded one drew: seeded with the recorded seed (checked: an int in range).
+    seed = recorded_seed(recording.header, path)
+    if seed is None:
+        warnings.append("the recording has no seed: random values (random, numpy.random) may come out different")
     packages = await RecordedPackages.check(recording, package_policy)
     server = RecordedTools()
     tools = live_items if live else recorded_tools(recording.definitions, server)
@@ -60,7 +65,7 @@ async def replay(
             map(str, sandbox["loosenings"])) + "); it is replayed under the default strict policy")
     session = Session(
         None, policy=policy, tools=tools, notebook=out_path if out_path is not None else False,
-        default_timeout=cell_timeout,
+        default_timeout=cell_timeout, seed=seed,
         record_metadata={"replay": {"of_session": recording.header.get("session_id"),
                                     "of_notebook": str(path.resolve()), "live": live}},
     )

@@ -1,0 +1,168 @@
+"""How a cell run again compares with its recording: nbval's rules, sanitized, and the first differing line.
+
+Replay (:mod:`kernel_agent.verify.replay`) and resume
+(:mod:`kernel_agent.session.resume`) both compare a cell run again with its
+recorded self, the same way: execution counts are ignored; stream text is
+compared per stream name (stdout and stderr may interleave differently);
+rich outputs on their textual MIME types (``text/*``, JSON), images only by
+presence; errors on ``ename`` and ``evalue``, not the traceback. All text is
+sanitized first: memory addresses, ANSI escape codes, trailing whitespace.
+The cell's status, its tool calls and its final answer count too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kernel_agent.protocol import wire
+from kernel_agent.record import format as fmt
+from kernel_agent.record.recording import RecordedCell, json_text
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+_TRAILING_SPACE = re.compile(r"[ \t\r\f\v]+$", re.MULTILINE)
+# MIME types that carry random ids even when nothing changed.
+_UNCOMPARED_MIMES = {"application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"}
+
+
+def sanitize(text: str) -> str:
+    """What may differ between two faithful runs, taken out: ANSI codes, memory addresses, trailing blanks."""
+    text = _ANSI.sub("", text)
+    text = _ADDRESS.sub("0x...", text)
+    return _TRAILING_SPACE.sub("", text)
+
+
+def _textual(mime: str) -> bool:
+    if mime in _UNCOMPARED_MIMES or mime.startswith("image/"):
+        return False
+    return mime.startswith("text/") or mime in ("application/json", "application/javascript") \
+        or mime.endswith("+json")
+
+
+def _render_outputs(outputs: Iterable[Any]) -> list[str]:
+    """Outputs as comparable lines: streams merged per name (at the first one's place), rich data per MIME type."""
+    items: list[list[str] | str] = []  # a block of lines, or a stream name standing for its merged text
+    streams: dict[str, list[str]] = {}
+    for raw in outputs:
+        if not isinstance(raw, dict):
+            items.append([f"[unreadable output {type(raw).__name__}]"])
+            continue
+        output = fmt.normalised_output(raw)
+        kind = str(output.get("output_type"))
+        if kind == "stream":
+            name = str(output.get("name", "stdout"))
+            if name not in streams:
+                streams[name] = []
+                items.append(name)
+            streams[name].append(str(output.get("text", "")))
+        elif kind in ("display_data", "execute_result", "update_display_data"):
+            raw_data = output.get("data")
+            data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
+            block = [] if data else [f"[{kind}: no data]"]
+            for mime in sorted(data):
+                value = data[mime]
+                if not _textual(mime):
+                    block.append(f"[{kind} {mime}: present, not compared]")
+                    continue
+                block.append(f"[{kind} {mime}]")
+                text = value if isinstance(value, str) else json_text(value)
+                block.extend(text.splitlines() or [""])
+            items.append(block)
+        elif kind == "error":
+            items.append(["[error]", f"{output.get('ename', '')}: {output.get('evalue', '')}"])
+        else:
+            items.append([f"[{kind}]"])
+    lines: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            lines.append(f"[{item}]")
+            lines.extend("".join(streams[item]).splitlines() or [""])
+        else:
+            lines.extend(item)
+    return lines
+
+
+def _call_line(tool: Any, arguments: Any, status: Any, error: Any) -> str:
+    line = f"{tool} {json_text(arguments)} -> {status}"
+    if status != "ok" and isinstance(error, dict):
+        line += f": {error.get('message', '')}"
+    return line
+
+
+def render_cell(status: str, outputs: Iterable[Any], calls: list[dict[str, Any]],
+                final_answer: tuple[bool, Any] = (False, None), *, order_calls: bool = True) -> str:
+    """A cell as it is compared: status, tool calls, outputs, final answer; sanitized.
+
+    ``calls`` are ToolCall records (JSON); with ``order_calls`` False their
+    order does not count (the calls ran concurrently).
+    """
+    call_lines = [_call_line(c.get("tool"), c.get("arguments"), c.get("status"), c.get("error")) for c in calls]
+    if not order_calls:
+        call_lines.sort()
+    lines = [f"status: {status}"]
+    if call_lines:
+        lines.append("tool calls:" if order_calls else "tool calls (concurrent, in any order):")
+        lines.extend(f"  {line}" for line in call_lines)
+    lines.append("outputs:")
+    lines.extend(_render_outputs(outputs))
+    if final_answer[0]:
+        lines.append(f"final answer: {json_text(final_answer[1])}")
+    return sanitize("\n".join(lines)) + "\n"
+
+
+
+@dataclass(frozen=True)
+class CellDifference:
+    """How a cell run again differs from its recording: why, where first, and the whole diff."""
+
+    reasons: list[str]
+    first_line: str  # the first differing line of the cell as compared ("- recorded | + again")
+    diff: str  # unified diff, recorded (-) vs run again (+)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons) or "the cell differs"
+
+
+def cell_difference(cell: RecordedCell, status: str, outputs: list[Any], calls: list[dict[str, Any]],
+                    final_answer: tuple[bool, Any], *, again: str = "replayed",
+                    unrecorded: Sequence[str] = (), limitations: Sequence[str] = ()) -> CellDifference | None:
+    """None if the cell run again (``status``, ``outputs``, ``calls`` as ToolCall records, ``final_answer`` in wire
+    encoding) matches ``cell``; else what differs. ``again`` names the second run in the messages."""
+    ordered = not cell.concurrent_calls
+    expected = render_cell(cell.status, cell.outputs, cell.calls, cell.final_answer, order_calls=ordered)
+    actual = render_cell(status, outputs, calls, final_answer, order_calls=ordered)
+    if expected == actual and not unrecorded:
+        return None
+    reasons = []
+    if cell.status != status:
+        reasons.append(f"status: recorded {cell.status}, {again} {status}")
+    if unrecorded:
+        reasons.append("tool call not in the recording: " + "; ".join(unrecorded))
+    expected_calls = render_cell("", [], cell.calls, order_calls=ordered)
+    if expected_calls != render_cell("", [], calls, order_calls=ordered) and not unrecorded:
+        reasons.append(f"tool calls differ ({len(cell.calls)} recorded, {len(calls)} {again})")
+    if render_cell("", cell.outputs, []) != render_cell("", outputs, []):
+        reasons.append("outputs differ")
+    if render_cell("", [], [], cell.final_answer) != render_cell("", [], [], final_answer):
+        reasons.append("final answer differs")
+    if limitations:
+        reasons.append("replay limitation: " + "; ".join(limitations))
+    lines = list(difflib.unified_diff(expected.splitlines(keepends=True), actual.splitlines(keepends=True),
+                                      fromfile=f"recorded cell {cell.index}", tofile=f"{again} cell {cell.index}"))
+    changed = [line.rstrip("\n") for line in lines[2:] if line[:1] in "-+"]
+    first = " | ".join(changed[:2]) if changed else ""
+    return CellDifference(reasons=reasons, first_line=first, diff="".join(lines))
+
+
+def rerun_difference(cell: RecordedCell, result: Any, *, again: str = "replayed", unrecorded: Sequence[str] = (),
+                     limitations: Sequence[str] = ()) -> CellDifference | None:
+    """:func:`cell_difference` for a CellResult (its status, outputs, tool calls and final answer)."""
+    calls = [call.model_dump(mode="json") for call in result.tool_calls]
+    final = (True, wire.encode(result.final_answer)[0]) if result.has_final_answer else (False, None)
+    return cell_difference(cell, result.status.value, list(result.outputs), calls, final, again=again,
+                           unrecorded=unrecorded, limitations=limitations)
