@@ -24,6 +24,8 @@ from kernel_agent.agent.images import ImageLimits, ImageSelection, has_images, n
 from kernel_agent.agent.observation import bound, cell_notes, cell_output_text
 from kernel_agent.agent.prompt import system_prompt
 from kernel_agent.agent.result import AgentResult, Execution, Pricing, Step, StopReason
+from kernel_agent.agent.resume import RecordedRun, load_agent_run, resumed_session
+from kernel_agent.agent.transcript import NOTE, malformed_observation, message_details
 from kernel_agent.errors import ModelError
 from kernel_agent.models import model_from_spec
 from kernel_agent.models.base import (
@@ -79,6 +81,7 @@ class _Run:
     error: str | None = None
     running_code: str | None = None  # the code in the kernel right now (named if the run is interrupted)
     background: BackgroundSteps | None = None  # the cell running on in the background (agent/background.py)
+    step_offset: int = 0  # a resumed run numbers its steps after the recorded ones (its limits count its own)
 
 
 class Agent:
@@ -153,44 +156,51 @@ class Agent:
 
     # -- running --------------------------------------------------------------------
 
-    async def run(self, task: str, *, session: Session | None = None) -> AgentResult:
+    async def run(self, task: str | None = None, *, session: Session | None = None,
+                  resume: str | os.PathLike[str] | None = None) -> AgentResult:
         """Work on ``task`` until an answer or a limit; the result says which.
 
         With ``session`` (started), the run uses it and leaves it open;
         otherwise it makes one and closes it, which finalises the notebook.
         Cancelling the run (Ctrl-C) closes its session too, keeping the
         notebook; ``last_result`` then holds what was done, and the
-        cancellation propagates.
+        cancellation propagates. With ``resume`` (a recorded run's
+        notebook), the run continues that one, ``task`` being an optional
+        follow-up: see :mod:`kernel_agent.agent.resume`.
         """
-        run = _Run(task=task, started=time.monotonic())
+        # A recorded run is read and checked before any kernel starts.
+        prior = load_agent_run(resume, follow_up=task) if resume is not None else None
+        if (prior is None and not task) or (prior is not None and session is not None):
+            raise ValueError("run needs a task, or resume=NOTEBOOK (and then no session=)")
+        run = _Run(task=task or (prior.task if prior else ""), started=time.monotonic())
         run.background = BackgroundSteps(self.background_after, self.observation_limit)
         owned = session is None
         if session is None:
-            session = self._make_session(task, run)
-            await session.start()
+            session = await self._start_session(run, prior)
         try:
             system = system_prompt(session.manifest, observation_limit=self.observation_limit,
                                    tool_name=CODE_TOOL.name, output_schema=self._output_schema(),
                                    instructions=self.instructions, background_after=self.background_after)
-            session.record_message("task", task)
-            run.conversation.append(UserTurn(task))
-            self._emit(AgentEvent("start", 0, text=task))
+            if task:  # a resumed run without a follow-up continues the recorded task
+                session.record_message("task", task)
+                run.conversation.append(UserTurn(task))
+            self._emit(AgentEvent("start", run.step_offset, text=run.task))
             await self._loop(run, session, system)
         except asyncio.CancelledError:
             run.stop, run.error = StopReason.INTERRUPTED, "the run was cancelled"
             note = f"*Run interrupted after {len(run.steps)} step(s).*"
             if run.running_code is not None:
-                note = (f"*Run interrupted in step {len(run.steps)} while this code was running (the cell above "
-                        f"has its output until then):*\n\n```python\n{run.running_code}\n```")
+                note = (f"*Run interrupted in step {run.step_offset + len(run.steps)} while this code was running (the "
+                        f"cell above has its output until then):*\n\n```python\n{run.running_code}\n```")
             with _suppress_all():
-                session.record_message("message", note)
+                session.record_message(NOTE, note)
             raise
         finally:
             notebook = session.notebook
             await asyncio.shield(run.background.finish(session))
             if owned:
                 await asyncio.shield(session.close())
-            self.last_result = self._result(run, system if "system" in locals() else "", notebook)
+            self.last_result = self._result(run, system if "system" in locals() else "", notebook, prior)
         self._emit(AgentEvent("end", len(run.steps), result=self.last_result))
         return self.last_result
 
@@ -199,7 +209,7 @@ class Agent:
             if (limit := self._limit_reached(run)) is not None:
                 run.stop, run.error = limit
                 return
-            step_index = len(run.steps) + 1
+            step_index = run.step_offset + len(run.steps) + 1
             sent = newest_images_only(run.conversation, self.image_limits.max_in_conversation)
             asked = time.monotonic()
             try:
@@ -211,14 +221,14 @@ class Agent:
                 return
             except ModelError as exc:
                 run.stop, run.error = StopReason.MODEL_ERROR, str(exc)
-                session.record_message("message", f"*The run stopped: {exc}*")
+                session.record_message(NOTE, f"*The run stopped: {exc}*")
                 return
             model_seconds = time.monotonic() - asked
             run.usage = run.usage + reply.usage
             requests = reply.code or self._fenced(reply, step_index)
             run.conversation.append(AssistantTurn(_with_code(reply, requests)))
-            if reply.text:
-                session.record_message("message", reply.text)
+            if reply.text or reply.malformed:  # with its step: a resume rebuilds the conversation from the record
+                session.record_message("message", reply.text, message_details(step_index, reply))
             self._emit(AgentEvent("reply", step_index, text=reply.text, code="\n\n".join(r.code for r in requests)))
             step = Step(index=step_index, text=reply.text, executions=[], usage=reply.usage,
                         model_stop_reason=reply.stop_reason, model_seconds=model_seconds)
@@ -227,9 +237,7 @@ class Agent:
                 run.stop, run.answer = StopReason.ANSWERED, reply.text
                 return
             observations = [await self._execute(run, session, step, request) for request in requests]
-            observations += [Observation(call_id, f"Error: the call could not be read as Python code ({raw[:200]!r}); "
-                                         "send code as the `code` argument of the python tool.", is_error=True)
-                             for call_id, raw in reply.malformed]
+            observations += [malformed_observation(call_id, raw) for call_id, raw in reply.malformed]
             run.conversation.append(ObservationTurn(tuple(observations)))
 
     async def _execute(self, run: _Run, session: Session, step: Step, request: CodeRequest) -> Observation:
@@ -322,6 +330,23 @@ class Agent:
 
     # -- pieces ---------------------------------------------------------------------------
 
+    async def resume(self, notebook: str | os.PathLike[str], task: str | None = None) -> AgentResult:
+        """Continue the agent run recorded in ``notebook`` (``task``: a follow-up); see :meth:`run`."""
+        return await self.run(task, resume=notebook)
+
+    async def _start_session(self, run: _Run, prior: RecordedRun | None) -> Session:
+        """A new recorded session, or the resumed run's (its kernel state rebuilt, its conversation given back)."""
+        if prior is None:
+            session = self._make_session(run.task, run)
+            await session.start()
+            return session
+        session = await resumed_session(
+            prior, tools=self.tools, workspace=self.workspace, policy=self.policy,
+            on_progress=lambda event: self._emit(AgentEvent("progress", len(run.steps), progress=event)),
+            options={"default_timeout": self.cell_timeout, **self.session_options})
+        run.conversation, run.step_offset = list(prior.conversation), prior.steps
+        return session
+
     def _make_session(self, task: str, run: _Run) -> Session:
         # Every run is recorded unless asked not to: by default in the host's record directory (never the
         # current directory, nor a workspace the kernel could write).
@@ -347,8 +372,9 @@ class Agent:
     def _output_schema(self) -> dict[str, Any] | None:
         return self._output_adapter.json_schema() if self._output_adapter is not None else None
 
-    def _result(self, run: _Run, system: str, notebook: Path | None) -> AgentResult:
+    def _result(self, run: _Run, system: str, notebook: Path | None, prior: RecordedRun | None) -> AgentResult:
         return AgentResult(
+            resumed_after_step=prior.steps if prior else None, resume_differences=prior.differences if prior else [],
             task=run.task, answer=run.answer, stop_reason=run.stop or StopReason.INTERRUPTED, steps=run.steps,
             usage=run.usage, seconds=time.monotonic() - run.started, notebook=notebook, model=self.model.spec,
             cost=self._cost(run.usage), error=run.error, conversation=conversation_as_text(system, run.conversation),

@@ -101,6 +101,10 @@ class AgentResult:
     cost: float | None = None
     error: str | None = None  # the model error or the limit that ended the run, in words
     conversation: list[dict[str, str]] = field(default_factory=list)  # what the model saw, in order
+    #: For a resumed run (Agent.run(resume=...)): the last recorded step it continued after (else None), and the
+    #: rebuilt cells that differed from their recording (a random value that came out different is named here).
+    resumed_after_step: int | None = None
+    resume_differences: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -124,6 +128,7 @@ class AgentResult:
             "usage": self.usage.model_dump(), "total_tokens": self.usage.total_tokens, "cost_usd": self.cost,
             "seconds": round(self.seconds, 3), "notebook": str(self.notebook) if self.notebook else None,
             "model": self.model, "usage_is_estimate": self.usage_is_estimate, "error": self.error,
+            "resumed_after_step": self.resumed_after_step, "resume_differences": self.resume_differences,
         }
 
     def __repr__(self) -> str:
@@ -140,6 +145,10 @@ class AgentResult:
         if self.cost is not None:
             lines.append(f"cost:        ${self.cost:.4f}")
         lines += [f"time:        {self.seconds:.1f} s", f"notebook:    {self.notebook or '(not recorded)'}"]
+        if self.resumed_after_step is not None:
+            lines.append(f"resumed:     after step {self.resumed_after_step}; " + (
+                f"{len(self.resume_differences)} rebuilt cell(s) differed: " + "; ".join(self.resume_differences[:3])
+                if self.resume_differences else "every rebuilt cell matched its recording"))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:

@@ -47,7 +47,10 @@ def session_options(function: F) -> F:
                help="Run an agent on TASK. The model writes Python cells that run in a sandboxed kernel with "
                     "the tools as an SDK; the session is recorded as a notebook. Exit status: 0 answered, "
                     "1 model error, 3 a limit ended the run, 130 interrupted.")
-@click.argument("task")
+@click.argument("task", required=False)
+@click.option("--resume", metavar="NOTEBOOK",
+              help="continue the agent run recorded in NOTEBOOK (kernel state rebuilt, no tool run twice, the model "
+                   "given the recorded conversation, recording on into NOTEBOOK); TASK is then an optional follow-up")
 @click.option("--model", required=True, metavar="SPEC",
               help="anthropic:MODEL, openai:MODEL, openai:MODEL@BASE_URL (a local OpenAI-compatible "
                    "server) or scripted:PATH")
@@ -76,8 +79,9 @@ def session_options(function: F) -> F:
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON at the end")
 @click.option("--quiet", is_flag=True, help="print only the result, not each step")
 @package_options
-def command(task: str, model: str, base_url: str | None, max_retries: int, vision: bool | None, tools: tuple[str, ...],
-            mcp: tuple[str, ...], workspace: str | None, notebook: str | None, max_steps: int,
+def command(task: str | None, resume: str | None, model: str, base_url: str | None, max_retries: int,
+            vision: bool | None, tools: tuple[str, ...], mcp: tuple[str, ...], workspace: str | None,
+            notebook: str | None, max_steps: int,
             max_tokens: int | None, max_cost: float | None, price: str | None, max_seconds: float | None,
             observation_limit: int, cell_timeout: float, background_after: float | None, server: str | None,
             token: str | None, as_json: bool, quiet: bool, allow_package: tuple[str, ...] = (),
@@ -86,6 +90,10 @@ def command(task: str, model: str, base_url: str | None, max_retries: int, visio
     from kernel_agent.models import model_from_spec
     from kernel_agent.tools.loading import load_tools
 
+    if resume is None and not task:
+        raise click.UsageError("give a TASK, or --resume NOTEBOOK to continue a recorded run")
+    if resume is not None and notebook:
+        raise click.UsageError("--resume records into the resumed notebook: --notebook does not go with it")
     loaded = load_tools(list(tools), list(mcp))
     if workspace and not Path(workspace).is_dir():
         raise ValueError(f"--workspace {workspace} does not exist or is not a directory; create it first")
@@ -100,7 +108,7 @@ def command(task: str, model: str, base_url: str | None, max_retries: int, visio
             **_server_option(server, token, workspace),
             **package_session_option(allow_package, find_links, no_index)},
     )
-    return drive(agent, task, quiet=quiet, as_json=as_json)
+    return drive(agent, task, quiet=quiet, as_json=as_json, resume=resume)
 
 
 def _server_option(url: str | None, token: str | None, workspace: str | None) -> dict[str, Any]:
@@ -114,11 +122,13 @@ def _server_option(url: str | None, token: str | None, workspace: str | None) ->
     return {"server": JupyterServer(url, token=token)}
 
 
-def drive(agent: Agent, task: str, *, quiet: bool, as_json: bool) -> int:
+def drive(agent: Agent, task: str | None, *, quiet: bool, as_json: bool, resume: str | None = None) -> int:
     """Run the agent with live output; Ctrl-C stops it cleanly (the session closes, the notebook stays)."""
     from kernel_agent.agent import StopReason
     from kernel_agent.cli.console import answer_text, reporter_for
+    from kernel_agent.cli.errors import input_error
     from kernel_agent.cli.terminal_text import terminal_safe
+    from kernel_agent.errors import RecordingError
 
     reporter = None
     if not quiet:
@@ -131,7 +141,7 @@ def drive(agent: Agent, task: str, *, quiet: bool, as_json: bool) -> int:
         if current is not None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
         try:
-            return await agent.run(task)
+            return await agent.run(task, resume=resume)
         finally:
             await agent.close()
 
@@ -141,6 +151,10 @@ def drive(agent: Agent, task: str, *, quiet: bool, as_json: bool) -> int:
         finally:
             if reporter is not None:
                 reporter.close()  # the live region (or an open output line) ends before anything else is printed
+    except RecordingError as exc:
+        if resume is None:
+            raise
+        return input_error("run --resume", exc)  # a notebook that cannot be continued: exit 2, as replay's
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("\ninterrupted: the session was closed and its notebook saved.", file=sys.stderr)
         if agent.last_result is not None:

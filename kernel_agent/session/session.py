@@ -520,11 +520,12 @@ class Session:
         session.resume_differences = differences
         return session
 
-    def record_message(self, kind: str, text: str) -> None:
-        """Record a markdown cell: the task (``kind="task"``) or a model's message (``"message"``)."""
+    def record_message(self, kind: str, text: str, details: dict[str, Any] | None = None) -> None:
+        """Record a markdown cell: the task (``kind="task"``) or a model's message (``"message"``), ``details``
+        in its metadata."""
         self.last_activity = time.monotonic()
         if self._record.recorder is not None:
-            self._record.recorder.record_markdown(kind, text)
+            self._record.recorder.record_note(kind, text, details or {})
 
     def _warn_if_unconfined(self) -> None:
         """A weaker sandbox is never silent: warn once per session start."""
