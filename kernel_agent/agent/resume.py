@@ -173,6 +173,10 @@ def _rebuild(path: Path, cells: list[Any]) -> tuple[list[Turn], str, int, bool]:
             size += len(observation.text)
             current.observations.append(observation)
             current.answered = current.answered or answered
+        elif kind == "background":
+            raise RunRecordError(f"{where}: the run had a cell that ran on in the background; the host's answers "
+                                 "to %wait and %cancel are not recorded with their requests, so its conversation "
+                                 "cannot be rebuilt (Session.resume still rebuilds its kernel state)")
         elif kind in _NOT_CONVERSATION:
             interrupted = kind == NOTE and text.startswith(INTERRUPTED_PREFIX)
         else:

@@ -36,7 +36,7 @@ from kernel_agent.record.compare import rerun_difference
 from kernel_agent.record.format import AUDIT_KEY_ENV
 from kernel_agent.record.journal import Journal, journal_path_for, read_journal
 from kernel_agent.record.recorder import Recorder
-from kernel_agent.record.recording import Recording, load_recording
+from kernel_agent.record.recording import RecordedCell, Recording, load_recording
 from kernel_agent.record.signing import SIGNING_KEY_ENV, load_private_key
 from kernel_agent.runtime.results import CellResult
 from kernel_agent.session.seeds import recorded_seed
@@ -53,7 +53,9 @@ class ResumableSession(Protocol):
 
     async def start(self) -> Any: ...
 
-    async def execute(self, code: str) -> CellResult: ...
+    async def execute(self, code: str, *, timeout: float | None = ...) -> CellResult: ...
+
+    async def start_cell(self, code: str) -> Any: ...
 
     async def close(self) -> None: ...
 
@@ -148,7 +150,7 @@ async def _rebuild(session: ResumableSession, recording: Recording, server: Reco
     for cell in recording.cells:
         server.begin_cell(cell)
         try:
-            result = await session.execute(cell.source)
+            result = await _run_again(session, cell)
         finally:
             server.end_cell()
         difference = rerun_difference(
@@ -158,6 +160,17 @@ async def _rebuild(session: ResumableSession, recording: Recording, server: Reco
             differing.append(f"cell {cell.index} ({cell.first_line}): {difference.reason}; first difference: "
                              f"{difference.first_line[:300]}")
     return differing
+
+
+async def _run_again(session: ResumableSession, cell: RecordedCell) -> CellResult:
+    """A recorded cell run again as it ran: one that timed out or was cancelled stops after as long as it ran."""
+    if cell.status == "cancelled":  # a background cell its caller cancelled (as replay does)
+        running = await session.start_cell(cell.source)
+        result: CellResult | None = await running.wait(cell.duration or 0.0)
+        return result if result is not None else await running.cancel()
+    if cell.status == "timeout" and cell.duration:
+        return await session.execute(cell.source, timeout=cell.duration)
+    return await session.execute(cell.source)
 
 
 def check_resumable_state(notebook: Path, ours: dict[str, Any], cells: list[dict[str, Any]],

@@ -210,3 +210,26 @@ def _rechain_unsealed(path: Path) -> Path:
 
 async def _no_kernel(self: Session) -> None:
     raise AssertionError("a kernel was started for a record that cannot be continued")
+
+
+async def test_an_interrupted_run_is_asked_again_for_the_step_it_was_in(tmp_path: Path) -> None:
+    """Ctrl-C while a step's code ran: that cell is not in the record, so the resumed model is given the run up to
+    the step before and asked again (in a new step: the record keeps the interrupted one's message and number);
+    the earlier state is back."""
+    notebook = tmp_path / "run.ipynb"
+    running = asyncio.Event()  # set by the cell itself (its progress event), so it is surely running
+    spin = "progress('spinning')\nimport time\nwhile True: time.sleep(0.05)"
+    agent = Agent(ScriptedModel([{"text": "Set x.", "code": "x = 41"}, {"text": "Now spin.", "code": spin}]),
+                  notebook=notebook, on_event=lambda e: running.set() if e.kind == "progress" else None)
+    task = asyncio.create_task(agent.run("Count"))
+    await asyncio.wait_for(running.wait(), 60)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    model = SeeingModel(["final_answer(x + 1)"])
+    result = await Agent(model).resume(notebook)
+    assert [type(turn).__name__ for turn in model.seen[0]] == ["UserTurn", "AssistantTurn", "ObservationTurn"]
+    assert model.seen[0][1] == AssistantTurn(ModelReply(text="Set x.", code=(CodeRequest("script-1", "x = 41"),)))
+    assert result.answer == 42 and result.resumed_after_step == 2 and [s.index for s in result.steps] == [3]
+    assert audit_notebook(notebook).verdict == "intact"
