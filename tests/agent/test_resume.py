@@ -212,13 +212,13 @@ async def _no_kernel(self: Session) -> None:
     raise AssertionError("a kernel was started for a record that cannot be continued")
 
 
-async def test_an_interrupted_run_is_asked_again_for_the_step_it_was_in(tmp_path: Path) -> None:
-    """Ctrl-C while a step's code ran: that cell is not in the record, so the resumed model is given the run up to
-    the step before and asked again (in a new step: the record keeps the interrupted one's message and number);
-    the earlier state is back."""
+async def test_an_interrupted_run_goes_on_from_the_interrupted_step(tmp_path: Path) -> None:
+    """Ctrl-C while a step's code ran: the cell is recorded with its output so far (status cancelled), so the
+    resumed model is given that step with what it printed and that it was interrupted; the state is back, and the
+    interrupted cell stopped again on the rebuild (it does not spin until the cell timeout)."""
     notebook = tmp_path / "run.ipynb"
     running = asyncio.Event()  # set by the cell itself (its progress event), so it is surely running
-    spin = "progress('spinning')\nimport time\nwhile True: time.sleep(0.05)"
+    spin = "print('spinning', flush=True)\nprogress('spinning')\nimport time\nwhile True: time.sleep(0.05)"
     agent = Agent(ScriptedModel([{"text": "Set x.", "code": "x = 41"}, {"text": "Now spin.", "code": spin}]),
                   notebook=notebook, on_event=lambda e: running.set() if e.kind == "progress" else None)
     task = asyncio.create_task(agent.run("Count"))
@@ -228,8 +228,12 @@ async def test_an_interrupted_run_is_asked_again_for_the_step_it_was_in(tmp_path
         await task
 
     model = SeeingModel(["final_answer(x + 1)"])
-    result = await Agent(model).resume(notebook)
-    assert [type(turn).__name__ for turn in model.seen[0]] == ["UserTurn", "AssistantTurn", "ObservationTurn"]
+    result = await Agent(model, cell_timeout=600).resume(notebook)
+    assert [type(turn).__name__ for turn in model.seen[0]] == ["UserTurn", *["AssistantTurn", "ObservationTurn"] * 2]
     assert model.seen[0][1] == AssistantTurn(ModelReply(text="Set x.", code=(CodeRequest("script-1", "x = 41"),)))
+    interrupted = model.seen[0][4]
+    assert isinstance(interrupted, ObservationTurn)
+    assert interrupted.observations[0].is_error and "spinning" in interrupted.observations[0].text
+    assert "KeyboardInterrupt" in interrupted.observations[0].text
     assert result.answer == 42 and result.resumed_after_step == 2 and [s.index for s in result.steps] == [3]
     assert audit_notebook(notebook).verdict == "intact"
