@@ -13,6 +13,7 @@ outputs so far become a ``cancelled`` result, handed to ``on_interrupted``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -139,7 +140,11 @@ async def run_cell(
         timed_out, cancelled = first == "timeout", first == "cancelled"
         outcome: WaitOutcome = "timeout" if first == "cancelled" else first
         if timed_out or cancelled:
-            await kernel.interrupt()
+            if caller_cancelled:
+                with contextlib.suppress(Exception):  # a failed interrupt must not hide the cancellation
+                    await kernel.interrupt()
+            else:
+                await kernel.interrupt()
             outcome = await await_reply(kernel, request.reply, time.monotonic() + interrupt_grace)
         if outcome == "replied":
             try:
@@ -337,7 +342,7 @@ class CellRunner:
                 error = _INTERRUPTED
         else:
             status, error, count = CellStatus.CANCELLED, _INTERRUPTED, run.collector.execution_count
-            run.collector.note(_STILL_RUNNING)
+            run.collector.note(_STILL_RUNNING if run.outcome == "stuck" else "the kernel died meanwhile")
         return cell_result(run, status, error, count, log, restarted=False, state_lost=False)
 
     async def _restore(self, kernel: Kernel, limits: CellLimits) -> bool:
