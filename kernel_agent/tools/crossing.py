@@ -33,10 +33,14 @@ def kernel_accepts(data: Any) -> frozenset[str]:
 async def encode_result(tool: str, result: Any, accepts: frozenset[str]) -> tuple[Any, list[bytes]]:
     """``result`` encoded for a kernel that ``accepts`` these forms; in a worker thread when it may be large."""
     notes: list[str] = []
-    if _may_be_large(result):
-        encoded = await asyncio.to_thread(wire.encode, result, accepts, root="result", notes=notes)
-    else:
-        encoded = wire.encode(result, accepts, root="result", notes=notes)
+    try:
+        if _may_be_large(result):
+            encoded = await asyncio.to_thread(wire.encode, result, accepts, root="result", notes=notes)
+        else:
+            encoded = wire.encode(result, accepts, root="result", notes=notes)
+    except wire.UnserializableValue as exc:
+        _log.warning("the result of %s cannot cross to the kernel: %s", tool, exc)  # the tool author's bug
+        raise
     log_notes(f"result of {tool}", notes)
     return encoded
 

@@ -246,16 +246,27 @@ async def test_replay_gives_back_the_same_frame(tmp_path: Path) -> None:
 
     notebook = tmp_path / "frame.ipynb"
     (tmp_path / "ws").mkdir()
-    async with Session(tmp_path / "ws", tools=[frame], notebook=notebook, default_timeout=120) as recording:
+    tools = [frame, check_frame]
+    async with Session(tmp_path / "ws", tools=tools, notebook=notebook, default_timeout=120) as recording:
         assert (await recording.execute(FRAME_SOURCE)).ok
         result = await recording.execute(
             "got = tools.frame()\npd.testing.assert_frame_equal(got, make_frame())\n"
-            "print(got.dtypes.to_dict(), got.index.name)")
+            "print(got.dtypes.to_dict(), got.index.name, tools.check_frame(got))")
         assert result.ok, result.error
     report = await replay(notebook)
     assert report.faithful, report.first_divergence
-    assert report.cells == 2
+    assert report.cells == 2 and report.unrecorded_calls == []
     assert audit_notebook(notebook).verdict == "intact"
+
+    # Re-executed by Jupyter tools, the kernel serves the same calls from the notebook (kernel/replay.py).
+    from kernel_agent.kernel import replay as in_kernel
+    from kernel_agent.protocol import strict_json
+
+    recorded = in_kernel.Recording(strict_json.loads(notebook.read_bytes()), [notebook.with_name("frame.files")])
+    bridge = in_kernel.RecordingBridge(recorded)
+    bridge.begin_cell(recorded.cells[-1].source)
+    pd.testing.assert_frame_equal(bridge.call("frame", {}), make_frame())
+    assert bridge.call("check_frame", {"df": make_frame()}) == "equal"
 
 
 # -- plain forms, for a receiver without the library -----------------------------------------------------
