@@ -18,7 +18,8 @@ from typing import Any
 from kernel_agent.protocol import wire
 
 _log = logging.getLogger("kernel_agent.tools.bridge")
-# A top-level container longer than this may take long enough to encode to be worth a worker thread.
+# A top-level container (or array, frame) with more items than this may take long enough to encode to be
+# worth a worker thread.
 _LARGE_CONTAINER = 10_000
 
 
@@ -55,7 +56,8 @@ def _may_be_large(result: Any) -> bool:
     """Whether encoding ``result`` may hold the event loop a while (arrays, frames, big containers)."""
     candidates = [result, *(result.values() if isinstance(result, dict) and len(result) <= 64 else ())]
     for value in candidates:
-        if type(value).__module__.partition(".")[0] in ("numpy", "pandas") or (
+        if (type(value).__module__.partition(".")[0] in ("numpy", "pandas")
+                and getattr(value, "size", 0) > _LARGE_CONTAINER) or (
                 isinstance(value, (list, tuple, dict, str, bytes)) and len(value) > _LARGE_CONTAINER):
             return True
     return False
