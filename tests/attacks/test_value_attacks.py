@@ -169,6 +169,22 @@ async def test_a_forged_value_is_a_named_error_on_the_host(forger: tuple[Session
 
 
 @module_loop
+async def test_binary_values_count_against_the_request_cap(forger: tuple[Session, Runs]) -> None:
+    """A frame's buffer is part of the request's size: over ``max_request_bytes`` it is refused undecoded."""
+    session, runs = forger
+    session.bridge.max_request_bytes = 1_000_000
+    try:
+        result = await session.execute(
+            "try:\n    tools.echo(value=pd.DataFrame({'a': np.zeros(500_000)}))\n"
+            "except ToolValidationError as exc:\n    print(exc.message)")
+    finally:
+        session.bridge.max_request_bytes = 32 * 1024**2
+    assert result.ok, result.error
+    assert "the limit is 1,000,000" in result.stdout
+    assert runs.count == 0
+
+
+@module_loop
 async def test_the_host_serves_honest_values_after_the_attacks(forger: tuple[Session, Runs]) -> None:
     session, runs = forger
     result = await session.execute(
