@@ -169,7 +169,8 @@ class Agent:
         follow-up: see :mod:`kernel_agent.agent.resume`.
         """
         # A recorded run is read and checked before any kernel starts.
-        prior = load_agent_run(resume, follow_up=task) if resume is not None else None
+        prior = None if resume is None else await asyncio.to_thread(
+            load_agent_run, resume, follow_up=task, image_limits=self.image_limits)
         if (prior is None and not task) or (prior is not None and session is not None):
             raise ValueError("run needs a task, or resume=NOTEBOOK (and then no session=)")
         run = _Run(task=task or (prior.task if prior else ""), started=time.monotonic())

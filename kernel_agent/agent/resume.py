@@ -26,6 +26,7 @@ from the recorded ones.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kernel_agent.agent.images import ImageLimits, images_of_record
 from kernel_agent.agent.transcript import INTERRUPTED_PREFIX, NOTE, STOPPED_PREFIX, malformed_observation
 from kernel_agent.errors import RecordingError, UnusableRecordError
 from kernel_agent.models.base import (
@@ -92,13 +94,19 @@ class _Turn:
     observations: list[Observation] = field(default_factory=list)
     malformed: list[tuple[str, str]] = field(default_factory=list)
     answered: bool = False  # a code cell gave an accepted final_answer
+    images: list[tuple[int, list[Any], list[Any]]] = field(default_factory=list)  # (observation, outputs, record)
 
 
-def load_agent_run(notebook: str | os.PathLike[str], *, follow_up: str | None = None) -> RecordedRun:
+def load_agent_run(notebook: str | os.PathLike[str], *, follow_up: str | None = None,
+                   image_limits: ImageLimits | None = None) -> RecordedRun:
     """The recorded run in ``notebook``, checked; RunRecordError (or another RecordingError) says why not.
 
     ``follow_up``: the new task the caller gives; a run that answered can
-    only be continued with one.
+    only be continued with one. The images earlier observations sent are
+    rebuilt from the recorded outputs (checked again, within
+    ``image_limits``), the newest ``max_in_conversation`` of them only: the
+    loop sends no more than those anyway. Reads and decodes: call it off
+    the event loop.
     """
     path = Path(os.path.abspath(notebook))
     document = read_recorded_document(path)
@@ -111,7 +119,7 @@ def load_agent_run(notebook: str | os.PathLike[str], *, follow_up: str | None = 
     if not isinstance(header.get("agent"), dict):
         raise RunRecordError(f"{path}: not a recorded agent run (its header has no agent settings): "
                              "Session.resume continues a session recorded without an agent")
-    turns, task, last_step, answered = _rebuild(path, document["cells"])
+    turns, task, last_step, answered = _rebuild(path, document["cells"], image_limits or ImageLimits())
     if follow_up is not None:
         _check_text(path, "the follow-up task", follow_up)
     if answered and not follow_up:
@@ -123,9 +131,11 @@ def load_agent_run(notebook: str | os.PathLike[str], *, follow_up: str | None = 
                        recorded_model=spec[:200] if isinstance(spec, str) else None)
 
 
-def _rebuild(path: Path, cells: list[Any]) -> tuple[list[Turn], str, int, bool]:
+def _rebuild(path: Path, cells: list[Any], image_limits: ImageLimits) -> tuple[list[Turn], str, int, bool]:
     """(the conversation, the first task, the last step number, whether the run answered) from the cells."""
     turns: list[Turn] = []
+    # (index of the ObservationTurn in turns, of the observation in it, the cell's outputs, its images record)
+    with_images: list[tuple[int, int, list[Any], list[Any]]] = []
     size = 0
     task: str | None = None
     last_step = 0
@@ -136,6 +146,7 @@ def _rebuild(path: Path, cells: list[Any]) -> tuple[list[Turn], str, int, bool]:
         nonlocal current
         if current is not None:
             turns.extend(_turns_of(current))
+            with_images.extend((len(turns) - 1, index, outputs, record) for index, outputs, record in current.images)
             current = None
 
     for index, cell in enumerate(cells):
@@ -170,6 +181,9 @@ def _rebuild(path: Path, cells: list[Any]) -> tuple[list[Turn], str, int, bool]:
             current.step = step
             current.requests.append(_request(ours, text, where))
             observation, answered = _observation(ours, where)
+            record = _images_record(ours, cell, where)
+            if record:
+                current.images.append((len(current.observations), cell["outputs"], record))
             size += len(observation.text)
             current.observations.append(observation)
             current.answered = current.answered or answered
@@ -187,6 +201,7 @@ def _rebuild(path: Path, cells: list[Any]) -> tuple[list[Turn], str, int, bool]:
         current = None  # interrupted while that step's code ran, unrecorded: the model is asked for the step again
     answered = current is not None and (current.answered or (not current.requests and not current.malformed))
     flush()
+    _add_images(turns, with_images, image_limits)
     return turns, task, last_step, answered
 
 
@@ -194,6 +209,32 @@ def _turns_of(turn: _Turn) -> list[Turn]:
     reply = ModelReply(text=turn.text, code=tuple(turn.requests), malformed=tuple(turn.malformed))
     observations = [*turn.observations, *(malformed_observation(call_id, raw) for call_id, raw in turn.malformed)]
     return [AssistantTurn(reply), ObservationTurn(tuple(observations))] if observations else [AssistantTurn(reply)]
+
+
+def _images_record(ours: dict[str, Any], cell: dict[str, Any], where: str) -> list[Any]:
+    """The observation's record of the images it sent (which outputs), checked for shape; [] when none."""
+    observed = ours.get("observation")
+    record = observed.get("images", []) if isinstance(observed, dict) else []
+    if not isinstance(record, list) or len(record) > 100 or not isinstance(cell.get("outputs", []), list):
+        raise RunRecordError(f"{where}: observation.images must be a list of at most 100 entries, with the "
+                             "cell's outputs a list")
+    return record
+
+
+def _add_images(turns: list[Turn], with_images: list[tuple[int, int, list[Any], list[Any]]],
+                limits: ImageLimits) -> None:
+    """Give the newest observations back the images they sent, rebuilt from the outputs (checked again)."""
+    room = limits.max_in_conversation
+    for turn_index, index, outputs, record in reversed(with_images):
+        if room <= 0:
+            return
+        images = images_of_record(outputs, record, limits)[:room]
+        turn = turns[turn_index]
+        if images and isinstance(turn, ObservationTurn):
+            observations = list(turn.observations)
+            observations[index] = dataclasses.replace(observations[index], images=images)
+            turns[turn_index] = ObservationTurn(tuple(observations))
+            room -= len(images)
 
 
 def _ours(cell: Any, where: str) -> dict[str, Any]:

@@ -144,6 +144,8 @@ CRAFTED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "observation missing": (lambda d: code_cell(d).pop("observation"), "observation.text must be"),
     "huge observation": (lambda d: code_cell(d).update(observation={"text": "x" * 1_000_001}),
                          "observation.text must be text of at most 1,000,000"),
+    "images record not a list": (lambda d: code_cell(d).update(observation={"text": "", "images": "x"}),
+                                 "observation.images must be a list of at most 100"),
     "malformed not a list": (lambda d: message_cell(d).update(malformed="x"), "malformed must be a list"),
     "malformed pair": (lambda d: message_cell(d).update(malformed=[["id", 5]]), "not a [call_id, text] pair"),
     "message step": (lambda d: message_cell(d).update(step=-3), "step must be an int from 1"),
@@ -237,3 +239,19 @@ async def test_an_interrupted_run_goes_on_from_the_interrupted_step(tmp_path: Pa
     assert "KeyboardInterrupt" in interrupted.observations[0].text
     assert result.answer == 42 and result.resumed_after_step == 2 and [s.index for s in result.steps] == [3]
     assert audit_notebook(notebook).verdict == "intact"
+
+
+async def test_the_resumed_model_sees_the_plots_it_saw(tmp_path: Path) -> None:
+    """An observation that sent a plot gets it back on resume, rebuilt from the recorded output (the bytes are not
+    in the observation's record), equal to what the first run sent."""
+    notebook = tmp_path / "plot.ipynb"
+    plot = ("import matplotlib\nmatplotlib.use('module://matplotlib_inline.backend_inline')\n"
+            "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9, 16])\nplt.show()")
+    first = await Agent(ScriptedModel([plot]), notebook=notebook, max_steps=1).run("Plot the squares")
+    sent = first.steps[0].executions[0].images
+    assert len(sent) == 1
+
+    model = SeeingModel(["final_answer('seen')"])
+    await Agent(model).resume(notebook)
+    observation = model.seen[0][2]
+    assert isinstance(observation, ObservationTurn) and observation.observations[0].images == sent
