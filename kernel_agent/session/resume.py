@@ -22,6 +22,7 @@ raised before any kernel starts.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 from collections.abc import Callable
@@ -104,15 +105,21 @@ async def resume_session(
         raise SessionOptionError("resume seeds the kernel with the recorded seed; it takes no seed=")
     # Absolute, but not resolved: a link in the caller's place of the notebook is refused when read, not followed.
     path = Path(os.path.abspath(notebook))
-    recording = load_recording(path)
-    seed = recorded_seed(recording.header, path)
     key = audit_key if audit_key is not None else os.environ.get(AUDIT_KEY_ENV)
     hmac_key = key.encode() if isinstance(key, str) else key
     signing_source = options.get("signing_key") or os.environ.get(SIGNING_KEY_ENV)
     signing_key = load_private_key(signing_source) if signing_source else None
-    # Before any recorded cell runs in the caller's workspace: the chain, the seal, the state, this session's keys.
-    ours, cells = Recorder.check_resumable(path, hmac_key=hmac_key, signing_key=signing_key)
-    check_resumable_state(path, ours, cells, expect_head)
+
+    def read_and_check() -> tuple[Recording, int | None, dict[str, Any]]:
+        recording = load_recording(path)
+        seed = recorded_seed(recording.header, path)
+        # Before any recorded cell runs in the caller's workspace: the chain, the seal, the state, this session's keys.
+        ours, cells = Recorder.check_resumable(path, hmac_key=hmac_key, signing_key=signing_key)
+        check_resumable_state(path, ours, cells, expect_head)
+        return recording, seed, ours
+
+    # Reading and hashing a large record takes a while: in a worker thread, off the event loop other sessions share.
+    recording, seed, ours = await asyncio.to_thread(read_and_check)
     # The recorded installs, if the caller's own package policy allows them (a notebook is not a reason).
     packages = await RecordedPackages.check(recording, options.pop("package_policy", None))
     server = RecordedTools()
