@@ -85,7 +85,7 @@ class ConsoleReporter:
         summary = tool_summary(event.cell)
         if summary:
             self._print(f"  ⚙ {summary}")
-        shown = after_streaming(event.cell) if streamed else event.observation
+        shown = after_streaming(event.cell, event.observation) if streamed else event.observation
         shown = bound(terminal_safe(shown), TERMINAL_OUTPUT_CHARS, where="the notebook").text.rstrip()
         if shown:
             self._print(textwrap.indent(shown, "  "))

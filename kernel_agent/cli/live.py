@@ -156,7 +156,7 @@ class LiveReporter:
         summary = tool_summary(cell)
         if summary:
             self._print(Text(f"  ⚙ {summary}", style="magenta"))
-        shown = after_streaming(cell) if streamed else event.observation
+        shown = after_streaming(cell, event.observation) if streamed else event.observation
         shown = bound(terminal_safe(shown), TERMINAL_OUTPUT_CHARS, where="the notebook").text.rstrip()
         if shown:
             self._print(Text(textwrap_indent(shown)))

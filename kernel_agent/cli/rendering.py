@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import math
 
-from kernel_agent.agent.observation import cell_notes, compact_traceback
+from kernel_agent.agent.observation import cell_output_text, compact_traceback
 from kernel_agent.cli.terminal_text import terminal_safe
 from kernel_agent.runtime.results import CellResult
 from kernel_agent.runtime.streaming import OutputChunk
@@ -69,12 +69,22 @@ def chunk_text(chunk: OutputChunk) -> str:
     return ""  # errors (shown with the cell's end), clear_output (a terminal cannot take lines back)
 
 
-def after_streaming(cell: CellResult) -> str:
-    """What the end of a streamed cell adds: its error's traceback and the notes (the output was shown)."""
+def after_streaming(cell: CellResult, observation: str) -> str:
+    """What the end of a streamed cell adds: its error's traceback, and what the model was told past the output
+    (the notes: images attached, a timeout, output dropped, final_answer...)."""
+    output = cell_output_text(cell).rstrip("\n")
+    if output and observation.startswith(output):
+        notes = observation[len(output):].lstrip("\n")
+    else:  # the model got the output cut to its limit: its notes are the bracketed lines at the end
+        lines = observation.split("\n")
+        first = len(lines)
+        while first > 0 and lines[first - 1].startswith("["):
+            first -= 1
+        notes = "\n".join(lines[first:])
     parts = []
-    if cell.error is not None:
+    if cell.error is not None:  # streamed as its name only: the traceback comes with the cell's end
         parts.append(compact_traceback(cell.error.traceback, cell.error.ename, cell.error.evalue))
-    parts.append(cell_notes(cell))
+    parts.append(notes)
     return "\n".join(part for part in parts if part)
 
 
