@@ -162,6 +162,10 @@ class BridgeClient:
         except wire.UnserializableValue as exc:
             raise wire.UnserializableValue(exc.type_name, f"{exc.reason} (in a call of {tool})", exc.path) \
                 .with_root("arguments") from None
+        if len(encoded[1]) > wire.MAX_BUFFERS:
+            raise wire.UnserializableValue(
+                type(arguments).__name__, f"they hold {len(encoded[1]):,} binary values (bytes, arrays, frames); "
+                f"at most {wire.MAX_BUFFERS:,} cross in one call (in a call of {tool})").with_root("arguments")
         for note in notes:
             warnings.warn(f"{tool}: {note}", sdk.PlainFormWarning, stacklevel=4)
         return encoded

@@ -11,6 +11,9 @@ TAG = "__ka__"
 MAX_DEPTH = 200
 MAX_ITEMS = 10_000_000
 MAX_DECIMAL_DIGITS = 10_000
+#: Binary buffers (bytes, arrays, frames) one message may carry: a server's websocket drops a message with
+#: more than 4,096 (kernel_agent.runtime.remote.frames.MAX_BUFFERS), so the kernel refuses to send one.
+MAX_BUFFERS = 4000
 #: What a receiver may accept besides JSON: numpy arrays in buffers, pandas values as Arrow IPC.
 NUMPY, ARROW = "numpy", "arrow"
 @functools.cache

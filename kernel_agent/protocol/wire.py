@@ -65,6 +65,7 @@ from kernel_agent.protocol.decoding import Decoder
 from kernel_agent.protocol.errors import DecodeError as DecodeError
 from kernel_agent.protocol.errors import UnserializableValue as UnserializableValue
 from kernel_agent.protocol.values import ARROW as ARROW
+from kernel_agent.protocol.values import MAX_BUFFERS as MAX_BUFFERS
 from kernel_agent.protocol.values import MAX_DECIMAL_DIGITS as MAX_DECIMAL_DIGITS
 from kernel_agent.protocol.values import MAX_DEPTH as MAX_DEPTH
 from kernel_agent.protocol.values import MAX_ITEMS as MAX_ITEMS

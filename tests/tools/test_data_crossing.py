@@ -214,6 +214,9 @@ async def test_arguments_that_cannot_cross_fail_in_the_cell_before_anything_is_s
     assert result.stdout.startswith('UnserializableValue arguments["value"]["rows"][1] cannot cross the bridge: '
                                     "it is of type generator")
     assert result.tool_calls == []  # nothing reached the host
+    too_many = await session.execute(
+        "try:\n    tools.echo(value=[b'x'] * 4001)\nexcept UnserializableValue as exc:\n    print(exc)")
+    assert too_many.ok and "4,001 binary values" in too_many.stdout and too_many.tool_calls == []
 
 
 @module_loop
