@@ -7,7 +7,7 @@ import importlib.util
 from typing import Any
 
 TAG = "__ka__"
-#: Limits of :func:`decode` (see the module docstring).
+#: Limits of decoding (see :mod:`kernel_agent.protocol.wire`).
 MAX_DEPTH = 200
 MAX_ITEMS = 10_000_000
 MAX_DECIMAL_DIGITS = 10_000
@@ -16,6 +16,8 @@ MAX_DECIMAL_DIGITS = 10_000
 MAX_BUFFERS = 4000
 #: What a receiver may accept besides JSON: numpy arrays in buffers, pandas values as Arrow IPC.
 NUMPY, ARROW = "numpy", "arrow"
+
+
 @functools.cache
 def local_accepts() -> frozenset[str]:
     """What this process can decode besides JSON: ``numpy`` if numpy is installed, ``arrow`` with pandas and pyarrow."""

@@ -1,4 +1,4 @@
-"""The value encoding of tool calls, shared by the host and the kernel (stdlib only).
+"""The value encoding of tool calls, shared by the host and the kernel (stdlib only at import).
 
 Values cross the comm bridge as JSON plus binary buffers, never pickle: the
 kernel is untrusted and the host must be able to decode anything it sends
