@@ -68,6 +68,10 @@ def read_table(buffer: bytes, max_cells: int) -> Any:
     pa = pyarrow_module()
     if pa is None:
         raise DecodeError("an Arrow table arrived, but pyarrow is not installed here")
+    if _version(pa.__version__) < (14, 0, 1):
+        # Older versions unpickle the metadata of 'arrow.py_extension_type' columns (CVE-2023-47248).
+        raise DecodeError(f"Arrow tables are not read with pyarrow {pa.__version__}: versions before 14.0.1 "
+                          "unpickle what the writer put in a stream; upgrade pyarrow")
     source = pa.py_buffer(buffer)
     reader = pa.ipc.MessageReader.open_stream(source)
     while (message := _next_message(reader)) is not None:
@@ -80,6 +84,11 @@ def read_table(buffer: bytes, max_cells: int) -> Any:
                           f"{max_cells:,} cells, the limit of one value")
     table.validate(full=True)
     return table
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = re.match(r"(\d+)\.(\d+)\.(\d+)", text)
+    return tuple(int(p) for p in parts.groups()) if parts else (0,)
 
 
 def _next_message(reader: Any) -> Any:

@@ -223,3 +223,12 @@ def test_a_compressed_stream_is_refused_before_it_is_decompressed() -> None:
     assert len(stream) < 100_000  # 8 MB of zeros in a few kilobytes
     with pytest.raises(wire.DecodeError, match="compressed buffers"):
         wire.decode({"__ka__": "arrow", "kind": "dataframe", "buffer": 0}, [stream])
+
+
+def test_a_pyarrow_that_unpickles_extension_types_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyarrow before 14.0.1 unpickles the metadata of 'arrow.py_extension_type' columns (CVE-2023-47248):
+    with such a version installed, the host reads no Arrow stream at all."""
+    data, buffers = wire.encode(pd.DataFrame({"a": [1]}))
+    monkeypatch.setattr(pa, "__version__", "13.0.0")
+    with pytest.raises(wire.DecodeError, match="before 14.0.1"):
+        wire.decode(data, buffers)
