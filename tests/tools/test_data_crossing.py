@@ -299,3 +299,30 @@ def test_without_numpy_on_the_receiver_an_array_is_nested_lists() -> None:
     notes: list[str] = []
     data, buffers = wire.encode(np.arange(6).reshape(2, 3), accepts=(), notes=notes)
     assert buffers == [] and data["items"] == [[0, 1, 2], [3, 4, 5]] and notes
+
+
+async def test_a_kernel_without_pyarrow_gets_a_plain_frame_and_a_warning(tmp_path: Path) -> None:
+    """The kernel says in its comm_open what it decodes; one that cannot read Arrow gets the JSON form of a
+    frame, and the model's code sees a PlainFormWarning saying so."""
+    (tmp_path / "ws").mkdir()
+    async with Session(tmp_path / "ws", tools=[frame], notebook=False, default_timeout=120) as plain:
+        reopened = await plain.execute(
+            "import importlib.util\n"
+            "from kernel_agent.protocol import values\n"
+            "from kernel_agent.kernel import bridge as _bridge, sdk as _sdk\n"
+            "_find = importlib.util.find_spec\n"
+            "importlib.util.find_spec = lambda name, *a: None if name == 'pyarrow' else _find(name, *a)\n"
+            "values.local_accepts.cache_clear()\n"
+            "kernel = get_ipython().kernel\n"
+            "kernel.bridge.close()\n"
+            "kernel.bridge = _bridge.BridgeClient(60.0, kernel.bridge.host_accepts)\n"
+            "_sdk.attach(kernel.bridge)\n"
+            "print(sorted(values.local_accepts()))")
+        assert reopened.ok, reopened.error
+        assert reopened.stdout.strip() == "['numpy']"
+        result = await plain.execute(
+            "got = tools.frame()\nprint(type(got).__name__, got.index.tolist(), got['price'].isna().tolist())")
+        assert result.ok, result.error
+        assert result.stdout.strip() == "DataFrame [10, 20, 30, 40] [False, True, False, False]"
+        assert "PlainFormWarning" in result.stderr and "plain JSON form" in result.stderr
+        assert result.tool_calls[0].result["__ka__"] == "dataframe"
