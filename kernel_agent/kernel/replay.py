@@ -31,7 +31,9 @@ a local bridge that answers every tool call from the recording:
 
 ``progress()`` and ``final_answer()`` are accepted and kept (on the bridge),
 never printed, so the re-executed outputs are the recorded ones. The setup
-cell itself prints nothing.
+cell itself prints nothing. It seeds ``random`` and NumPy's global generator
+with the recorded seed (:mod:`kernel_agent.kernel.seeds`), as the session
+seeded its kernel, so re-executed cells draw the recorded random values.
 
 A cell that raised when it was recorded is tagged ``raises-exception``:
 nbclient, nbconvert and nbval go on past it and compare its error with the
@@ -65,8 +67,9 @@ from pathlib import Path
 from typing import Any
 
 from kernel_agent.kernel import sdk
+from kernel_agent.kernel.seeds import seed_session
 from kernel_agent.protocol import strict_json, wire
-from kernel_agent.protocol.names import METADATA_KEY
+from kernel_agent.protocol.names import METADATA_KEY, SEED_MAX
 
 SIDE_FILE_KEY = "$side_file"
 MAX_NOTEBOOK_BYTES = 256 * 1024**2  # kernel_agent.record.reader's default cap (host code: not imported here)
@@ -355,6 +358,15 @@ def _holds_bytes(value: Any) -> bool:
 _served: tuple[RecordingBridge, Callable[[Any], None]] | None = None
 
 
+def _seed_as_recorded(header: dict[str, Any]) -> None:
+    """Seed ``random`` and NumPy as the recorded session's kernel was (an int in range only), so re-executed
+    cells draw the recorded values; a recording without a usable seed leaves the generators as they are."""
+    entry = header.get("seed")
+    value = entry.get("value") if isinstance(entry, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= SEED_MAX:
+        seed_session(value)
+
+
 def serve_recording(notebook: str, session_id: str) -> None:
     """Answer this kernel's tool calls from the recording in ``notebook`` (the setup cell calls this).
 
@@ -391,6 +403,7 @@ def serve_recording(notebook: str, session_id: str) -> None:
     shell.events.register("pre_run_cell", before_cell)
     _served = (bridge, before_cell)
     sdk.attach(bridge)
+    _seed_as_recorded(recording.session)
     shell.user_ns.update(sdk.model_names(tools))
     if os.environ.get(RUN_BY_ENV) == "papermill":
         shell.set_custom_exc((Exception,), _reproduced_errors_on_stderr(bridge))

@@ -12,7 +12,9 @@ Notebook ``metadata.kernel_agent``::
                       "sdk_hash", "sdk_modules" (the generated SDK source),
                       "definitions": [{qualified_name, name, namespace,
                       description, input_schema, output_schema, read_only,
-                      destructive, source}]}), and what the caller adds
+                      destructive, source}]}), seed ({"value": the int
+                      the kernel's random and NumPy generators were seeded
+                      with, "generators"}), and what the caller adds
                       (record_metadata: model, task, ...)
     end               written when the session closes, after its kernel was
                       stopped: {"ended_at", "reason", "cells" (= length),
@@ -28,7 +30,9 @@ Notebook ``metadata.kernel_agent``::
 Cell ``metadata.kernel_agent`` (every cell kernel-agent writes has one)::
 
     seq               0, 1, 2, ... the cell's position in the chain
-    kind              "setup" | "task" | "message" | "code"; cell 0 is the
+    kind              "setup" | "task" | "message" | "note" | "code", or a
+                      session event ("resumed", "detached", "attached",
+                      "background"); cell 0 is the
                       setup cell: a session records it but never runs it;
                       Jupyter tools (nbclient, nbval, papermill) run it, and it
                       makes the kernel serve the recorded tool results
@@ -38,8 +42,12 @@ Cell ``metadata.kernel_agent`` (every cell kernel-agent writes has one)::
                       (ToolCall records; large arguments/results moved to
                       side files), progress, final_answer (wire encoding),
                       kernel_restarted, state_lost, dropped_output_bytes,
-                      and when an agent drove the cell: observation
-                      {"text", "truncated"}, usage
+                      and when an agent drove the cell: step, call_id,
+                      code_via, observation {"text", "truncated", "images"},
+                      usage
+    messages also:    step, and the tool calls the model sent malformed
+                      (malformed: [[call_id, raw]]), so a resume can rebuild
+                      the conversation (kernel_agent.agent.resume)
 
 The chain: ``H0 = sha256(canonical(session header))``,
 ``H[i] = sha256(H[i-1] + canonical(hashable_cell(cell i)))``; the head is
