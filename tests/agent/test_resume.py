@@ -169,8 +169,9 @@ async def test_a_crafted_record_is_refused_by_name_before_any_kernel(first_run: 
 
 async def test_records_in_other_states_are_refused_before_any_kernel(first_run: tuple[Path, str], tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """A session that detached (its kernel may still run), a record a live session still writes, and a record
-    changed without its chain: each a RecordingError saying what to do."""
+    """A session that detached (its kernel may still run), a record a live session still writes, one whose host
+    stopped between writing the journal and the notebook, and a record changed without its chain: each a
+    RecordingError saying what to do."""
     monkeypatch.setattr(Session, "start", _no_kernel)
 
     def detach(document: dict[str, Any]) -> None:
@@ -191,6 +192,16 @@ async def test_records_in_other_states_are_refused_before_any_kernel(first_run: 
             await Agent(ScriptedModel([]), tools=[weather]).run(resume=live)
     finally:
         writer.close()
+
+    def cut_short(document: dict[str, Any]) -> None:  # the host died between the journal's fsync and the notebook
+        document["metadata"][fmt.METADATA_KEY].pop("end")
+        document["metadata"][fmt.METADATA_KEY]["chain"].pop("seal")
+        document["cells"].pop()
+
+    half = _rechain_unsealed(edited(first_run[0], tmp_path, cut_short))
+    journal_path_for(half).write_bytes(journal_path_for(first_run[0]).read_bytes())  # one cell more
+    with pytest.raises(RecordingError, match="its journal holds 4 cells where the notebook holds 3.*recover"):
+        await Agent(ScriptedModel([]), tools=[weather]).run("Go on.", resume=half)
 
     tampered = edited(first_run[0], tmp_path, lambda d: code_cell(d).update(call_id="call_forged"))
     with pytest.raises(RecordingError, match="does not match its recorded hash"):
