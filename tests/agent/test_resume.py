@@ -200,7 +200,7 @@ async def test_records_in_other_states_are_refused_before_any_kernel(first_run: 
 
     half = _rechain_unsealed(edited(first_run[0], tmp_path, cut_short))
     journal_path_for(half).write_bytes(journal_path_for(first_run[0]).read_bytes())  # one cell more
-    with pytest.raises(RecordingError, match="its journal holds 4 cells where the notebook holds 3.*recover"):
+    with pytest.raises(RecordingError, match=r"its journal holds 4 cells where the notebook holds 3.*recover"):
         await Agent(ScriptedModel([]), tools=[weather]).run("Go on.", resume=half)
 
     tampered = edited(first_run[0], tmp_path, lambda d: code_cell(d).update(call_id="call_forged"))
