@@ -51,6 +51,7 @@ class LiveReporter:
         self._activity = ""
         self._since = time.monotonic()
         self._output = CellOutput(indent="")
+        self._spinner = Spinner("dots")
         self._open_line = ""  # output still being written (no newline yet): shown in the live region
         self._progress = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TimeElapsedColumn(), console=self.console)
@@ -79,7 +80,8 @@ class LiveReporter:
             parts.append(Text("  " + self._open_line))
         if self._activity:
             elapsed = time.monotonic() - self._since
-            parts.append(Spinner("dots", text=Text(f"{self._activity} ({elapsed:.0f} s)", style="dim")))
+            self._spinner.update(text=Text(f"{self._activity} ({elapsed:.0f} s)", style="dim"))
+            parts.append(self._spinner)  # one spinner, so that it turns (its frame follows its start time)
         if self._bars:
             parts.append(self._progress.get_renderable())
         return Group(*parts)
@@ -95,8 +97,8 @@ class LiveReporter:
 
     def _flush_open_line(self) -> None:
         if self._open_line:
-            self._print(Text("  " + self._open_line))
-            self._open_line = ""
+            line, self._open_line = self._open_line, ""  # first: the region is redrawn under the printed line
+            self._print(Text("  " + line))
 
     # -- events -----------------------------------------------------------------------------
 
