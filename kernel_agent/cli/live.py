@@ -92,6 +92,11 @@ class LiveReporter:
             self._live.start()
         self._live.refresh()
 
+    def _refresh(self) -> None:
+        # Not after close: a background cell's output can still come once the run has ended.
+        if self._live.is_started:
+            self._live.refresh()
+
     def _print(self, renderable: RenderableType) -> None:
         self.console.print(renderable, soft_wrap=False)
 
@@ -123,7 +128,7 @@ class LiveReporter:
         *lines, self._open_line = text.split("\n")
         for line in lines:
             self._print(Text("  " + line))
-        self._live.refresh()
+        self._refresh()
 
     def _on_progress(self, event: AgentEvent) -> None:
         progress = event.progress
@@ -138,7 +143,7 @@ class LiveReporter:
         task = self._bars[key][0] if key in self._bars else self._progress.add_task(key, total=total)
         self._bars[key] = (task, min(done, total), total)
         self._progress.update(task, completed=min(done, total), total=total)
-        self._live.refresh()
+        self._refresh()
 
     def _on_cell(self, event: AgentEvent) -> None:
         self._flush_open_line()
