@@ -28,6 +28,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from kernel_agent.errors import PackageInstallError
 from kernel_agent.packages.policy import PackagePolicy
+from kernel_agent.sandbox.hostpython import helper_env
 
 #: Given as options, not variables: they hold with --isolated too.
 _QUIET = ["--no-input", "--disable-pip-version-check", "--progress-bar", "off", "--no-color"]
@@ -46,15 +47,22 @@ class InstalledPackage:
         return {"name": self.name, "version": self.version, "wheel": self.wheel, "sha256": self.sha256}
 
 
-async def run_pip(policy: PackagePolicy, command: str, arguments: list[str]) -> str:
-    """Run ``pip command`` with ``arguments``; its output's tail, or PackageInstallError (failure, timeout)."""
-    env = dict(os.environ)
+async def run_pip(policy: PackagePolicy, command: str, arguments: list[str], cwd: Path) -> str:
+    """Run ``pip command`` with ``arguments`` in ``cwd`` (host-private); its output's tail, or PackageInstallError.
+
+    pip runs isolated from what a kernel can write and from the host's
+    secrets (see :mod:`kernel_agent.sandbox.hostpython`): ``python -I``, a
+    private working directory, a minimal environment (``PIP_`` variables
+    pass unless the policy is ``isolated``).
+    """
     if policy.isolated:  # pip's --isolated skips user configuration and variables, not the global files
-        env = {k: v for k, v in env.items() if not k.startswith("PIP_")} | {"PIP_CONFIG_FILE": os.devnull}
+        env = helper_env(PIP_CONFIG_FILE=os.devnull)
+    else:
+        env = helper_env(prefixes=("PIP_",))
     process = await asyncio.create_subprocess_exec(
         *policy.pip_command(), command, *_QUIET, *policy.source_options(), *arguments,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True,
+        stderr=asyncio.subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True,
         umask=0o022)  # what pip writes must be readable by the sandbox's uid
     tail = bytearray()
     assert process.stdout is not None
@@ -121,7 +129,8 @@ async def install_wheels(policy: PackagePolicy, target: Path, requirements: list
             source = ["--require-hashes", "-r", str(pinned)]
         else:
             source = [str(r) for r in requirements]
-        await run_pip(policy, "download", ["--dest", str(downloads), "--no-deps", "--only-binary", ":all:", *source])
+        await run_pip(policy, "download", ["--dest", str(downloads), "--no-deps", "--only-binary", ":all:", *source],
+                      cwd=Path(scratch))
         wanted = {r.name: r for r in requirements}
         checked = await asyncio.to_thread(_check_downloads, downloads, wanted)
         if hashes is not None:
@@ -130,7 +139,7 @@ async def install_wheels(policy: PackagePolicy, target: Path, requirements: list
                 raise PackageInstallError(f"{', '.join(wrong)}: not the recorded file (its sha256 differs)")
         await run_pip(policy, "install", ["--target", str(target), "--upgrade", "--no-deps", "--no-index",
                                           "--only-binary", ":all:", "--no-warn-script-location",
-                                          *[str(path) for path, _ in checked]])
+                                          *[str(path) for path, _ in checked]], cwd=Path(scratch))
         return [package for _, package in checked]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import sys
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +23,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from kernel_agent.errors import PackageInstallError, PackageNotAllowedError
+from kernel_agent.sandbox.hostpython import python_command
 
 MAX_REQUIREMENT_CHARS = 200
 MAX_REQUIREMENTS = 16
@@ -81,7 +82,8 @@ class PackagePolicy:
     ignores that configuration, files and ``PIP_`` variables, so only the
     policy's options count). ``timeout`` and
     ``max_output_bytes`` bound each pip run. ``pip``: the command that runs
-    pip (default: this Python's ``-m pip``). Only wheels are installed, and
+    pip (default: this Python's ``-I -m pip``; it runs in a private
+    directory with a minimal environment). Only wheels are installed, and
     no dependencies (those of the host's environment are importable; ask for
     others by name).
     """
@@ -102,13 +104,15 @@ class PackagePolicy:
             raise TypeError("PackagePolicy: allow and find_links are lists of strings, not one string")
         object.__setattr__(self, "allowed", tuple(parse_requirement(text) for text in self.allow))
         object.__setattr__(self, "allow", tuple(self.allow))
-        object.__setattr__(self, "find_links", tuple(self.find_links))
+        # pip runs in a private directory (never the host's working directory): a relative path is the caller's.
+        object.__setattr__(self, "find_links", tuple(link if ":" in link or os.path.isabs(link)
+                                                     else os.path.abspath(link) for link in self.find_links))
         if self.timeout <= 0 or self.max_output_bytes < 1024:
             raise ValueError("PackagePolicy: timeout must be positive and max_output_bytes at least 1024")
 
     def pip_command(self) -> list[str]:
         """The command that runs pip."""
-        return list(self.pip) if self.pip else [sys.executable, "-m", "pip"]
+        return list(self.pip) if self.pip else [*python_command(), "-m", "pip"]
 
     def source_options(self) -> list[str]:
         """pip's options for where packages come from (the policy's alone)."""

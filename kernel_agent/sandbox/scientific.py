@@ -25,10 +25,11 @@ import importlib.util
 import logging
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
+
+from kernel_agent.sandbox.hostpython import helper_env, python_command
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,11 @@ def _find_or_build(directory: Path) -> Path | None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as build:
-            env = {**os.environ, "MPLCONFIGDIR": build, "MPLBACKEND": "agg"}
-            subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=env, check=True,
-                           capture_output=True, timeout=_BUILD_TIMEOUT_SECONDS)
+            # Isolated (hostpython): the host's working directory may be a workspace a kernel planted
+            # a `matplotlib` package in, and the build needs none of the host's secrets.
+            env = helper_env(MPLCONFIGDIR=build, MPLBACKEND="agg")
+            subprocess.run([*python_command(), "-c", "import matplotlib.font_manager"], env=env, cwd=build,
+                           check=True, capture_output=True, timeout=_BUILD_TIMEOUT_SECONDS)
             made = sorted(Path(build).glob("fontlist-*.json"))
             if not made:
                 return None

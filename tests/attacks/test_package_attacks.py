@@ -1,0 +1,134 @@
+"""The host's own Python, run for a kernel's request (pip, matplotlib's font cache): never the kernel's code.
+
+A kernel writes its workspace, and an analyst often starts the host in that
+very directory (``kernel-agent run --workspace .``). ``python -m pip`` and
+``python -c`` put the working directory first on ``sys.path``: a ``pip`` or
+``matplotlib`` package the kernel planted there would run on the host, as
+root, at the next ``%pip install`` or font-cache build. pip must also not be
+handed the host's secrets: it gets a minimal environment, not the host's.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from kernel_agent import Session
+from kernel_agent.packages import PackagePolicy
+from kernel_agent.sandbox import scientific
+from tests.packages.wheels import build_wheel
+
+from .support import SECRET_ENV_NAME, SECRET_ENV_VALUE, module_loop
+
+pytestmark = module_loop
+
+
+def planting(package: str, marker: Path) -> str:
+    """Kernel code: a package ``package`` in the kernel's working directory that writes ``marker`` when imported."""
+    body = f"open({str(marker)!r}, 'w').write('the kernel ran code on the host')\n"
+    return textwrap.dedent(f"""
+        import os
+        os.makedirs({package!r}, exist_ok=True)
+        for name in ('__init__.py', '__main__.py'):
+            with open(os.path.join({package!r}, name), 'w') as f:
+                f.write({body!r})
+        print(sorted(os.listdir({package!r})))
+    """)
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("attack-wheels")
+    build_wheel(directory, "tinypkg", "1.0", "VALUE = 'one'\n")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def host_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A host directory no kernel can see: where planted code would leave its marker."""
+    return tmp_path_factory.mktemp("host-only")
+
+
+@pytest.fixture(scope="module")
+def secret_in_host_env() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv(SECRET_ENV_NAME, SECRET_ENV_VALUE)
+        yield
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def installing(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, host_only: Path,
+                     secret_in_host_env: None) -> AsyncIterator[Session]:
+    """A session whose host pip records its environment (a wrapper around the real pip) before it runs."""
+    wrapper = host_only / "pip-wrapper.py"
+    wrapper.write_text(textwrap.dedent(f"""
+        import json, os, runpy, sys
+        with open({str(host_only / 'pip-env.json')!r}, 'w') as f:
+            json.dump(dict(os.environ), f)
+        sys.argv[0] = 'pip'
+        runpy.run_module('pip', run_name='__main__', alter_sys=True)
+    """))
+    workspace = tmp_path_factory.mktemp("installing") / "workspace"
+    workspace.mkdir()
+    policy = PackagePolicy(allow=["tinypkg"], no_index=True, find_links=[str(wheelhouse)], isolated=True,
+                           pip=[sys.executable, "-I", str(wrapper)])
+    async with Session(workspace, package_policy=policy, default_timeout=120) as session:
+        yield session
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def default_pip(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> AsyncIterator[Session]:
+    """A session whose host runs pip the default way (this Python's ``-m pip``)."""
+    workspace = tmp_path_factory.mktemp("default-pip") / "workspace"
+    workspace.mkdir()
+    policy = PackagePolicy(allow=["tinypkg"], no_index=True, find_links=[str(wheelhouse)], isolated=True)
+    async with Session(workspace, package_policy=policy, default_timeout=120) as session:
+        yield session
+
+
+async def test_a_pip_package_the_kernel_plants_in_the_hosts_working_directory_never_runs(
+        default_pip: Session, host_only: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: the host runs in the workspace; the kernel plants pip/__main__.py there, then asks for a package."""
+    workspace = default_pip.local_workspace
+    assert workspace is not None
+    monkeypatch.chdir(workspace)  # `kernel-agent run --workspace .`
+    marker = host_only / "pip-was-hijacked"
+    planted = await default_pip.execute(planting("pip", marker))
+    assert planted.ok and "__main__.py" in planted.stdout, planted.error
+    result = await default_pip.execute("%pip install tinypkg\nimport tinypkg\nprint(tinypkg.VALUE)")
+    assert not marker.exists(), "the host ran a pip package the kernel wrote"
+    assert result.ok, result.error
+    assert result.stdout.splitlines()[-1] == "one"
+
+
+async def test_pip_gets_a_minimal_environment_without_the_hosts_secrets(installing: Session, host_only: Path) -> None:
+    """Attack: ask for a package while the host holds an API key; pip (and anything it starts) must not see it."""
+    import json
+
+    result = await installing.execute("%pip install tinypkg\nimport tinypkg\nprint(tinypkg.VALUE)")
+    assert result.ok, result.error
+    env = json.loads((host_only / "pip-env.json").read_text())
+    assert SECRET_ENV_NAME not in env
+    assert SECRET_ENV_VALUE not in json.dumps(env)
+    assert "PATH" in env and "HOME" in env  # what pip needs to run is still there
+
+
+async def test_a_matplotlib_the_kernel_plants_in_the_hosts_working_directory_never_runs_on_the_host(
+        default_pip: Session, host_only: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: plant matplotlib/ in the workspace the host runs in; the host's next font-cache build imports it."""
+    workspace = default_pip.local_workspace
+    assert workspace is not None
+    marker = host_only / "matplotlib-was-hijacked"
+    planted = await default_pip.execute(planting("matplotlib", marker))
+    assert planted.ok, planted.error
+    monkeypatch.chdir(workspace)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no font cache yet: the host builds one
+    monkeypatch.setattr(scientific, "_built", {})
+    font_cache = scientific.host_font_cache()
+    assert not marker.exists(), "the host imported a matplotlib the kernel wrote"
+    assert font_cache is not None and font_cache.is_relative_to(tmp_path / "cache")
