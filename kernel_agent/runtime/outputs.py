@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from types import MappingProxyType
@@ -60,9 +61,9 @@ def _trimmed_error(output: dict[str, Any]) -> dict[str, Any]:
 
 def _public(output: dict[str, Any]) -> dict[str, Any]:
     """An output as nbformat has it, without the collector's bookkeeping keys."""
-    public = {key: value for key, value in output.items() if key not in ("_display_id", "_texts", "_bytes")}
-    if "_texts" in output:
-        public["text"] = "".join(output["_texts"])
+    public = {key: value for key, value in output.items() if key not in ("_display_id", "_text", "_bytes")}
+    if "_text" in output:
+        public["text"] = output["_text"].getvalue()
     return public
 
 
@@ -172,9 +173,13 @@ class OutputCollector:
                 return
             last = self.outputs[-1] if self.outputs else None
             if last and last["output_type"] == "stream" and last["name"] == output["name"]:
-                last["_texts"].append(text)  # joined once in finish(): `+=` here would be quadratic
+                # A buffer, not `+=` (quadratic) nor a list of pieces (a flood of one-character messages
+                # would cost a list entry each, tens of bytes per byte kept).
+                last["_text"].write(text)
             else:
-                self.outputs.append({"output_type": "stream", "name": output["name"], "_texts": [text]})
+                buffer = io.StringIO()
+                buffer.write(text)
+                self.outputs.append({"output_type": "stream", "name": output["name"], "_text": buffer})
             return
         size = message_size if message_size is not None else _size(output)
         if size > room:
