@@ -34,6 +34,10 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SIGNATURE = b"\xff\xd8\xff"
 # JPEG start-of-frame markers (they carry the dimensions); C4, C8 and CC are other segments.
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+#: Image outputs of one cell that are decoded, named in a note and recorded; past them, one note for the rest.
+#: A cell can show thousands of tiny images within max_output_bytes: each would cost a decode, a line of the
+#: observation (which Agent(observation_limit=) bounds) and an entry of the notebook's record.
+MAX_IMAGES_EXAMINED = 16
 # PNG and JPEG cannot describe a side longer than this (JPEG: 65,535; PNG allows 2**31 - 1, which no real plot has).
 _MAX_SIDE = 65_535
 
@@ -142,7 +146,7 @@ def images_of_record(outputs: Sequence[Any], record: Sequence[Any], limits: Imag
     sent = {entry["output"] for entry in record
             if isinstance(entry, dict) and entry.get("sent") is True and isinstance(entry.get("output"), int)}
     kept = [output if index in sent and isinstance(output, dict) else {} for index, output in enumerate(outputs)]
-    return _select(kept, limits, room=len(sent), vision=True).images
+    return _select(kept, limits, room=min(len(sent), limits.max_images), vision=True).images
 
 
 def _select(outputs: Sequence[Any], limits: ImageLimits, *, room: int, vision: bool,
@@ -151,8 +155,12 @@ def _select(outputs: Sequence[Any], limits: ImageLimits, *, room: int, vision: b
     notes: list[str] = []
     record: list[dict[str, Any]] = []
     number = 1
+    unexamined: list[int] = []
     for index, output in enumerate(outputs):
         for media_type, value in _image_entries(output)[:1]:  # one image per output: its richest form
+            if number > MAX_IMAGES_EXAMINED:
+                unexamined.append(index)
+                continue
             entry: dict[str, Any] = {"output": index, "media_type": media_type}
             label = f"image {number} (output {index + 1} of the cell, {media_type})"
             number += 1
@@ -177,6 +185,10 @@ def _select(outputs: Sequence[Any], limits: ImageLimits, *, room: int, vision: b
                              sent_height=part.height, sent_bytes=part.byte_size)
                 notes.append(f"[{label}, {part.width}x{part.height}: attached as an image{how}]")
             record.append(entry)
+    if unexamined:
+        notes.append(f"[{len(unexamined):,} more image outputs of the cell (outputs {unexamined[0] + 1} to "
+                     f"{unexamined[-1] + 1}) were not examined or sent to you: only the first "
+                     f"{MAX_IMAGES_EXAMINED} images of a cell are; they are in the notebook]")
     return ImageSelection(tuple(images), tuple(notes), tuple(record))
 
 
