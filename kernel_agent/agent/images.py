@@ -202,14 +202,14 @@ def image_size(raw: bytes, media_type: str) -> tuple[int, int]:
     else:
         if not raw.startswith(_JPEG_SIGNATURE):
             raise _Refused("its bytes are not a JPEG image")
-        width, height = _jpeg_size(raw)
+        _marker, width, height = _jpeg_frame(raw)
     if not (0 < width <= _MAX_SIDE and 0 < height <= _MAX_SIDE):
         raise _Refused(f"its header gives an impossible size ({width}x{height})")
     return width, height
 
 
-def _jpeg_size(raw: bytes) -> tuple[int, int]:
-    """Walk the JPEG's marker segments to the start-of-frame (each step moves forward: it ends)."""
+def _jpeg_frame(raw: bytes) -> tuple[int, int, int]:
+    """(start-of-frame marker, width, height): walk the JPEG's marker segments (each step moves forward: it ends)."""
     position = 2
     while position + 4 <= len(raw):
         if raw[position] != 0xFF:
@@ -228,7 +228,7 @@ def _jpeg_size(raw: bytes) -> tuple[int, int]:
             if position + 9 > len(raw):
                 break
             height, width = struct.unpack(">HH", raw[position + 5:position + 9])
-            return width, height
+            return marker, width, height
         if marker in (0xD9, 0xDA):  # end of image, or image data before any frame header
             break
         position += 2 + length
@@ -277,8 +277,10 @@ def _bounded(raw: bytes, media_type: str, width: int, height: int, limits: Image
                        f"{limits.max_bytes:,} bytes) and Pillow is not installed to downscale it") from None
     try:
         if fits:
-            _check_decodes(Image, raw, width, height)
-            return ImagePart(media_type, base64.b64encode(raw).decode("ascii"), width, height), ""
+            unusual = _check_decodes(Image, raw, media_type, width, height)
+            if unusual is None:
+                return ImagePart(media_type, base64.b64encode(raw).decode("ascii"), width, height), ""
+            return _downscaled(Image, raw, width, height, 1.0, limits), f" (re-encoded: it was {unusual})"
         part = _downscaled(Image, raw, width, height, scale, limits)
     except _Refused:
         raise
@@ -287,12 +289,34 @@ def _bounded(raw: bytes, media_type: str, width: int, height: int, limits: Image
     return part, f" (downscaled from {width}x{height}, {len(raw):,} bytes)"
 
 
-def _check_decodes(image_module: Any, raw: bytes, width: int, height: int) -> None:
-    """Decode the whole image once (it is within the limits), so a provider is never sent a broken one."""
+def _check_decodes(image_module: Any, raw: bytes, media_type: str, width: int, height: int) -> str | None:
+    """Decode the whole image once (it is within the limits), so a provider is never sent a broken one.
+
+    Returns why its own bytes should not be sent (then it is re-encoded), or None.
+    """
     with image_module.open(io.BytesIO(raw)) as image:
         if image.size != (width, height):
             raise _Refused(f"its header says {width}x{height} but it decodes as {image.size[0]}x{image.size[1]}")
         image.load()
+        return _unusual(image, raw, media_type)
+
+
+def _unusual(image: Any, raw: bytes, media_type: str) -> str | None:
+    """What makes a decodable image one a provider may refuse (a 400 that ends the run, at every later step too).
+
+    Providers take 8-bit, still PNG and baseline or progressive JPEG in grey or colour; a kernel can show
+    16-bit, animated, CMYK or arithmetic-coded images that decode here. Those are re-encoded, not sent as is.
+    """
+    if getattr(image, "n_frames", 1) > 1:
+        return "animated (its first frame is sent)"
+    if media_type == "image/png":
+        if raw[24] > 8:  # IHDR's bit depth
+            return f"a {raw[24]}-bit PNG"
+        return None if image.mode in ("1", "L", "LA", "P", "RGB", "RGBA") else f"a PNG in mode {image.mode}"
+    if image.mode not in ("L", "RGB"):
+        return f"a {image.mode} JPEG"
+    marker, _width, _height = _jpeg_frame(raw)
+    return None if marker in (0xC0, 0xC1, 0xC2) else "an arithmetic-coded or lossless JPEG"
 
 
 def _downscaled(image_module: Any, raw: bytes, width: int, height: int, scale: float,

@@ -83,3 +83,35 @@ async def test_a_crafted_record_rebuilds_no_more_images_than_a_step_sends() -> N
     record = [{"output": index, "sent": True} for index in range(30)]
     limits = ImageLimits()
     assert len(images_of_record(outputs, record, limits)) == limits.max_images
+
+
+def exotic(save: str) -> str:
+    """Kernel code showing an image Pillow made and saved with ``save`` (a statement using ``image`` and ``b``)."""
+    return ("import io\nfrom PIL import Image\nfrom IPython.display import display, Image as Shown\n"
+            f"b = io.BytesIO()\n{save}\ndisplay(Shown(b.getvalue()))")
+
+
+EXOTIC = {
+    "cmyk-jpeg": "Image.new('CMYK', (64, 48), (0, 255, 255, 0)).save(b, 'JPEG')",
+    "16-bit-png": "Image.new('I;16', (64, 48), 40000).save(b, 'PNG')",
+    "animated-png": ("frames = [Image.new('RGB', (64, 48), c) for c in ('red', 'green', 'blue')]\n"
+                     "frames[0].save(b, 'PNG', save_all=True, append_images=frames[1:], duration=100)"),
+}
+
+
+@pytest.mark.parametrize("save", EXOTIC.values(), ids=EXOTIC.keys())
+async def test_an_exotic_but_decodable_image_is_re_encoded_before_a_provider_sees_it(recorded: Session,
+                                                                                    save: str) -> None:
+    """Attack: show an image the host decodes but a provider may refuse (a 400 that would end every later step)."""
+    model = ScriptedModel([exotic(save), {"text": "done"}])
+    result = await Agent(model, max_steps=3).run("Show it.", session=recorded)
+    assert result.stop_reason is StopReason.ANSWERED, result.error
+    [image] = model.images_seen
+    raw = base64.b64decode(image.data, validate=True)
+    with Image.open(io.BytesIO(raw)) as sent:
+        assert getattr(sent, "n_frames", 1) == 1
+        assert sent.mode in ("L", "RGB", "RGBA")
+        assert (sent.width, sent.height) == (64, 48)
+    if image.media_type == "image/png":
+        assert raw[24] == 8  # 8 bits a sample
+    assert "re-encoded" in result.steps[0].observation
