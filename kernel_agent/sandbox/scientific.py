@@ -24,11 +24,14 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import stat
 import subprocess
 import tempfile
 import threading
 from pathlib import Path
 
+from kernel_agent.errors import UnsafePathError
+from kernel_agent.safe_fs import open_dir, open_regular, replace_file
 from kernel_agent.sandbox.hostpython import helper_env, python_command
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,49 @@ def host_font_cache() -> Path | None:
         if key not in _built:
             _built[key] = _find_or_build(_cache_root() / f"matplotlib-{key}")
         return _built[key]
+
+
+#: A font cache is a JSON list of a few thousand fonts (about 100 KB); a larger file is not one.
+_MAX_FONT_CACHE_BYTES = 16 * 1024 * 1024
+
+
+def font_cache_for(run_dir: Path) -> Path | None:
+    """A private copy, in the kernel's run directory, of the host's font cache (what the sandbox binds), or None.
+
+    The cache lives in a shared place (``~/.cache``, or wherever
+    ``XDG_CACHE_HOME`` says, perhaps inside a workspace) and bwrap binds its
+    source as root, following links: so it is never bound from there. It is
+    read without following a link, only if it is a plain file of the host's
+    uid that nobody else may write, and copied into the host-private run
+    directory. Blocking: call it off the event loop.
+    """
+    cache = host_font_cache()
+    if cache is None:
+        return None
+    try:
+        directory = open_dir(cache.parent)
+        try:
+            fd = open_regular(directory, cache.name, os.O_RDONLY)
+        finally:
+            os.close(directory)
+        with os.fdopen(fd, "rb") as file:
+            status = os.fstat(file.fileno())
+            if status.st_uid != os.getuid() or status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                raise UnsafePathError(f"{cache} is not the host's own file (owner {status.st_uid}, mode "
+                                      f"{stat.S_IMODE(status.st_mode):o})")
+            data = file.read(_MAX_FONT_CACHE_BYTES + 1)
+        if len(data) > _MAX_FONT_CACHE_BYTES:
+            raise UnsafePathError(f"{cache} is larger than a font cache")
+        run_fd = open_dir(run_dir)
+        try:
+            replace_file(run_fd, cache.name, data, mode=0o644)  # read by the sandbox's uid through the bind
+        finally:
+            os.close(run_fd)
+    except (OSError, UnsafePathError) as exc:
+        log.warning("kernel-agent: matplotlib's prebuilt font cache is not used (%s); the kernel builds its own at "
+                    "its first plot", exc)
+        return None
+    return run_dir / cache.name
 
 
 def _find_or_build(directory: Path) -> Path | None:

@@ -23,7 +23,7 @@ from kernel_agent.packages import PackagePolicy
 from kernel_agent.sandbox import scientific
 from tests.packages.wheels import build_wheel
 
-from .support import SECRET_ENV_NAME, SECRET_ENV_VALUE, module_loop
+from .support import SECRET_ENV_NAME, SECRET_ENV_VALUE, SECRET_FILE_TEXT, HostSecrets, module_loop
 
 pytestmark = module_loop
 
@@ -132,3 +132,30 @@ async def test_a_matplotlib_the_kernel_plants_in_the_hosts_working_directory_nev
     font_cache = scientific.host_font_cache()
     assert not marker.exists(), "the host imported a matplotlib the kernel wrote"
     assert font_cache is not None and font_cache.is_relative_to(tmp_path / "cache")
+
+
+async def test_a_font_cache_the_kernel_replaced_by_a_link_is_never_bound_into_a_kernel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_secrets: HostSecrets) -> None:
+    """Attack: the host keeps its caches in the workspace (XDG_CACHE_HOME); the kernel swaps the font cache for a
+    link to a host file; the next host process would bind it (as root) into every kernel's /tmp/matplotlib."""
+    workspace, other = tmp_path / "workspace", tmp_path / "other"
+    workspace.mkdir()
+    other.mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(workspace / ".cache"))
+    monkeypatch.setattr(scientific, "_built", {})
+    async with Session(workspace, default_timeout=60) as session:
+        swapped = await session.execute(textwrap.dedent(f"""
+            import glob, os
+            [built] = glob.glob('.cache/kernel-agent/matplotlib-*/fontlist-*.json')
+            os.rename('.cache', '.cache-moved')
+            os.makedirs(os.path.dirname(built))
+            os.symlink({str(host_secrets.secret_file)!r}, built)
+            print(built)
+        """))
+        assert swapped.ok, swapped.error
+    monkeypatch.setattr(scientific, "_built", {})  # a new host process
+    async with Session(other, default_timeout=60) as victim:
+        read = await victim.execute(
+            "import glob\nprint([open(p).read()[:200] for p in glob.glob('/tmp/matplotlib/fontlist-*.json')])")
+    assert read.ok, read.error
+    assert SECRET_FILE_TEXT not in read.stdout
