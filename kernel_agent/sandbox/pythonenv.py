@@ -13,12 +13,15 @@ break the kernel).
 Refused with :class:`~kernel_agent.errors.PythonEnvironmentError`: a
 relative or missing path, a venv of another Python minor version (compiled
 extensions would not load), and any overlap with a tree the sandbox can
-write (the workspace, the policy's writable paths): the kernel could then
+write (the workspace, the policy's writable paths), through the
+environment's own path, a directory its ``.pth`` files add, or a package
+linked into its site directory: the kernel could then
 plant code that the next kernel given this environment would import.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterable
@@ -54,13 +57,13 @@ def site_dirs(env: Path) -> list[Path]:
     return [site.resolve()]
 
 
-def check_outside(env: Path, directory: Path, writable: Iterable[Path]) -> None:
-    """Refuse a directory of ``env`` (itself, or one its .pth files add) that overlaps a tree the sandbox can write."""
+def check_outside(env: Path, directory: Path, writable: Iterable[Path], why: str = "which its .pth files add") -> None:
+    """Refuse a directory of ``env`` (itself, one its .pth files add, a link's target) overlapping a writable tree."""
     resolved = directory.resolve()
     for tree in writable:
         tree = tree.resolve()
         if resolved.is_relative_to(tree) or tree.is_relative_to(resolved):
-            which = "" if resolved == env.resolve() else f": {directory}, which its .pth files add,"
+            which = "" if resolved == env.resolve() else f": {directory}, {why},"
             raise PythonEnvironmentError(
                 f"python_env {env}{which} overlaps {tree}, which the sandbox can write: a kernel could change "
                 "the packages later kernels import. Prepare the environment outside the workspace and writable "
@@ -97,4 +100,23 @@ def checked(env: Path | None, writable: Iterable[Path]) -> EnvDirs:
     bound = bound_dirs(env)
     for directory in bound:
         check_outside(env, directory, writable)
-    return EnvDirs(tuple(site_dirs(env)), tuple(bound))
+    imported = site_dirs(env)
+    for link in linked_entries(imported):
+        check_outside(env, link, writable, why="a link among its packages")
+    return EnvDirs(tuple(imported), tuple(bound))
+
+
+def linked_entries(sites: Iterable[Path]) -> list[Path]:
+    """The top-level entries of ``sites`` that are symbolic links (a package or module linked in from elsewhere).
+
+    Inside the sandbox a link resolves against the sandbox's own tree, where
+    the workspace is bound writable at its own path: a link into it would make
+    the kernel's files importable under a package's name. Only the top level
+    is looked at (where import names live): a full walk of a large venv costs
+    most of a second per launch.
+    """
+    found: list[Path] = []
+    for site in sites:
+        with os.scandir(site) as entries:
+            found += [Path(entry.path) for entry in entries if entry.is_symlink()]
+    return found

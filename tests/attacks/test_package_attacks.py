@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from kernel_agent import Session
+from kernel_agent import SandboxPolicy, Session
+from kernel_agent.errors import PythonEnvironmentError
 from kernel_agent.packages import PackagePolicy
 from kernel_agent.sandbox import scientific
 from tests.packages.wheels import build_wheel
@@ -159,3 +160,18 @@ async def test_a_font_cache_the_kernel_replaced_by_a_link_is_never_bound_into_a_
             "import glob\nprint([open(p).read()[:200] for p in glob.glob('/tmp/matplotlib/fontlist-*.json')])")
     assert read.ok, read.error
     assert SECRET_FILE_TEXT not in read.stdout
+
+
+@pytest.mark.filterwarnings("ignore::kernel_agent.errors.UnconfinedWarning")  # python_env is a loosening
+async def test_a_python_env_whose_package_links_into_the_workspace_is_refused(tmp_path: Path) -> None:
+    """Attack surface: a host-prepared environment with a package linked in from the workspace (a developer's
+    `ln -s`). In the sandbox the link resolves to the writable workspace: the kernel would write the code that
+    `import linked` runs in later kernels. The environment is refused before any kernel starts."""
+    workspace, env = tmp_path / "workspace", tmp_path / "env"
+    workspace.mkdir()
+    env.mkdir()
+    (workspace / "linked").mkdir()
+    (env / "linked").symlink_to(workspace / "linked")
+    with pytest.raises(PythonEnvironmentError, match="a link among its packages"):
+        async with Session(workspace, policy=SandboxPolicy(python_env=env)):
+            pass
