@@ -231,7 +231,8 @@ class SandboxProvisioner(LocalProvisioner):
                 inner_env[RUN_AS_ENV] = str(self.sandbox_uid)
             bwrap.write_identity_files(self.run_dir, workspace, uid=self.sandbox_uid)
             program = seccomp.filter_program()
-            font_cache = await asyncio.to_thread(scientific.font_cache_for, self.run_dir)
+            font_cache = await asyncio.to_thread(scientific.font_cache_for, self.run_dir,
+                                                 [workspace, *policy.writable_paths])
             spec["argv"] = bwrap.sandbox_argv(
                 bwrap_binary, policy, workspace=workspace, run_dir=self.run_dir, shared_dir=shared_dir,
                 inner_env=inner_env, command=command, run_as=self.sandbox_uid, seccomp=program is not None,

@@ -28,6 +28,7 @@ import stat
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from kernel_agent.errors import UnsafePathError
@@ -95,7 +96,7 @@ def host_font_cache() -> Path | None:
 _MAX_FONT_CACHE_BYTES = 16 * 1024 * 1024
 
 
-def font_cache_for(run_dir: Path) -> Path | None:
+def font_cache_for(run_dir: Path, writable: Iterable[Path] = ()) -> Path | None:
     """A private copy, in the kernel's run directory, of the host's font cache (what the sandbox binds), or None.
 
     The cache lives in a shared place (``~/.cache``, or wherever
@@ -103,8 +104,19 @@ def font_cache_for(run_dir: Path) -> Path | None:
     source as root, following links: so it is never bound from there. It is
     read without following a link, only if it is a plain file of the host's
     uid that nobody else may write, and copied into the host-private run
-    directory. Blocking: call it off the event loop.
+    directory. When the cache directory lies in a tree this launch's
+    sandbox can write (``writable``), it is neither built nor used: the host
+    would create directories and files where the kernel can plant links.
+    Blocking: call it off the event loop.
     """
+    root = _cache_root()
+    roots = {Path(os.path.abspath(root)), root.resolve()}  # where it is named, and where its links lead now
+    for tree in writable:
+        tree = tree.resolve()
+        if any(root.is_relative_to(tree) or tree.is_relative_to(root) for root in roots):
+            log.warning("kernel-agent: matplotlib's font cache (%s) is in %s, which the sandbox can write; it is not "
+                        "prebuilt for this kernel", root, tree)
+            return None
     cache = host_font_cache()
     if cache is None:
         return None

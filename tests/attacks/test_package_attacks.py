@@ -144,6 +144,7 @@ async def test_a_font_cache_the_kernel_replaced_by_a_link_is_never_bound_into_a_
     other.mkdir()
     monkeypatch.setenv("XDG_CACHE_HOME", str(workspace / ".cache"))
     monkeypatch.setattr(scientific, "_built", {})
+    assert scientific.host_font_cache() is not None  # built by an earlier host process, for another workspace
     async with Session(workspace, default_timeout=60) as session:
         swapped = await session.execute(textwrap.dedent(f"""
             import glob, os
@@ -175,3 +176,27 @@ async def test_a_python_env_whose_package_links_into_the_workspace_is_refused(tm
     with pytest.raises(PythonEnvironmentError, match="a link among its packages"):
         async with Session(workspace, policy=SandboxPolicy(python_env=env)):
             pass
+
+
+async def test_the_host_builds_no_font_cache_where_the_kernel_can_plant_links(
+        tmp_path: Path, host_only: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: the host's cache directory is in the workspace; the kernel makes .cache/kernel-agent a link to a
+    host directory, and the host's next launch (a restart) would create directories and files there, as root."""
+    workspace, target = tmp_path / "workspace", host_only / "font-cache-target"
+    workspace.mkdir()
+    target.mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(workspace / ".cache"))
+    monkeypatch.setattr(scientific, "_built", {})
+    async with Session(workspace, default_timeout=60) as session:
+        planted = await session.execute(textwrap.dedent(f"""
+            import os
+            if os.path.exists('.cache'):
+                os.rename('.cache', '.cache-moved')
+            os.makedirs('.cache')
+            os.symlink({str(target)!r}, '.cache/kernel-agent')
+        """))
+        assert planted.ok, planted.error
+        monkeypatch.setattr(scientific, "_built", {})  # as a new host process would
+        await session.restart()
+        assert (await session.execute("1 + 1")).result == "2"
+    assert list(target.iterdir()) == [], "the host wrote through a link the kernel planted"
