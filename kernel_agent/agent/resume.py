@@ -158,14 +158,15 @@ def _rebuild(path: Path, cells: list[Any], image_limits: ImageLimits) -> tuple[l
         if size > MAX_CONVERSATION_CHARS or len(turns) > MAX_TURNS:
             raise RunRecordError(f"{path}: the recorded conversation is larger than a resume rebuilds "
                                  f"({MAX_CONVERSATION_CHARS:,} characters, {MAX_TURNS:,} turns)")
-        interrupted = False
+        if kind in ("task", "message", "code") and not text.startswith((INTERRUPTED_PREFIX, STOPPED_PREFIX)):
+            interrupted = False  # a later turn: an earlier interruption was gone past
         if kind == "task":
             flush()
             _check_text(path, f"cell {index} (the task)", text)
             task = text if task is None else task
             turns.append(UserTurn(text))
         elif kind == "message" and text.startswith((INTERRUPTED_PREFIX, STOPPED_PREFIX)):
-            interrupted = text.startswith(INTERRUPTED_PREFIX)  # a loop note of an older recording
+            interrupted = interrupted or text.startswith(INTERRUPTED_PREFIX)  # a loop note of an older recording
         elif kind == "message":
             flush()
             step = _optional_step(ours, where)
@@ -191,8 +192,8 @@ def _rebuild(path: Path, cells: list[Any], image_limits: ImageLimits) -> tuple[l
             raise RunRecordError(f"{where}: the run had a cell that ran on in the background; the host's answers "
                                  "to %wait and %cancel are not recorded with their requests, so its conversation "
                                  "cannot be rebuilt (Session.resume still rebuilds its kernel state)")
-        elif kind in _NOT_CONVERSATION:
-            interrupted = kind == NOTE and text.startswith(INTERRUPTED_PREFIX)
+        elif kind in _NOT_CONVERSATION:  # notes and session events; an interruption note marks the step cut short
+            interrupted = interrupted or (kind == NOTE and text.startswith(INTERRUPTED_PREFIX))
         else:
             raise RunRecordError(f"{where}: kind {str(kind)[:40]!r} is not one an agent run records")
     if task is None:

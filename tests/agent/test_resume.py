@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kernel_agent import Agent, ScriptedModel, Session, StopReason, tool
-from kernel_agent.agent.resume import RunRecordError
+from kernel_agent.agent.resume import RunRecordError, load_agent_run
 from kernel_agent.errors import RecordingError
 from kernel_agent.models.base import (
     AssistantTurn,
@@ -266,3 +266,24 @@ async def test_the_resumed_model_sees_the_plots_it_saw(tmp_path: Path) -> None:
     await Agent(model).resume(notebook)
     observation = model.seen[0][2]
     assert isinstance(observation, ObservationTurn) and observation.observations[0].images == sent
+
+
+def test_an_older_record_without_steps_on_messages_is_read_the_same(first_run: tuple[Path, str],
+                                                                     tmp_path: Path) -> None:
+    """Records from before messages carried their step and notes had their own kind: the loop's notes were
+    messages, and a cell interrupted while it ran was not recorded. The step it was in is dropped (the model is
+    asked for it again), even with session events after the note."""
+    def older(document: dict[str, Any]) -> None:
+        message_cell(document).pop("step")
+        for text in ("Now spin.", "*Run interrupted in step 2 while this code was running (its output is not "
+                     "recorded):*\n\n```python\nwhile True: pass\n```"):
+            document["cells"].append({"cell_type": "markdown", "source": text,
+                                      "metadata": {fmt.METADATA_KEY: {"kind": "message"}}})
+        document["cells"].append({"cell_type": "markdown", "source": "*Resumed.*",
+                                  "metadata": {fmt.METADATA_KEY: {"kind": "resumed"}}})
+
+    run = load_agent_run(edited(first_run[0], tmp_path, older))
+    assert [type(turn).__name__ for turn in run.conversation] == ["UserTurn", "AssistantTurn", "ObservationTurn"]
+    assert run.conversation[1] == AssistantTurn(ModelReply(text="Weather first.",
+                                                           code=(CodeRequest("script-1", STEP_1),)))
+    assert (run.task, run.steps, run.answered) == (TASK, 1, False)
