@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import functools
 import hashlib
 import os
+import resource
 import signal
 import tempfile
 from dataclasses import dataclass
@@ -59,10 +62,16 @@ async def run_pip(policy: PackagePolicy, command: str, arguments: list[str], cwd
         env = helper_env(PIP_CONFIG_FILE=os.devnull)
     else:
         env = helper_env(prefixes=("PIP_",))
+    # No file pip writes (a download, its temporary copy, its cache entry, an installed file) may exceed
+    # max_wheel_bytes: a source that serves an endless or enormous "wheel" cannot fill the host's disk.
+    # A C function as preexec_fn: nothing of Python's (imports, locks) runs in the forked child.
+    limit_file_size = functools.partial(resource.setrlimit, resource.RLIMIT_FSIZE,
+                                        (policy.max_wheel_bytes, policy.max_wheel_bytes))
     process = await asyncio.create_subprocess_exec(
         *policy.pip_command(), command, *_QUIET, *policy.source_options(), *arguments,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True,
+        preexec_fn=limit_file_size,
         umask=0o022)  # what pip writes must be readable by the sandbox's uid
     tail = bytearray()
     assert process.stdout is not None
@@ -80,6 +89,10 @@ async def run_pip(policy: PackagePolicy, command: str, arguments: list[str], cwd
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
     output = tail.decode(errors="replace").strip()
+    # Python ignores SIGXFSZ (and pip inherits that): an oversized write fails with EFBIG, which pip reports.
+    if status != 0 and (status == -signal.SIGXFSZ or f"[Errno {errno.EFBIG}]" in output):
+        raise PackageInstallError(f"pip {command} stopped: a file was larger than the package policy's "
+                                  f"max_wheel_bytes ({policy.max_wheel_bytes:,} bytes)")
     if status != 0:
         raise PackageInstallError(f"pip {command} failed (exit status {status}; only wheels are installed, an sdist "
                                   f"is never built): {output[-2000:]}")

@@ -81,7 +81,8 @@ class PackagePolicy:
     (default: pip's own configuration on the host; ``isolated=True``
     ignores that configuration, files and ``PIP_`` variables, so only the
     policy's options count). ``timeout`` and
-    ``max_output_bytes`` bound each pip run. ``pip``: the command that runs
+    ``max_output_bytes`` bound each pip run, ``max_wheel_bytes`` every file
+    it writes (a download, a cache entry, an installed file: 4 GiB). ``pip``: the command that runs
     pip (default: this Python's ``-I -m pip``; it runs in a private
     directory with a minimal environment). Only wheels are installed, and
     no dependencies (those of the host's environment are importable; ask for
@@ -96,6 +97,7 @@ class PackagePolicy:
     isolated: bool = False
     timeout: float = 300.0
     max_output_bytes: int = 64 * 1024
+    max_wheel_bytes: int = 4 * 1024**3
     pip: Sequence[str] | None = None
     allowed: tuple[Requirement, ...] = field(init=False, repr=False, compare=False)
 
@@ -107,8 +109,9 @@ class PackagePolicy:
         # pip runs in a private directory (never the host's working directory): a relative path is the caller's.
         object.__setattr__(self, "find_links", tuple(link if ":" in link or os.path.isabs(link)
                                                      else os.path.abspath(link) for link in self.find_links))
-        if self.timeout <= 0 or self.max_output_bytes < 1024:
-            raise ValueError("PackagePolicy: timeout must be positive and max_output_bytes at least 1024")
+        if self.timeout <= 0 or self.max_output_bytes < 1024 or self.max_wheel_bytes < 1024**2:
+            raise ValueError("PackagePolicy: timeout must be positive, max_output_bytes at least 1024 and "
+                             "max_wheel_bytes at least 1 MiB")
 
     def pip_command(self) -> list[str]:
         """The command that runs pip."""

@@ -10,6 +10,7 @@ handed the host's secrets: it gets a minimal environment, not the host's.
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
@@ -200,3 +201,21 @@ async def test_the_host_builds_no_font_cache_where_the_kernel_can_plant_links(
         await session.restart()
         assert (await session.execute("1 + 1")).result == "2"
     assert list(target.iterdir()) == [], "the host wrote through a link the kernel planted"
+
+
+async def test_an_enormous_wheel_from_the_package_source_is_stopped_at_max_wheel_bytes(
+        tmp_path: Path, workspace: Path) -> None:
+    """Attack: the package source serves an allowed name as a wheel far larger than any real one (here 3 MB
+    against a 1 MiB limit; a hostile index could serve an endless one): pip is stopped at the limit, the host's
+    disk does not fill, nothing is installed, and the kernel gets a named error."""
+    house = tmp_path / "house"
+    house.mkdir()
+    build_wheel(house, "hugepkg", "1.0", f"BLOB = {os.urandom(3 * 1024 * 1024).hex()!r}\n")
+    policy = PackagePolicy(allow=["hugepkg"], no_index=True, find_links=[str(house)], isolated=True,
+                           max_wheel_bytes=1024**2)
+    async with Session(workspace, package_policy=policy, default_timeout=120) as session:
+        result = await session.execute("%pip install hugepkg")
+        assert session.packages_dir is not None
+        assert list(session.packages_dir.iterdir()) == []
+    assert result.error is not None and result.error.ename == "PackageInstallError"
+    assert "max_wheel_bytes" in result.error.evalue
