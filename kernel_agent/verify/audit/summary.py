@@ -86,7 +86,7 @@ def summarise(verifier: Verifier) -> Summary:
             if cell.kind == "task" and not task_cell_seen:
                 task_cell_seen = True
                 summary.task = cell_text(cell.raw.get("source"))
-            elif cell.kind != "task":
+            elif cell.kind == "message":  # the model's messages; not the loop's notes, resumes or background answers
                 summary.messages += 1
             continue
         if cell.raw.get("cell_type") != "code" or cell.kind == "setup":
