@@ -34,6 +34,8 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SIGNATURE = b"\xff\xd8\xff"
 # JPEG start-of-frame markers (they carry the dimensions); C4, C8 and CC are other segments.
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+#: Start-of-scan markers a JPEG may hold (a progressive photo has about 10; an embedded thumbnail adds its own).
+_MAX_JPEG_SCANS = 256
 #: Image outputs of one cell that are decoded, named in a note and recorded; past them, one note for the rest.
 #: A cell can show thousands of tiny images within max_output_bytes: each would cost a decode, a line of the
 #: observation (which Agent(observation_limit=) bounds) and an entry of the notebook's record.
@@ -203,6 +205,11 @@ def image_size(raw: bytes, media_type: str) -> tuple[int, int]:
         if not raw.startswith(_JPEG_SIGNATURE):
             raise _Refused("its bytes are not a JPEG image")
         _marker, width, height = _jpeg_frame(raw)
+        # Each scan of a progressive JPEG is a pass over the whole image: a few bytes can ask for thousands
+        # of passes (seconds to a minute of the host's CPU, outside the sandbox's share). Real ones have ~10.
+        # 0xFF is byte-stuffed in entropy-coded data, so this marker appears only as a marker.
+        if (scans := raw.count(b"\xff\xda")) > _MAX_JPEG_SCANS:
+            raise _Refused(f"it has {scans:,} scans (at most {_MAX_JPEG_SCANS} are decoded)")
     if not (0 < width <= _MAX_SIDE and 0 < height <= _MAX_SIDE):
         raise _Refused(f"its header gives an impossible size ({width}x{height})")
     return width, height

@@ -115,3 +115,33 @@ async def test_an_exotic_but_decodable_image_is_re_encoded_before_a_provider_see
     if image.media_type == "image/png":
         assert raw[24] == 8  # 8 bits a sample
     assert "re-encoded" in result.steps[0].observation
+
+
+# A real 1000x1000 progressive JPEG whose smallest scan (a 12-byte DC refinement, no entropy data) is repeated
+# 60,000 times: about 700 KB, within max_bytes, and each scan is one more pass of the decoder over the image.
+SCAN_BOMB = """
+import io, struct
+from PIL import Image
+from IPython.display import display, Image as Shown
+b = io.BytesIO()
+Image.effect_noise((1000, 1000), 50).convert('RGB').save(b, 'JPEG', progressive=True, quality=90)
+raw, pos, segments = b.getvalue(), 2, []
+while raw[pos + 1] != 0xD9:
+    end = pos + 2 + struct.unpack('>H', raw[pos + 2:pos + 4])[0]
+    if raw[pos + 1] == 0xDA:  # entropy-coded data runs to the next marker (not a stuffed 0xFF00 or a restart)
+        while raw[end] != 0xFF or raw[end + 1] == 0 or 0xD0 <= raw[end + 1] <= 0xD7:
+            end += 1
+    segments.append(raw[pos:end])
+    pos = end
+smallest = min((s for s in segments if s[1] == 0xDA), key=len)
+display(Shown(b'\\xff\\xd8' + b''.join(segments) + smallest * 60_000 + b'\\xff\\xd9', format='jpeg'))
+"""
+
+
+async def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(recorded: Session) -> None:
+    """Attack: a progressive JPEG of 60,000 scans (seconds of the host's CPU per image, outside the sandbox)."""
+    model = ScriptedModel([SCAN_BOMB, {"text": "done"}])
+    result = await Agent(model, max_steps=3).run("Show it.", session=recorded)
+    assert result.stop_reason is StopReason.ANSWERED, result.error
+    assert model.images_seen == []
+    assert "scans (at most 256 are decoded)" in result.steps[0].observation
