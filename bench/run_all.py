@@ -7,7 +7,12 @@ warmed caches or leftover kernels, and the first-start figures stay honest.
 Timings are printed, never asserted: the results file records the machine
 and the command so a later run can be compared with it.
 
-Usage: ``python bench/run_all.py [--quick] [--output bench/RESULTS.md]``
+Usage: ``python bench/run_all.py [--quick] [--output bench/RESULTS.md] [--only NAME ...]``
+
+``--only bench_data bench_streaming`` runs just those modules and replaces
+their sections of the existing results file (or adds them before the
+machine section), saying in the header which sections were updated when:
+each figure still sits next to a baseline measured in its own run.
 """
 
 from __future__ import annotations
@@ -197,18 +202,38 @@ def render(results: Sequence[BenchResult], machine: Sequence[tuple[str, str]], c
         "",
     ]
     for result in results:
-        parts += [f"## {result.title}", "",
-                  f"`{result.path.relative_to(BENCH_DIR.parent)}`, {result.seconds:.0f} s.", "",
-                  markdown_table(result.rows), ""]
+        parts.append(section(result))
     parts += ["## Machine", "", "| | |", "| --- | --- |"]
     parts += [f"| {name} | {value} |" for name, value in machine]
     return "\n".join(parts) + "\n"
+
+
+def section(result: BenchResult, note: str = "") -> str:
+    """One benchmark's part of RESULTS.md, from its heading to the blank line after its table."""
+    return "\n".join([f"## {result.title}", "",
+                      f"`{result.path.relative_to(BENCH_DIR.parent)}`, {result.seconds:.0f} s{note}.", "",
+                      markdown_table(result.rows), ""])
+
+
+def update_sections(existing: str, results: Sequence[BenchResult], when: str, load: str) -> str:
+    """``existing`` (a RESULTS.md) with the sections of ``results`` replaced, or added before the machine section."""
+    head, *bodies = existing.split("\n## ")
+    sections = {body.split("\n", 1)[0]: "## " + body for body in bodies}
+    note = f" (updated {when} with --only, load {load})"
+    for result in results:
+        sections[result.title] = section(result, note)
+    machine = sections.pop("Machine", "## Machine\n")
+    names = ", ".join(result.path.stem for result in results)
+    head = head.rstrip("\n") + f"\n- Sections updated since, with `--only`: {names} ({when})\n"
+    return "\n".join([head, *(text.rstrip("\n") + "\n" for text in sections.values()), machine.rstrip("\n") + "\n"])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run every bench/bench_*.py and write bench/RESULTS.md.")
     parser.add_argument("--quick", action="store_true", help="fewer samples; the whole run takes under 2 minutes")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the markdown report")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="run only these modules (bench_data or data) and update their sections of --output")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -219,13 +244,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = shlex.join([sys.executable, *sys.argv])
     started = dt.datetime.now(dt.UTC)
     load_before = _load()
+    paths = discover()
+    if args.only:
+        wanted = {name.removesuffix(".py").removeprefix("bench_") for name in args.only}
+        paths = [path for path in paths if path.stem.removeprefix("bench_") in wanted]
+        missing = wanted - {path.stem.removeprefix("bench_") for path in paths}
+        if missing:
+            parser.error(f"no benchmark named {', '.join(sorted(missing))} in {BENCH_DIR}")
     results = []
-    for path in discover():
+    for path in paths:
         print(f"== {path.name}", file=sys.stderr, flush=True)
         result = run_benchmark(path, args.quick)
         print(console_table(result.rows), flush=True)
         results.append(result)
-    report = render(results, machine_description(), command, started, load_before, _load(), args.quick)
+    if args.only and args.output.is_file():
+        when = started.strftime("%Y-%m-%d %H:%M UTC")
+        report = update_sections(args.output.read_text(), results, when, f"{load_before} | {_load()}")
+    else:
+        report = render(results, machine_description(), command, started, load_before, _load(), args.quick)
     args.output.write_text(report)
     total = (dt.datetime.now(dt.UTC) - started).total_seconds()
     print(f"wrote {args.output} in {total:.0f} s", file=sys.stderr)
