@@ -35,13 +35,12 @@ def main() -> None:
     apply_rlimits_from_env()
     for name in _BLOCKED_OPTIONAL_IMPORTS:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
-    from ipykernel.kernelapp import IPKernelApp
-
     from kernel_agent.kernel.agent_kernel import AgentKernel
+    from kernel_agent.kernel.app import AgentKernelApp
     from kernel_agent.kernel.pythonpath import add_from_env
 
     add_from_env()  # after the kernel's own imports: an environment cannot swap the kernel's runtime
-    IPKernelApp.launch_instance(argv=[*sys.argv[1:], *_KERNEL_CONFIG], kernel_class=AgentKernel)
+    AgentKernelApp.launch_instance(argv=[*sys.argv[1:], *_KERNEL_CONFIG], kernel_class=AgentKernel)
 
 
 if __name__ == "__main__":
