@@ -39,6 +39,9 @@ from kernel_agent.cli.rendering import (
 )
 from kernel_agent.cli.terminal_text import terminal_safe
 
+# Bars shown at once: a cell's distinct progress messages are the kernel's to multiply, and every bar is
+# re-rendered at each refresh.
+MAX_LIVE_BARS = 8
 _STATUS_STYLES = {"ok": "green", "error": "red", "timeout": "yellow", "kernel_died": "red", "cancelled": "yellow"}
 
 
@@ -53,8 +56,10 @@ class LiveReporter:
         self._output = CellOutput(indent="")
         self._spinner = Spinner("dots")
         self._open_line = ""  # output still being written (no newline yet): shown in the live region
-        self._progress = Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=self.console)
+        # markup=False: a bar's description is the kernel's progress message ("[/b]" would raise MarkupError in
+        # every render, "[link=...]" would make a hyperlink).
+        self._progress = Progress(TextColumn("  {task.description}", markup=False), BarColumn(),
+                                  MofNCompleteColumn(), TimeElapsedColumn(), console=self.console)
         self._bars: dict[str, tuple[TaskID, float, float]] = {}  # by message: the bar, done, total
         # The region is rendered from the state at each render (rich keeps the renderable it is given,
         # and re-renders it under every line printed above it: a snapshot would show stale output).
@@ -140,6 +145,8 @@ class LiveReporter:
             return
         done, total = fraction
         key = terminal_safe(progress.message)[:80] or "progress"
+        if key not in self._bars and len(self._bars) >= MAX_LIVE_BARS:  # the oldest bar becomes a line
+            self._finish_bar(next(iter(self._bars)))
         task = self._bars[key][0] if key in self._bars else self._progress.add_task(key, total=total)
         self._bars[key] = (task, min(done, total), total)
         self._progress.update(task, completed=min(done, total), total=total)
@@ -147,10 +154,8 @@ class LiveReporter:
 
     def _on_cell(self, event: AgentEvent) -> None:
         self._flush_open_line()
-        for key, (task, done, total) in self._bars.items():  # the finished cell's bars, once, as lines
-            self._print(Text(f"  ⋯ {key} [{done:g}/{total:g}]", style="cyan"))
-            self._progress.remove_task(task)
-        self._bars.clear()
+        for key in list(self._bars):  # the finished cell's bars, once, as lines
+            self._finish_bar(key)
         streamed = self._output.shown
         self._output = CellOutput(indent="")
         cell = event.cell
@@ -170,6 +175,11 @@ class LiveReporter:
         status = cell.status.value
         self._print(Text(f"  ({status}, {cell.duration:.2f} s)", style=_STATUS_STYLES.get(status, "")))
         self._doing("the model is thinking")
+
+    def _finish_bar(self, key: str) -> None:
+        task, done, total = self._bars.pop(key)
+        self._print(Text(f"  ⋯ {key} [{done:g}/{total:g}]", style="cyan"))
+        self._progress.remove_task(task)
 
     def _on_answer_rejected(self, event: AgentEvent) -> None:
         first = terminal_safe(event.text).splitlines()[0] if event.text else ""

@@ -22,6 +22,9 @@ TERMINAL_OUTPUT_CHARS = 1500
 TERMINAL_STREAM_CHARS = 20_000
 # What a terminal shows of one cell's code: its first and last lines, and a line saying how many are between.
 TERMINAL_CODE_LINES = 40
+# What a terminal shows of one progress line, and of one tool name (both the kernel's: a message may be 64 KiB).
+TERMINAL_PROGRESS_CHARS = 500
+TERMINAL_NAME_CHARS = 80
 
 
 class CellOutput:
@@ -97,7 +100,11 @@ def progress_line(progress: ProgressEvent) -> str:
         parts.append(f"[{terminal_safe(str(done))}/{terminal_safe(str(total))}]" if total is not None
                      else f"[{terminal_safe(str(done))}]")
     parts += [terminal_safe(f"{key}={value}") for key, value in fields.items()]
-    return " ".join(part for part in parts if part)
+    return _clip(" ".join(part for part in parts if part), TERMINAL_PROGRESS_CHARS)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def progress_fraction(progress: ProgressEvent) -> tuple[float, float] | None:
@@ -133,7 +140,8 @@ def tool_summary(cell: CellResult) -> str:
     """``3 tool calls: shop.orders ×3`` (failures counted apart)."""  # noqa: RUF002 - a multiplication sign, as shown
     if not cell.tool_calls:
         return ""
-    names = collections.Counter(call.tool for call in cell.tool_calls)
+    # A refused call keeps the name the kernel asked for: any string, so cleaned and clipped like its output.
+    names = collections.Counter(_clip(terminal_safe(call.tool), TERMINAL_NAME_CHARS) for call in cell.tool_calls)
     failed = sum(call.status.value != "ok" for call in cell.tool_calls)
     listed = ", ".join(f"{name} ×{count}" if count > 1 else name for name, count in names.most_common(6))  # noqa: RUF001 - a multiplication sign, as shown
     more = f", {len(names) - 6} more tools" if len(names) > 6 else ""

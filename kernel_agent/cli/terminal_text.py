@@ -6,8 +6,10 @@ the user sees, set the window title, write the clipboard (OSC 52), make
 links or query the terminal. Everything but text, newlines and tabs goes:
 every ESC-introduced sequence and its payload, the C1 controls (U+0080 to
 U+009F, which some terminals take as ESC + a letter), the other C0 controls,
-and the bidirectional overrides that reorder what is shown. A carriage
-return starts a new line (it cannot overwrite the line before). Each piece
+and the bidirectional controls that reorder what is shown. A carriage
+return starts a new line (it cannot overwrite the line before). A lone
+surrogate (JSON's ``\\ud800`` decodes to one) becomes U+FFFD: written to a
+UTF-8 terminal it would raise UnicodeEncodeError and end the run. Each piece
 is cleaned on its own: with no ESC and no C1 left, nothing in a piece can
 join one in the next to form a sequence.
 """
@@ -27,12 +29,14 @@ _SEQUENCE = re.compile(
     r"|[\x90\x98\x9d\x9e\x9f].*?(?:\x07|\x1b\\|\x9c|\Z)",
     re.DOTALL,
 )
-# What is left of the controls (tab and newline stay), and the bidirectional embeddings, overrides and isolates.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# What is left of the controls (tab and newline stay), and the bidirectional marks, embeddings, overrides and isolates.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Code points no encoder takes: in a str they can only be lone surrogates (a JSON pair decodes to one code point).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def terminal_safe(text: str) -> str:
     """``text`` with every terminal control sequence and control character removed (``\\r`` becomes ``\\n``)."""
     text = _SEQUENCE.sub("", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub("", text)
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", text))
