@@ -173,13 +173,24 @@ def _rebuild(path: Path, cells: list[Any], image_limits: ImageLimits) -> tuple[l
             last_step = max(last_step, step or 0)
             _check_text(path, f"cell {index} (a model message)", text)
             current = _Turn(step=step, text=text, malformed=_malformed(ours, where))
-        elif kind == "code":
+        elif kind == "code" and ours.get("observed_in") == "background notes":
+            pass  # a cell that ran on in the background: the model saw it through the notes around it
+        elif kind in ("code", "background"):
             step = _step(ours, where)
             last_step = max(last_step, step)
             if current is None or (current.step is not None and current.step != step):
                 flush()
                 current = _Turn(step=step)
             current.step = step
+            if kind == "background":  # the host's answer to a step: the step's code is in the note's metadata
+                code = ours.get("code")
+                if not isinstance(code, str):
+                    raise RunRecordError(f"{where}: a background note's code must be text")
+                current.requests.append(_request(ours, code, where))
+                _check_text(path, f"cell {index} (a background note)", text)
+                current.observations.append(Observation(str(ours.get("call_id")), text,
+                                                        via=str(ours.get("code_via", "tool"))))
+                continue
             current.requests.append(_request(ours, text, where))
             observation, answered = _observation(ours, where)
             record = _images_record(ours, cell, where)
@@ -188,10 +199,6 @@ def _rebuild(path: Path, cells: list[Any], image_limits: ImageLimits) -> tuple[l
             size += len(observation.text)
             current.observations.append(observation)
             current.answered = current.answered or answered
-        elif kind == "background":
-            raise RunRecordError(f"{where}: the run had a cell that ran on in the background; the host's answers "
-                                 "to %wait and %cancel are not recorded with their requests, so its conversation "
-                                 "cannot be rebuilt (Session.resume still rebuilds its kernel state)")
         elif kind in _NOT_CONVERSATION:  # notes and session events; an interruption note marks the step cut short
             interrupted = interrupted or (kind == NOTE and text.startswith(INTERRUPTED_PREFIX))
         else:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from kernel_agent import Agent, AgentEvent, ScriptedModel, StopReason
+from kernel_agent.agent.resume import load_agent_run
+from kernel_agent.models.base import AssistantTurn, ObservationTurn
 from kernel_agent.verify.audit import audit_notebook
 
 LONG_CELL = """\
@@ -76,6 +78,15 @@ async def test_a_long_cell_runs_on_while_the_model_polls_then_waits_for_it(works
              n["metadata"]["kernel_agent"].get("result")) for n in notes] == [
         (1, LONG_CELL, None), (2, "print('other work')", None), (3, "%wait 0", None), (4, "%wait", True)]
     assert [n["metadata"]["kernel_agent"]["call_id"] for n in notes] == [f"script-{i}" for i in range(1, 5)]
+
+    # The conversation rebuilds from the record (a resume): every step's code and what the model got, in order.
+    recorded = load_agent_run(notebook, follow_up="And now?")
+    replies = [turn.reply for turn in recorded.conversation if isinstance(turn, AssistantTurn)]
+    seen = [o for turn in recorded.conversation if isinstance(turn, ObservationTurn) for o in turn.observations]
+    assert [r.code[0].code for r in replies] == [LONG_CELL, "print('other work')", "%wait 0", "%wait",
+                                                 "final_answer(total)"]
+    assert [o.text for o in seen] == [first, other, poll, wait, answer]
+    assert [o.call_id for o in seen] == [f"script-{i}" for i in range(1, 6)] and recorded.steps == 5
 
 
 async def test_a_run_that_ends_with_a_background_cell_running_cancels_it(workspace: Path, tmp_path: Path) -> None:
