@@ -82,8 +82,30 @@ def read_table(buffer: bytes, max_cells: int) -> Any:
     if cells > max_cells:
         raise DecodeError(f"a table of {table.num_rows:,} rows and {table.num_columns:,} columns has more than "
                           f"{max_cells:,} cells, the limit of one value")
+    # Nested values count too: pandas makes a Python object of every element of a list or field of a struct,
+    # and a list of a million nulls is a few bytes on the wire (a null array has no buffers).
+    cells = sum(_elements(chunk, max_cells) for column in table.columns for chunk in column.chunks)
+    if cells > max_cells:
+        raise DecodeError(f"a table of {table.num_rows:,} rows holds more than {max_cells:,} values in its "
+                          "columns, lists and structs, the limit of one value")
     table.validate(full=True)
     return table
+
+
+def _elements(array: Any, limit: int) -> int:
+    """The values ``array`` holds, nested ones included (stops counting past ``limit``)."""
+    count = len(array)
+    types = importlib.import_module("pyarrow").types
+    if types.is_list(array.type) or types.is_large_list(array.type):
+        count += _elements(array.values, limit)
+    elif types.is_struct(array.type):
+        for index in range(array.type.num_fields):
+            if count > limit:
+                break
+            count += _elements(array.field(index), limit)
+    elif types.is_dictionary(array.type):
+        count += _elements(array.dictionary, limit)
+    return count
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -174,6 +196,11 @@ def _check_type(arrow_type: Any, where: str, depth: int) -> None:
     if types.is_dictionary(arrow_type):
         if not types.is_integer(arrow_type.index_type):
             raise DecodeError(f"{where} is a dictionary whose indices are not integers")
+        # Only a column's own dictionary of flat values (a categorical): inside a list or a struct, or holding
+        # lists or structs, pandas decodes it for every element, so one long value sent once is copied per row.
+        if depth > 0 or types.is_nested(arrow_type.value_type) or types.is_dictionary(arrow_type.value_type):
+            raise DecodeError(f"{where} has a dictionary inside a list or struct, or of lists or structs; only "
+                              "a column's own dictionary of plain values (a categorical) crosses")
         _check_type(arrow_type.value_type, where, depth + 1)
         return
     if types.is_list(arrow_type) or types.is_large_list(arrow_type):

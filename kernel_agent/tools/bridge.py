@@ -363,7 +363,9 @@ class ToolBridge:
         tool = self._lookup(tool_name)
         if tool is None:
             raise _Refused(CallStatus.UNKNOWN_TOOL, f"this session has no tool {tool_name!r}; see dir(tools)")
-        large = size > THREAD_DECODE_BYTES
+        # Binary buffers (arrays, Arrow tables) decode to far more than their size (an Arrow list of nulls has no
+        # data at all): never on the event loop other sessions share.
+        large = size > THREAD_DECODE_BYTES or bool(buffers)
         notes: list[str] = []
         try:
             arguments = await asyncio.to_thread(wire.decode, arguments_wire, buffers, notes=notes) if large \

@@ -55,7 +55,7 @@ class Notices:
         if kind == "progress" and not log.reserve(size + RECORD_OVERHEAD_BYTES):
             log.drop(f"{name} message(s) over the cell's record cap ({log.max_bytes:,} bytes) were not kept", size)
             return
-        if size <= THREAD_DECODE_BYTES and not log.waiting:
+        if size <= THREAD_DECODE_BYTES and not raw and not log.waiting:  # buffers may decode to far more (bridge)
             self._take(kind, log, wire.decode(payload, raw))
             return
         # Decoded in a worker thread, in order, one at a time per cell; a final answer still
