@@ -24,8 +24,12 @@ from kernel_agent.record.recording import RecordedCell, json_text
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
-_TRAILING_SPACE = re.compile(r"[ \t\r\f\v]+$", re.MULTILINE)
+# Trailing blanks go line by line with str.rstrip, not with a regex: "[ \t]+$" tries every start in a run
+# of blanks that does not end its line, so a million spaces and an "x" (output a kernel can print) took hours.
+_TRAILING_BLANKS = " \t\r\f\v"
 # MIME types that carry random ids even when nothing changed.
+# The most lines of each side that the diff of a cell compares (past the lines both sides share at the ends).
+DIFF_LINES = 2000
 _UNCOMPARED_MIMES = {"application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"}
 
 
@@ -33,7 +37,7 @@ def sanitize(text: str) -> str:
     """What may differ between two faithful runs, taken out: ANSI codes, memory addresses, trailing blanks."""
     text = _ANSI.sub("", text)
     text = _ADDRESS.sub("0x...", text)
-    return _TRAILING_SPACE.sub("", text)
+    return "\n".join(line.rstrip(_TRAILING_BLANKS) for line in text.split("\n"))
 
 
 def _textual(mime: str) -> bool:
@@ -152,11 +156,33 @@ def cell_difference(cell: RecordedCell, status: str, outputs: list[Any], calls: 
         reasons.append("final answer differs")
     if limitations:
         reasons.append("replay limitation: " + "; ".join(limitations))
-    lines = list(difflib.unified_diff(expected.splitlines(keepends=True), actual.splitlines(keepends=True),
-                                      fromfile=f"recorded cell {cell.index}", tofile=f"{again} cell {cell.index}"))
+    lines = bounded_diff(expected.splitlines(keepends=True), actual.splitlines(keepends=True),
+                         f"recorded cell {cell.index}", f"{again} cell {cell.index}")
     changed = [line.rstrip("\n") for line in lines[2:] if line[:1] in "-+"]
     first = " | ".join(changed[:2]) if changed else ""
     return CellDifference(reasons=reasons, first_line=first, diff="".join(lines))
+
+
+def bounded_diff(expected: list[str], actual: list[str], fromfile: str, tofile: str) -> list[str]:
+    """The unified diff of two cells' lines, within bounds: difflib runs only on where they differ, cut to
+    :data:`DIFF_LINES` lines a side. Its matcher is quadratic in the lines it sees, and both sides are output a
+    kernel wrote (or a notebook holds): 20,000 lines that differ took seconds, 200,000 minutes."""
+    start, shortest = 0, min(len(expected), len(actual))
+    while start < shortest and expected[start] == actual[start]:
+        start += 1
+    end = 0
+    while end < shortest - start and expected[-1 - end] == actual[-1 - end]:
+        end += 1
+    first = max(0, start - 3)  # the context difflib would show
+    window_expected = expected[first:len(expected) - end + 3 if end > 3 else len(expected)]
+    window_actual = actual[first:len(actual) - end + 3 if end > 3 else len(actual)]
+    cut = max(len(window_expected), len(window_actual)) > DIFF_LINES
+    label = f" (from line {first + 1})" if first else ""
+    lines = list(difflib.unified_diff(window_expected[:DIFF_LINES], window_actual[:DIFF_LINES],
+                                      fromfile=fromfile + label, tofile=tofile + label))
+    if cut:
+        lines.append(f"… the diff stops here: more than {DIFF_LINES:,} lines differ\n")
+    return lines
 
 
 def rerun_difference(cell: RecordedCell, result: Any, *, again: str = "replayed", unrecorded: Sequence[str] = (),
