@@ -142,6 +142,14 @@ def _rebuild(path: Path, cells: list[Any], image_limits: ImageLimits) -> tuple[l
     current: _Turn | None = None
     interrupted = False
 
+    def grow(chars: int) -> None:
+        """Count text the conversation will hold (every kind: texts, code, observations, malformed calls)."""
+        nonlocal size
+        size += chars
+        if size > MAX_CONVERSATION_CHARS or len(turns) > MAX_TURNS:
+            raise RunRecordError(f"{path}: the recorded conversation is larger than a resume rebuilds "
+                                 f"({MAX_CONVERSATION_CHARS:,} characters, {MAX_TURNS:,} turns)")
+
     def flush() -> None:
         nonlocal current
         if current is not None:
@@ -154,10 +162,7 @@ def _rebuild(path: Path, cells: list[Any], image_limits: ImageLimits) -> tuple[l
         ours = _ours(cell, where)
         kind = ours.get("kind")
         text = _source(cell, where)
-        size += len(text)
-        if size > MAX_CONVERSATION_CHARS or len(turns) > MAX_TURNS:
-            raise RunRecordError(f"{path}: the recorded conversation is larger than a resume rebuilds "
-                                 f"({MAX_CONVERSATION_CHARS:,} characters, {MAX_TURNS:,} turns)")
+        grow(len(text))
         if kind in ("task", "message", "code") and not text.startswith((INTERRUPTED_PREFIX, STOPPED_PREFIX)):
             interrupted = False  # a later turn: an earlier interruption was gone past
         if kind == "task":
@@ -173,6 +178,7 @@ def _rebuild(path: Path, cells: list[Any], image_limits: ImageLimits) -> tuple[l
             last_step = max(last_step, step or 0)
             _check_text(path, f"cell {index} (a model message)", text)
             current = _Turn(step=step, text=text, malformed=_malformed(ours, where))
+            grow(sum(len(raw) for _, raw in current.malformed))
         elif kind == "code" and ours.get("observed_in") == "background notes":
             pass  # a cell that ran on in the background: the model saw it through the notes around it
         elif kind in ("code", "background"):
@@ -187,6 +193,7 @@ def _rebuild(path: Path, cells: list[Any], image_limits: ImageLimits) -> tuple[l
                 if not isinstance(code, str):
                     raise RunRecordError(f"{where}: a background note's code must be text")
                 current.requests.append(_request(ours, code, where))
+                grow(len(code))
                 _check_text(path, f"cell {index} (a background note)", text)
                 current.observations.append(Observation(str(ours.get("call_id")), text,
                                                         via=str(ours.get("code_via", "tool"))))
@@ -196,7 +203,7 @@ def _rebuild(path: Path, cells: list[Any], image_limits: ImageLimits) -> tuple[l
             record = _images_record(ours, cell, where)
             if record:
                 current.images.append((len(current.observations), cell["outputs"], record))
-            size += len(observation.text)
+            grow(len(observation.text))
             current.observations.append(observation)
             current.answered = current.answered or answered
         elif kind in _NOT_CONVERSATION:  # notes and session events; an interruption note marks the step cut short
