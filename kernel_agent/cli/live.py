@@ -53,6 +53,7 @@ class LiveReporter:
         self.show_code = show_code
         self._activity = ""
         self._since = time.monotonic()
+        self._refreshed = 0.0  # when output or progress last redrew the live region
         self._output = CellOutput(indent="")
         self._spinner = Spinner("dots")
         self._open_line = ""  # output still being written (no newline yet): shown in the live region
@@ -82,7 +83,10 @@ class LiveReporter:
     def _status(self) -> RenderableType:
         parts: list[RenderableType] = []
         if self._open_line:
-            parts.append(Text("  " + self._open_line))
+            # Its tail only: the region is rendered at every chunk, and a line without a newline grows with
+            # each one (rendering it whole made a cell's output cost the loop time quadratic in its length).
+            tail = self._open_line[-max(20, self.console.width - 4):]
+            parts.append(Text(("  " if tail is self._open_line else "  …") + tail, no_wrap=True, overflow="crop"))
         if self._activity:
             elapsed = time.monotonic() - self._since
             self._spinner.update(text=Text(f"{self._activity} ({elapsed:.0f} s)", style="dim"))
@@ -98,8 +102,12 @@ class LiveReporter:
         self._live.refresh()
 
     def _refresh(self) -> None:
-        # Not after close: a background cell's output can still come once the run has ended.
-        if self._live.is_started:
+        # Not after close: a background cell's output can still come once the run has ended. At most 16 times a
+        # second: output and progress come as fast as a kernel sends them, each render costs the event loop the
+        # session runs on, and the region's own thread redraws it 8 times a second anyway.
+        now = time.monotonic()
+        if self._live.is_started and now - self._refreshed >= 1 / 16:
+            self._refreshed = now
             self._live.refresh()
 
     def _print(self, renderable: RenderableType) -> None:

@@ -10,11 +10,16 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
-from rich.console import Console
+import pytest
+from rich.console import Console, Group
+from rich.text import Text
 
 from kernel_agent.agent.loop import AgentEvent
+from kernel_agent.cli import live as live_module
 from kernel_agent.cli.console import ConsoleReporter
 from kernel_agent.cli.live import MAX_LIVE_BARS, LiveReporter
 from kernel_agent.cli.rendering import TERMINAL_NAME_CHARS, TERMINAL_PROGRESS_CHARS
@@ -110,3 +115,32 @@ def test_a_lone_surrogate_from_the_kernel_does_not_end_the_run(tmp_path: Path) -
     assert process.returncode == 0, process.stderr.decode("utf-8", "replace")[-2000:]
     assert "before \ufffd after" in out
     assert "stop reason: final_answer" in out
+
+
+def test_a_flood_of_small_chunks_without_a_newline_costs_the_loop_no_render_each(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """2,000 prints of 10 characters without a newline re-rendered the growing open line at every chunk (4 s of
+    the session's event loop for 20 kB of output): the region is redrawn at most 16 times a second, and only the
+    open line's tail is in it."""
+    reporter, _ = _live()
+    reporter(AgentEvent("start", 0, text="task"))
+    reporter(AgentEvent("reply", 1, code="spin()"))
+    monkeypatch.setattr(live_module, "time", SimpleNamespace(monotonic=lambda: 1000.0))  # a clock that stands still
+    on_loop: list[int] = []
+    real_refresh = reporter._live.refresh
+
+    def counted() -> None:
+        if threading.current_thread() is threading.main_thread():  # not the region's own redraws
+            on_loop.append(1)
+        real_refresh()
+
+    monkeypatch.setattr(reporter._live, "refresh", counted)
+    for _ in range(2_000):
+        reporter(AgentEvent("output", 1, output=OutputChunk("stream", "abcdefghij", "stdout")))
+        reporter(_progress("rows", done=1, total=2))
+    assert len(on_loop) <= 1
+    region = reporter._status()
+    assert isinstance(region, Group)
+    shown = region.renderables[0]
+    assert isinstance(shown, Text) and len(shown.plain) <= reporter.console.width
+    reporter.close()
