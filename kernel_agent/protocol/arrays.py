@@ -142,7 +142,12 @@ def _check_string_array(items: Any, width: int) -> None:
             stack.extend(item)
             continue
         count += 1
-        longest = max(longest, len(item) if isinstance(item, (str, bytes)) else 32)  # 32: a number's text
+        if isinstance(item, (str, bytes)):
+            longest = max(longest, len(item))
+        elif item is None or isinstance(item, (bool, int, float)):  # an int's text is bounded by its digit limit
+            longest = max(longest, len(str(item)))
+        else:  # numpy would take its str(): a dict or a record of any length, counted as one item
+            raise DecodeError(f"a string array holds a {type(item).__name__} item; only text, bytes and numbers")
     if count * longest * 4 > MAX_ARRAY_BYTES:
         raise DecodeError(f"a string array of {count:,} items {longest:,} characters wide would take "
                           f"{count * longest * 4:,} bytes; the limit is {MAX_ARRAY_BYTES:,}")

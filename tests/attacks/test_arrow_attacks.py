@@ -1,4 +1,4 @@
-"""Arrow streams that are small on the wire and huge once pandas has them, forged inside a real kernel.
+"""Values that are small on the wire and huge once decoded (Arrow streams, string arrays), forged in a real kernel.
 
 A null array has no buffers and a dictionary is sent once, so the bytes a
 kernel sends say nothing about what ``to_pandas`` builds: a list of a
@@ -49,6 +49,11 @@ FORGERIES = {
     "a list of a billion nulls": ('arrow(ipc(nulls_in_a_list(10**9)))', "values in its columns"),
     # 4,000 fields of no data: a dict of 4,000 keys per row
     "a struct of thousands of null fields": ('arrow(ipc(null_fields(3_000, 4_000)))', "values in its columns"),
+    # Not Arrow, the same flaw: a string array's width was estimated at 32 characters for an item that is not
+    # text, but numpy takes its str(): 100 kB of JSON became 800 MB (every element as wide as the longest)
+    "a string array with a long dict item": (
+        '({"value": {"__ka__": "ndarray", "dtype": "<U", "items": [0] * 2000 + [{"a": "x" * 100_000}]}}, [])',
+        "holds a dict item"),
 }
 
 
