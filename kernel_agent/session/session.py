@@ -9,11 +9,14 @@ server, a connection file), :mod:`.backends`; restore_on_death,
 attaching, :mod:`.attach`. Where a kernel comes from is a
 :class:`~kernel_agent.runtime.source.KernelSource`.
 
-Over 400 lines because Session is the public surface: 22 documented options
-and the public methods and properties (each a few lines delegating to the
-modules above) stay on one class, where users look for them. The next split
-would move lifecycle (start, close, detach, restart) to a kernel-holder class
-the session composes; see the notes of issue 12.
+Over 400 lines (about 620) because Session is the public surface: 24
+documented options and the public methods and properties (each a few lines
+delegating to the modules above; background cells, :mod:`.background`;
+packages, :mod:`kernel_agent.packages`; seeds, :mod:`.seeds`) stay on one
+class, where users look for them. The next split would move lifecycle
+(start, close, detach, restart) to a kernel-holder class the session
+composes, and the recording API (notebook, record_to, settings, sealing) to
+one :mod:`.recording` owns; see the notes of issues 12 and 13.
 """
 
 from __future__ import annotations
