@@ -19,15 +19,15 @@ from __future__ import annotations
 import re
 
 # ESC sequences: CSI (ESC [ ... final), strings (OSC ESC ], DCS ESC P, SOS ESC X, PM ESC ^, APC ESC _) up to
-# their terminator (BEL or ST) or the end of the piece, and the short ones (ESC, intermediates, final).
+# their terminator (BEL or ST) or the end of their line (an unterminated one must not swallow the lines after it:
+# the host's own notes follow the kernel's output in one text), and the short ones (ESC, intermediates, final).
 # The C1 forms of CSI and of the string introducers, likewise.
 _SEQUENCE = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]?"
-    r"|\x1b[\]PX^_].*?(?:\x07|\x1b\\|\x9c|\Z)"
+    r"|\x1b[\]PX^_][^\n]*?(?:\x07|\x1b\\|\x9c|(?=\n)|\Z)"
     r"|\x1b[ -/]*[0-~]?"
     r"|\x9b[0-?]*[ -/]*[@-~]?"
-    r"|[\x90\x98\x9d\x9e\x9f].*?(?:\x07|\x1b\\|\x9c|\Z)",
-    re.DOTALL,
+    r"|[\x90\x98\x9d\x9e\x9f][^\n]*?(?:\x07|\x1b\\|\x9c|(?=\n)|\Z)",
 )
 # What is left of the controls (tab and newline stay), and the bidirectional marks, embeddings, overrides and isolates.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")

@@ -144,3 +144,14 @@ def test_a_flood_of_small_chunks_without_a_newline_costs_the_loop_no_render_each
     shown = region.renderables[0]
     assert isinstance(shown, Text) and len(shown.plain) <= reporter.console.width
     reporter.close()
+
+
+def test_an_unterminated_string_sequence_does_not_hide_the_hosts_notes_after_it() -> None:
+    """An OSC/DCS the kernel never ends was removed up to the end of the whole text: the notes the host adds after
+    the kernel's output (a rejected answer, a timeout, dropped output) went with it."""
+    note = "[final_answer was rejected: it is not JSON]"
+    for opener in ("\x1b]0;", "\x1bP", "\x9d", "\x90", "\x1b_"):
+        stream = io.StringIO()
+        ConsoleReporter(stream)(AgentEvent("cell", 1, observation=f"output{opener}hidden payload\n{note}"))
+        shown = stream.getvalue()
+        assert note in shown and "hidden payload" not in shown, (repr(opener), shown)
