@@ -8,8 +8,10 @@ does: a coroutine callback that takes its time delays only the delivery of
 its own cell's later chunks; a callback that raises is logged and not called
 again for that cell; neither touches the cell, its result or other sessions.
 What waits in the queue is bounded: consecutive stream text merges into one
-chunk, and past :data:`MAX_PENDING_CHUNKS` waiting chunks the rest is
-counted, not queued (a note says so). A plain function is called on the
+chunk, and past :data:`MAX_PENDING_CHUNKS` waiting chunks, or
+:data:`MAX_PENDING_CHARS` of their text and data, the rest is counted, not
+queued (a note says so): the cell's output cap does not bound the queue,
+since a ``clear_output`` starts the cell's budget again. A plain function is called on the
 event loop: like any asyncio callback it must return quickly.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import io
+import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,6 +35,8 @@ ChunkType = Literal["stream", "display_data", "execute_result", "error", "clear_
 
 #: Chunks waiting for a slow callback at most; past this they are counted and dropped (a note says so).
 MAX_PENDING_CHUNKS = 256
+#: Characters of text and data waiting for a slow callback at most (display data counted by its JSON length).
+MAX_PENDING_CHARS = 8 * 1024**2
 #: After the cell ends, what is still queued gets this long to reach the callback before it is dropped.
 DRAIN_SECONDS = 2.0
 
@@ -62,8 +67,9 @@ OutputCallback = Callable[[OutputChunk], "Awaitable[None] | None"]
 class _Pending:
     """A chunk waiting for the callback; stream text keeps merging into it until it is sent."""
 
-    def __init__(self, chunk: OutputChunk, awaiting: Awaitable[Any] | None = None) -> None:
+    def __init__(self, chunk: OutputChunk, awaiting: Awaitable[Any] | None = None, size: int = 0) -> None:
         self.chunk = chunk
+        self.size = size  # characters counted against MAX_PENDING_CHARS (merged text included)
         self.awaiting = awaiting  # what a plain function returned for this chunk: awaited in order
         self.text: io.StringIO | None = None
         if chunk.output_type == "stream":
@@ -76,6 +82,7 @@ class _Pending:
                 or chunk.name != self.chunk.name):
             return False
         self.text.write(chunk.text)
+        self.size += len(chunk.text)
         return True
 
     def ready(self) -> OutputChunk:
@@ -93,6 +100,7 @@ class OutputStream:
         # no more than the callback itself); a coroutine function's calls are awaited by the task.
         self._inline = not _is_coroutine_function(callback)
         self._pending: deque[_Pending] = deque()
+        self._pending_chars = 0
         self._wake = asyncio.Event()
         self._closing = False
         self._skipped = 0
@@ -114,12 +122,18 @@ class OutputStream:
                 self._pending.append(_Pending(chunk, returned))
                 self._wake.set()
             return
+        size = _chunk_chars(chunk)
+        if self._pending_chars + size > MAX_PENDING_CHARS:
+            self._skipped += 1
+            return
         if self._pending and self._pending[-1].merge(chunk):
+            self._pending_chars += size
             return  # a flood of small writes is one chunk to a slow callback (StringIO: no quadratic joins)
         if len(self._pending) >= MAX_PENDING_CHUNKS:
             self._skipped += 1
             return
-        self._pending.append(_Pending(chunk))
+        self._pending_chars += size
+        self._pending.append(_Pending(chunk, size=size))
         self._wake.set()
 
     async def _deliver(self) -> None:
@@ -137,6 +151,7 @@ class OutputStream:
                     await self._wake.wait()
                     continue
             pending = self._pending.popleft()
+            self._pending_chars -= pending.size
             try:
                 returned = pending.awaiting or self._callback(pending.ready())
                 if inspect.isawaitable(returned):
@@ -148,6 +163,7 @@ class OutputStream:
     def _fail(self) -> None:
         self._failed = True
         self._pending.clear()
+        self._pending_chars = 0
         logger.warning("an on_output callback raised; it gets no more output of this cell (the cell and its "
                        "result are unaffected)", exc_info=True)
 
@@ -171,6 +187,14 @@ class OutputStream:
         self._closing = True
         if not self._task.done():
             self._task.cancel()
+
+
+def _chunk_chars(chunk: OutputChunk) -> int:
+    """What ``chunk`` holds while it waits: its text, and its data (a text value's length, else its JSON's)."""
+    size = len(chunk.text)
+    for value in chunk.data.values():
+        size += len(value) if isinstance(value, (str, bytes)) else len(json.dumps(value, default=str))
+    return size
 
 
 def _is_coroutine_function(callback: object) -> bool:
