@@ -20,6 +20,8 @@ from kernel_agent.protocol import arrays, tables
 from kernel_agent.protocol.errors import DecodeError
 from kernel_agent.protocol.values import MAX_DECIMAL_DIGITS, MAX_DEPTH, TAG, make_record
 
+# The longest text of a Timestamp (isoformat with nanoseconds and an offset is 35 characters).
+MAX_TIMESTAMP_CHARS = 100
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -133,6 +135,9 @@ def _pandas_scalar(tag: str, data: dict[str, Any]) -> Any:
     pandas = tables.pandas_module()
     if tag == "timestamp":
         text = str(data["value"])
+        if len(text) > MAX_TIMESTAMP_CHARS:  # pandas' parser is quadratic in what it is given (200 kB: 3 s)
+            raise DecodeError(f"a Timestamp's text is {len(text):,} characters; an ISO timestamp has at most "
+                              f"{MAX_TIMESTAMP_CHARS}")
         return pandas.Timestamp(text) if pandas is not None else dt.datetime.fromisoformat(text)
     if tag == "pd_timedelta":
         nanoseconds = data["nanoseconds"]

@@ -13,11 +13,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pandas as pd
 import pytest
 import pytest_asyncio
 
 from kernel_agent import Session
-from kernel_agent.protocol import tables
+from kernel_agent.protocol import tables, wire
 from kernel_agent.tools.calls import CallStatus
 
 from .support import module_loop
@@ -118,3 +119,12 @@ async def test_honest_nested_tables_and_categoricals_still_cross(forger: tuple[S
     assert result.ok, result.error
     assert result.stdout.strip() == "DataFrame"
     assert runs.count == 1
+
+
+def test_a_long_timestamp_text_is_refused_before_pandas_parses_it() -> None:
+    """pandas' Timestamp parser is quadratic in its input: 200 kB of digits (a message decoded on the event loop)
+    took 3 s; the wire only ever carries an isoformat of a few dozen characters."""
+    with pytest.raises(wire.DecodeError, match="a Timestamp's text is 200,000 characters"):
+        wire.decode({"__ka__": "timestamp", "value": "1" * 200_000}, [])
+    honest = pd.Timestamp("2026-01-02 03:04:05.123456789+05:30")
+    assert wire.decode(*wire.encode(honest)) == honest
