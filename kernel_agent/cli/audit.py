@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from kernel_agent.cli.errors import EXIT_UNUSABLE_INPUT, one_line, silence_stdout
+from kernel_agent.cli.terminal_text import terminal_safe
 from kernel_agent.verify.audit import AuditInputError, AuditReport, UnusableReport, audit_notebook, read_key
 
 
@@ -55,7 +56,8 @@ def main(notebook: str, *, json_output: bool = False, key_env: str | None = None
     except Exception as exc:  # noqa: BLE001 - see the docstring
         return _unusable(path, f"cannot audit {path}: {type(exc).__name__}: {exc}", json_output)
     try:
-        print(report.model_dump_json(indent=2) if json_output else render_text(report), flush=True)
+        # The text report quotes the notebook (its task, messages): cleaned for the auditor's terminal.
+        print(report.model_dump_json(indent=2) if json_output else terminal_safe(render_text(report)), flush=True)
     except BrokenPipeError:
         # `audit NB | head` closed the pipe: the verdict is already known, and a closed pipe must
         # never turn "intact" into a status that means "tampered".
@@ -64,7 +66,7 @@ def main(notebook: str, *, json_output: bool = False, key_env: str | None = None
 
 
 def _unusable(path: Path, message: str, json_output: bool) -> int:
-    message = one_line(message)
+    message = one_line(terminal_safe(message))
     try:
         if json_output:
             print(UnusableReport(notebook=str(path), error=message).model_dump_json(indent=2), flush=True)

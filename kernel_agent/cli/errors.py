@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 
+from kernel_agent.cli.terminal_text import terminal_safe
 from kernel_agent.errors import KernelAgentError
 
 #: The status of a command whose reader went away (`... | head`), as a Unix tool killed by SIGPIPE.
@@ -26,7 +27,7 @@ def input_error(command: str, exc: Exception) -> int:
     (the input found a path the checks missed: still no traceback).
     """
     message = str(exc) if isinstance(exc, KernelAgentError) else f"{type(exc).__name__}: {exc}"
-    print(f"kernel-agent {command}: error: {one_line(message)}", file=sys.stderr)
+    print(f"kernel-agent {command}: error: {one_line(terminal_safe(message))}", file=sys.stderr)
     return EXIT_UNUSABLE_INPUT
 
 

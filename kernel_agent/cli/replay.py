@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kernel_agent.cli.errors import input_error
+from kernel_agent.cli.errors import input_error, one_line
 from kernel_agent.cli.packages import package_options, package_policy
+from kernel_agent.cli.terminal_text import terminal_safe
 from kernel_agent.errors import KernelAgentError
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def command(notebook: str, live: bool, out: str | None, tools: tuple[str, ...], 
                                    json_output=json_output,
                                    packages=package_policy(allow_package, find_links, no_index)))
     except (KernelAgentError, ValueError, ImportError, AttributeError) as exc:
-        print(f"kernel-agent replay: error: {exc}", file=sys.stderr)
+        print(f"kernel-agent replay: error: {one_line(terminal_safe(str(exc)))}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the notebook is hostile input: one line, never a traceback
         return input_error("replay", exc)
@@ -64,7 +65,8 @@ async def _replay(notebook: str, *, live: bool, out: str | None, tools: list[str
         live_tools = load_tools(tools, mcp)
     report = await replay(Path(notebook), live_tools=live_tools, out=Path(out) if out else None,
                           package_policy=packages)
-    print(report.model_dump_json(indent=2) if json_output else render_report(report))
+    # The text report quotes recorded and rerun outputs (the kernel's text): cleaned for the terminal.
+    print(report.model_dump_json(indent=2) if json_output else terminal_safe(render_report(report)))
     sys.stdout.flush()
     return EXIT_FAITHFUL if report.faithful else EXIT_DIVERGENT
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from kernel_agent.cli.terminal_text import terminal_safe
+
 if TYPE_CHECKING:
     from kernel_agent.runtime.remote import JupyterServer, ServerKernel
 
@@ -71,8 +73,10 @@ def list_command(url: str, token: str | None, record_dir: str | None, as_json: b
         print(f"no kernels on {url}")
     for row in rows:
         record = row["detached_record"] or "-"
-        print(f"{row['kernel_id']}  {row['kernel_name']:<20} {row['state']:<10} "
-              f"{row['connections']} connection(s), last active {row['last_activity'] or '-'}; record: {record}")
+        # The server's fields (a kernel name, a state) are not ours to trust: cleaned for the terminal.
+        print(terminal_safe(f"{row['kernel_id']}  {row['kernel_name']:<20} {row['state']:<10} "
+                            f"{row['connections']} connection(s), last active {row['last_activity'] or '-'}; "
+                            f"record: {record}"))
     return 0
 
 
@@ -132,7 +136,8 @@ async def _attach(kernel_id: str, url: str, token: str | None, notebook: str | N
     try:
         for code in cells:
             result = await session.execute(code)
-            print(cell_output_text(result), end="" if cell_output_text(result).endswith("\n") else "\n")
+            text = terminal_safe(cell_output_text(result))  # the kernel's output
+            print(text, end="" if text.endswith("\n") else "\n")
             failed = failed or not result.ok
     finally:
         if close:
