@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("runtime",),                                  # the host's handle on running kernels
     ("session",),                                  # sessions: cells, recording, resume, restore
     ("verify", "agent", "demo"),                   # audit and replay; the agent loop; the demo's tools
+    ("mcp_server",),                               # kernel-agent as an MCP server (sessions per client)
     ("cli",),                                      # the command line
 ]
 

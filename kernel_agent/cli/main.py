@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from kernel_agent._version import __version__
-from kernel_agent.cli import audit, demo, example, kernelspec, keygen, recover, replay, run, sdk, sessions
+from kernel_agent.cli import audit, demo, example, kernelspec, keygen, mcp, recover, replay, run, sdk, sessions
 from kernel_agent.cli.errors import EXIT_BROKEN_PIPE, silence_stdout
 from kernel_agent.errors import KernelAgentError
 
@@ -61,7 +61,7 @@ def cli(ctx: click.Context) -> int:
     return 0
 
 
-for _module in (example, run, demo, sdk, recover, replay, kernelspec, audit, keygen, sessions):
+for _module in (example, run, demo, sdk, recover, replay, kernelspec, audit, keygen, sessions, mcp):
     cli.add_command(_module.command)
 
 

@@ -1,0 +1,148 @@
+"""Serving the MCP server over stdio or streamable HTTP, and stopping cleanly (no kernel left behind).
+
+HTTP binds 127.0.0.1 by default; any other address needs a bearer token
+(compared in constant time on every request). Host and Origin headers are
+checked against the bound address (and ``allowed_hosts``) so a web page
+cannot reach a loopback server through DNS rebinding; request bodies are
+bounded. The socket is bound before the server starts, so ``port=0`` picks
+a free port without a race, and the bound address is written to
+``port_file`` (a new file, replaced atomically) for whoever started us.
+SIGTERM and SIGINT stop the server through its lifespan: every client's
+kernel session is closed and its notebook sealed, then the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+MCP_PATH = "/mcp"
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+
+
+async def serve_stdio(server: MCPServer[Any]) -> None:
+    """Serve one client on standard input and output until it disconnects (or SIGTERM)."""
+    current = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if current is not None:
+        loop.add_signal_handler(signal.SIGTERM, current.cancel)
+    try:
+        await server.run_stdio_async()
+    except asyncio.CancelledError:
+        pass
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class BearerToken:
+    """ASGI middleware: every HTTP request must carry ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = next((value for key, value in scope["headers"] if key == b"authorization"), b"")
+            if not hmac.compare_digest(given, self._expected):
+                body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
+                    "code": -32001, "message": "Unauthorized: this server needs its bearer token"}}).encode()
+                await send({"type": "http.response.start", "status": 401, "headers": [
+                    (b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
+                    (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def security_settings(host: str, port: int, allowed_hosts: Sequence[str]) -> TransportSecuritySettings:
+    """Host and Origin checks: the loopback names for a loopback server, else the bound address and the given names."""
+    hosts = ["127.0.0.1", "localhost", "[::1]"] if is_loopback(host) else [
+        f"[{host}]" if ":" in host else host, *allowed_hosts]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[*hosts, *(f"{name}:{port}" for name in hosts)],
+        allowed_origins=[f"{scheme}://{name}{suffix}" for name in hosts for scheme in ("http", "https")
+                         for suffix in ("", f":{port}")])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: any free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def write_port_file(path: Path, url: str, port: int) -> None:
+    """Write where the server listens, atomically (a reader never sees half a file)."""
+    directory = path.parent if str(path.parent) else Path(".")
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".kernel-agent-port-")
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump({"url": url, "port": port, "pid": os.getpid()}, handle)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+async def serve_http(server: MCPServer[Any], *, host: str, port: int, token: str | None,
+                     allowed_hosts: Sequence[str] = (), port_file: Path | None = None,
+                     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, idle_timeout: float | None = None,
+                     max_sessions: int = 64) -> None:
+    """Serve streamable HTTP on ``host:port`` until SIGTERM or SIGINT."""
+    import uvicorn
+
+    if not is_loopback(host) and not token:
+        raise ValueError(f"serving on {host} (not a loopback address) needs a bearer token: set "
+                         "KERNEL_AGENT_MCP_TOKEN or pass --token-file")
+    sock = bind(host, port)
+    bound_port = int(sock.getsockname()[1])
+    app: ASGIApp = server.streamable_http_app(
+        streamable_http_path=MCP_PATH, max_request_body_size=max_body_bytes, session_idle_timeout=idle_timeout,
+        max_sessions=max_sessions, transport_security=security_settings(host, bound_port, allowed_hosts), host=host)
+    if token:
+        app = BearerToken(app, token)
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{bound_port}{MCP_PATH}"
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5,
+                            access_log=False)
+    web = uvicorn.Server(config)
+    if port_file is not None:
+        write_port_file(port_file, url, bound_port)
+    print(f"kernel-agent mcp: serving streamable HTTP at {url}", file=sys.stderr, flush=True)
+    try:
+        await web.serve(sockets=[sock])
+    finally:
+        sock.close()

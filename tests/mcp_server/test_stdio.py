@@ -1,0 +1,93 @@
+"""``kernel-agent mcp`` over stdio, driven by the official MCP client: state, host tools, images, files,
+discovery, approvals through elicitation, and a recording that audits and replays."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psutil
+from mcp_types import ElicitRequestParams, ElicitResult, ImageContent
+
+from kernel_agent.verify.audit import audit_notebook
+from kernel_agent.verify.replay import replay
+from tests.mcp_server.support import notebooks, run, stdio_session, text
+
+
+async def test_a_stdio_client_keeps_state_calls_host_tools_and_leaves_a_recording_that_audits_and_replays(
+        tmp_path: Path) -> None:
+    records = tmp_path / "records"
+    async with stdio_session(records) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert names == {"run_python", "search_tools", "describe_tool", "list_files", "read_file",
+                         "reset_session", "session_info"}
+        run_python = next(tool for tool in (await client.list_tools()).tools if tool.name == "run_python")
+        assert "tools.host.process_id()" in (run_python.description or "")  # the manifest is in the description
+
+        first = await run(client, "import os\nx = 20\nkernel_pid = os.getpid()\nprint('set')")
+        assert text(first) == "set" and not first.is_error
+        second = await run(client, "x + tools.host.add(21, 1)")
+        assert text(second) == "Out[2]: 42"
+        host = await run(client, "host_pid = tools.host.process_id()\nprint(host_pid, kernel_pid)")
+        host_pid, kernel_pid = (int(part) for part in text(host).split())
+        assert host_pid != kernel_pid
+        assert "mcp" in psutil.Process(host_pid).cmdline()  # the tool ran in the server process, on the host
+
+        failed = await run(client, "1 / 0")
+        assert failed.is_error and "ZeroDivisionError" in text(failed)
+
+        found = text(await client.call_tool("search_tools", {"query": "add integers"}))
+        assert found.splitlines()[0].startswith("tools.host.add: Add two integers")
+        described = text(await client.call_tool("describe_tool", {"name": "tools.host.add"}))
+        assert "def add(a: int, b: int = 1) -> int:" in described and "Add two integers on the host." in described
+        missing = await client.call_tool("describe_tool", {"name": "tools.nothing"})
+        assert missing.is_error and text(missing).startswith("BadArgumentError: no tool named")
+
+        await run(client, "open('notes.txt', 'w').write('hello from the kernel')\nos.mkdir('sub')")
+        listed = text(await client.call_tool("list_files", {}))
+        assert '"name": "notes.txt"' in listed and '"kind": "directory"' in listed
+        assert text(await client.call_tool("read_file", {"path": "notes.txt"})) == "hello from the kernel"
+
+        plot = await run(client, "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()")
+        images = [block for block in plot.content if isinstance(block, ImageContent)]
+        assert len(images) == 1 and images[0].mime_type == "image/png"
+        assert "attached as an image" in text(plot)
+
+        info = json.loads(text(await client.call_tool("session_info", {})))
+        assert info["cells"] == 6 and info["totals"]["tool_calls"] == 2 and info["totals"]["errors"] == 1
+        assert Path(info["notebook"]).parent == records
+    # The client went away: the server closed its session and sealed the notebook.
+    [notebook] = notebooks(records)
+    report = audit_notebook(notebook, None)
+    assert report.verdict == "intact", report.problems
+    replayed = await replay(notebook, cell_timeout=60)
+    assert replayed.faithful, replayed.first_divergence
+    assert replayed.tool_calls_served == 2  # add and process_id answered from the recording, not run again
+
+
+async def test_a_call_needing_approval_is_put_to_the_user_through_elicitation(tmp_path: Path) -> None:
+    answers = [True, False]
+    asked: list[str] = []
+
+    async def answer(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        approve = answers.pop(0)
+        return ElicitResult(action="accept", content={"approve": True}) if approve else ElicitResult(action="decline")
+
+    async with stdio_session(tmp_path / "records", "--ask-destructive", elicitation_callback=answer) as client:
+        approved = await run(client, "print(tools.files.delete_record('alpha'))")
+        assert text(approved) == "deleted alpha"
+        refused = await run(client, "tools.files.delete_record('beta')")
+        assert refused.is_error and "files.delete_record was not approved" in text(refused)
+        read_only = await run(client, "tools.host.add(1)")  # not destructive: never asked
+        assert text(read_only) == "Out[3]: 2"
+    assert len(asked) == 2 and "files.delete_record" in asked[0] and '"name": "alpha"' in asked[0]
+
+
+async def test_a_client_that_cannot_be_asked_gets_the_configured_answer_with_its_reason(tmp_path: Path) -> None:
+    async with stdio_session(tmp_path / "records", "--ask-destructive") as client:
+        refused = await run(client, "tools.files.delete_record('gamma')")
+        assert refused.is_error
+        assert "did not declare the elicitation capability" in text(refused)
+        assert "answer without asking is deny" in text(refused)
