@@ -14,6 +14,7 @@ kernel session is closed and its notebook sealed, then the pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -22,7 +23,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,34 @@ def write_port_file(path: Path, url: str, port: int) -> None:
         raise
 
 
+def _web_server_class() -> type[Any]:
+    import uvicorn
+
+    class QuietExitServer(uvicorn.Server):
+        """uvicorn's server, stopped by SIGTERM or SIGINT without raising the signal again afterwards.
+
+        uvicorn re-raises a captured signal once it has shut down, which kills the process with it; here the
+        lifespan's cleanup (every session closed, notebooks sealed) is the end, and the exit status is 0.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            loop = asyncio.get_running_loop()
+            for number in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(number, self._stop)
+            try:
+                yield
+            finally:
+                for number in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(number)
+
+        def _stop(self) -> None:
+            self.force_exit = self.should_exit  # a second signal stops without waiting
+            self.should_exit = True
+
+    return QuietExitServer
+
+
 async def serve_http(server: MCPServer[Any], *, host: str, port: int, token: str | None,
                      allowed_hosts: Sequence[str] = (), port_file: Path | None = None,
                      max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, idle_timeout: float | None = None,
@@ -124,6 +153,7 @@ async def serve_http(server: MCPServer[Any], *, host: str, port: int, token: str
     """Serve streamable HTTP on ``host:port`` until SIGTERM or SIGINT."""
     import uvicorn
 
+    _QuietExitServer = _web_server_class()
     if not is_loopback(host) and not token:
         raise ValueError(f"serving on {host} (not a loopback address) needs a bearer token: set "
                          "KERNEL_AGENT_MCP_TOKEN or pass --token-file")
@@ -138,7 +168,7 @@ async def serve_http(server: MCPServer[Any], *, host: str, port: int, token: str
     url = f"http://{shown_host}:{bound_port}{MCP_PATH}"
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5,
                             access_log=False)
-    web = uvicorn.Server(config)
+    web = _QuietExitServer(config)
     if port_file is not None:
         write_port_file(port_file, url, bound_port)
     print(f"kernel-agent mcp: serving streamable HTTP at {url}", file=sys.stderr, flush=True)

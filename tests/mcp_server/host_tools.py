@@ -28,4 +28,19 @@ def delete_record(name: str) -> str:
     return f"deleted {name}"
 
 
-TOOLS = [process_id, add, delete_record]
+_FLAGS: set[str] = set()
+
+
+@tool(namespace="host", read_only=True)
+def flag_is_set(name: str) -> bool:
+    """Whether set_flag(name) was called (by any session of this server)."""
+    return name in _FLAGS
+
+
+@tool(namespace="host")
+def set_flag(name: str) -> None:
+    """Set a flag every session of this server sees (lets one client's cell wait for another client's call)."""
+    _FLAGS.add(name)
+
+
+TOOLS = [process_id, add, delete_record, flag_is_set, set_flag]

@@ -34,11 +34,11 @@ def server_env(record_dir: Path) -> dict[str, str]:
 class HttpServer:
     """``kernel-agent mcp --http --port 0`` in a subprocess; its URL read from the line it prints once bound."""
 
-    def __init__(self, record_dir: Path, *options: str) -> None:
-        self.process = subprocess.Popen(server_argv("--http", "--port", "0", "--record-dir", str(record_dir),
-                                                    *options),
-                                        env=server_env(record_dir), cwd=REPO, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    def __init__(self, record_dir: Path, *options: str, env: dict[str, str] | None = None) -> None:
+        argv = server_argv("--http", "--port", "0", "--record-dir", str(record_dir), *options)
+        self.process = subprocess.Popen(argv, env={**server_env(record_dir), **(env or {})}, cwd=REPO,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        text=True)
         self.stderr: list[str] = []
         assert self.process.stderr is not None
         for line in self.process.stderr:  # blocks until the server says where it listens (or exits)
@@ -66,13 +66,16 @@ class HttpServer:
             self.process.send_signal(signal.SIGTERM)
         status = self.process.wait(timeout=60)
         self._drain.join(timeout=10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
         return status
 
 
 @contextlib.asynccontextmanager
-async def http_client(url: str, **options: Any) -> AsyncIterator[ClientSession]:
+async def http_client(url: str, token: str | None = None, **options: Any) -> AsyncIterator[ClientSession]:
     """An initialized MCP client session over streamable HTTP (its own Mcp-Session-Id)."""
-    async with httpx2.AsyncClient(timeout=httpx2.Timeout(60.0, read=120.0)) as http, \
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(60.0, read=120.0), headers=headers) as http, \
             streamable_http_client(url, http_client=http) as (read, write), \
             ClientSession(read, write, **options) as client:
         await client.initialize()
