@@ -9,7 +9,9 @@ stopped (SIGTERM, Ctrl-C), 1 when it cannot start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +97,9 @@ def command(tools: tuple[str, ...], mcp: tuple[str, ...], workspace: str | None,
                             max_cells=max_cells, max_tool_calls=max_tool_calls,
                             max_session_seconds=max_session_seconds, observation_limit=observation_limit,
                             images=images))
-    catalogue = asyncio.run(Catalogue.load(config.tools))
+    # Over stdio, standard output is the protocol's: anything a tool module prints while loading goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        catalogue = asyncio.run(Catalogue.load(config.tools))
     server = build_server(config, catalogue)
     if not http:
         asyncio.run(serve_stdio(server))

@@ -45,24 +45,25 @@ class Approvals:
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self._asking: Context | None = None  # the run_python call in flight: the channel to ask on
+        # The run_python calls in flight, newest last: the question goes on the newest one's stream
+        # (a client may send calls concurrently; they queue for the kernel, and any of them can carry it).
+        self._asking: list[Context] = []
         self.asked = 0
         self.approved = 0
 
     @contextlib.contextmanager
     def asking_through(self, context: Context) -> Iterator[None]:
         """While the block runs, calls needing approval are put to the client of ``context``."""
-        self._asking = context
+        self._asking.append(context)
         try:
             yield
         finally:
-            self._asking = None
+            self._asking.remove(context)
 
     def _can_ask(self) -> bool:
-        context = self._asking
-        if context is None:
+        if not self._asking:
             return False
-        capabilities = context.request_context.session.client_capabilities
+        capabilities = self._asking[-1].request_context.session.client_capabilities
         return capabilities is not None and capabilities.elicitation is not None
 
     async def policy(self, request: CallRequest) -> PolicyResult:
@@ -81,9 +82,9 @@ class Approvals:
 
     async def approve(self, request: CallRequest) -> bool:
         """Ask the user through the client (elicitation); anything but an explicit yes is a no."""
-        context = self._asking
-        if context is None:
+        if not self._asking:
             return self.config.unattended == "allow"
+        context = self._asking[-1]
         self.asked += 1
         message = (f"The code running in your kernel-agent session wants to call the host tool "
                    f"{request.tool.qualified_name} with these arguments:\n{_shown(request.arguments)}\n"

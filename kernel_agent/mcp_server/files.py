@@ -25,6 +25,7 @@ from kernel_agent.mcp_server.errors import BadArgumentError
 
 MAX_PATH_CHARS = 1024
 MAX_LISTED = 500
+MAX_COUNTED = 100_000  # entries counted in one directory at most (a kernel can make millions)
 
 _IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 
@@ -99,13 +100,16 @@ def read_file(workspace: Path, path: str, max_bytes: int) -> FileRead:
 
 
 def list_files(workspace: Path, path: str) -> tuple[list[dict[str, object]], int]:
-    """The entries of directory ``path`` in ``workspace`` (name, kind, size), at most MAX_LISTED, and how many."""
+    """The entries of directory ``path`` in ``workspace`` (name, kind, size), at most MAX_LISTED, and how many
+    (counted up to MAX_COUNTED + 1)."""
     with _directory(workspace, path_names(path)) as directory:
         entries: list[dict[str, object]] = []
         total = 0
         with os.scandir(directory) as scan:
             for entry in scan:
                 total += 1
+                if total > MAX_COUNTED:
+                    break
                 if len(entries) >= MAX_LISTED:
                     continue
                 try:
