@@ -23,6 +23,7 @@ the host's own problems::
     ├── UnsafePathError               a path inside a sandbox-writable tree is a link,
     │                                 a special file or otherwise unsafe for the host
     ├── ToolDefinitionError           a tool cannot be built from what was given
+    │   └── OpenApiError              an OpenAPI document is invalid or unsupported (says where: a JSON pointer)
     ├── McpServerError                an MCP server could not be started or listed
     ├── PackageError                  a package a kernel asked for (or a recording installed)
     │   │                             cannot be installed
@@ -91,6 +92,19 @@ class WorkspaceError(KernelAgentError):
 
 class ToolDefinitionError(KernelAgentError):
     """A tool cannot be built from the given function, schema or server (the message says which part)."""
+
+
+class OpenApiError(ToolDefinitionError):
+    """An OpenAPI document cannot become tools: unreadable, invalid, unsupported, or too large or deep.
+
+    ``pointer`` is the JSON pointer of the problem in the document ("" for the whole document);
+    the message starts with it.
+    """
+
+    def __init__(self, message: str, *, pointer: str = "") -> None:
+        super().__init__(f"{pointer or '(document)'}: {message}")
+        self.pointer = pointer
+        self.reason = message
 
 
 class McpServerError(KernelAgentError):

@@ -262,7 +262,8 @@ def tool(
 # -- from JSON-schema definitions ---------------------------------------------------
 
 
-def _jsonschema_validator(schema: dict[str, Any], tool_name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def jsonschema_validator(schema: dict[str, Any], tool_name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Check ``schema`` (ToolDefinitionError) and return a validator of arguments (ArgumentsInvalid)."""
     try:
         validator_class = jsonschema.validators.validator_for(schema)
         # The schema's own shape only: whether its "$ref" strings are well-formed URIs would depend on which
@@ -325,7 +326,7 @@ def tool_from_schema(
         read_only=read_only or bool(annotations.get("readOnlyHint")),
         destructive=destructive or bool(annotations.get("destructiveHint")),
         source=source,
-        validate=_jsonschema_validator(schema, name),
+        validate=jsonschema_validator(schema, name),
         takes_mapping=takes_mapping,
     )
 

@@ -1,0 +1,201 @@
+"""OpenApiSource: an OpenAPI document as a tool source (see the package docstring)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import httpx2
+
+from kernel_agent.errors import OpenApiError
+from kernel_agent.tools.openapi.auth import Credential, credentials, for_operation
+from kernel_agent.tools.openapi.document import Document, load_document
+from kernel_agent.tools.openapi.http import Requester
+from kernel_agent.tools.openapi.operations import (
+    READ_ONLY_METHODS,
+    OperationPlan,
+    plan_operations,
+    security_requirements,
+)
+from kernel_agent.tools.openapi.schemas import SchemaConverter
+from kernel_agent.tools.tool import Tool, jsonschema_validator
+
+__all__ = ["OpenApiSource"]
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+
+
+class OpenApiSource:
+    """The operations of an OpenAPI 3.0/3.1 document as tools whose HTTP requests the host makes.
+
+    The document (a mapping, or a JSON or YAML file on the host) is read and checked here, so
+    an invalid one raises :class:`~kernel_agent.errors.OpenApiError` before any kernel starts.
+    ``base_url`` replaces the document's ``servers`` (needed when they are relative or absent).
+    ``headers`` go with every request; ``auth`` maps security scheme names to their secrets
+    (``{"bearerAuth": token}``; http basic takes ``"user:password"`` or a pair). Both stay on
+    the host. ``namespace`` puts every operation in one namespace; without it an operation's
+    namespace is its first tag (untagged ones: the document's title). ``timeout`` bounds each
+    call from connection to last byte, ``max_response_bytes`` the answer's size.
+    """
+
+    def __init__(
+        self,
+        document: Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        base_url: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        if not timeout > 0 or max_response_bytes <= 0:
+            raise ValueError("timeout and max_response_bytes must be positive")
+        data, label = load_document(document)
+        self._document = Document(data, label)
+        info = data.get("info")
+        title = info.get("title") if isinstance(info, dict) else None
+        self.title = title.strip() if isinstance(title, str) and title.strip() else "api"
+        self.base_url = _base_url(base_url, data)
+        fixed = _headers(headers)
+        self._credentials = credentials(self._document, auth or {})
+        security = data.get("security")
+        self._default_security = security_requirements(security, "/security") if security is not None else None
+        converter = SchemaConverter(self._document)
+        self._plans = plan_operations(self._document, converter, namespace, self.title)
+        self.namespace_descriptions: dict[str, str] = _namespace_descriptions(data, self._plans, namespace,
+                                                                                self.title)
+        self._requester = Requester(self.base_url, headers=fixed, timeout=float(timeout),
+                                    max_response_bytes=int(max_response_bytes))
+        self._tools = [self._tool(plan) for plan in self._plans]
+
+    # -- the ToolSource protocol -----------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` was called and :meth:`close` has not been since."""
+        return self._requester.opened
+
+    @property
+    def tools(self) -> list[Tool]:
+        """One Tool per operation (available before :meth:`start`; calls need it started)."""
+        return list(self._tools)
+
+    async def start(self) -> Self:
+        """Open the HTTP client (nothing is sent); a no-op when started."""
+        self._requester.open()
+        return self
+
+    async def close(self) -> None:
+        """Close the HTTP client; idempotent."""
+        await self._requester.close()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return (f"OpenApiSource({self.title!r} at {self.base_url}, {len(self._tools)} operations, "
+                f"started={self.started})")
+
+    # -- tools ---------------------------------------------------------------------------------
+
+    def _tool(self, plan: OperationPlan) -> Tool:
+        held: list[Credential] = for_operation(plan.security, self._default_security, self._credentials)
+        requester = self._requester
+
+        async def call_operation(arguments: dict[str, Any]) -> Any:
+            return await requester.call(plan, arguments, held)
+
+        call_operation.__name__ = call_operation.__qualname__ = "openapi_operation"
+        return Tool(name=plan.name, namespace=plan.namespace, description=plan.description,
+                    input_schema=plan.input_schema, output_schema=plan.output_schema, handler=call_operation,
+                    read_only=plan.method in READ_ONLY_METHODS, destructive=plan.method == "delete",
+                    source=f"openapi:{self.title}", validate=LazyValidator(plan.input_schema, plan.name),
+                    takes_mapping=True)
+
+
+class LazyValidator:
+    """The jsonschema validator of one tool, made at its first call.
+
+    Checking a schema against the metaschema takes about 13 ms; a 2,500-operation document
+    would spend half a minute on it before a session starts, for tools mostly never called.
+    The schemas are built here from known keywords, so the check is a safety net.
+    """
+
+    def __init__(self, schema: dict[str, Any], name: str) -> None:
+        self._schema = schema
+        self._name = name
+        self._validate: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def __call__(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        if self._validate is None:
+            self._validate = jsonschema_validator(self._schema, self._name)
+        return self._validate(arguments)
+
+
+def _base_url(given: str | None, data: Mapping[str, Any]) -> str:
+    if given is None:
+        servers = data.get("servers")
+        server = servers[0] if isinstance(servers, list) and servers and isinstance(servers[0], dict) else None
+        if server is None or not isinstance(server.get("url"), str):
+            raise OpenApiError("the document names no server: pass base_url=", pointer="/servers")
+        url = server["url"]
+        variables = server["variables"] if isinstance(server.get("variables"), dict) else {}
+        for name, variable in variables.items():
+            if isinstance(variable, dict) and isinstance(variable.get("default"), str):
+                url = url.replace("{" + name + "}", variable["default"])
+        if not url.startswith(("http://", "https://")):
+            raise OpenApiError(f"the server URL {url[:200]!r} is relative or not http(s): pass base_url=",
+                               pointer="/servers/0/url")
+        given = url
+    if not isinstance(given, str) or not given.startswith(("http://", "https://")):
+        raise OpenApiError(f"base_url must start with http:// or https://, not {str(given)[:200]!r}")
+    try:
+        parsed = httpx2.URL(given)
+    except Exception:  # noqa: BLE001 - the client's URL errors vary
+        raise OpenApiError(f"base_url {given[:200]!r} is not a valid URL") from None
+    if parsed.userinfo:
+        raise OpenApiError("base_url must not hold credentials (user:password@): pass them as headers= or auth=")
+    if parsed.query or parsed.fragment or not parsed.host:
+        raise OpenApiError(f"base_url {given[:200]!r} must have a host and no query or fragment")
+    return given.rstrip("/")
+
+
+def _headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not isinstance(value, str) or any(c in name + value for c in "\r\n\0"):
+            raise OpenApiError("headers= must map header names to values, strings without line breaks")
+        result[name] = value
+    return result
+
+
+def _namespace_descriptions(data: Mapping[str, Any], plans: list[OperationPlan], namespace: str | None,
+                            title: str) -> dict[str, str]:
+    """One line per namespace: the tag's description (or name), the document's title for the others."""
+    info = data["info"] if isinstance(data.get("info"), dict) else {}
+    summary = info.get("summary") or info.get("description") or title
+    fallback = _first_line(summary if isinstance(summary, str) else title) or title
+    if namespace is not None:
+        return {namespace: fallback}
+    described: dict[str, str] = {}
+    tags = data.get("tags")
+    for tag in tags if isinstance(tags, list) else []:
+        if isinstance(tag, dict) and isinstance(tag.get("name"), str):
+            text = tag.get("description")
+            described[tag["name"]] = _first_line(text) if isinstance(text, str) and text.strip() else tag["name"]
+    used = dict.fromkeys(plan.namespace for plan in plans if plan.namespace is not None)
+    return {name: described.get(name) or (fallback if name == title else name) for name in used}
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().split("\n", 1)[0].strip()
+    return line if len(line) <= 200 else line[:197] + "..."
+
