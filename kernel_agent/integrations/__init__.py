@@ -1,0 +1,1 @@
+"""kernel-agent inside other agent frameworks: each adapter is an optional extra (``kernel-agent[NAME]``)."""

@@ -1,0 +1,19 @@
+"""What goes wrong when smolagents meets kernel-agent, named (this module does not need smolagents)."""
+
+from __future__ import annotations
+
+from kernel_agent.errors import KernelAgentError, ToolDefinitionError
+
+INSTALL_HINT = 'the smolagents integration needs smolagents: pip install "kernel-agent[smolagents]"'
+
+
+class SmolagentsToolError(ToolDefinitionError):
+    """A smolagents tool cannot be offered in a kernel-agent session: its inputs or output have no schema
+    the bridge can carry (``image``, ``audio``, an unknown type), or its name cannot be a global of the
+    kernel (not an identifier, a Python builtin, or a name the kernel's SDK already uses), or the agent's
+    tools changed after the session started with other ones."""
+
+
+class SmolagentsVariableError(KernelAgentError, ValueError):
+    """A variable the agent sends to the kernel (``additional_args``, the agent's state) cannot go there:
+    its name is no identifier or would hide a tool, or its value cannot cross the bridge (no pickle)."""
