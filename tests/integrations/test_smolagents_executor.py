@@ -311,3 +311,32 @@ def test_without_smolagents_the_import_says_how_to_install_it() -> None:
             "except ImportError as exc:\n    print(exc)\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert run.stdout.strip() == INSTALL_HINT
+
+
+def test_after_the_kernel_dies_the_tools_and_the_agent_s_variables_are_there_again(pool: KernelPool) -> None:
+    prices = PriceTool()
+    with KernelAgentExecutor(pool=pool, default_timeout=60) as executor:
+        executor.send_variables({"basket": {"fig": 2}})
+        executor.send_tools({"unit_price": prices, "final_answer": FinalAnswerTool()})
+        executor("mine = 1")
+        with pytest.raises(AgentExecutionError, match="the kernel died") as caught:
+            executor("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+        assert "the variables the code defined are gone" in str(caught.value)
+        output = executor("print('mine' in globals(), unit_price('fig', basket['fig']))\nfinal_answer(basket)")
+        assert output.logs == "False 4.0\n" and output.output == {"fig": 2} and output.is_final_answer
+
+
+def test_a_managed_agent_is_called_like_a_tool(pool: KernelPool) -> None:
+    """The managed agent runs on the host (here with its own KernelAgentExecutor, so its code is confined too)."""
+    from smolagents import CodeAgent
+
+    from .smolagents_support import ScriptedCodeModel
+
+    helper = CodeAgent(tools=[], model=ScriptedCodeModel(["final_answer(hint.upper())"]), name="helper",
+                       description="Answers sub-questions.", verbosity_level=0,
+                       executor=KernelAgentExecutor(pool=pool, default_timeout=60))
+    model = ScriptedCodeModel(["report = helper(task='shout', additional_args={'hint': 'quiet'})\n"
+                               "final_answer('QUIET' in report)"])
+    with helper, CodeAgent(tools=[], model=model, managed_agents=[helper], verbosity_level=0,
+                           executor=KernelAgentExecutor(pool=pool, default_timeout=60)) as agent:
+        assert agent.run("Ask the helper.") is True

@@ -81,6 +81,7 @@ class KernelAgentExecutor(PythonExecutor):  # type: ignore[misc]  # smolagents h
         self._answers = FinalAnswers()
         self._variables = Variables()
         self._sent_tools: dict[str, Any] | None = None
+        self._names_cell = ""
         self._session: Session | None = None
         self._closed = False
         # smolagents' errors log themselves; the agent logs the step's error again, so ours stays quiet.
@@ -137,8 +138,8 @@ class KernelAgentExecutor(PythonExecutor):  # type: ignore[misc]  # smolagents h
         self._sent_tools = dict(tools)
         registry = session.registry
         assert registry is not None  # a started session has its registry
-        self._run_setup(prelude.names_cell(registry, [name for name in tools if name != "final_answer"]),
-                        "binding the tools' names")
+        self._names_cell = prelude.names_cell(registry, [name for name in tools if name != "final_answer"])
+        self._run_setup(self._names_cell, "binding the tools' names")
         return session
 
     def _run_setup(self, code: str, what: str) -> None:
@@ -192,10 +193,7 @@ class KernelAgentExecutor(PythonExecutor):  # type: ignore[misc]  # smolagents h
         """Run one step's code; raise AgentExecutionError (with the traceback) when it fails."""
         if self._session is None:
             self._start({})
-        if self._variables.pending:
-            registry = self._session.registry if self._session is not None else None
-            assert registry is not None  # a started session has its registry
-            self._run_setup(prelude.variables_cell(registry), "receiving the agent's variables")
+        self._send_pending_variables()
         self._answers.clear()
         result = self._execute(code_action)
         given, answer = self._answers.take()
@@ -203,8 +201,16 @@ class KernelAgentExecutor(PythonExecutor):  # type: ignore[misc]  # smolagents h
         if given and (result.ok or (result.error is not None and result.error.ename == prelude.FINAL_ANSWER_EXCEPTION)):
             return CodeOutput(output=answer, logs=logs, is_final_answer=True)
         if not result.ok:
+            if result.state_lost:  # a fresh kernel replaced a dead or stuck one: the agent's names again
+                self._variables.send_again()
+                self._run_setup(self._names_cell, "binding the tools' names again")
+                self._send_pending_variables()
             raise AgentExecutionError(_error_text(result, logs), self._logger)
         return CodeOutput(output=result.result, logs=logs, is_final_answer=False)
+
+    def _send_pending_variables(self) -> None:
+        if self._variables.pending and self._session is not None and self._session.registry is not None:
+            self._run_setup(prelude.variables_cell(self._session.registry), "receiving the agent's variables")
 
     # -- closing ---------------------------------------------------------------------------------
 
@@ -255,5 +261,6 @@ def _error_text(result: CellResult, logs: str) -> str:
     why = {CellStatus.TIMEOUT: "it ran past its timeout and was interrupted",
            CellStatus.KERNEL_DIED: "the kernel died (out of memory, or killed)",
            CellStatus.CANCELLED: "it was cancelled"}.get(result.status, result.status.value)
-    lost = " The kernel was restarted: every variable defined before is gone." if result.state_lost else ""
+    lost = (" A fresh kernel replaced it: the variables the code defined are gone (the tools and the agent's "
+            "variables are there again)." if result.state_lost else "")
     return f"{head}Executing code failed: {why}.{lost}"

@@ -189,11 +189,18 @@ class Variables:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: dict[str, Any] = {}
+        self._sent: dict[str, Any] = {}  # every variable sent, for a kernel that replaced a dead one
 
     def put(self, variables: Mapping[str, Any]) -> None:
         """Hold ``variables`` (names already checked) for the kernel's next fetch."""
         with self._lock:
             self._pending.update(variables)
+            self._sent.update(variables)
+
+    def send_again(self) -> None:
+        """Hold every variable sent so far again (a fresh kernel replaced one that died)."""
+        with self._lock:
+            self._pending = {**self._sent, **self._pending}
 
     @property
     def pending(self) -> bool:
