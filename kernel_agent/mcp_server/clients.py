@@ -116,8 +116,9 @@ class ClientSessions:
         self._closing = False
 
     async def start(self) -> None:
-        """Begin warming kernels (without waiting: the first client waits for its kernel if it must)."""
-        await self.pool.start(wait=False)
+        """Fill the warm pool before serving: the first client's first cell finds a kernel ready, and a host
+        where no sandbox can run fails here, at start, saying why (not at some client's first cell)."""
+        await self.pool.start(wait=True)
 
     def open(self, client_info: Any) -> ClientSession:
         """A new client session (no kernel yet)."""
