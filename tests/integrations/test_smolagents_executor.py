@@ -340,3 +340,11 @@ def test_a_managed_agent_is_called_like_a_tool(pool: KernelPool) -> None:
     with helper, CodeAgent(tools=[], model=model, managed_agents=[helper], verbosity_level=0,
                            executor=KernelAgentExecutor(pool=pool, default_timeout=60)) as agent:
         assert agent.run("Ask the helper.") is True
+
+
+def test_a_step_past_its_timeout_is_interrupted_and_the_state_kept(pool: KernelPool) -> None:
+    with KernelAgentExecutor(pool=pool, default_timeout=3) as executor:
+        executor("kept = 'still here'")
+        with pytest.raises(AgentExecutionError, match="ran past its timeout and was interrupted"):
+            executor("print('looping')\nwhile True:\n    pass")
+        assert executor("print(kept)").logs == "still here\n"
