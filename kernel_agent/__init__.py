@@ -50,6 +50,8 @@ _EXPORTS = {
     "Tool": "kernel_agent.tools.tool",
     "ToolRegistry": "kernel_agent.tools.registry",
     "McpServer": "kernel_agent.tools.mcp",
+    "OpenApiSource": "kernel_agent.tools.openapi",
+    "OpenApiError": "kernel_agent.errors",
     "ToolCall": "kernel_agent.tools.calls",
     "CallStatus": "kernel_agent.tools.calls",
     "ProgressEvent": "kernel_agent.tools.calls",
@@ -97,6 +99,7 @@ if TYPE_CHECKING:  # `X as X`: an explicit re-export, which strict type checkers
     from kernel_agent.errors import ModelError as ModelError
     from kernel_agent.errors import ModelResponseError as ModelResponseError
     from kernel_agent.errors import ModelUnreachableError as ModelUnreachableError
+    from kernel_agent.errors import OpenApiError as OpenApiError
     from kernel_agent.errors import PackageError as PackageError
     from kernel_agent.errors import PackageInstallError as PackageInstallError
     from kernel_agent.errors import PackageNotAllowedError as PackageNotAllowedError
@@ -137,6 +140,7 @@ if TYPE_CHECKING:  # `X as X`: an explicit re-export, which strict type checkers
     from kernel_agent.tools.calls import ProgressEvent as ProgressEvent
     from kernel_agent.tools.calls import ToolCall as ToolCall
     from kernel_agent.tools.mcp import McpServer as McpServer
+    from kernel_agent.tools.openapi import OpenApiSource as OpenApiSource
     from kernel_agent.tools.policy import CallRequest as CallRequest
     from kernel_agent.tools.policy import Decision as Decision
     from kernel_agent.tools.policy import ask_for_destructive as ask_for_destructive

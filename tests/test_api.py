@@ -14,6 +14,7 @@ EXPECTED_PUBLIC_NAMES = {
     "SandboxUnavailableError", "SandboxPolicyError", "UnconfinedWarning", "KernelStartError",
     "SessionClosedError", "SessionOptionError", "WorkspaceError", "ToolDefinitionError", "McpServerError",
     "tool", "tool_from_schema", "tool_from_function", "Tool", "ToolRegistry", "McpServer",
+    "OpenApiSource", "OpenApiError",
     "ToolCall", "CallStatus", "ProgressEvent", "Decision", "CallRequest", "ask_for_destructive",
     "KernelPool", "PoolError",
     "PackagePolicy", "PackageError", "PackageNotAllowedError", "PackageInstallError", "PythonEnvironmentError",

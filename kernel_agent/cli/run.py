@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from kernel_agent.cli.openapi import openapi_options
 from kernel_agent.cli.packages import package_options, package_session_option
 
 if TYPE_CHECKING:  # the agent modules load only when a command runs: `--help` stays fast
@@ -34,6 +35,7 @@ def session_options(function: F) -> F:
                      help="a tool, a list of tools or a ToolRegistry to load (repeatable)"),
         click.option("--mcp", multiple=True, metavar="COMMAND",
                      help="an MCP server to start over stdio, e.g. 'python -m mcp_server_time' (repeatable)"),
+        *openapi_options(),
         click.option("--workspace", metavar="DIR", help="the kernel's working directory (kept); default: temporary"),
         click.option("--notebook", metavar="PATH",
                      help="where the session is recorded (default: the host's record directory, "
@@ -85,7 +87,7 @@ def command(task: str | None, resume: str | None, model: str, base_url: str | No
             max_tokens: int | None, max_cost: float | None, price: str | None, max_seconds: float | None,
             observation_limit: int, cell_timeout: float, background_after: float | None, server: str | None,
             token: str | None, as_json: bool, quiet: bool, allow_package: tuple[str, ...] = (),
-            find_links: tuple[str, ...] = (), no_index: bool = False) -> int:
+            find_links: tuple[str, ...] = (), no_index: bool = False, **openapi: tuple[str, ...]) -> int:
     from kernel_agent.agent import Agent
     from kernel_agent.models import model_from_spec
     from kernel_agent.tools.loading import load_tools
@@ -94,7 +96,7 @@ def command(task: str | None, resume: str | None, model: str, base_url: str | No
         raise click.UsageError("give a TASK, or --resume NOTEBOOK to continue a recorded run")
     if resume is not None and notebook:
         raise click.UsageError("--resume records into the resumed notebook: --notebook does not go with it")
-    loaded = load_tools(list(tools), list(mcp))
+    loaded = load_tools(list(tools), list(mcp), **openapi)
     if workspace and not Path(workspace).is_dir():
         raise ValueError(f"--workspace {workspace} does not exist or is not a directory; create it first")
     options: dict[str, Any] = {} if model.startswith("scripted:") else {"max_retries": max_retries}

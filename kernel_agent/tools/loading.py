@@ -21,10 +21,13 @@ def load_object(spec: str) -> object:
     return target
 
 
-def load_tools(specs: Iterable[str] = (), mcp_commands: Iterable[str] = ()) -> list[Any]:
-    """The tools ``specs`` name (a tool, a list of tools or a ToolRegistry each) and one McpServer per command.
+def load_tools(specs: Iterable[str] = (), mcp_commands: Iterable[str] = (), *, openapi: Iterable[str] = (),
+               openapi_header: Iterable[str] = (), openapi_auth: Iterable[str] = ()) -> list[Any]:
+    """The tools ``specs`` name (a tool, a list of tools or a ToolRegistry each), one McpServer per command,
+    and one OpenApiSource per ``openapi`` document (see :mod:`kernel_agent.tools.openapi.options`).
 
-    The MCP servers are not started: whoever uses them starts them (a Session does).
+    The MCP servers are not started: whoever uses them starts them (a Session does). The OpenAPI
+    documents are read and checked here (OpenApiError), before any kernel starts.
     """
     from kernel_agent.tools.mcp import McpServer
 
@@ -33,4 +36,9 @@ def load_tools(specs: Iterable[str] = (), mcp_commands: Iterable[str] = ()) -> l
         loaded = load_object(spec)
         items.extend(loaded if isinstance(loaded, (list, tuple)) else [loaded])
     items.extend(McpServer.stdio(command) for command in mcp_commands)
+    openapi = list(openapi)
+    if openapi or openapi_header or openapi_auth:
+        from kernel_agent.tools.openapi.options import sources_from_options
+
+        items.extend(sources_from_options(openapi, openapi_header, openapi_auth))
     return items

@@ -1,0 +1,77 @@
+"""The command line's OpenAPI options (``run``, ``mcp``): specs, and headers and credentials from the host.
+
+::
+
+    --openapi petstore.yaml@https://api.example.com/v1      a document, and its base URL (optional)
+    --openapi-auth bearerAuth=env:PETSTORE_TOKEN            a security scheme's secret, from the environment
+    --openapi-header petstore:X-Team=platform               a header for one document's requests
+
+A secret need never be on the command line: ``env:NAME`` reads the host's environment variable
+``NAME`` (an error when it is not set), where anything else is the value itself. With several
+documents, a header or credential names the document it is for by the file's name without its
+extension (``petstore:``); with one document the prefix may be left out. A credential is never
+sent to a document it was not given for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from kernel_agent.errors import SessionOptionError
+from kernel_agent.tools.openapi.source import OpenApiSource
+
+
+def sources_from_options(specs: Iterable[str], headers: Iterable[str] = (), auth: Iterable[str] = (),
+                         environ: Mapping[str, str] | None = None) -> list[OpenApiSource]:
+    """One OpenApiSource per ``--openapi PATH[@BASE_URL]``, with the ``--openapi-header``/``--openapi-auth`` given."""
+    environ = os.environ if environ is None else environ
+    documents: dict[str, tuple[str, str | None]] = {}
+    for spec in specs:
+        path, base_url = _split(spec)
+        name = Path(path).stem
+        if name in documents:
+            raise SessionOptionError(f"--openapi: two documents are named {name!r}; their headers and credentials "
+                                     "could not be told apart (rename one file)")
+        documents[name] = (path, base_url)
+    given_headers = _assignments("--openapi-header", headers, documents, environ)
+    given_auth = _assignments("--openapi-auth", auth, documents, environ)
+    return [OpenApiSource(path, base_url=base_url, headers=given_headers.get(name), auth=given_auth.get(name))
+            for name, (path, base_url) in documents.items()]
+
+
+def _split(spec: str) -> tuple[str, str | None]:
+    """``PATH`` or ``PATH@URL`` (a path may hold '@': only an http(s) URL after the last one splits it)."""
+    path, at, url = spec.rpartition("@")
+    if at and path and url.startswith(("http://", "https://")):
+        return path, url
+    return spec, None
+
+
+def _assignments(option: str, values: Iterable[str], documents: Mapping[str, tuple[str, str | None]],
+                 environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """``[DOCUMENT:]KEY=VALUE`` options by document; VALUE ``env:NAME`` is read from the environment."""
+    result: dict[str, dict[str, str]] = {}
+    for text in values:
+        target, equals, value = text.partition("=")
+        if not equals or not target:
+            # Not shown: a value pasted without its NAME= may be a secret.
+            raise SessionOptionError(f"{option} expects [DOCUMENT:]NAME=VALUE, got something without a NAME=")
+        document, colon, key = target.partition(":")
+        if not colon:
+            if len(documents) != 1:
+                raise SessionOptionError(f"{option} {target}=...: say which document it is for ({option} "
+                                         f"DOCUMENT:{target}=...; documents: {', '.join(documents) or 'none'})")
+            document, key = next(iter(documents)), target
+        if document not in documents:
+            raise SessionOptionError(f"{option} names the document {document!r}, which no --openapi gives "
+                                     f"(documents: {', '.join(documents) or 'none'})")
+        if value.startswith("env:"):
+            variable = value[len("env:"):]
+            if variable not in environ:
+                raise SessionOptionError(f"{option} {target}: the environment variable {variable!r} is not set")
+            value = environ[variable]
+        result.setdefault(document, {})[key] = value
+    return result
+
