@@ -156,13 +156,13 @@ def build_server(config: ServeConfig, catalogue: Catalogue) -> MCPServer[ClientS
                              "the SDK path the code calls.", annotations=read_only)
     @named_errors
     async def search_tools(query: str = "", limit: Annotated[int, Field(ge=1, le=50)] = 20) -> str:
-        return catalogue.search(query, limit)
+        return await asyncio.to_thread(catalogue.search, query, limit)  # thousands of tools: off the loop
 
     @server.tool(description="One host tool's SDK signature and documentation, as help(tools.<name>) shows it.",
                  annotations=read_only)
     @named_errors
     async def describe_tool(name: Annotated[str, Field(max_length=300)]) -> str:
-        return catalogue.describe(name)
+        return await asyncio.to_thread(catalogue.describe, name)
 
     @server.tool(description="List a directory of the session's workspace (path relative to it; '' is the "
                              "workspace). Links are shown, never followed.", annotations=read_only)

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx2
 import psutil
 import pytest
+from mcp import MCPError
 
 from kernel_agent.verify.audit import audit_notebook
 from tests.mcp_server.support import HttpServer, http_client, notebooks, run, text
@@ -86,6 +87,18 @@ async def test_a_cell_that_never_ends_is_interrupted_and_the_session_goes_on(ser
         stuck = await run(client, "while True:\n    pass")
         assert stuck.is_error and "hit its time limit" in text(stuck)
         assert text(await run(client, "kept")) == "Out[3]: 7"
+
+
+async def test_a_call_the_client_abandons_interrupts_its_cell(server: HttpServer) -> None:
+    """The client gives up on a call (its read timeout): the SDK sends notifications/cancelled, the cell is
+    interrupted at once (not left running to the cell timeout) and the session goes on."""
+    async with http_client(server.url, TOKEN) as client:
+        await run(client, "kept = 'still here'")
+        with pytest.raises(MCPError, match="timed out"):
+            await client.call_tool("run_python", {"code": "while True:\n    pass"}, read_timeout_seconds=0.5)
+        assert text(await run(client, "kept")) == "Out[3]: 'still here'"  # In[2] was the abandoned cell
+        totals = json.loads(text(await client.call_tool("session_info", {})))["totals"]
+        assert totals["timeouts"] == 0  # it was interrupted by the cancel, not by the 4 s time limit
 
 
 async def test_a_huge_output_comes_back_bounded_with_the_whole_of_it_in_the_workspace(server: HttpServer) -> None:

@@ -73,22 +73,25 @@ async def test_a_stdio_client_keeps_state_calls_host_tools_and_leaves_a_recordin
 
 
 async def test_a_call_needing_approval_is_put_to_the_user_through_elicitation(tmp_path: Path) -> None:
-    answers = [True, False]
+    answers: list[ElicitResult] = [ElicitResult(action="accept", content={"approve": True}),
+                                   ElicitResult(action="decline"),
+                                   ElicitResult(action="accept", content={"approve": "yes, sure"})]
     asked: list[str] = []
 
     async def answer(context: Any, params: ElicitRequestParams) -> ElicitResult:
         asked.append(params.message)
-        approve = answers.pop(0)
-        return ElicitResult(action="accept", content={"approve": True}) if approve else ElicitResult(action="decline")
+        return answers.pop(0)
 
     async with stdio_session(tmp_path / "records", "--ask-destructive", elicitation_callback=answer) as client:
         approved = await run(client, "print(tools.files.delete_record('alpha'))")
         assert text(approved) == "deleted alpha"
         refused = await run(client, "tools.files.delete_record('beta')")
         assert refused.is_error and "files.delete_record was not approved" in text(refused)
+        malformed = await run(client, "tools.files.delete_record('delta')")  # an answer outside the form's schema
+        assert malformed.is_error and "was not approved" in text(malformed)
         read_only = await run(client, "tools.host.add(1)")  # not destructive: never asked
-        assert text(read_only) == "Out[3]: 2"
-    assert len(asked) == 2 and "files.delete_record" in asked[0] and '"name": "alpha"' in asked[0]
+        assert text(read_only) == "Out[4]: 2"
+    assert len(asked) == 3 and "files.delete_record" in asked[0] and '"name": "alpha"' in asked[0]
 
 
 async def test_a_client_that_cannot_be_asked_gets_the_configured_answer_with_its_reason(tmp_path: Path) -> None:
