@@ -66,7 +66,7 @@ def command(tools: tuple[str, ...], mcp: tuple[str, ...], workspace: str | None,
             allow_package: tuple[str, ...] = (), find_links: tuple[str, ...] = (), no_index: bool = False,
             **more_tools: Any) -> int:
     from kernel_agent.mcp_server import Catalogue, ClientLimits, ServeConfig, build_server
-    from kernel_agent.mcp_server.transports import serve_http, serve_stdio
+    from kernel_agent.mcp_server.transports import is_loopback, serve_http, serve_stdio
     from kernel_agent.tools.loading import load_object, load_tools
     from kernel_agent.tools.policy import allow_all, ask_for_destructive
 
@@ -74,6 +74,9 @@ def command(tools: tuple[str, ...], mcp: tuple[str, ...], workspace: str | None,
         raise click.UsageError("mcp records each client session in a notebook of its own: give --record-dir DIR")
     if workspace and not Path(workspace).is_dir():
         raise ValueError(f"--workspace {workspace} does not exist or is not a directory; create it first")
+    if http and not is_loopback(host) and not (token_file or os.environ.get(TOKEN_ENV)):
+        raise click.UsageError(f"--host {host} is not a loopback address: serving it needs a bearer token "
+                               f"(${TOKEN_ENV} or --token-file)")
     if policy_spec and ask_destructive:
         raise click.UsageError("--policy and --ask-destructive do not go together: put the asking in the policy")
     tool_policy: Any = ask_for_destructive if ask_destructive else allow_all

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from mcp import MCPError
 
 from kernel_agent.verify.audit import audit_notebook
-from tests.mcp_server.support import HttpServer, http_client, notebooks, run, text
+from tests.mcp_server.support import HttpServer, http_client, notebooks, run, server_argv, server_env, text
 
 TOKEN = secrets.token_urlsafe(24)
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -165,3 +166,11 @@ async def test_hostile_http_requests_are_refused(server: HttpServer) -> None:
     assert server.process.poll() is None  # still serving
     async with http_client(server.url, TOKEN) as client:
         assert text(await run(client, "6 * 7")) == "Out[1]: 42"
+
+
+def test_a_server_on_a_public_address_refuses_to_start_without_a_token(tmp_path: Path) -> None:
+    environment = {key: value for key, value in server_env(tmp_path).items() if key != "KERNEL_AGENT_MCP_TOKEN"}
+    started = subprocess.run(server_argv("--http", "--host", "0.0.0.0", "--port", "0"), env=environment,
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert started.returncode == 2 and "needs a bearer token" in started.stderr
+    assert "Traceback" not in started.stderr

@@ -100,3 +100,13 @@ async def test_a_client_that_cannot_be_asked_gets_the_configured_answer_with_its
         assert refused.is_error
         assert "did not declare the elicitation capability" in text(refused)
         assert "answer without asking is deny" in text(refused)
+
+
+async def test_kernel_agent_is_a_code_mode_proxy_in_front_of_another_mcp_server(tmp_path: Path) -> None:
+    """--mcp COMMAND: the other server's tools are an SDK namespace the client's code calls (on the host)."""
+    proxied = "python tests/tools/mcp_fixtures/paged_stdio_server.py"
+    async with stdio_session(tmp_path / "records", "--mcp", proxied) as client:
+        found = text(await client.call_tool("search_tools", {"query": "echo"}))
+        assert found.startswith("tools.paged_tools.echo: Echo the text back.")
+        echoed = await run(client, "[tools.paged_tools.echo(text=word) for word in ('a', 'b')]")
+        assert not echoed.is_error and "Out[1]:" in text(echoed) and "'a'" in text(echoed), text(echoed)
