@@ -29,6 +29,11 @@ def test_readme_python_example_runs(code: str, tmp_path: Path) -> None:
             (tmp_path / "server").mkdir()
             server = stack.enter_context(running_server("jupyter-server", tmp_path / "server"))
             env.update(KERNEL_AGENT_SERVER=server.url, KERNEL_AGENT_SERVER_TOKEN=server.token)
+        if "PETSTORE_URL" in code:  # the OpenAPI example: a real HTTP API on 127.0.0.1 that wants the token
+            from .tools.openapi_fixtures.server import serve
+
+            api = stack.enter_context(serve(token="readme-token"))
+            env.update(PETSTORE_URL=f"{api.url}/v1", PETSTORE_TOKEN="readme-token")
         run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                              timeout=120)
     assert run.returncode == 0, run.stderr
