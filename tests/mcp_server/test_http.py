@@ -9,11 +9,13 @@ import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import psutil
 import pytest
 from mcp import MCPError
+from mcp_types import ElicitRequestParams, ElicitResult
 
 from kernel_agent.verify.audit import audit_notebook
 from tests.mcp_server.support import HttpServer, http_client, notebooks, run, server_argv, server_env, text
@@ -35,9 +37,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
 
 async def test_two_clients_are_isolated_and_their_recordings_audit_after_shutdown(tmp_path: Path) -> None:
     records = tmp_path / "records"
-    own = HttpServer(records, "--max-cells", "3")
+    own = HttpServer(records, "--max-cells", "3", "--ask-destructive")
+    asked: list[str] = []
+
+    async def approve(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"approve": True})
+
     try:
-        async with http_client(own.url) as first, http_client(own.url) as second:
+        async with http_client(own.url) as first, http_client(own.url, elicitation_callback=approve) as second:
             assert text(await run(first, "secret = 'first'\nopen('mine.txt', 'w').write('1')")) == "Out[1]: 1"
             leaked = await run(second, "secret")
             assert leaked.is_error and "NameError" in text(leaked)
@@ -47,6 +55,9 @@ async def test_two_clients_are_isolated_and_their_recordings_audit_after_shutdow
             notebook_of = [json.loads(text(await client.call_tool("session_info", {})))["notebook"]
                            for client in (first, second)]
             assert notebook_of[0] != notebook_of[1]
+            # Approval over HTTP: the question travels on the in-flight call's event stream.
+            approved = await run(second, "tools.files.delete_record('x')")
+            assert text(approved) == "Out[2]: 'deleted x'" and len(asked) == 1
 
             # A budget: the fourth cell of a session is refused by name; a reset gives a fresh session.
             await run(first, "a = 1")

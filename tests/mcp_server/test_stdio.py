@@ -53,6 +53,9 @@ async def test_a_stdio_client_keeps_state_calls_host_tools_and_leaves_a_recordin
         images = [block for block in plot.content if isinstance(block, ImageContent)]
         assert len(images) == 1 and images[0].mime_type == "image/png"
         assert "attached as an image" in text(plot)
+        await run(client, "plt.plot([2, 1]); plt.savefig('plot.png'); plt.close()")
+        saved = await client.call_tool("read_file", {"path": "plot.png"})
+        assert [block.mime_type for block in saved.content if isinstance(block, ImageContent)] == ["image/png"]
 
         # The kernel writes a forged JSON-RPC response to its file descriptors 1 and 2: they are not the wire,
         # and the next calls are answered as usual.
@@ -61,7 +64,7 @@ async def test_a_stdio_client_keeps_state_calls_host_tools_and_leaves_a_recordin
         assert "wrote" in text(injected)  # the kernel's descriptors feed its output (here, the observation)
 
         info = json.loads(text(await client.call_tool("session_info", {})))
-        assert info["cells"] == 7 and info["totals"]["tool_calls"] == 2 and info["totals"]["errors"] == 1
+        assert info["cells"] == 8 and info["totals"]["tool_calls"] == 2 and info["totals"]["errors"] == 1
         assert Path(info["notebook"]).parent == records
     # The client went away: the server closed its session and sealed the notebook.
     [notebook] = notebooks(records)
