@@ -49,19 +49,25 @@ class ClientSession:
         self.ended = False
         self._lock = asyncio.Lock()
 
-    async def kernel_session(self) -> Session:
-        """The client's live kernel session, started from the pool on first use."""
+    async def kernel_session(self, *, live: bool = True) -> Session:
+        """The client's kernel session, started from the pool on first use.
+
+        With ``live``, a session that was closed meanwhile (idle timeout) is SessionGoneError.
+        """
         if self.ended:
             raise SessionGoneError("this client session has ended")
         async with self._lock:
             if self.session is None:
                 self.session = await self.registry.start_session(self)
                 self.started, self.cells = time.monotonic(), 0
+            if live and not self.session.started:
+                raise SessionGoneError("this session was closed (it was idle longer than the server's idle "
+                                       "timeout, or the server is stopping); call reset_session for a fresh one")
             return self.session
 
     async def execute(self, code: str) -> tuple[Session, CellResult]:
         """Run ``code`` in the client's kernel session within its budgets."""
-        session = await self.kernel_session()
+        session = await self.kernel_session(live=False)  # a closed one says why when it is asked to run
         limits = self.registry.config.limits
         if limits.max_cells is not None and self.cells >= limits.max_cells:
             raise BudgetSpentError(f"this session has run its {limits.max_cells} cells (max_cells); call "

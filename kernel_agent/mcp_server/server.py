@@ -197,8 +197,9 @@ def build_server(config: ServeConfig, catalogue: Catalogue) -> MCPServer[ClientS
     @named_errors
     async def session_info(ctx: Context) -> str:
         client = client_of(ctx, clients_of(ctx))
-        session = await client.kernel_session()
+        session = await client.kernel_session(live=False)
         return json.dumps({
+            "live": session.started,
             "session_id": session.id, "notebook": str(session.notebook) if session.notebook else None,
             "workspace": str(session.local_workspace) if session.local_workspace else None,
             "resets": client.generation, "cells": client.cells, "totals": session.totals,

@@ -30,6 +30,8 @@ async def test_the_cap_idleness_and_reset_of_client_sessions(tmp_path: Path) -> 
         assert await session.close_if_idle(0.0)
         with pytest.raises(SessionGoneError, match=r"without activity.*call reset_session"):
             await first.execute("1 + 1")
+        with pytest.raises(SessionGoneError, match="idle longer than the server's idle timeout"):
+            await first.kernel_session()  # what read_file, list_files and the like get
         # A closed session no longer counts against the cap.
         other = await second.kernel_session()
         _, cell = await second.execute("40 + 2")
