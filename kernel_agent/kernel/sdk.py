@@ -19,6 +19,15 @@ import types
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from kernel_agent.kernel.catalog_search import (
+    CATALOG_MARKER,
+    CatalogEntry,
+    SearchIndex,
+    catalog_entries,
+    entry_lines,
+    module_doc,
+    read_catalog,
+)
 from kernel_agent.protocol.errors import UnserializableValue
 
 # -- errors the model's code can catch ----------------------------------------------
@@ -164,51 +173,110 @@ def bind(
 
 
 class Namespace(types.SimpleNamespace):
-    """A group of tools (``tools`` itself, or ``tools.<namespace>``)."""
+    """A group of tools (``tools`` itself, or ``tools.<namespace>``).
 
-    def __init__(self, name: str, doc: str = "") -> None:
+    Its tools are defined by running its generated module, on first use
+    (an attribute it does not have yet, ``dir``, ``repr``, ``help``): at
+    thousands of tools, running every module when the kernel starts costs
+    seconds, and most sessions use few namespaces. Search and
+    :meth:`namespaces` read the catalogue each module ends with instead.
+    """
+
+    def __init__(self, name: str, doc: str = "", *, source: str | None = None) -> None:
         super().__init__()
         object.__setattr__(self, "_name", name)
         object.__setattr__(self, "__doc__", doc or f"Tools in {name}.")
+        object.__setattr__(self, "_source", source)  # the module, until it runs
+        # The catalogue its source ends with, read at the first search (None: none, or not read yet).
+        object.__setattr__(self, "_catalog", None)
+        object.__setattr__(self, "_catalog_source", source)
+        object.__setattr__(self, "_index", None)
+
+    def _read_catalog(self) -> dict[str, Any] | None:
+        source = self.__dict__.get("_catalog_source")
+        if source is not None:
+            object.__setattr__(self, "_catalog", read_catalog(source))
+            object.__setattr__(self, "_catalog_source", None)
+        catalog: dict[str, Any] | None = self.__dict__.get("_catalog")
+        return catalog
+
+    def _load(self) -> None:
+        source = self.__dict__.get("_source")
+        if source is None:
+            return
+        object.__setattr__(self, "_source", None)
+        name = self._name.removeprefix("tools")
+        module = load_module(f"kernel_agent_tools{name}", source)
+        for key, value in vars(module).items():
+            if callable(value) and hasattr(value, "__kernel_agent_tool__"):
+                _resolve_annotations(value, module)
+                setattr(self, key, value)
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for names that do not exist.
-        if name.startswith("__"):
+        # Only reached for names that do not exist (yet: the module may not have run).
+        if name.startswith("__") or name in ("_source", "_catalog", "_catalog_source", "_index", "_name"):
             raise AttributeError(name)
+        if self.__dict__.get("_source") is not None:
+            self._load()
+            if name in self.__dict__:
+                return self.__dict__[name]
         if isinstance(_bridge, _Detached):
             raise NoHostError(f"{self._name}.{name}", _Detached.message, kind="no_host")
         raise AttributeError(f"{self._name} has no tool or namespace {name!r}; see dir({self._name}) "
                              f"or {self._name}.search('words')")
 
     def __repr__(self) -> str:
+        self._load()
         entries = [k for k in vars(self) if not k.startswith("_")]
         return f"<tools {self._name}: {', '.join(sorted(entries)) or 'empty'}>"
 
     def __dir__(self) -> list[str]:
+        self._load()
         return sorted(k for k in vars(self) if not k.startswith("_"))
 
-    def search(self, query: str = "", limit: int = 20) -> list[str]:
-        """Tools whose name or description mention every word of ``query``, with one-line summaries."""
-        words = query.lower().split()
+    def _entries(self) -> list[CatalogEntry]:
+        """This namespace's own tools (not its sub-namespaces') as search entries."""
+        own = self._name.removeprefix("tools").removeprefix(".")
+        catalog = self._read_catalog()
+        if catalog is not None:
+            return catalog_entries(own, catalog)
+        self._load()  # no catalogue (an older recording): ask the functions themselves
         found = []
-        for path, function in _walk(self):
-            doc = inspect.getdoc(function) or ""
-            haystack = f"{path} {doc}".lower()
-            if all(word in haystack for word in words):
+        for key, value in sorted(vars(self).items()):
+            if callable(value) and hasattr(value, "__kernel_agent_tool__"):
+                doc = inspect.getdoc(value) or ""
                 summary = doc.split("\n", 1)[0]
-                found.append(f"{path}{inspect.signature(function)}: {summary}".rstrip(": "))
-        return found[:limit]
+                signature = inspect.signature(value)
+                path = f"{self._name}.{key}"
+                found.append(CatalogEntry(path=path, name=key, namespace=own, summary=summary,
+                                          line=f"{path}{signature}: {summary}".rstrip(": "),
+                                          parameters=tuple(signature.parameters), description=doc[len(summary):]))
+        return found
 
+    def search(self, query: str = "", limit: int = 20) -> list[str]:
+        """The tools ``query`` describes best, best first: each as its call, signature and summary.
 
-def _walk(namespace: Namespace) -> list[tuple[str, Callable[..., Any]]]:
-    found: list[tuple[str, Callable[..., Any]]] = []
-    for key in dir(namespace):
-        value = getattr(namespace, key)
-        if isinstance(value, Namespace):
-            found.extend(_walk(value))
-        elif callable(value) and hasattr(value, "__kernel_agent_tool__"):
-            found.append((f"{namespace._name}.{key}", value))
-    return found
+        Words are matched in tool names, namespaces, summaries, parameter
+        names and descriptions (``tools.search("refund payment")``); an exact
+        name comes first. ``tools.<namespace>.search(...)`` searches one namespace."""
+        if self._index is None:
+            children = [v for _, v in sorted(vars(self).items()) if isinstance(v, Namespace)]
+            object.__setattr__(self, "_index", SearchIndex(
+                [*self._entries(), *(e for child in children for e in child._entries())]))
+        return entry_lines(self._index.search(query, limit))
+
+    def namespaces(self) -> list[str]:
+        """Every namespace under this one with its number of tools and one line on it."""
+        found = []
+        for _key, value in sorted(vars(self).items()):
+            if isinstance(value, Namespace):
+                catalog = value._read_catalog()
+                if catalog is not None:
+                    count, line = len(catalog.get("tools", [])), str(catalog.get("line", ""))
+                else:
+                    count, line = len(value._entries()), ""
+                found.append(f"{value._name} ({count:,}): {line}".rstrip(": "))
+        return found
 
 
 def load_module(name: str, source: str) -> types.ModuleType:
@@ -223,18 +291,22 @@ def load_module(name: str, source: str) -> types.ModuleType:
 
 
 def build_tools(modules: dict[str, str]) -> Namespace:
-    """The ``tools`` object from generated sources: {"": top-level source, "ns": namespace source}."""
-    root = Namespace("tools", "The tools of this session. dir(tools), tools.search('words'), help(tools.x).")
+    """The ``tools`` object from generated sources: {"": top-level source, "ns": namespace source}.
+
+    Modules run on first use (see :class:`Namespace`); those without a catalogue (recorded before modules
+    had one) run now, as search reads their functions.
+    """
+    top = modules.get("") or None
+    root = Namespace("tools", "The tools of this session. dir(tools), tools.search('words'), help(tools.x), "
+                     "tools.namespaces().", source=top)
     for namespace, source in sorted(modules.items()):
-        module = load_module(f"kernel_agent_tools{'.' + namespace if namespace else ''}", source)
-        target = root
         if namespace:
-            target = Namespace(f"tools.{namespace}", module.__doc__ or "")
+            target = Namespace(f"tools.{namespace}", module_doc(source), source=source)
             setattr(root, namespace, target)
-        for key, value in vars(module).items():
-            if callable(value) and hasattr(value, "__kernel_agent_tool__"):
-                _resolve_annotations(value, module)
-                setattr(target, key, value)
+            if CATALOG_MARKER not in source:
+                target._load()
+    if top is not None and CATALOG_MARKER not in top:
+        root._load()
     return root
 
 

@@ -14,11 +14,12 @@ import builtins
 import keyword
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kernel_agent.errors import ToolDefinitionError
+from kernel_agent.kernel.catalog_search import MAX_QUERY_CHARS, SearchIndex
 from kernel_agent.kernel.sdk import Namespace
 from kernel_agent.tools.sources import is_tool_source
 from kernel_agent.tools.tool import Tool, tool_from_function
@@ -151,6 +152,8 @@ class ToolRegistry:
         self._parameters: dict[str, list[Parameter]] = {}
         self._namespaces: dict[str, str] = {}  # raw namespace -> identifier
         self._servers: dict[str, str] = {}  # namespace identifier -> MCP server name
+        self._descriptions: dict[str, str] = {}  # namespace identifier -> the source's one line on it
+        self._index: SearchIndex | None = None  # built at the first search after a change
         self._taken: dict[str, set[str]] = {"": set(RESERVED_NAMES)}  # per namespace identifier
         for item in tools:
             self.add(item)
@@ -172,6 +175,9 @@ class ToolRegistry:
                 label = item.server(item.namespace_of(t))
                 if t.namespace and label:
                     self._servers[self._namespaces[t.namespace]] = label
+                description = item.namespace_description(item.namespace_of(t))
+                if t.namespace and description:
+                    self._descriptions.setdefault(self._namespaces[t.namespace], description)
             return added
         if is_tool_source(item):  # a source that is not started says so itself when asked for its tools
             return self._add_server(item, item.tools)
@@ -195,9 +201,12 @@ class ToolRegistry:
                 f"{type(server).__name__}.tools must hold Tool objects, found {type(wrong[0]).__name__}")
         added = [self._add_tool(t) for t in listed]
         label = _server_label(server)
+        descriptions = _namespace_descriptions(server)
         for t in added:
             if t.namespace and label:
                 self._servers[self._namespaces[t.namespace]] = label
+            if t.namespace and descriptions.get(t.namespace):
+                self._descriptions.setdefault(self._namespaces[t.namespace], descriptions[t.namespace])
         return added
 
     def _add_tool(self, tool: Tool) -> Tool:
@@ -212,6 +221,7 @@ class ToolRegistry:
         identifier = unique(snake_identifier(tool.name), self._taken[scope])
         self._taken[scope].add(identifier)
         self._tools[qualified] = tool
+        self._index = None
         self._identifiers[qualified] = identifier
         self._parameters[qualified] = plan_parameters(tool.input_schema)
         if scope and tool.source.startswith("mcp:"):  # an MCP tool added on its own
@@ -262,6 +272,13 @@ class ToolRegistry:
         """The MCP server a namespace's tools came from, when they came from one."""
         return self._servers.get(namespace)
 
+    def namespace_description(self, identifier: str) -> str | None:
+        """The one line the tools' source gave a namespace (``namespace_descriptions``), if it gave one.
+
+        As the source wrote it (untrusted: the manifest shows it through
+        :func:`kernel_agent.kernel.catalog_search.one_line`, bounded)."""
+        return self._descriptions.get(identifier)
+
     def tools(self, namespace: str | None = None) -> list[Tool]:
         """All tools in registration order, or those of one namespace identifier ("" = top level)."""
         every = list(self._tools.values())
@@ -276,35 +293,30 @@ class ToolRegistry:
     def __contains__(self, qualified_name: object) -> bool:
         return qualified_name in self._tools
 
-    def search(self, query: str) -> list[Tool]:
-        """Tools whose names or description contain every word of ``query``; name matches first."""
-        words = query.lower().split()
-        scored: list[tuple[int, Tool]] = []
-        for t in self._tools.values():
-            name = f"{t.qualified_name} {self.path(t)}".lower()
-            if all(word in f"{name} {t.description.lower()}" for word in words):
-                scored.append((-sum(word in name for word in words), t))
-        return [t for _, t in sorted(scored, key=lambda pair: pair[0])]
+    def search(self, query: str, limit: int | None = None) -> list[Tool]:
+        """Tools ranked by relevance to ``query`` (words of names, namespaces, summaries, parameters,
+        descriptions; an exact name first), at most ``limit``; every tool for an empty query.
+
+        The ranking is :mod:`kernel_agent.kernel.catalog_search`'s, the same as ``tools.search`` in the
+        kernel; the index is built at the first search and kept until a tool is added."""
+        from kernel_agent.tools.catalog import catalog_entries
+
+        if self._index is None:
+            self._index = SearchIndex(catalog_entries(self))  # entries in registration order, as _tools
+        every = list(self._tools.values())
+        return [every[index] for index in self._index.rank(query[:MAX_QUERY_CHARS], limit)]
 
     # -- the system prompt ----------------------------------------------------------------
 
     def manifest(self) -> str:
-        """A short text for the system prompt: every tool with a one-line summary, no schemas."""
-        if not self._tools:
-            return "No tools are available in this session."
-        lines = ["Tools (a Python SDK in the kernel; calls run on the host):"]
-        for t in self.tools(""):
-            lines.append(self._manifest_line(t))
-        for namespace in self.namespaces():
-            server = self.server(namespace)
-            origin = f" (MCP server {server!r})" if server else ""
-            lines.append(f"tools.{namespace}{origin}:")
-            lines.extend("  " + self._manifest_line(t) for t in self.tools(namespace))
-        lines.append("Details: help(tools.<name>) shows a tool's signature and docs; tools.search('words') "
-                     "finds tools; dir(tools) lists them. Await tools.<name>.aio(...) to run calls concurrently.")
-        return "\n".join(lines)
+        """The tools for the system prompt, bounded: every tool with a one-line summary while they fit,
+        else an overview by namespace (see :mod:`kernel_agent.tools.manifest`)."""
+        from kernel_agent.tools.manifest import build_manifest
 
-    def _manifest_line(self, tool: Tool) -> str:
+        return build_manifest(self)
+
+    def summary_line(self, tool: Tool) -> str:
+        """One line on a tool: how to call it (parameters, defaults), its summary and flags."""
         shown = []
         parameters = self.parameters(tool)
         for p in parameters[:_MANIFEST_PARAMS]:
@@ -321,3 +333,14 @@ class ToolRegistry:
         flags = " [destructive]" if tool.destructive else " [read-only]" if tool.read_only else ""
         line = f"{self.path(tool)}({', '.join(shown)})"
         return f"{line}: {summary}{flags}" if summary else f"{line}{flags}"
+
+
+def _namespace_descriptions(source: object) -> Mapping[str, str]:
+    """A source's ``namespace_descriptions`` (raw namespace -> one line), only the string pairs of it."""
+    try:
+        given = getattr(source, "namespace_descriptions", None)
+        if not isinstance(given, Mapping):
+            return {}
+        return {k: v for k, v in given.items() if isinstance(k, str) and isinstance(v, str)}
+    except Exception:  # noqa: BLE001 - only descriptions: a source that fails to give them has none
+        return {}

@@ -18,6 +18,9 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
+from kernel_agent.kernel.catalog_search import CATALOG_MARKER, one_line
+from kernel_agent.tools.catalog import catalog_record
+from kernel_agent.tools.manifest import NAMESPACE_LINE, group_line
 from kernel_agent.tools.registry import Parameter, ToolRegistry, class_identifier
 from kernel_agent.tools.tool import DATA_TYPE_KEY, DATA_TYPES, Tool
 
@@ -333,7 +336,8 @@ def _function_doc(tool: Tool, parameters: list[Parameter], returns: str | None) 
 # -- functions and modules ---------------------------------------------------------------------
 
 
-def _function_source(registry: ToolRegistry, tool: Tool, module: _Module) -> str:
+def _function_source(registry: ToolRegistry, tool: Tool, module: _Module,
+                     signatures: dict[str, str] | None = None) -> str:
     identifier = registry.identifier(tool)
     parameters = registry.parameters(tool)
     types = _Types(module, tool.input_schema)
@@ -361,6 +365,8 @@ def _function_source(registry: ToolRegistry, tool: Tool, module: _Module) -> str
     if omit_none:
         bind_args.append(f"omit_none={tuple(omit_none)!r}")
     signature = f"def {identifier}({', '.join(rendered)}) -> {returns}:"
+    if signatures is not None:  # for the catalogue search shows: as help() would print it
+        signatures[identifier] = f"({', '.join(rendered)}) -> {returns}".replace("_t.", "")
     if len(signature) > _LINE_LIMIT and rendered:
         signature = f"def {identifier}(\n" + "".join(f"    {r},\n" for r in rendered) + f") -> {returns}:"
     doc = docstring(_function_doc(tool, parameters, returns_doc), "    ")
@@ -387,15 +393,22 @@ def _module_doc(registry: ToolRegistry, namespace: str) -> str:
         return "Top-level tools of this session (tools.<name>)."
     server = registry.server(namespace)
     origin = f" from MCP server {server!r}" if server else ""
-    return f"Tools in tools.{namespace}{origin}."
+    description = one_line(registry.namespace_description(namespace) or "", 2 * NAMESPACE_LINE)
+    return f"Tools in tools.{namespace}{origin}." + (f" {description}" if description else "")
 
 
 def generate_module(registry: ToolRegistry, namespace: str) -> str:
     """The source of one namespace's module ("" = the top-level tools)."""
     module = _Module()
-    functions = [_function_source(registry, t, module) for t in registry.tools(namespace)]
+    signatures: dict[str, str] = {}
+    functions = [_function_source(registry, t, module, signatures) for t in registry.tools(namespace)]
     definitions = [part.rstrip("\n") for part in [*module.classes.values(), *functions]]
-    return f"{docstring(_module_doc(registry, namespace))}\n\n{_HEADER}\n\n" + "\n\n\n".join(definitions) + "\n"
+    # Last, on one line: tools.search and tools.namespaces() read it without running the module.
+    members = [registry.identifier(t) for t in registry.tools(namespace)]
+    record = catalog_record(registry, namespace, signatures, group_line(registry, namespace, members))
+    catalog = literal(record)
+    return (f"{docstring(_module_doc(registry, namespace))}\n\n{_HEADER}\n\n" + "\n\n\n".join(definitions)
+            + f"\n\n\n{CATALOG_MARKER}{catalog}\n")
 
 
 def generate_sdk(registry: ToolRegistry) -> dict[str, str]:

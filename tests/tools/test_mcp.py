@@ -20,6 +20,7 @@ import pytest_asyncio
 
 from kernel_agent.errors import McpServerError, ToolDefinitionError
 from kernel_agent.tools.mcp import McpServer, McpToolError, McpToolTimeout
+from kernel_agent.tools.registry import ToolRegistry
 from kernel_agent.tools.tool import ArgumentsInvalid, Tool
 
 # One event loop for the module, so the time server and the HTTP server start once.
@@ -256,6 +257,12 @@ async def test_all_pages_are_listed_and_results_are_mapped() -> None:
         assert server.name == "paged_tools"  # from "Paged Tools!"
         # three pages of two, in the server's order, under the server's own names
         assert [tool.name for tool in server.tools] == ["echo", "mixed", "resources", "empty", "get-config", "die"]
+        # The first line of the server's instructions describes its namespace in the manifest.
+        line = "Paging test tools: echo, every content type, a server that dies."
+        assert server.namespace_descriptions == {"paged_tools": "  " + line}
+        registry = ToolRegistry([server])
+        assert registry.namespace_description("paged_tools") == "  " + line
+        assert f"tools.paged_tools (MCP server 'Paged Tools!'): {line}" in registry.manifest().splitlines()
         tools = by_name(server)
         assert tools["get-config"].source == "mcp:Paged Tools!"
         assert tools["get-config"].read_only and not tools["get-config"].destructive

@@ -211,7 +211,8 @@ def test_empty_manifest() -> None:
 def test_host_side_search() -> None:
     registry = registry_for_manifest()
     assert [t.name for t in registry.search("weather")] == ["get_weather", "forecast"]
-    assert [t.name for t in registry.search("forecast weather")] == ["forecast"]
+    # Ranked: the tool with every word first, then one with some of them.
+    assert [t.name for t in registry.search("forecast weather")] == ["forecast", "get_weather"]
     assert [t.name for t in registry.search("SQL")] == ["query"]
     assert [t.name for t in registry.search("table")] == ["drop-table"]
     assert registry.search("nothing-like-this") == []

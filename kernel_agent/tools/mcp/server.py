@@ -94,6 +94,7 @@ class McpServer:
         self._failure: BaseException | None = None  # why the owner task ended early
         self._server_name: str | None = None
         self._server_version: str | None = None
+        self._instructions = ""  # the start of what the server says of itself at initialize
         self._tools: list[Tool] | None = None
 
     # -- construction ------------------------------------------------------------------
@@ -163,6 +164,13 @@ class McpServer:
     def server_info(self) -> dict[str, str | None]:
         """The server's self-reported name and version (None before start)."""
         return {"name": self._server_name, "version": self._server_version}
+
+    @property
+    def namespace_descriptions(self) -> dict[str, str]:
+        """The namespace's one line for the manifest: the first line of the server's instructions."""
+        line = next((text for text in self._instructions.splitlines() if text.strip()), "")
+        namespace = self._tools[0].namespace if self._tools else None
+        return {namespace: line} if line and namespace else {}
 
     @property
     def tools(self) -> list[Tool]:
@@ -310,6 +318,8 @@ class McpServer:
                     listed = await list_all_tools(session, target=self._target)
                 self._server_name = initialized.server_info.name if initialized.server_info else None
                 self._server_version = initialized.server_info.version if initialized.server_info else None
+                instructions = getattr(initialized, "instructions", None)
+                self._instructions = instructions[:1_000] if isinstance(instructions, str) else ""
                 self._tools = self._build_tools(listed)
                 self._session = session
                 ready.set_result(None)

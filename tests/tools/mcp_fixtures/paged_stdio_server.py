@@ -78,7 +78,8 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
     return types.CallToolResult(content=[types.TextContent(text=f"unknown tool {params.name}")], is_error=True)
 
 
-server = Server("Paged Tools!", version="1.0", on_list_tools=list_tools, on_call_tool=call_tool)
+server = Server("Paged Tools!", version="1.0", on_list_tools=list_tools, on_call_tool=call_tool,
+                instructions="\n  Paging test tools: echo, every content type, a server that dies.\nSecond line.")
 
 
 async def main() -> None:
