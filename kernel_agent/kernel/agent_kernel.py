@@ -84,6 +84,11 @@ class AgentKernel(IPythonKernel):
         cap_output_streams()  # IPKernelApp made them (init_io) before it made the kernel
         assert self.shell is not None  # IPythonKernel.__init__ made it
         self.shell.user_ns.update(sdk.model_names(sdk.build_tools({})))
+        # Tab on `tools.ns.na`: IPython's completer (jedi is off) evaluates `tools.ns` only through objects
+        # it trusts not to run code on getattr; a Namespace runs only the host's generated module, on first use.
+        completer = getattr(self.shell, "Completer", None)
+        if completer is not None and completer.has_trait("policy_overrides"):
+            completer.policy_overrides = {"allowed_getattr_external": {"kernel_agent.kernel.sdk.Namespace"}}
         pip_magic.register(self.shell)  # %pip asks the host: the kernel has no network and cannot write packages
 
     def set_parent(self, ident: Any, parent: Any, channel: str = "shell") -> None:
