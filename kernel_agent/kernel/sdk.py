@@ -260,7 +260,7 @@ class Namespace(types.SimpleNamespace):
         names and descriptions (``tools.search("refund payment")``); an exact
         name comes first. ``tools.<namespace>.search(...)`` searches one namespace."""
         if self._index is None:
-            children = [v for _, v in sorted(vars(self).items()) if isinstance(v, Namespace)]
+            children = [v for v in vars(self).values() if isinstance(v, Namespace)]
             object.__setattr__(self, "_index", SearchIndex(
                 [*self._entries(), *(e for child in children for e in child._entries())]))
         return entry_lines(self._index.search(query, limit))
@@ -268,7 +268,7 @@ class Namespace(types.SimpleNamespace):
     def namespaces(self) -> list[str]:
         """Every namespace under this one with its number of tools and one line on it."""
         found = []
-        for _key, value in sorted(vars(self).items()):
+        for value in vars(self).values():
             if isinstance(value, Namespace):
                 catalog = value._read_catalog()
                 if catalog is not None:
@@ -299,7 +299,7 @@ def build_tools(modules: dict[str, str]) -> Namespace:
     top = modules.get("") or None
     root = Namespace("tools", "The tools of this session. dir(tools), tools.search('words'), help(tools.x), "
                      "tools.namespaces().", source=top)
-    for namespace, source in sorted(modules.items()):
+    for namespace, source in modules.items():  # in registration order: search breaks ties by it
         if namespace:
             target = Namespace(f"tools.{namespace}", module_doc(source), source=source)
             setattr(root, namespace, target)

@@ -69,9 +69,15 @@ def tool_entry(registry: ToolRegistry, tool: Tool, line: str) -> CatalogEntry:
     )
 
 
-def catalog_entries(registry: ToolRegistry) -> list[CatalogEntry]:
-    """Every tool's entry, in registration order, each shown by its manifest line."""
-    return [tool_entry(registry, t, registry.summary_line(t)) for t in registry.tools()]
+def sdk_order(registry: ToolRegistry) -> list[Tool]:
+    """The tools in the generated SDK's order (top level, then each namespace in registration order): the
+    order search breaks ties in, on the host and in the kernel alike."""
+    return [t for namespace in ["", *registry.namespaces()] for t in registry.tools(namespace)]
+
+
+def catalog_entries(registry: ToolRegistry, tools: list[Tool]) -> list[CatalogEntry]:
+    """The entries of ``tools`` (of ``registry``), each shown by its manifest line."""
+    return [tool_entry(registry, t, registry.summary_line(t)) for t in tools]
 
 
 def catalog_record(registry: ToolRegistry, namespace: str, signatures: dict[str, str], line: str) -> dict[str, Any]:

@@ -153,7 +153,7 @@ class ToolRegistry:
         self._namespaces: dict[str, str] = {}  # raw namespace -> identifier
         self._servers: dict[str, str] = {}  # namespace identifier -> MCP server name
         self._descriptions: dict[str, str] = {}  # namespace identifier -> the source's one line on it
-        self._index: SearchIndex | None = None  # built at the first search after a change
+        self._index: tuple[SearchIndex, list[Tool]] | None = None  # built at the first search after a change
         self._taken: dict[str, set[str]] = {"": set(RESERVED_NAMES)}  # per namespace identifier
         for item in tools:
             self.add(item)
@@ -299,12 +299,13 @@ class ToolRegistry:
 
         The ranking is :mod:`kernel_agent.kernel.catalog_search`'s, the same as ``tools.search`` in the
         kernel; the index is built at the first search and kept until a tool is added."""
-        from kernel_agent.tools.catalog import catalog_entries
+        from kernel_agent.tools.catalog import catalog_entries, sdk_order
 
         if self._index is None:
-            self._index = SearchIndex(catalog_entries(self))  # entries in registration order, as _tools
-        every = list(self._tools.values())
-        return [every[index] for index in self._index.rank(query[:MAX_QUERY_CHARS], limit)]
+            ordered = sdk_order(self)
+            self._index = (SearchIndex(catalog_entries(self, ordered)), ordered)
+        index, ordered = self._index
+        return [ordered[position] for position in index.rank(query[:MAX_QUERY_CHARS], limit)]
 
     # -- the system prompt ----------------------------------------------------------------
 
