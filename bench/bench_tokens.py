@@ -35,6 +35,10 @@ Tokens are counted with a real tokenizer, OpenAI's o200k_base through
 tiktoken, obtained offline (see bench/_tokenizer.py); the chars/4 rule of
 thumb is reported next to it as a cross-check. Counts are deterministic
 and the whole benchmark takes seconds, so ``--quick`` runs the same tasks.
+
+A second section (bench/token_catalogue.py) measures the fixed context (rules, manifest, code-tool schema)
+with catalogues of 10, 100, 1,000 and 2,500 tools from a generated OpenAPI document, next to classic tool
+calling's full schemas, and search at 2,500 tools next to the linear search it replaced.
 Run: ``python bench/bench_tokens.py [--quick]``.
 """
 
@@ -56,6 +60,7 @@ from kernel_agent.models.scripted import ScriptedModel  # noqa: E402
 
 from _benchlib import Row, Target, bench_main, make_row  # noqa: E402
 from _tokenizer import APPROXIMATION, TokenCounter, load_counter  # noqa: E402
+from token_catalogue import catalogue_rows  # noqa: E402
 from token_tasks import Task, all_tasks  # noqa: E402
 
 BENCHMARK = "tokens"
@@ -287,7 +292,9 @@ def run(quick: bool = False) -> list[Row]:
     rows: list[Row] = []
     for outcome in outcomes:
         rows += task_rows(outcome, counter)
-    return rows + summary_rows(outcomes, counter)
+    rows += summary_rows(outcomes, counter)
+    # The catalogue section (bench/token_catalogue.py): the fixed context from 10 to 2,500 tools, and search.
+    return rows + catalogue_rows(counter.count, counter.name, BENCHMARK, MESSAGE_OVERHEAD, CLASSIC_SYSTEM, log)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import bisect
 import functools
+import json
 import math
 import re
 import unicodedata
@@ -37,7 +38,7 @@ _FIELD_CHARS = 1_000  # how much of any other field is searched
 _NAME, _NAMESPACE, _SUMMARY, _PARAMETERS, _DESCRIPTION = 3.0, 1.5, 1.0, 0.6, 0.4
 _K1, _B = 1.2, 0.5
 _EXACT_BONUS, _PREFIX_BONUS = 1_000.0, 50.0
-#: How a generated module's last line starts: its catalogue, as a Python literal (kernel_agent.tools.catalog).
+#: How a generated module's last line starts: its catalogue (kernel_agent.tools.catalog) as JSON in a string.
 CATALOG_MARKER = "__catalog__ = "
 _STOPWORDS = frozenset({
     "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "for", "from", "how", "i", "in", "into", "is",
@@ -211,7 +212,8 @@ def read_catalog(source: str) -> dict[str, object] | None:
         return None
     line = source[start + 1 + len(CATALOG_MARKER):].split("\n", 1)[0]
     try:
-        catalog = ast.literal_eval(line)
+        text = ast.literal_eval(line)  # a string literal holding JSON
+        catalog = json.loads(text) if isinstance(text, str) else None
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return None
     if not isinstance(catalog, dict) or not isinstance(catalog.get("tools"), list):

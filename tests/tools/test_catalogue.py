@@ -245,3 +245,17 @@ def test_modules_without_a_catalogue_still_search() -> None:
     finally:
         for name in [n for n in sys.modules if n.startswith("kernel_agent_tools")]:
             del sys.modules[name]
+
+
+def test_an_openapi_documents_tags_describe_its_namespaces() -> None:
+    """The contract: OpenApiSource's namespace_descriptions (its tags) reach the manifest and tools.namespaces()."""
+    from kernel_agent.tools.openapi import OpenApiSource
+    from tests.catalogue import api_document
+
+    source = OpenApiSource(api_document(100), base_url="http://127.0.0.1:9")
+    api = ToolRegistry([source])
+    lines = api.manifest().splitlines()
+    for tag, _noun, description in RESOURCES[:10]:
+        assert api.namespace_description(tag) == description
+        assert f"tools.{tag} (10): {description}" in lines
+    assert api.path(api.search("create invoice", limit=1)[0]) == "tools.invoices.create_invoice"
