@@ -162,3 +162,14 @@ async def test_a_closed_source_refuses_calls(api: ApiServer) -> None:
     assert not closed.started
     with pytest.raises(OpenApiCallError, match="closed"):
         await tools(closed)["fail"].invoke({})
+
+
+async def test_values_cannot_inject_headers_or_query_parameters(source: OpenApiSource, api: ApiServer) -> None:
+    before = len(api.log)
+    with pytest.raises(OpenApiCallError) as caught:
+        await tools(source)["getPet"].invoke({"petId": "1", "X-Trace": "t\r\nAuthorization: Bearer stolen"})
+    assert str(caught.value) == "GET /pets/{petId}: header parameter 'X-Trace' holds a line break or NUL"
+    assert len(api.log) == before, "nothing was sent"
+    pets = await tools(source)["listPets"].invoke({"limit": 1, "kind": ["dog&limit=50&kind=cat"]})
+    assert pets == [{"id": 0, "name": "pet0", "kind": "dog&limit=50&kind=cat"}]
+    assert last(api)["query"] == "limit=1&kind=dog%26limit%3D50%26kind%3Dcat"

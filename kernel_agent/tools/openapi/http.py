@@ -141,6 +141,8 @@ class Requester:
                 query.extend(_query_pairs(parameter, value))
             elif parameter.location == "header":
                 headers[parameter.name] = _simple(parameter, value)
+                if any(c in headers[parameter.name] for c in "\r\n\0"):
+                    raise ValueError(f"header parameter {parameter.name!r} holds a line break or NUL")
             else:
                 cookies[parameter.name] = _simple(parameter, value)
         path = _PLACEHOLDER.sub(lambda m: path_values.get(m.group(1), m.group(0)), plan.path)

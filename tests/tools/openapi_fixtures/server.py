@@ -111,6 +111,8 @@ def serve(token: str = "", api_key: str = "", other_origin: str = "http://127.0.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: without, the answer's second segment waits out the client's delayed ACK.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     server = ApiServer(url=f"http://127.0.0.1:{sock.getsockname()[1]}")
