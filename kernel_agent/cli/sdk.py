@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import click
+
+from kernel_agent.cli.openapi import openapi_options
+
+
+def _with_openapi_options(function: Any) -> Any:
+    for option in reversed(openapi_options()):
+        function = option(function)
+    return function
 
 
 @click.command("sdk", short_help="print the tool SDK and manifest a model would see")
@@ -12,18 +21,19 @@ import click
               help="a tool, a list of tools or a ToolRegistry to load (repeatable)")
 @click.option("--mcp", multiple=True, metavar="COMMAND",
               help="an MCP server to start over stdio, e.g. 'python -m mcp_server_time' (repeatable)")
-def command(tools: tuple[str, ...], mcp: tuple[str, ...]) -> int:
+@_with_openapi_options
+def command(tools: tuple[str, ...], mcp: tuple[str, ...], **openapi: tuple[str, ...]) -> int:
     """Print the tool SDK and manifest a model would see for these tools."""
-    return asyncio.run(_sdk(list(tools), list(mcp)))
+    return asyncio.run(_sdk(list(tools), list(mcp), openapi))
 
 
-async def _sdk(tool_specs: list[str], mcp_commands: list[str]) -> int:
+async def _sdk(tool_specs: list[str], mcp_commands: list[str], openapi: dict[str, tuple[str, ...]]) -> int:
     from kernel_agent.tools.loading import load_tools
     from kernel_agent.tools.mcp import McpServer
     from kernel_agent.tools.registry import ToolRegistry
     from kernel_agent.tools.sdkgen import render_sdk
 
-    loaded = load_tools(tool_specs, mcp_commands)
+    loaded = load_tools(tool_specs, mcp_commands, **openapi)
     servers = [item for item in loaded if isinstance(item, McpServer)]
     items = [item for item in loaded if not isinstance(item, McpServer)]
     try:

@@ -68,3 +68,15 @@ def test_option_parsing(tmp_path: Path) -> None:
     at_in_path = tmp_path / "a@b.json"
     at_in_path.write_text(json.dumps(spec()))
     assert sources_from_options([f"{at_in_path}@http://h/v1"])[0].base_url == "http://h/v1"
+
+
+def test_sdk_prints_what_a_model_sees_of_a_document(tmp_path: Path) -> None:
+    (tmp_path / "petstore.json").write_text(json.dumps(spec()))
+    shown = subprocess.run([str(KERNEL_AGENT), "sdk", "--openapi", "petstore.json@http://127.0.0.1:9/v1",
+                            "--openapi-auth", "key=env:PETSTORE_KEY"], cwd=tmp_path,
+                           env=environment(PETSTORE_KEY=TOKEN), capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "tools.pets: Everything about your pets." in shown.stdout
+    assert "tools.pets.list_pets(kind=None, limit=2): List the pets. [read-only]" in shown.stdout
+    assert "tools.misc.keyed(): HTTP: GET /keyed [read-only]" in shown.stdout, "the host fills the API key"
+    assert TOKEN not in shown.stdout

@@ -120,7 +120,11 @@ async def test_an_error_status_is_a_call_error_with_a_bounded_excerpt(source: Op
 
 
 async def test_credentials_come_from_the_host_and_win_over_parameters(source: OpenApiSource, api: ApiServer) -> None:
-    answer = await tools(source)["keyed"].invoke({"api_key": "chosen-by-the-kernel"})
+    # The API key's query parameter is filled by the host, so the tool does not offer it.
+    assert "api_key" not in tools(source)["keyed"].input_schema["properties"]
+    with pytest.raises(ArgumentsInvalid):
+        await tools(source)["keyed"].invoke({"api_key": "chosen-by-the-kernel"})
+    answer = await tools(source)["keyed"].invoke({})
     assert answer == {"ok": True, "session": "s1", "keys": [API_KEY]}
     assert TOKEN not in str(last(api)["headers"]), "the bearer scheme is not asked for by this operation"
     # A header parameter named like the credential's header is not offered; a cookie value cannot add a cookie.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -108,6 +109,7 @@ class OpenApiSource:
 
     def _tool(self, plan: OperationPlan) -> Tool:
         held: list[Credential] = for_operation(plan.security, self._default_security, self._credentials)
+        plan = _without_credential_parameters(plan, held)
         requester = self._requester
 
         async def call_operation(arguments: dict[str, Any]) -> Any:
@@ -138,6 +140,26 @@ class LazyValidator:
         if self._validate is None:
             self._validate = jsonschema_validator(self._schema, self._name)
         return self._validate(arguments)
+
+
+def _without_credential_parameters(plan: OperationPlan, held: list[Credential]) -> OperationPlan:
+    """The plan without the parameters the host's credentials fill (an API key's query parameter...).
+
+    The host would replace their values anyway; offering them would only mislead the model.
+    """
+    def filled(location: str, name: str) -> bool:
+        return any(c.location == location and (c.name.lower() == name.lower() if location == "header"
+                                               else c.name == name) for c in held)
+
+    hidden = {p.key for p in plan.parameters if filled(p.location, p.name)}
+    if not hidden:
+        return plan
+    schema = dict(plan.input_schema)
+    schema["properties"] = {k: v for k, v in schema["properties"].items() if k not in hidden}
+    if "required" in schema:
+        schema["required"] = [k for k in schema["required"] if k not in hidden]
+    return dataclasses.replace(plan, input_schema=schema,
+                               parameters=tuple(p for p in plan.parameters if p.key not in hidden))
 
 
 def _base_url(given: str | None, data: Mapping[str, Any]) -> str:
