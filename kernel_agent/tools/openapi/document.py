@@ -32,6 +32,8 @@ SUPPORTED_VERSIONS = ("3.0.", "3.1.")
 
 def escape(token: str) -> str:
     """One JSON pointer token (``/`` -> ``~1``, ``~`` -> ``~0``)."""
+    if "~" not in token and "/" not in token:
+        return token
     return token.replace("~", "~0").replace("/", "~1")
 
 
@@ -168,6 +170,7 @@ class Document:
             raise OpenApiError(f"unsupported OpenAPI version {version!r}: 3.0.x and 3.1.x are supported",
                                pointer="/openapi")
         self.version = version
+        self._resolved: dict[str, tuple[Any, str]] = {}  # $ref -> (target, pointer): a document is not changed
         if not isinstance(data.get("paths"), dict):
             raise OpenApiError("the document has no paths object", pointer="/paths")
 
@@ -175,10 +178,16 @@ class Document:
         """What a ``$ref`` points at, and its pointer; only ``#/...`` references within this document."""
         if not isinstance(ref, str):
             raise OpenApiError("$ref must be a string", pointer=where)
+        found = self._resolved.get(ref)
+        if found is None:
+            found = self._resolved[ref] = self._resolve(ref, where)
+        return found
+
+    def _resolve(self, ref: str, where: str) -> tuple[Any, str]:
         if not ref.startswith("#"):
             raise OpenApiError(f"$ref {ref[:200]!r} is not local: only references within the document "
                                "(#/...) are followed, nothing is fetched", pointer=where)
-        fragment = urllib.parse.unquote(ref[1:])
+        fragment = urllib.parse.unquote(ref[1:]) if "%" in ref else ref[1:]
         if fragment and not fragment.startswith("/"):
             raise OpenApiError(f"$ref {ref[:200]!r} is not a JSON pointer", pointer=where)
         node: Any = self.data
