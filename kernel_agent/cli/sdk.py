@@ -28,6 +28,7 @@ def command(tools: tuple[str, ...], mcp: tuple[str, ...], **openapi: tuple[str, 
 
 
 async def _sdk(tool_specs: list[str], mcp_commands: list[str], openapi: dict[str, tuple[str, ...]]) -> int:
+    from kernel_agent.cli.terminal_text import terminal_safe
     from kernel_agent.tools.loading import load_tools
     from kernel_agent.tools.mcp import McpServer
     from kernel_agent.tools.registry import ToolRegistry
@@ -39,7 +40,8 @@ async def _sdk(tool_specs: list[str], mcp_commands: list[str], openapi: dict[str
     try:
         for server in servers:
             await server.start()
-        print(render_sdk(ToolRegistry([*items, *servers])))
+        # A tool's description comes from a server or a document: no escape sequence reaches the terminal.
+        print(terminal_safe(render_sdk(ToolRegistry([*items, *servers]))))
     finally:
         for server in servers:
             await server.close()

@@ -178,3 +178,19 @@ def test_a_large_generated_document_is_read_fast_enough_to_matter_little() -> No
                 "components": {"schemas": {"Item": {"type": "object", "properties": {"id": {"type": "string"}}}}}}
     source = OpenApiSource(document)
     assert len(source.tools) == 2500 and len(source.namespace_descriptions) == 50
+
+
+def test_control_characters_in_texts_and_names_do_not_reach_prompts_or_terminals() -> None:
+    document = with_parameter_schema({"type": "string", "description": "q\x1b]0;pwned\x07 value"})
+    document["info"]["title"] = "T\x1b[2J"
+    document["tags"] = [{"name": "a\x1b[31m", "description": "Red \u202eevil\x9b line\r\nsecond"}]
+    operation = document["paths"]["/a"]["get"]
+    operation.update(operationId="op\x1b[2Jid", tags=["a\x1b[31m"], summary="Sum\x1b[1mmary\x00")
+    source = OpenApiSource(document)
+    (tool,) = source.tools
+    texts = [tool.name, tool.namespace or "", tool.description, json.dumps(tool.input_schema, ensure_ascii=False),
+             *source.namespace_descriptions, *source.namespace_descriptions.values(), source.title]
+    for text in texts:
+        assert not any((ord(c) < 32 and c not in "\n\t") or 0x7f <= ord(c) <= 0x9f or c == "\u202e" for c in text), text
+    assert tool.name == "op[2Jid" and tool.description.startswith("Sum[1mmary")
+    assert source.namespace_descriptions == {"a[31m": "Red evil line"}

@@ -16,6 +16,7 @@ import datetime
 import json
 import math
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +29,18 @@ MAX_VALUES = 2_000_000  # every value read counts, a YAML alias as often as it i
 MAX_DEPTH = 100
 MAX_REF_CHAIN = 32
 SUPPORTED_VERSIONS = ("3.0.", "3.1.")
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_text(text: str) -> str:
+    """A document's text (a summary, a description) without control characters or bidirectional overrides.
+
+    It reaches the model's prompt, docstrings and terminals (``kernel-agent sdk``): an escape
+    sequence in a description must not drive a terminal, nor an override reorder what is read.
+    """
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def escape(token: str) -> str:

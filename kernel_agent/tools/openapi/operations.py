@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernel_agent.errors import OpenApiError
-from kernel_agent.tools.openapi.document import Document, escape, pointer
+from kernel_agent.tools.openapi.document import Document, clean_text, escape, pointer
 from kernel_agent.tools.openapi.schemas import SchemaConverter
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -110,7 +110,9 @@ def plan_operations(document: Document, converter: SchemaConverter, namespace: s
             while name in ids:
                 name += "_"
             ids[name] = ""
-        plans.append(_plan(document, converter, path, method, item, operation, name, namespace, default_namespace))
+        # Names reach terminals and recordings as they are: no control characters or bidirectional overrides.
+        plans.append(_plan(document, converter, path, method, item, operation, clean_text(name) or name, namespace,
+                           default_namespace))
     return plans
 
 
@@ -148,7 +150,7 @@ def _plan(document: Document, converter: SchemaConverter, path: str, method: str
     first_tag = tags[0] if isinstance(tags, list) and tags and isinstance(tags[0], str) and tags[0].strip() else None
     return OperationPlan(
         method=method, path=path, pointer=where, name=name,
-        namespace=namespace if namespace is not None else (first_tag or default_namespace),
+        namespace=namespace if namespace is not None else (clean_text(first_tag or "") or default_namespace),
         description=_description(operation, item, method, path),
         input_schema=input_schema, output_schema=output_schema, parameters=tuple(parameters), body=body,
         security=security_requirements(security, f"{where}/security") if security is not None else None,
@@ -195,7 +197,7 @@ def _parameter(converter: SchemaConverter, parameter: dict[str, Any], where: str
     refs |= converted.refs
     schema = dict(converted.schema)
     if isinstance(parameter.get("description"), str) and "description" not in schema:
-        schema["description"] = parameter["description"]
+        schema["description"] = clean_text(parameter["description"])
     key = name
     if key in taken:
         key = f"{name}_{location}"
@@ -247,7 +249,7 @@ def _body(document: Document, converter: SchemaConverter, operation: dict[str, A
         key += "_"
     schema = dict(converted.schema)
     if isinstance(body, dict) and isinstance(body.get("description"), str) and "description" not in schema:
-        schema["description"] = body["description"]
+        schema["description"] = clean_text(body["description"])
     if kind == "raw":
         schema = {"description": f"the request body ({media_type}): str or bytes"}
     properties[key] = schema
@@ -310,5 +312,5 @@ def _description(operation: dict[str, Any], item: dict[str, Any], method: str, p
     if operation.get("deprecated") is True:
         parts[:1] = [f"(deprecated) {parts[0]}" if parts else "(deprecated)"]
     parts.append(f"HTTP: {method.upper()} {path}")
-    text = "\n\n".join(parts)
+    text = clean_text("\n\n".join(parts))
     return text if len(text) <= MAX_DESCRIPTION else text[:MAX_DESCRIPTION - 3] + "..."

@@ -21,7 +21,7 @@ import re
 from typing import Any
 
 from kernel_agent.errors import OpenApiError
-from kernel_agent.tools.openapi.document import Document, escape
+from kernel_agent.tools.openapi.document import Document, clean_text, escape
 
 MAX_SCHEMA_DEPTH = 48  # inline nesting of one schema (references do not count: they are not expanded)
 MAX_TOOL_SCHEMA_VALUES = 200_000  # the schemas of one tool, $defs included
@@ -151,7 +151,7 @@ class SchemaConverter:
         out = {}
         for key in _TEXTS:
             if isinstance(schema.get(key), str):
-                out[key] = schema[key]
+                out[key] = clean_text(schema[key])
         if isinstance(schema.get("pattern"), str):  # documented, not enforced (see the module docstring)
             note = f"pattern: {schema['pattern'][:200]}"
             out["description"] = f"{out['description']} ({note})" if "description" in out else note

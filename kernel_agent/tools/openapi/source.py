@@ -12,7 +12,7 @@ import httpx2
 
 from kernel_agent.errors import OpenApiError
 from kernel_agent.tools.openapi.auth import Credential, credentials, for_operation
-from kernel_agent.tools.openapi.document import Document, load_document
+from kernel_agent.tools.openapi.document import Document, clean_text, load_document
 from kernel_agent.tools.openapi.http import Requester
 from kernel_agent.tools.openapi.operations import (
     READ_ONLY_METHODS,
@@ -59,7 +59,7 @@ class OpenApiSource:
         self._document = Document(data, label)
         info = data.get("info")
         title = info.get("title") if isinstance(info, dict) else None
-        self.title = title.strip() if isinstance(title, str) and title.strip() else "api"
+        self.title = clean_text(title).strip()[:200] if isinstance(title, str) and clean_text(title).strip() else "api"
         self.base_url = _base_url(base_url, data)
         fixed = _headers(headers)
         self._credentials = credentials(self._document, auth or {})
@@ -212,12 +212,13 @@ def _namespace_descriptions(data: Mapping[str, Any], plans: list[OperationPlan],
     for tag in tags if isinstance(tags, list) else []:
         if isinstance(tag, dict) and isinstance(tag.get("name"), str):
             text = tag.get("description")
-            described[tag["name"]] = _first_line(text) if isinstance(text, str) and text.strip() else tag["name"]
+            name = clean_text(tag["name"])
+            described[name] = _first_line(text) if isinstance(text, str) and text.strip() else _first_line(name)
     used = dict.fromkeys(plan.namespace for plan in plans if plan.namespace is not None)
     return {name: described.get(name) or (fallback if name == title else name) for name in used}
 
 
 def _first_line(text: str) -> str:
-    line = text.strip().split("\n", 1)[0].strip()
+    line = clean_text(text).strip().split("\n", 1)[0].strip()
     return line if len(line) <= 200 else line[:197] + "..."
 
