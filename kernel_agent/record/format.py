@@ -12,7 +12,8 @@ Notebook ``metadata.kernel_agent``::
                       "sdk_hash", "sdk_modules" (the generated SDK source),
                       "definitions": [{qualified_name, name, namespace,
                       description, input_schema, output_schema, read_only,
-                      destructive, source}]}), seed ({"value": the int
+                      destructive, source, namespace_description (when
+                      its source gave the namespace one)}]}), seed ({"value": the int
                       the kernel's random and NumPy generators were seeded
                       with, "generators"}), and what the caller adds
                       (record_metadata: model, task, ...)

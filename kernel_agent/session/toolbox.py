@@ -96,7 +96,18 @@ class SessionTools:
 
     def definitions(self) -> list[dict[str, Any]]:
         """What a notebook keeps of every tool (see :func:`tool_definition`)."""
-        return [tool_definition(tool) for tool in self.registry or ()]
+        registry = self.registry
+        if registry is None:
+            return []
+        definitions = []
+        for tool in registry:
+            definition = tool_definition(tool)
+            # Kept so that a replay regenerates the same SDK (the namespace's line is in its module).
+            described = registry.namespace_description(registry.namespace_of(tool)) if tool.namespace else None
+            if described is not None:
+                definition["namespace_description"] = described
+            definitions.append(definition)
+        return definitions
 
     async def close(self) -> None:
         """Close the sources this session started (never raises)."""

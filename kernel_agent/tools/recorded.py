@@ -135,7 +135,7 @@ def recorded_tools(definitions: list[dict[str, Any]], server: RecordedTools) -> 
     from kernel_agent.errors import ToolDefinitionError
     from kernel_agent.tools.tool import tool_from_schema
 
-    tools = []
+    tools: list[Any] = []
     for number, definition in enumerate(definitions):
         name = definition.get("name")
         namespace = definition.get("namespace")
@@ -159,4 +159,16 @@ def recorded_tools(definitions: list[dict[str, Any]], server: RecordedTools) -> 
         # The arguments are matched as the kernel sent them (as the recording has them): a call the
         # original tool refused as invalid is answered with its recorded refusal, not re-validated.
         tools.append(dataclasses.replace(built, validate=lambda arguments: arguments))
+    descriptions = {d["namespace"]: d["namespace_description"] for d in definitions
+                    if isinstance(d.get("namespace"), str) and isinstance(d.get("namespace_description"), str)}
+    if descriptions:  # the namespaces' lines the SDK was generated with, for a ToolRegistry to read
+        tools.append(RecordedNamespaces(descriptions))
     return tools
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedNamespaces:
+    """The recorded namespace descriptions, as an item a ToolRegistry takes (no tools of its own)."""
+
+    namespace_descriptions: dict[str, str]
+    tools: tuple[()] = ()

@@ -152,7 +152,7 @@ class ToolRegistry:
         self._parameters: dict[str, list[Parameter]] = {}
         self._namespaces: dict[str, str] = {}  # raw namespace -> identifier
         self._servers: dict[str, str] = {}  # namespace identifier -> MCP server name
-        self._descriptions: dict[str, str] = {}  # namespace identifier -> the source's one line on it
+        self._descriptions: dict[str, str] = {}  # raw namespace -> the line its source gave (first one wins)
         self._index: tuple[SearchIndex, list[Tool]] | None = None  # built at the first search after a change
         self._taken: dict[str, set[str]] = {"": set(RESERVED_NAMES)}  # per namespace identifier
         for item in tools:
@@ -175,9 +175,8 @@ class ToolRegistry:
                 label = item.server(item.namespace_of(t))
                 if t.namespace and label:
                     self._servers[self._namespaces[t.namespace]] = label
-                description = item.namespace_description(item.namespace_of(t))
-                if t.namespace and description:
-                    self._descriptions.setdefault(self._namespaces[t.namespace], description)
+            for namespace, description in item._descriptions.items():
+                self._descriptions.setdefault(namespace, description)
             return added
         if is_tool_source(item):  # a source that is not started says so itself when asked for its tools
             return self._add_server(item, item.tools)
@@ -201,12 +200,13 @@ class ToolRegistry:
                 f"{type(server).__name__}.tools must hold Tool objects, found {type(wrong[0]).__name__}")
         added = [self._add_tool(t) for t in listed]
         label = _server_label(server)
-        descriptions = _namespace_descriptions(server)
         for t in added:
             if t.namespace and label:
                 self._servers[self._namespaces[t.namespace]] = label
-            if t.namespace and descriptions.get(t.namespace):
-                self._descriptions.setdefault(self._namespaces[t.namespace], descriptions[t.namespace])
+        # Kept by raw namespace, whichever item brings its tools (a recording's descriptions come on their own).
+        for namespace, description in _namespace_descriptions(server).items():
+            if description:
+                self._descriptions.setdefault(namespace, description)
         return added
 
     def _add_tool(self, tool: Tool) -> Tool:
@@ -277,7 +277,8 @@ class ToolRegistry:
 
         As the source wrote it (untrusted: the manifest shows it through
         :func:`kernel_agent.kernel.catalog_search.one_line`, bounded)."""
-        return self._descriptions.get(identifier)
+        raw = next((name for name, ident in self._namespaces.items() if ident == identifier), None)
+        return self._descriptions.get(raw) if raw is not None else None
 
     def tools(self, namespace: str | None = None) -> list[Tool]:
         """All tools in registration order, or those of one namespace identifier ("" = top level)."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from kernel_agent import Session
 from kernel_agent.tools.manifest import OVERVIEW_BUDGET
+from kernel_agent.tools.tool import tool_from_schema
+from kernel_agent.verify.replay import replay
 from tests.catalogue import Catalogue
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -83,3 +86,29 @@ except TypeError as exc:
 """)
     # No words at all (only punctuation) is an empty query: the first 20 tools, as tools.search() gives.
     assert out == [0, 20, 0, 0, 0, "search takes a string of words, not NoneType"]
+
+
+class Described:
+    """Tools and their namespaces' lines, as an OpenAPI source gives them."""
+
+    def __init__(self) -> None:
+        schema = {"type": "object", "properties": {"invoice_id": {"type": "string"}}, "required": ["invoice_id"]}
+        self.tools = [tool_from_schema({"name": name, "description": f"{name} an invoice.", "input_schema": schema},
+                                       lambda invoice_id: {"id": invoice_id}, namespace="invoices")
+                      for name in ("get", "void")]
+        self.namespace_descriptions = {"invoices": "Statements of amounts owed by a customer."}
+
+
+async def test_a_replay_regenerates_the_sdk_with_the_namespace_lines(tmp_path: Path) -> None:
+    """The namespaces' lines are in the SDK's modules: the recording keeps them, so a replay's SDK is the same."""
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    async with Session(workspace, tools=[Described()], notebook=tmp_path / "run.ipynb") as recorded:
+        result = await recorded.execute("print(tools.namespaces()[0]); print(tools.invoices.get('in_7'))")
+        assert result.ok, result.error
+        assert result.stdout.splitlines() == ["tools.invoices (2): Statements of amounts owed by a customer.",
+                                              "{'id': 'in_7'}"]
+    assert recorded.notebook is not None
+    report = await replay(recorded.notebook)
+    assert report.faithful, report.first_divergence
+    assert report.warnings == []  # among them would be "the regenerated tool SDK differs (sdk hash ...)"
