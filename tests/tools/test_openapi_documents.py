@@ -120,7 +120,7 @@ def test_huge_and_deep_documents_are_refused(tmp_path: Path) -> None:
 def test_files_urls_and_yaml(tmp_path: Path) -> None:
     path = tmp_path / "api.json"
     path.write_text(json.dumps(spec()))
-    assert len(OpenApiSource(path, base_url=BASE).tools) == 10
+    assert len(OpenApiSource(path, base_url=BASE).tools) == 11
     assert "never fetched" in str(error_of("https://example.com/openapi.json"))
     assert "cannot read" in str(error_of(tmp_path / "missing.json"))
     bad = tmp_path / "bad.json"

@@ -55,7 +55,7 @@ def last(api: ApiServer) -> dict[str, Any]:
 async def test_operations_become_tools_with_namespaces_flags_and_schemas(source: OpenApiSource) -> None:
     found = tools(source)
     assert set(found) == {"listPets", "createPet", "getPet", "deletePet", "fail", "get /text", "keyed",
-                          "redirect", "huge", "hang"}
+                          "redirect", "huge", "hang", "bomb"}
     assert found["listPets"].namespace == "pets" and found["fail"].namespace == "misc"
     assert source.namespace_descriptions == {"pets": "Everything about your pets.", "misc": "Odds and ends."}
     assert found["listPets"].read_only and not found["listPets"].destructive
@@ -141,6 +141,12 @@ async def test_a_redirect_elsewhere_is_not_followed(source: OpenApiSource, elsew
 async def test_a_huge_answer_is_cut_off(source: OpenApiSource) -> None:
     with pytest.raises(OpenApiCallError) as caught:
         await tools(source)["huge"].invoke({})
+    assert "larger than 1000000 bytes" in str(caught.value)
+
+
+async def test_a_compressed_answer_is_bounded_as_it_is_inflated(source: OpenApiSource) -> None:
+    with pytest.raises(OpenApiCallError) as caught:
+        await tools(source)["bomb"].invoke({})  # 64 kB on the wire, 64 MB inflated
     assert "larger than 1000000 bytes" in str(caught.value)
 
 

@@ -6,6 +6,7 @@ Every request is logged (method, raw path, query, headers) so tests can see what
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +19,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+GZIP_BOMB = gzip.compress(b"0" * (64 * 1024 * 1024), compresslevel=9)
 
 
 @dataclass
@@ -90,6 +93,10 @@ def make_app(server: ApiServer, token: str, api_key: str, other_origin: str) -> 
 
         return StreamingResponse(chunks(), media_type="application/json")
 
+    async def bomb(request: Request) -> Response:
+        await logged(request)  # 64 MB of zeros in about 64 kB of gzip
+        return Response(GZIP_BOMB, media_type="application/json", headers={"Content-Encoding": "gzip"})
+
     async def hang(request: Request) -> Response:
         await logged(request)
         await asyncio.Event().wait()  # never answers; the client gives up (its timeout) and disconnects
@@ -99,7 +106,7 @@ def make_app(server: ApiServer, token: str, api_key: str, other_origin: str) -> 
         Route("/v1/pets", pets, methods=["GET", "POST"]),
         Route("/v1/pets/{pet_id:path}", pet, methods=["GET", "DELETE"]),
         Route("/v1/admin", admin), Route("/v1/fail", fail), Route("/v1/text", text), Route("/v1/keyed", keyed),
-        Route("/v1/redirect", redirect), Route("/v1/huge", huge), Route("/v1/hang", hang),
+        Route("/v1/redirect", redirect), Route("/v1/huge", huge), Route("/v1/hang", hang), Route("/v1/bomb", bomb),
     ])
 
 
@@ -179,5 +186,6 @@ def spec() -> dict[str, Any]:
             "/redirect": {"get": {"operationId": "redirect", "tags": ["misc"], "responses": {}}},
             "/huge": {"get": {"operationId": "huge", "tags": ["misc"], "responses": {}}},
             "/hang": {"get": {"operationId": "hang", "tags": ["misc"], "responses": {}}},
+            "/bomb": {"get": {"operationId": "bomb", "tags": ["misc"], "responses": {}}},
         },
     }
