@@ -105,7 +105,7 @@ def command(tools: tuple[str, ...], mcp: tuple[str, ...], workspace: str | None,
         catalogue = asyncio.run(Catalogue.load(config.tools))
     server = build_server(config, catalogue)
     if not http:
-        asyncio.run(serve_stdio(server))
+        asyncio.run(serve_stdio(server, stopped=_exit_now))
         _exit_now()
     token = Path(token_file).read_text().strip() if token_file else os.environ.get(TOKEN_ENV) or None
     asyncio.run(serve_http(server, host=host, port=port, token=token, allowed_hosts=allowed_host,

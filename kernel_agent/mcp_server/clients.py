@@ -48,6 +48,7 @@ class ClientSession:
         self.started: float | None = None
         self.ended = False
         self._lock = asyncio.Lock()
+        self._closing: asyncio.Future[None] | None = None
 
     async def kernel_session(self, *, live: bool = True) -> Session:
         """The client's kernel session, started from the pool on first use.
@@ -100,13 +101,19 @@ class ClientSession:
             return self.session
 
     async def end(self) -> None:
-        """The client went away: close its kernel session (never raises)."""
+        """The client went away: close its kernel session (never raises).
+
+        A second call (the server stopping while the client's own end is under way) waits for the same
+        close, so nobody returns before the notebook is sealed.
+        """
         self.ended = True
         async with self._lock:
             session, self.session = self.session, None
-        if session is not None:
+            if session is not None:
+                self._closing = asyncio.ensure_future(session.close())
+        if self._closing is not None:
             with contextlib.suppress(Exception):
-                await asyncio.shield(session.close())
+                await asyncio.shield(self._closing)
         self.registry.forget(self)
 
 
@@ -120,6 +127,7 @@ class ClientSessions:
         self.clients: set[ClientSession] = set()
         self._numbers = itertools.count(1)
         self._closing = False
+        self._closed: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         """Fill the warm pool before serving: the first client's first cell finds a kernel ready, and a host
@@ -159,8 +167,16 @@ class ClientSessions:
             raise SessionGoneError(f"the session could not start: {type(exc).__name__}: {exc}") from None
 
     async def close(self) -> None:
-        """Server shutdown: every client's kernel session closed (notebooks sealed), then the pool."""
+        """Server shutdown: every client's kernel session closed (notebooks sealed), then the pool.
+
+        Idempotent, and a second caller (a signal during the lifespan's own close) waits for the first.
+        """
         self._closing = True
+        if self._closed is None:
+            self._closed = asyncio.ensure_future(self._close_all())
+        await asyncio.shield(self._closed)
+
+    async def _close_all(self) -> None:
         await asyncio.gather(*(client.end() for client in list(self.clients)), return_exceptions=True)
         await self.pool.close()
 

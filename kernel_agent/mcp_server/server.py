@@ -95,7 +95,13 @@ def client_of(context: Context, clients: ClientSessions) -> ClientSession:
 
 
 class CodeModeServer(MCPServer[ClientSessions]):
-    """The SDK's server, with arguments that fail validation (or an unknown tool) named BadArgumentError."""
+    """The SDK's server, with arguments that fail validation (or an unknown tool) named BadArgumentError.
+
+    ``clients`` are its client sessions and their pool: started and closed by the lifespan, and closed
+    directly by a transport that must stop without the SDK's help (SIGTERM over stdio).
+    """
+
+    clients: ClientSessions
 
     async def call_tool(self, name: str, arguments: dict[str, Any],
                         context: Context[ClientSessions, Any] | None = None) -> CallToolResult | InputRequiredResult:
@@ -113,23 +119,23 @@ class CodeModeServer(MCPServer[ClientSessions]):
             return CallToolResult(content=[TextContent(text=error_text(BadArgumentError(text)))], is_error=True)
 
 
-def build_server(config: ServeConfig, catalogue: Catalogue) -> MCPServer[ClientSessions]:
+def build_server(config: ServeConfig, catalogue: Catalogue) -> CodeModeServer:
     """The MCP server for ``config``: its tools, and a lifespan that owns the pool and every client session."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_server: MCPServer[ClientSessions]) -> AsyncIterator[ClientSessions]:
-        clients = ClientSessions(config)
-        await clients.start()
+        await server.clients.start()
         try:
-            yield clients
+            yield server.clients
         finally:
-            await clients.close()
+            await server.clients.close()
 
     limits = config.limits
     server = CodeModeServer(
         config.name, version=__version__, lifespan=lifespan, log_level="WARNING",
         instructions=("Code Mode: write Python for run_python; it runs in a sandboxed, recorded kernel that keeps "
                       "its state for this conversation and calls the host tools as a Python SDK."))
+    server.clients = ClientSessions(config)
 
     def clients_of(context: Context) -> ClientSessions:
         clients = context.request_context.lifespan_context

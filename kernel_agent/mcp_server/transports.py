@@ -23,30 +23,46 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+if TYPE_CHECKING:
+    from kernel_agent.mcp_server.server import CodeModeServer
+
 MCP_PATH = "/mcp"
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 
 
-async def serve_stdio(server: MCPServer[Any]) -> None:
-    """Serve one client on standard input and output until it disconnects (or SIGTERM)."""
-    current = asyncio.current_task()
+async def serve_stdio(server: CodeModeServer, stopped: Callable[[], NoReturn]) -> None:
+    """Serve one client on standard input and output until it disconnects; SIGTERM or SIGINT closes, then ``stopped``.
+
+    On SIGTERM the SDK cannot wind down by itself: its reader waits for a line of standard input in a
+    thread no cancellation reaches, and the client that sent the signal may keep the pipe open. So the
+    client sessions are closed here (kernels stopped, notebooks sealed, pool closed) and ``stopped``
+    ends the process (the caller's exit, which must not wait for that thread).
+    """
     loop = asyncio.get_running_loop()
-    if current is not None:
-        loop.add_signal_handler(signal.SIGTERM, current.cancel)
+    terminated = asyncio.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, terminated.set)
+    serving = asyncio.ensure_future(server.run_stdio_async())
+    signalled = asyncio.ensure_future(terminated.wait())
     try:
-        await server.run_stdio_async()
-    except asyncio.CancelledError:
-        pass
+        await asyncio.wait({serving, signalled}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(number)
+    if serving.done():
+        signalled.cancel()
+        serving.result()
+        return
+    await server.clients.close()
+    stopped()
 
 
 def is_loopback(host: str) -> bool:

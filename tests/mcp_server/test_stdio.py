@@ -4,6 +4,8 @@ discovery, approvals through elicitation, and a recording that audits and replay
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from mcp_types import ElicitRequestParams, ElicitResult, ImageContent
 
 from kernel_agent.verify.audit import audit_notebook
 from kernel_agent.verify.replay import replay
-from tests.mcp_server.support import notebooks, run, stdio_session, text
+from tests.mcp_server.support import REPO, notebooks, run, server_argv, server_env, stdio_session, text
 
 
 async def test_a_stdio_client_keeps_state_calls_host_tools_and_leaves_a_recording_that_audits_and_replays(
@@ -113,3 +115,41 @@ async def test_kernel_agent_is_a_code_mode_proxy_in_front_of_another_mcp_server(
         assert found.startswith("tools.paged_tools.echo: Echo the text back.")
         echoed = await run(client, "[tools.paged_tools.echo(text=word) for word in ('a', 'b')]")
         assert not echoed.is_error and "Out[1]:" in text(echoed) and "'a'" in text(echoed), text(echoed)
+
+
+def test_sigterm_stops_a_stdio_server_with_its_kernel_closed_and_notebook_sealed(tmp_path: Path) -> None:
+    """A client that kills its server (SIGTERM, as on a client's shutdown) leaves no kernel and a sealed record."""
+    records = tmp_path / "records"
+    server = subprocess.Popen(server_argv("--record-dir", str(records)), env=server_env(records), cwd=REPO,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert server.stdin is not None and server.stdout is not None
+
+    def call(message: dict[str, Any]) -> dict[str, Any]:
+        assert server.stdin is not None and server.stdout is not None
+        server.stdin.write(json.dumps(message).encode() + b"\n")
+        server.stdin.flush()
+        if "id" not in message:
+            return {}
+        answer: dict[str, Any] = json.loads(server.stdout.readline())
+        return answer
+
+    try:
+        call({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}})
+        call({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        answer = call({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                       "params": {"name": "run_python", "arguments": {"code": "6 * 7"}}})
+        assert answer["result"]["content"][0]["text"] == "Out[1]: 42"
+        kernels = [child for child in psutil.Process(server.pid).children(recursive=True)
+                   if "kernel_agent.kernel" in " ".join(child.cmdline())]
+        assert kernels
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.stdin.close()
+        server.stdout.close()
+    assert not [kernel for kernel in kernels if kernel.is_running() and kernel.status() != psutil.STATUS_ZOMBIE]
+    [notebook] = notebooks(records)
+    assert audit_notebook(notebook, None).verdict == "intact"
