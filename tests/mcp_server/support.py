@@ -83,10 +83,12 @@ async def http_client(url: str, token: str | None = None, **options: Any) -> Asy
 
 
 @contextlib.asynccontextmanager
-async def stdio_session(record_dir: Path, *options: str, **client_options: Any) -> AsyncIterator[ClientSession]:
+async def stdio_session(record_dir: Path, *options: str, env: dict[str, str] | None = None,
+                        **client_options: Any) -> AsyncIterator[ClientSession]:
     """An initialized MCP client session over stdio, the server a subprocess it starts (and ends)."""
     argv = server_argv("--record-dir", str(record_dir), *options)
-    parameters = StdioServerParameters(command=argv[0], args=argv[1:], env=server_env(record_dir), cwd=str(REPO))
+    parameters = StdioServerParameters(command=argv[0], args=argv[1:], env={**server_env(record_dir), **(env or {})},
+                                       cwd=str(REPO))
     async with stdio_client(parameters) as (read, write), ClientSession(read, write, **client_options) as client:
         await client.initialize()
         yield client
