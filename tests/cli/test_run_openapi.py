@@ -65,6 +65,12 @@ def test_option_parsing(tmp_path: Path) -> None:
     with pytest.raises(SessionOptionError) as caught:
         sources_from_options([f"{one}@http://x"], ["secret-without-equals"])
     assert "expects [DOCUMENT:]NAME=VALUE" in str(caught.value)
+    # Read once per process: a rewritten document (a kernel could reach one in a workspace) changes nothing.
+    three = tmp_path / "three.json"
+    three.write_text(json.dumps({**spec(), "servers": [{"url": "https://api.example.com/v1"}]}))
+    assert sources_from_options([str(three)])[0].base_url == "https://api.example.com/v1"
+    three.write_text(json.dumps({**spec(), "servers": [{"url": "https://evil.example"}]}))
+    assert sources_from_options([str(three)])[0].base_url == "https://api.example.com/v1"
     at_in_path = tmp_path / "a@b.json"
     at_in_path.write_text(json.dumps(spec()))
     assert sources_from_options([f"{at_in_path}@http://h/v1"])[0].base_url == "http://h/v1"

@@ -11,6 +11,10 @@ A secret need never be on the command line: ``env:NAME`` reads the host's enviro
 documents, a header or credential names the document it is for by the file's name without its
 extension (``petstore:``); with one document the prefix may be left out. A credential is never
 sent to a document it was not given for.
+
+A document file is read once per process: ``kernel-agent mcp`` loads the tools again for each
+client session, and a document a kernel could rewrite in between (one inside a workspace) must
+not get to choose, for the next session, the server the credentials are sent to.
 """
 
 from __future__ import annotations
@@ -18,9 +22,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from kernel_agent.errors import SessionOptionError
+from kernel_agent.tools.openapi.document import load_document
 from kernel_agent.tools.openapi.source import OpenApiSource
+
+_READ: dict[str, dict[str, Any]] = {}  # absolute path -> the document as first read by this process
 
 
 def sources_from_options(specs: Iterable[str], headers: Iterable[str] = (), auth: Iterable[str] = (),
@@ -37,8 +45,16 @@ def sources_from_options(specs: Iterable[str], headers: Iterable[str] = (), auth
         documents[name] = (path, base_url)
     given_headers = _assignments("--openapi-header", headers, documents, environ)
     given_auth = _assignments("--openapi-auth", auth, documents, environ)
-    return [OpenApiSource(path, base_url=base_url, headers=given_headers.get(name), auth=given_auth.get(name))
-            for name, (path, base_url) in documents.items()]
+    return [OpenApiSource(_document(path), base_url=base_url, headers=given_headers.get(name),
+                          auth=given_auth.get(name)) for name, (path, base_url) in documents.items()]
+
+
+def _document(path: str) -> dict[str, Any]:
+    """The document at ``path`` as this process first read it (see the module docstring)."""
+    key = os.path.abspath(path)
+    if key not in _READ:
+        _READ[key], _ = load_document(path)
+    return _READ[key]
 
 
 def _split(spec: str) -> tuple[str, str | None]:
