@@ -103,26 +103,44 @@ def _counts(registry: ToolRegistry, found: list[Group], shown: list[Group], hidd
 def _largest(registry: ToolRegistry, found: list[Group], budget: int) -> str:
     """The largest namespaces that fit (whole names only, ties in registration order), then how many more."""
     by_size = sorted(found, key=lambda g: -g.count)  # stable: registration order among equals
+    total = sum(g.count for g in found)
+    # The text without any namespace, with the longest "N more" tail it can have: what is left is for names.
+    room = budget - len(_counts(registry, found, [], len(found))) - len(f"{total:,}")
     shown: list[Group] = []
     for group in by_size:
-        trial = [*shown, group]
-        if len(_counts(registry, found, trial, len(found) - len(trial))) <= budget:
-            shown = trial
+        part = len(f"{group.identifier or '(top level)'} {group.count:,}") + 2
+        if part <= room:
+            shown.append(group)
+            room -= part
     order = {id(g): i for i, g in enumerate(found)}
     shown.sort(key=lambda g: order[id(g)])
     return _counts(registry, found, shown, len(found) - len(shown))
 
 
-def full_listing(registry: ToolRegistry) -> str:
-    """Every tool with its call and summary (the manifest of a small catalogue)."""
+def full_listing(registry: ToolRegistry, limit: int | None = None) -> str | None:
+    """Every tool with its call and summary (the manifest of a small catalogue); None once it passes ``limit``
+    characters (the listing of a large catalogue is not built only to be thrown away)."""
     lines = [_HEADER]
-    lines += [registry.summary_line(t) for t in registry.tools("")]
+    size = len(_HEADER) + len(_FOOTER)
+
+    def add(line: str) -> bool:
+        nonlocal size
+        lines.append(line)
+        size += len(line) + 1
+        return limit is None or size <= limit
+
+    for t in registry.tools(""):
+        if not add(registry.summary_line(t)):
+            return None
     for namespace in registry.namespaces():
         server = registry.server(namespace)
         origin = f" (MCP server {server!r})" if server else ""
         description = one_line(registry.namespace_description(namespace) or "", NAMESPACE_LINE)
-        lines.append(f"tools.{namespace}{origin}:" + (f" {description}" if description else ""))
-        lines.extend("  " + registry.summary_line(t) for t in registry.tools(namespace))
+        if not add(f"tools.{namespace}{origin}:" + (f" {description}" if description else "")):
+            return None
+        for t in registry.tools(namespace):
+            if not add("  " + registry.summary_line(t)):
+                return None
     lines.append(_FOOTER)
     return "\n".join(lines)
 
@@ -132,8 +150,8 @@ def build_manifest(registry: ToolRegistry, *, full_budget: int = FULL_BUDGET,
     """The manifest: the full listing when it fits ``full_budget``, else the richest overview that fits."""
     if not len(registry):
         return "No tools are available in this session."
-    full = full_listing(registry)
-    if len(full) <= full_budget:
+    full = full_listing(registry, full_budget)
+    if full is not None and len(full) <= full_budget:
         return full
     found = groups(registry)
     with_lines = _with_lines(registry, found)

@@ -151,6 +151,8 @@ class ToolRegistry:
         self._identifiers: dict[str, str] = {}  # qualified name -> identifier in its namespace
         self._parameters: dict[str, list[Parameter]] = {}
         self._namespaces: dict[str, str] = {}  # raw namespace -> identifier
+        self._raw_namespaces: dict[str, str] = {}  # identifier -> raw namespace
+        self._members: dict[str, list[Tool]] = {}  # namespace identifier ("" = top level) -> its tools, in order
         self._servers: dict[str, str] = {}  # namespace identifier -> MCP server name
         self._descriptions: dict[str, str] = {}  # raw namespace -> the line its source gave (first one wins)
         self._index: tuple[SearchIndex, list[Tool]] | None = None  # built at the first search after a change
@@ -221,6 +223,7 @@ class ToolRegistry:
         identifier = unique(snake_identifier(tool.name), self._taken[scope])
         self._taken[scope].add(identifier)
         self._tools[qualified] = tool
+        self._members.setdefault(scope, []).append(tool)
         self._index = None
         self._identifiers[qualified] = identifier
         self._parameters[qualified] = plan_parameters(tool.input_schema)
@@ -235,6 +238,7 @@ class ToolRegistry:
             self._taken[""].add(identifier)
             self._taken[identifier] = set(RESERVED_NAMES)
             self._namespaces[namespace] = identifier
+            self._raw_namespaces[identifier] = namespace
         return self._namespaces[namespace]
 
     # -- looking up -------------------------------------------------------------------
@@ -277,13 +281,12 @@ class ToolRegistry:
 
         As the source wrote it (untrusted: the manifest shows it through
         :func:`kernel_agent.kernel.catalog_search.one_line`, bounded)."""
-        raw = next((name for name, ident in self._namespaces.items() if ident == identifier), None)
+        raw = self._raw_namespaces.get(identifier)
         return self._descriptions.get(raw) if raw is not None else None
 
     def tools(self, namespace: str | None = None) -> list[Tool]:
         """All tools in registration order, or those of one namespace identifier ("" = top level)."""
-        every = list(self._tools.values())
-        return every if namespace is None else [t for t in every if self.namespace_of(t) == namespace]
+        return list(self._tools.values()) if namespace is None else list(self._members.get(namespace, ()))
 
     def __len__(self) -> int:
         return len(self._tools)

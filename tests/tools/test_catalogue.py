@@ -259,3 +259,16 @@ def test_an_openapi_documents_tags_describe_its_namespaces() -> None:
         assert api.namespace_description(tag) == description
         assert f"tools.{tag} (10): {description}" in lines
     assert api.path(api.search("create invoice", limit=1)[0]) == "tools.invoices.create_invoice"
+
+
+def test_five_thousand_namespaces_of_one_tool() -> None:
+    """A document with a tag per operation: the overview is the largest that fit, then how many more."""
+    many = ToolRegistry([Tool(name="op", description="One operation.", handler=lambda: None, namespace=f"tag{i}",
+                              input_schema={"type": "object", "properties": {}}) for i in range(5_000)])
+    manifest = many.manifest()
+    assert len(manifest) <= OVERVIEW_BUDGET and "5,000 tools in 5,000 namespaces." in manifest
+    listed = next(line for line in manifest.splitlines() if line.startswith("Namespaces"))
+    shown = listed.split(": ", 1)[1].split("; ")[0].split(", ")
+    assert shown[:2] == ["tag0 1", "tag1 1"]  # equal sizes: registration order
+    assert f"; {5_000 - len(shown):,} more namespaces ({5_000 - len(shown):,} tools)" in listed
+    assert many.path(many.search("tag4321")[0]) == "tools.tag4321.op"
