@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,10 @@ def test_files_urls_and_yaml(tmp_path: Path) -> None:
     assert len(OpenApiSource(path, base_url=BASE).tools) == 11
     assert "never fetched" in str(error_of("https://example.com/openapi.json"))
     assert "cannot read" in str(error_of(tmp_path / "missing.json"))
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer came
+    assert "not a regular file" in str(error_of(fifo))
+    assert "not a regular file" in str(error_of(tmp_path))
     bad = tmp_path / "bad.json"
     bad.write_text('{"openapi": NaN}')
     assert "not valid JSON" in str(error_of(bad))

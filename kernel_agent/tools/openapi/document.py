@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import stat
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,11 +67,19 @@ def load_document(document: Mapping[str, Any] | str | os.PathLike[str]) -> tuple
         raise OpenApiError(f"expected a mapping or a file path, got {type(document).__name__}")
     path = Path(document)
     try:
-        with path.open("rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            if size > MAX_DOCUMENT_BYTES:
-                raise OpenApiError(f"{path.name} is {size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit")
-            raw = file.read(MAX_DOCUMENT_BYTES + 1)
+        # Non-blocking, then checked to be a regular file: a FIFO or a device planted where a document was
+        # expected must not hang the host or feed it without end.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            status = os.fstat(descriptor)
+            if not stat.S_ISREG(status.st_mode):
+                raise OpenApiError(f"{path.name} is not a regular file")
+            if status.st_size > MAX_DOCUMENT_BYTES:
+                raise OpenApiError(f"{path.name} is {status.st_size} bytes, over the {MAX_DOCUMENT_BYTES} byte limit")
+            with os.fdopen(os.dup(descriptor), "rb") as file:
+                raw = file.read(MAX_DOCUMENT_BYTES + 1)
+        finally:
+            os.close(descriptor)
     except OSError as exc:
         raise OpenApiError(f"cannot read the OpenAPI document {str(path)!r}: {exc.strerror or exc}") from None
     if len(raw) > MAX_DOCUMENT_BYTES:  # it grew while read (or is not a regular file)
