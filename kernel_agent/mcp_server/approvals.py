@@ -50,6 +50,7 @@ class Approvals:
         self._asking: list[Context] = []
         self.asked = 0
         self.approved = 0
+        self._one_question = asyncio.Lock()
 
     @contextlib.contextmanager
     def asking_through(self, context: Context) -> Iterator[None]:
@@ -82,18 +83,21 @@ class Approvals:
 
     async def approve(self, request: CallRequest) -> bool:
         """Ask the user through the client (elicitation); anything but an explicit yes is a no."""
-        if not self._asking:
-            return self.config.unattended == "allow"
-        context = self._asking[-1]
-        self.asked += 1
-        message = (f"The code running in your kernel-agent session wants to call the host tool "
-                   f"{request.tool.qualified_name} with these arguments:\n{_shown(request.arguments)}\n"
-                   "Allow this call?")
-        try:
-            answer = await asyncio.wait_for(context.elicit(message, Approval), self.config.limits.approval_timeout)
-        except Exception as exc:  # noqa: BLE001 - no answer, a broken client, a timeout: all mean "not approved"
-            logger.info("approval of %s not obtained: %s", request.tool.qualified_name, type(exc).__name__)
-            return False
+        # One question at a time: a kernel that fires a thousand calls at once must not open a thousand
+        # dialogs on the user's screen; the others wait their turn (within the tool call's timeout).
+        async with self._one_question:
+            if not self._asking:
+                return self.config.unattended == "allow"
+            context = self._asking[-1]  # chosen once it is our turn: the call in flight now
+            self.asked += 1
+            message = (f"The code running in your kernel-agent session wants to call the host tool "
+                       f"{request.tool.qualified_name} with these arguments:\n{_shown(request.arguments)}\n"
+                       "Allow this call?")
+            try:
+                answer = await asyncio.wait_for(context.elicit(message, Approval), self.config.limits.approval_timeout)
+            except Exception as exc:  # noqa: BLE001 - no answer, a broken client, a timeout: all mean "not approved"
+                logger.info("approval of %s not obtained: %s", request.tool.qualified_name, type(exc).__name__)
+                return False
         approved = isinstance(answer, AcceptedElicitation) and answer.data.approve is True
         self.approved += approved
         return approved

@@ -23,8 +23,13 @@ from typing import Any
 
 from kernel_agent.errors import SessionClosedError
 from kernel_agent.mcp_server.approvals import Approvals
-from kernel_agent.mcp_server.config import ServeConfig
-from kernel_agent.mcp_server.errors import BudgetSpentError, SessionGoneError, TooManySessionsError
+from kernel_agent.mcp_server.config import ClientLimits, ServeConfig
+from kernel_agent.mcp_server.errors import (
+    BudgetSpentError,
+    SessionBusyError,
+    SessionGoneError,
+    TooManySessionsError,
+)
 from kernel_agent.runtime.results import CellResult
 from kernel_agent.session.pool import KernelPool
 from kernel_agent.session.session import Session
@@ -45,6 +50,7 @@ class ClientSession:
         self.session: Session | None = None
         self.generation = 0  # reset_session bumps it: each kernel session of this client has its own notebook
         self.cells = 0
+        self.pending = 0  # run_python calls running or waiting for the kernel
         self.started: float | None = None
         self.ended = False
         self._lock = asyncio.Lock()
@@ -68,8 +74,18 @@ class ClientSession:
 
     async def execute(self, code: str) -> tuple[Session, CellResult]:
         """Run ``code`` in the client's kernel session within its budgets."""
-        session = await self.kernel_session(live=False)  # a closed one says why when it is asked to run
         limits = self.registry.config.limits
+        if self.pending >= limits.max_pending_calls:
+            raise SessionBusyError(f"{self.pending} run_python calls of this session are already running or "
+                                   "waiting for its kernel; wait for their results")
+        self.pending += 1
+        try:
+            return await self._execute(code, limits)
+        finally:
+            self.pending -= 1
+
+    async def _execute(self, code: str, limits: ClientLimits) -> tuple[Session, CellResult]:
+        session = await self.kernel_session(live=False)  # a closed one says why when it is asked to run
         if limits.max_cells is not None and self.cells >= limits.max_cells:
             raise BudgetSpentError(f"this session has run its {limits.max_cells} cells (max_cells); call "
                                    "reset_session for a fresh session")

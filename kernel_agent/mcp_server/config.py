@@ -24,7 +24,9 @@ class ClientLimits:
     back; ``images`` (False for a text-only client) sends the plots a cell
     showed as MCP images, within ``image_limits``. ``max_read_bytes`` bounds
     ``read_file``; ``max_code_chars`` the code of one call; an approval asked
-    through elicitation is refused after ``approval_timeout`` seconds.
+    through elicitation is refused after ``approval_timeout`` seconds. A client may have
+    ``max_pending_calls`` ``run_python`` calls running or waiting for its kernel at once (each holds its
+    code in the server's memory until it runs).
     """
 
     max_sessions: int = 8
@@ -39,6 +41,7 @@ class ClientLimits:
     max_read_bytes: int = 256_000
     max_code_chars: int = 200_000
     approval_timeout: float = 300.0
+    max_pending_calls: int = 8
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1 or self.cell_timeout <= 0 or self.observation_limit < 200:

@@ -21,6 +21,10 @@ class TooManySessionsError(McpServeError):
     """The server already serves its maximum number of client sessions."""
 
 
+class SessionBusyError(McpServeError):
+    """The client already has as many ``run_python`` calls waiting for its kernel as the server allows."""
+
+
 class BudgetSpentError(McpServeError):
     """The client session has used up one of its budgets (cells, wall time)."""
 

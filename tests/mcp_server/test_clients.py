@@ -3,6 +3,7 @@ for idleness answering SessionGoneError until a reset, the wall-time budget, and
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ from kernel_agent.mcp_server import (
     BudgetSpentError,
     ClientLimits,
     ServeConfig,
+    SessionBusyError,
     SessionGoneError,
     TooManySessionsError,
 )
 from kernel_agent.mcp_server.clients import ClientSessions
+from tests.mcp_server import host_tools
 
 
 async def test_the_cap_idleness_and_reset_of_client_sessions(tmp_path: Path) -> None:
@@ -57,5 +60,26 @@ async def test_a_session_past_its_wall_time_budget_is_refused_by_name(tmp_path: 
         client = clients.open(None)
         with pytest.raises(BudgetSpentError, match="max_session_seconds"):
             await client.execute("1")
+    finally:
+        await clients.close()
+
+
+async def test_calls_queued_for_one_session_are_bounded(tmp_path: Path) -> None:
+    config = ServeConfig(tools=lambda: list(host_tools.TOOLS), limits=ClientLimits(max_pending_calls=1),
+                         record_dir=tmp_path)
+    clients = ClientSessions(config)
+    await clients.start()
+    try:
+        client = clients.open(None)
+        waiting = asyncio.create_task(client.execute(
+            "import time\nwhile not tools.host.flag_is_set('queued-go'):\n    time.sleep(0.02)\n'released'"))
+        await asyncio.sleep(0)  # a scheduling point, not a wait: the call is now counted
+        with pytest.raises(SessionBusyError, match="1 run_python calls of this session"):
+            await client.execute("1")
+        host_tools._FLAGS.add("queued-go")
+        _, cell = await waiting
+        assert cell.result == "'released'"
+        _, cell = await client.execute("2")  # room again
+        assert cell.result == "2"
     finally:
         await clients.close()
