@@ -162,8 +162,3 @@ def build_manifest(registry: ToolRegistry, *, full_budget: int = FULL_BUDGET,
         return counts
     return _largest(registry, found, overview_budget)
 
-
-def namespace_lines(registry: ToolRegistry) -> list[str]:
-    """Every namespace with its count and line (what ``tools.namespaces()`` returns in the kernel)."""
-    return [f"{g.label} ({g.count:,}): {g.line}" if g.line else f"{g.label} ({g.count:,})"
-            for g in groups(registry)]
