@@ -18,6 +18,7 @@ from mcp import MCPError
 from mcp_types import ElicitRequestParams, ElicitResult
 
 from kernel_agent.verify.audit import audit_notebook
+from tests.conftest import sandbox_processes
 from tests.mcp_server.support import HttpServer, http_client, notebooks, run, server_argv, server_env, text
 
 TOKEN = secrets.token_urlsafe(24)
@@ -91,6 +92,17 @@ async def test_a_long_cell_in_one_session_does_not_stall_another_client(server: 
         answered = await run(other, "tools.host.set_flag('go'); 'other done'")
         assert text(answered) == "Out[2]: 'other done'"
         assert text(await long_cell) == "released"
+
+
+async def test_a_client_that_ends_its_session_has_its_kernel_stopped(server: HttpServer) -> None:
+    async with http_client(server.url, TOKEN) as client:
+        await run(client, "1")
+        workspace = json.loads(text(await client.call_tool("session_info", {})))["workspace"]
+        kernel = [psutil.Process(pid) for pid in sandbox_processes(Path(workspace))]
+        assert kernel
+    # The client sent DELETE on leaving: the server stops that session's kernel (waited for, not slept on).
+    _gone, alive = psutil.wait_procs(kernel, timeout=60)
+    assert not [process for process in alive if process.status() != psutil.STATUS_ZOMBIE]
 
 
 async def test_a_cell_that_never_ends_is_interrupted_and_the_session_goes_on(server: HttpServer) -> None:
