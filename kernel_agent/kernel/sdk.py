@@ -186,7 +186,11 @@ class Namespace(types.SimpleNamespace):
         super().__init__()
         object.__setattr__(self, "_name", name)
         object.__setattr__(self, "__doc__", doc or f"Tools in {name}.")
-        object.__setattr__(self, "_source", source)  # the module, until it runs
+        module = None
+        if source is not None:  # registered now (code may reach it there), run at first use
+            module = SdkModule(f"kernel_agent_tools{name.removeprefix('tools')}", source)
+            sys.modules[module.__name__] = module
+        object.__setattr__(self, "_source", module)  # the module, until its tools are set here
         # The catalogue its source ends with, read at the first search (None: none, or not read yet).
         object.__setattr__(self, "_catalog", None)
         object.__setattr__(self, "_catalog_source", source)
@@ -201,15 +205,13 @@ class Namespace(types.SimpleNamespace):
         return catalog
 
     def _load(self) -> None:
-        source = self.__dict__.get("_source")
-        if source is None:
+        module = self.__dict__.get("_source")
+        if module is None:
             return
         object.__setattr__(self, "_source", None)
-        name = self._name.removeprefix("tools")
-        module = load_module(f"kernel_agent_tools{name}", source)
+        module.load()
         for key, value in vars(module).items():
             if callable(value) and hasattr(value, "__kernel_agent_tool__"):
-                _resolve_annotations(value, module)
                 setattr(self, key, value)
 
     def __getattr__(self, name: str) -> Any:
@@ -279,14 +281,40 @@ class Namespace(types.SimpleNamespace):
         return found
 
 
+class SdkModule(types.ModuleType):
+    """A generated module, in ``sys.modules`` from the start, whose source runs at the first use of one of
+    its names (through its Namespace, or ``sys.modules[name].fn`` as before it was lazy)."""
+
+    def __init__(self, name: str, source: str) -> None:
+        super().__init__(name)
+        self.__file__ = f"<kernel-agent sdk: {name}>"
+        self.__dict__["_kernel_agent_source"] = source
+
+    def load(self) -> None:
+        """Run the source (once), and give its functions their resolved annotations."""
+        source = self.__dict__.pop("_kernel_agent_source", None)
+        if source is None:
+            return
+        filename = self.__file__ or ""
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        exec(compile(source, filename, "exec"), self.__dict__)  # host-generated SDK source, not model code
+        for value in list(vars(self).values()):
+            if callable(value) and hasattr(value, "__kernel_agent_tool__"):
+                _resolve_annotations(value, self)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the module does not have (yet); dunders (importlib's probes) never load it.
+        if name.startswith("__") or "_kernel_agent_source" not in self.__dict__:
+            raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
+        self.load()
+        return getattr(self, name)
+
+
 def load_module(name: str, source: str) -> types.ModuleType:
     """Execute generated source as a module whose code ``inspect`` and ``help`` can show."""
-    filename = f"<kernel-agent sdk: {name}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    module = types.ModuleType(name)
-    module.__file__ = filename
+    module = SdkModule(name, source)
     sys.modules[name] = module
-    exec(compile(source, filename, "exec"), module.__dict__)  # host-generated SDK source, not model code
+    module.load()
     return module
 
 

@@ -194,6 +194,15 @@ def test_wrong_argument_types_are_named_errors() -> None:
 # -- the SDK: catalogue lines, lazy namespaces, the same ranking -----------------------------------------
 
 
+def sdk_modules() -> list[str]:
+    return sorted(n for n in sys.modules if n.startswith("kernel_agent_tools"))
+
+
+def loaded() -> list[str]:
+    """The SDK modules whose source has run."""
+    return [n for n in sdk_modules() if "_kernel_agent_source" not in vars(sys.modules[n])]
+
+
 @pytest.fixture
 def big_tools() -> Iterator[sdk.Namespace]:
     yield sdk.build_tools(generate_sdk(registry(1000)))
@@ -210,16 +219,20 @@ def test_every_module_ends_with_its_catalogue() -> None:
 
 
 def test_namespaces_load_on_first_use(big_tools: sdk.Namespace) -> None:
-    assert not [n for n in sys.modules if n.startswith("kernel_agent_tools")]
+    assert len(sdk_modules()) == 32 and loaded() == []  # registered, none run
     found = big_tools.search("create invoice", limit=1)[0]  # searched without running a module
     assert found.startswith("tools.invoices.create_invoice(currency: str, ") and found.endswith(
         ") -> Any: Create an invoice.")
     assert len(big_tools.namespaces()) == 32
     assert big_tools.namespaces()[0] == f"tools.customers (32): {RESOURCES[0][2]}"  # in registration order
     assert big_tools.namespaces()[-1] == f"tools.{RESOURCES[31][0]} (31): {RESOURCES[31][2]}"
-    assert not [n for n in sys.modules if n.startswith("kernel_agent_tools")]
+    assert loaded() == []
     assert big_tools.invoices.create_invoice.__kernel_agent_tool__ == "invoices.createInvoice"
-    assert [n for n in sys.modules if n.startswith("kernel_agent_tools")] == ["kernel_agent_tools.invoices"]
+    assert loaded() == ["kernel_agent_tools.invoices"]
+    # Code that reaches a module through sys.modules (as before it was lazy) runs it too.
+    assert sys.modules["kernel_agent_tools.refunds"].get_refund.__kernel_agent_tool__ == "refunds.getRefund"
+    assert loaded() == ["kernel_agent_tools.invoices", "kernel_agent_tools.refunds"]
+    assert "get_refund" in dir(big_tools.refunds)
     assert "get_customer" in dir(big_tools.customers)  # dir (tab completion) loads the namespace
     assert "list_customer_notes" in repr(big_tools.customers)
     assert big_tools.customers.__doc__.startswith("Tools in tools.customers. People and companies")

@@ -42,10 +42,12 @@ async def test_the_prompt_gets_an_overview(session: Session) -> None:
 async def test_search_and_namespaces_without_loading_modules(session: Session) -> None:
     out = await run_json(session, """
 import sys
-_before = sorted(m for m in sys.modules if m.startswith("kernel_agent_tools"))
+_loaded = lambda: sorted(m for m in sys.modules if m.startswith("kernel_agent_tools")
+                        and "_kernel_agent_source" not in vars(sys.modules[m]))
+_before = _loaded()
 _out = {"before": _before, "found": tools.search("create invoice", limit=3),
         "in_ns": tools.customers.search("notes"), "namespaces": tools.namespaces(),
-        "after": sorted(m for m in sys.modules if m.startswith("kernel_agent_tools"))}
+        "after": _loaded()}
 """)
     assert isinstance(out, dict)
     assert out["before"] == [] and out["after"] == []
@@ -67,7 +69,8 @@ with provisionalcompleter():  # what Jupyter's Tab asks (ipykernel's do_complete
     _matches = [c.text for c in get_ipython().Completer.completions("tools.refunds.list_ref", 22)]
 _out = {"matches": _matches, "dir": "get_refund" in dir(tools.refunds),
         "call": tools.invoices.get_invoice("in_1"),
-        "loaded": sorted(m for m in sys.modules if m.startswith("kernel_agent_tools"))}
+        "loaded": sorted(m for m in sys.modules if m.startswith("kernel_agent_tools")
+                         and "_kernel_agent_source" not in vars(sys.modules[m]))}
 """)
     assert isinstance(out, dict)
     assert ".list_refunds" in out["matches"] and out["dir"] is True
