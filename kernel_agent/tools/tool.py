@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar, get_type_hints, overload
 
-import jsonschema
 import pydantic
 
 from kernel_agent.errors import ToolDefinitionError
@@ -262,8 +261,43 @@ def tool(
 # -- from JSON-schema definitions ---------------------------------------------------
 
 
+# The formats checked in a tool's arguments (the kernel's values: hostile). jsonschema's default checker
+# also runs whatever optional format packages are installed, and rfc3987_syntax (jupyter-server's
+# dependencies bring it) parses "iri"/"iri-reference" with an Earley parser, cubic in the string: 16 kB
+# held a host thread for 55 s. These formats have linear checks, and none of their valid values is
+# longer than _FORMAT_MAX_CHARS, so a longer string fails without being parsed; other formats are
+# annotations (JSON Schema 2020-12's default).
+_CHECKED_FORMATS = ("date", "date-time", "time", "email", "idn-email", "ipv4", "ipv6", "uuid")
+_FORMAT_MAX_CHARS = 320
+_format_checker: Any = None
+
+
+def _bounded_format_checker() -> Any:
+    """The one FormatChecker of tool arguments: the formats above, each refusing over-long strings."""
+    global _format_checker
+    if _format_checker is None:
+        import jsonschema
+
+        checker = jsonschema.FormatChecker(formats=())
+        for name, (check, raises) in jsonschema.FormatChecker.checkers.items():
+            if name in _CHECKED_FORMATS:
+                checker.checks(name, raises)(_length_bounded(check))
+        _format_checker = checker
+    return _format_checker
+
+
+def _length_bounded(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    def bounded(instance: object) -> bool:
+        return not (isinstance(instance, str) and len(instance) > _FORMAT_MAX_CHARS) and check(instance)
+    return bounded
+
+
 def jsonschema_validator(schema: dict[str, Any], tool_name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Check ``schema`` (ToolDefinitionError) and return a validator of arguments (ArgumentsInvalid)."""
+    # Imported here, not at the top: with jupyter-server's dependencies installed, importing jsonschema
+    # builds rfc3987_syntax's grammar (2.5 s of CPU), which every command paid at start, tools or not.
+    import jsonschema
+
     try:
         validator_class = jsonschema.validators.validator_for(schema)
         # The schema's own shape only: whether its "$ref" strings are well-formed URIs would depend on which
@@ -273,7 +307,7 @@ def jsonschema_validator(schema: dict[str, Any], tool_name: str) -> Callable[[di
         raise ToolDefinitionError(f"tool {tool_name}: invalid input schema: {exc.message}") from None
     except RecursionError:  # a hostile server can send an absurdly deep schema
         raise ToolDefinitionError(f"tool {tool_name}: the input schema is nested too deeply") from None
-    validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+    validator = validator_class(schema, format_checker=_bounded_format_checker())
 
     def validate(arguments: dict[str, Any]) -> dict[str, Any]:
         errors = sorted(itertools.islice(validator.iter_errors(arguments), MAX_REPORTED_ERRORS),
