@@ -13,7 +13,11 @@ Notebook ``metadata.kernel_agent``::
                       "definitions": [{qualified_name, name, namespace,
                       description, input_schema, output_schema, read_only,
                       destructive, source, namespace_description (when
-                      its source gave the namespace one)}]}), seed ({"value": the int
+                      its source gave the namespace one), key_order (the
+                      schemas' objects whose keys are not sorted, as
+                      {"input_schema": [[path, keys]], "output_schema": ...}:
+                      the order this file's sorted keys lose and the SDK
+                      needs, kernel_agent.tools.key_order)}]}), seed ({"value": the int
                       the kernel's random and NumPy generators were seeded
                       with, "generators"}), and what the caller adds
                       (record_metadata: model, task, ...)

@@ -349,7 +349,8 @@ _SESSION = {"session_id": _STR, "tools": _OBJECT, "sandbox": _OBJECT, "python_ve
 _TOOLS = {"definitions": _OBJECTS, "sdk_hash": _OPT_STR, "sdk_modules": _STR_MAP}
 _DEFINITION = {"name": _STR, "namespace": _OPT_STR, "qualified_name": _OPT_STR, "description": _OPT_STR,
                "input_schema": _OPT_OBJECT, "output_schema": _OPT_OBJECT, "read_only": _OPT_BOOL,
-               "destructive": _OPT_BOOL, "source": _OPT_STR, "namespace_description": _OPT_STR}
+               "destructive": _OPT_BOOL, "source": _OPT_STR, "namespace_description": _OPT_STR,
+               "key_order": _OBJECT}
 _SANDBOX = {"loosenings": _STRINGS}
 _CELL = {"cell_type": _STR, "source": _TEXT, "metadata": _OBJECT, "outputs": _OBJECTS,
          "execution_count": _OPT_INT, "id": _STR}

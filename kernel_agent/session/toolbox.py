@@ -17,6 +17,7 @@ from kernel_agent.runtime.execute import run_silently
 from kernel_agent.runtime.kernel import Kernel
 from kernel_agent.runtime.outputs import OutputCollector
 from kernel_agent.tools.bridge import ToolBridge
+from kernel_agent.tools.key_order import schema_key_orders
 from kernel_agent.tools.registry import ToolRegistry
 from kernel_agent.tools.sdkgen import generate_sdk, sdk_hash
 from kernel_agent.tools.sources import ToolSource, close_sources, start_sources
@@ -30,11 +31,14 @@ def tool_items(tools: Iterable[Any] | Any) -> list[Any]:
 
 def tool_definition(tool: Tool) -> dict[str, Any]:
     """What a notebook keeps of a tool: enough to regenerate the same SDK for a replay."""
-    return {
+    definition = {
         "qualified_name": tool.qualified_name, "name": tool.name, "namespace": tool.namespace,
         "description": tool.description, "input_schema": tool.input_schema, "output_schema": tool.output_schema,
         "read_only": tool.read_only, "destructive": tool.destructive, "source": tool.source,
     }
+    # The notebook sorts keys; the schemas' own order makes the parameters' order (kernel_agent.tools.key_order).
+    definition["key_order"] = schema_key_orders(definition)
+    return definition
 
 
 class SessionTools:

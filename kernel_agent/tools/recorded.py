@@ -133,6 +133,7 @@ def _arguments_key(recorded: Any) -> str:
 
 def recorded_tools(definitions: list[dict[str, Any]], server: RecordedTools) -> list[Any]:
     from kernel_agent.errors import ToolDefinitionError
+    from kernel_agent.tools.key_order import with_recorded_order
     from kernel_agent.tools.tool import tool_from_schema
 
     tools: list[Any] = []
@@ -143,6 +144,7 @@ def recorded_tools(definitions: list[dict[str, Any]], server: RecordedTools) -> 
         try:
             if namespace is not None and not isinstance(namespace, str):
                 raise ToolDefinitionError(f"namespace {namespace!r} is not a string")
+            definition = with_recorded_order(definition)  # the schemas' key order, which the notebook sorted
             built = tool_from_schema(
                 {"name": name, "description": definition.get("description") or "",
                  "input_schema": definition.get("input_schema"), "output_schema": definition.get("output_schema")},
