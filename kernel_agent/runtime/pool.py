@@ -208,6 +208,14 @@ class WarmPool:
         return self._closed
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the pool was started on, which serves its sessions (None before :meth:`start`).
+
+        Synchronous callers in other threads (smolagents' executor) hand their coroutines to it.
+        """
+        return self._loop
+
+    @property
     def spare_count(self) -> int:
         """Kernels ready to serve a session right now."""
         return len(self._spares)

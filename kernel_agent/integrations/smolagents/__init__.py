@@ -13,8 +13,13 @@ except ImportError as exc:  # pragma: no cover - tested in a subprocess without 
 
     raise ImportError(INSTALL_HINT) from exc
 
-from kernel_agent.integrations.smolagents.errors import SmolagentsToolError, SmolagentsVariableError
+from kernel_agent.integrations.smolagents.errors import (
+    ExecutorBusyError,
+    SmolagentsToolError,
+    SmolagentsVariableError,
+)
 from kernel_agent.integrations.smolagents.executor import KernelAgentExecutor
 from kernel_agent.integrations.smolagents.tools import tool_from_smolagents
 
-__all__ = ["KernelAgentExecutor", "SmolagentsToolError", "SmolagentsVariableError", "tool_from_smolagents"]
+__all__ = ["ExecutorBusyError", "KernelAgentExecutor", "SmolagentsToolError", "SmolagentsVariableError",
+           "tool_from_smolagents"]

@@ -13,11 +13,13 @@ import builtins
 import inspect
 import keyword
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from smolagents.agents import MultiStepAgent
+
 from kernel_agent.errors import ToolDefinitionError
-from kernel_agent.integrations.smolagents.errors import SmolagentsToolError
+from kernel_agent.integrations.smolagents.errors import ExecutorBusyError, SmolagentsToolError
 from kernel_agent.kernel.sdk import Namespace, model_names
 from kernel_agent.tools.tool import Tool, tool_from_schema
 
@@ -126,10 +128,34 @@ def tool_from_smolagents(tool: Any, name: str | None = None, *, namespace: str |
         # Tool.__call__ runs setup() once, then forward(); a coroutine it returns is awaited by the bridge.
         return tool(**arguments)
 
+    if isinstance(tool, MultiStepAgent):
+        run = _one_task_at_a_time(tool_name, tool)
+
     try:
         return tool_from_schema(definition, run, namespace=namespace, source="smolagents")
     except ToolDefinitionError as exc:
         raise SmolagentsToolError(str(exc)) from None
+
+
+def _one_task_at_a_time(name: str, agent: Any) -> Callable[..., Any]:
+    """A managed agent's handler that refuses a second task while one runs.
+
+    The kernel can call a managed agent many times at once (``await asyncio.gather(*[helper.aio(...)])``),
+    each call in a worker thread of the host; a smolagents agent is not made for that: a second ``run()``
+    resets the memory of the first and interleaves its steps in the same executor.
+    """
+    running = threading.Lock()
+
+    def run(**arguments: Any) -> Any:
+        if not running.acquire(blocking=False):
+            raise ExecutorBusyError(f"the managed agent {name} is working on another task: it takes one task at a "
+                                    "time, so call it again when that one has finished")
+        try:
+            return agent(**arguments)
+        finally:
+            running.release()
+
+    return run
 
 
 class FinalAnswers:
@@ -146,11 +172,13 @@ class FinalAnswers:
         self._value: Any = None
         self._tool: Any = None
         self._schema: dict[str, Any] = {}
+        self._step = 0  # which step an answer belongs to
 
     def clear(self) -> None:
         """Forget the answer (before each step)."""
         with self._lock:
             self._given, self._value = False, None
+            self._step += 1
 
     def take(self) -> tuple[bool, Any]:
         """(whether the step gave an answer, the answer)."""
@@ -163,12 +191,18 @@ class FinalAnswers:
         self._tool, self._schema = final_answer_tool, described.input_schema
 
         def answer(**arguments: Any) -> None:
+            with self._lock:
+                step = self._step
             value = self._tool(**arguments)
             if inspect.isawaitable(value):
                 if inspect.iscoroutine(value):
                     value.close()
                 raise SmolagentsToolError("an async final_answer tool is not supported: make forward() plain")
             with self._lock:
+                if self._step != step:
+                    # A slow forward() of a call its step left running (fire and forget) ended in a later step:
+                    # that step did not answer. Its own call was cancelled at the end of its cell.
+                    raise SmolagentsToolError("final_answer() of an earlier step ended too late to answer it")
                 self._given, self._value = True, value
             # Nothing goes back: the kernel raises FinalAnswerException once this returns.
 
