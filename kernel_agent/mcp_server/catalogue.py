@@ -23,6 +23,19 @@ MAX_QUERY_CHARS = 500
 MAX_RESULTS = 50
 
 
+def inert(text: str) -> str:
+    """``text`` with every character that is not printable (but newline and tab) shown as its escape.
+
+    Names and descriptions come from tool sources (another MCP server, an OpenAPI document) and reach the
+    client's model and its user's terminal: an escape sequence there could write the user's clipboard (OSC 52),
+    clear the screen, or hide text behind a carriage return or a bidi override. Escaped, they stay visible.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char in "\n\t" or (char.isprintable() and not 0xD800 <= ord(char) <= 0xDFFF)
+                   else char.encode("unicode_escape", "backslashreplace").decode("ascii") for char in text)
+
+
 class Catalogue:
     """What the clients' sessions can call: a registry of the tools (never called from here)."""
 
@@ -42,7 +55,8 @@ class Catalogue:
 
     @property
     def manifest(self) -> str:
-        return self.registry.manifest() if len(self.registry) else "No host tools are available in this session."
+        """The tool list in run_python's description: what the tool sources said, with no terminal control in it."""
+        return inert(self.registry.manifest()) if len(self.registry) else "No host tools are available in this session."
 
     def search(self, query: str, limit: int) -> str:
         """Tools matching ``query`` (every tool for an empty one), one line each, at most ``limit``."""
@@ -59,7 +73,7 @@ class Catalogue:
     def _line(self, tool: Tool) -> str:
         summary = " ".join(tool.summary.split())
         flags = " [destructive]" if tool.destructive else " [read-only]" if tool.read_only else ""
-        return f"{self.registry.path(tool)}: {summary}{flags}"
+        return inert(f"{self.registry.path(tool)}: {summary}{flags}")
 
     def find(self, name: str) -> Tool:
         """The tool ``name`` means: its SDK path (``tools.ns.fn``, ``ns.fn``) or its qualified name."""

@@ -64,6 +64,8 @@ class ClientSession:
         if self.ended:
             raise SessionGoneError("this client session has ended")
         async with self._lock:
+            if self.ended:  # it ended while this call waited for the lock: a kernel started now would never close
+                raise SessionGoneError("this client session has ended")
             if self.session is None:
                 self.session = await self.registry.start_session(self)
                 self.started, self.cells = time.monotonic(), 0
@@ -142,6 +144,9 @@ class ClientSessions:
                                idle_timeout=config.limits.idle_timeout)
         self.clients: set[ClientSession] = set()
         self._numbers = itertools.count(1)
+        # Clients whose kernel session is being started: they count against the cap from the check on, or
+        # clients whose first calls arrive together would all pass it before any of them holds a kernel.
+        self._starting: set[ClientSession] = set()
         self._closing = False
         self._closed: asyncio.Future[None] | None = None
 
@@ -165,12 +170,13 @@ class ClientSessions:
         if self._closing:
             raise SessionGoneError("the server is shutting down")
         holding = sum(1 for other in self.clients if other is not client and other.session is not None
-                      and other.session.started)
+                      and other.session.started) + sum(1 for other in self._starting if other is not client)
         limit = self.config.limits.max_sessions
         if holding >= limit:
             raise TooManySessionsError(f"{holding} client sessions already hold a kernel (the server's limit is "
                                        f"{limit}); try again when one ends")
         config = self.config
+        self._starting.add(client)  # no await since the check: the reservation and the check are one step
         try:
             return await self.pool.session(
                 tools=config.tools(), notebook=True, record_dir=config.record_dir,
@@ -181,6 +187,8 @@ class ClientSessions:
                 **config.session_options)
         except Exception as exc:  # noqa: BLE001 - a kernel or tool source that would not start: named for the client
             raise SessionGoneError(f"the session could not start: {type(exc).__name__}: {exc}") from None
+        finally:
+            self._starting.discard(client)  # the caller stores the session before anything else runs
 
     async def close(self) -> None:
         """Server shutdown: every client's kernel session closed (notebooks sealed), then the pool.
