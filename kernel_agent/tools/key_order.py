@@ -36,21 +36,27 @@ Path = tuple[str | int, ...]
 def key_order(schema: Any) -> list[list[Any]]:
     """``[[path, keys], ...]`` for the dicts of ``schema`` whose keys are not in sorted order."""
     entries: list[list[Any]] = []
-    stack: list[tuple[Any, Path]] = [(schema, ())]
-    while stack:
-        value, path = stack.pop()
-        if len(path) > MAX_ORDER_PATH:
-            continue
-        if isinstance(value, dict):
-            keys = list(value)
-            if all(isinstance(k, str) for k in keys):
-                if keys != sorted(keys):
-                    entries.append([list(path), keys])
-                stack += [(value[k], (*path, k)) for k in keys]
-        elif isinstance(value, list):
-            stack += [(item, (*path, index)) for index, item in enumerate(value)]
+    _collect(schema, (), entries, set())
     entries.sort(key=lambda entry: [str(part) for part in entry[0]])  # the same schema, the same record
     return entries
+
+
+def _collect(value: Any, path: Path, entries: list[list[Any]], ancestors: set[int]) -> None:
+    # Bounded by MAX_ORDER_PATH; ``ancestors`` stops at a Python schema that contains itself
+    # (which no recording can hold anyway), without skipping a sub-schema shared by two properties.
+    if len(path) > MAX_ORDER_PATH or not isinstance(value, (dict, list)) or id(value) in ancestors:
+        return
+    ancestors.add(id(value))
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _collect(item, (*path, index), entries, ancestors)
+    elif all(isinstance(k, str) for k in value):
+        keys = list(value)
+        if keys != sorted(keys):
+            entries.append([list(path), keys])
+        for key in keys:
+            _collect(value[key], (*path, key), entries, ancestors)
+    ancestors.discard(id(value))
 
 
 def schema_key_orders(definition: dict[str, Any]) -> dict[str, list[list[Any]]]:

@@ -170,3 +170,17 @@ def test_a_valid_permutation_is_applied() -> None:
     """The recorded order is what the SDK gets (it is data, not code: any permutation is acceptable)."""
     crafted = _with_order({"input_schema": [[PROPERTIES, ["base", "value", "step"]]], "output_schema": []})
     assert "def shift(value: int, base: int = 0, step: int = 1) -> int:" in _regenerated(crafted)[""]
+
+
+def test_a_schema_that_contains_itself_does_not_hang_the_recorder() -> None:
+    looped: dict[str, Any] = {"type": "object", "properties": {}}
+    looped["properties"]["self"] = looped
+    looped["properties"]["again"] = looped
+    assert key_order(looped) == [[[], ["type", "properties"]], [["properties"], ["self", "again"]]]
+
+
+def test_openapi_parameters_keep_the_documents_order_through_a_record() -> None:
+    sdk, definitions = _recorded(SOURCES["openapi"])
+    source = _regenerated(definitions)["pets"]
+    assert source == sdk["pets"]
+    assert source.index("species: ") < source.index("limit: ")  # the document's order, not alphabetical
