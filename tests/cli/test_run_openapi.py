@@ -83,6 +83,6 @@ def test_sdk_prints_what_a_model_sees_of_a_document(tmp_path: Path) -> None:
                            env=environment(PETSTORE_KEY=TOKEN), capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert "tools.pets: Everything about your pets." in shown.stdout
-    assert "tools.pets.list_pets(kind=None, limit=2): List the pets. [read-only]" in shown.stdout
+    assert "tools.pets.list_pets(limit=2, kind=None): List the pets. [read-only]" in shown.stdout
     assert "tools.misc.keyed(): HTTP: GET /keyed [read-only]" in shown.stdout, "the host fills the API key"
     assert TOKEN not in shown.stdout

@@ -166,7 +166,7 @@ def test_weird_names_become_identifiers_and_stay_data() -> None:
     tool = source.tools[0]
     assert registry.path(tool) == "tools.unicode_tag_rm_rf.class_import_os"
     assert [(p.name, p.json_name) for p in registry.parameters(tool)] == [
-        ("from_", "from"), ("q", "q"), ("q_header", "q_header")]
+        ("q", "q"), ("from_", "from"), ("q_header", "q_header")]  # in document order
     sdk = render_sdk(registry)
     compile(sdk.split("# ==== tools.unicode_tag_rm_rf")[1].split("\n", 1)[1], "sdk", "exec")
     assert source.namespace_descriptions == {"Ünïcode tag; rm -rf /": "Ünïcode tag; rm -rf /"}

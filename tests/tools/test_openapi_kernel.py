@@ -96,7 +96,7 @@ async def test_the_kernel_calls_typed_operations_and_the_host_sends_them(
     assert result.ok, result.error
     assert result.stdout.strip() == (
         "[{'id': 0, 'name': 'pet0', 'kind': 'dog'}, {'id': 1, 'name': 'pet1', 'kind': 'dog'}] "
-        "{'id': 7, 'kind': 'dog', 'name': 'Rex'} {'petId': '../admin', 'trace': 't1'} None hello k")
+        "{'id': 7, 'name': 'Rex', 'kind': 'dog'} {'petId': '../admin', 'trace': 't1'} None hello k")
     assert [call.tool for call in result.tool_calls] == [
         "pets.listPets", "pets.createPet", "pets.getPet", "pets.deletePet", "misc.get /text"]
     sent = api.log[-5:]
@@ -115,7 +115,7 @@ async def test_the_sdk_is_typed_from_the_document(recorded: tuple[Session, Path]
         "print(inspect.signature(tools.pets.create_pet))\nprint(tools.pets.list_pets.__doc__.splitlines()[0])")
     assert result.ok, result.error
     assert result.stdout.splitlines() == [
-        "(kind: Optional[list[str]] = None, limit: int = 2) -> list[kernel_agent_tools.pets.Pet]",
+        "(limit: int = 2, kind: Optional[list[str]] = None) -> list[kernel_agent_tools.pets.Pet]",
         "(name: str, id: Optional[int] = None, kind: Optional[Literal['cat', 'dog']] = None, "
         "tag: Optional[str] = None) -> kernel_agent_tools.pets.Pet",
         "List the pets."]

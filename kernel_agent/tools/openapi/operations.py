@@ -134,8 +134,8 @@ def _plan(document: Document, converter: SchemaConverter, path: str, method: str
         parameters.append(plan)
     _check_path_parameters(path, parameters, where)
     body = _body(document, converter, operation, where, properties, required, refs)
-    # Sorted: a recording keeps JSON objects with sorted keys, and a replay must generate the same SDK.
-    input_schema: dict[str, Any] = {"type": "object", "properties": dict(sorted(properties.items())),
+    # In document order: a recording keeps it (kernel_agent.tools.key_order), so a replay makes the same SDK.
+    input_schema: dict[str, Any] = {"type": "object", "properties": properties,
                                     "additionalProperties": False}
     if required:
         input_schema["required"] = required

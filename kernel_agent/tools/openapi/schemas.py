@@ -192,10 +192,10 @@ class SchemaConverter:
             out["required"] = [name for name in schema["required"] if isinstance(name, str)]
         properties = schema.get("properties")
         if isinstance(properties, dict):
-            # Sorted: a recording keeps JSON objects with sorted keys, and a replay must generate the same SDK.
+            # In document order: a recording keeps it (kernel_agent.tools.key_order), so a replay makes the same SDK.
             out["properties"] = {
                 name: self._schema(properties[name], f"{where}/properties/{escape(name)}", depth + 1, walk, True)
-                for name in sorted(properties)}
+                for name in properties}
         for key in _SCHEMA_VALUES:
             if key not in schema:
                 continue
