@@ -3,7 +3,8 @@
 # on first use, reinstalls when pyproject.toml changes, then runs the command.
 #   ./dev.sh demo         the main job: a scripted agent session, offline, no API key
 #   ./dev.sh example      a short sandboxed session without a model
-#   ./dev.sh test [ARGS]  the test suite (ARGS go to pytest)
+#   ./dev.sh test [ARGS]  the test suite: most tests on xdist workers, then the `serial` ones alone
+#                         (tests/run_suite.py); ARGS that pick tests (paths, -k, -m) run one plain pytest
 #   ./dev.sh lint         ruff and mypy --strict on the package (configured in pyproject.toml)
 #   ./dev.sh bench [ARGS] the benchmarks (bench/run_all.py)
 #   ./dev.sh ARGS         any kernel-agent command
@@ -26,7 +27,7 @@ fi
 command=${1:-demo}
 [ $# -gt 0 ] && shift
 case "$command" in
-  test) exec "$venv/bin/python" -m pytest "$@" ;;
+  test) exec "$venv/bin/python" tests/run_suite.py "$@" ;;
   lint) "$venv/bin/python" -m ruff check kernel_agent && exec "$venv/bin/python" -m mypy kernel_agent ;;
   bench) exec "$venv/bin/python" bench/run_all.py "$@" ;;
   *) exec "$venv/bin/kernel-agent" "$command" "$@" ;;

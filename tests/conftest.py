@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import threading
 import time
@@ -16,6 +17,8 @@ import pytest
 
 from kernel_agent import Session
 
+from .run_suite import COUNTS_ENV
+
 
 @pytest.fixture(scope="session", autouse=True)
 def record_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -24,6 +27,15 @@ def record_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KERNEL_AGENT_RECORD_DIR", str(path))
         yield path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """For tests/run_suite.py: this run's outcome counts, so it can add up its two phases (xdist's controller)."""
+    path = os.environ.get(COUNTS_ENV)
+    if path and not hasattr(config, "workerinput"):
+        outcomes = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
+        counts = {outcome: len(terminalreporter.stats.get(outcome, [])) for outcome in outcomes}
+        Path(path).write_text(json.dumps(counts))
 
 
 @pytest.fixture

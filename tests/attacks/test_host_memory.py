@@ -7,9 +7,13 @@ import json
 from pathlib import Path
 
 import psutil
+import pytest
 
 from kernel_agent import Session
 from kernel_agent.tools.calls import CallStatus
+
+# serial: host RSS is what is measured (tests/run_suite.py runs these alone).
+pytestmark = pytest.mark.serial
 
 MB = 1024**2
 

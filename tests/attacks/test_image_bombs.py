@@ -16,7 +16,8 @@ from kernel_agent import Agent, ImageLimits, ScriptedModel, Session
 
 from ..conftest import LoopStallMonitor, PeakRss
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# serial: peak host RSS is what is measured (tests/run_suite.py runs these alone).
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.serial]
 
 # A valid PNG of 20,000 x 20,000 black pixels (1 bit each, 50 MB raw) in about 50 KB: zlib of zero rows.
 BOMB = """

@@ -25,6 +25,9 @@ from .support import (
     module_loop,
 )
 
+# serial: host RSS is what is measured, and the floods load the machine (tests/run_suite.py runs these alone).
+pytestmark = pytest.mark.serial
+
 # --------------------------------------------------------------------------
 # Output floods and huge messages
 # --------------------------------------------------------------------------

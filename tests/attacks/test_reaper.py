@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from kernel_agent import Session
 from kernel_agent.sandbox.hostlocks import LOCK_SUFFIX
 from kernel_agent.sandbox.provisioner import RUN_DIR_PREFIX
@@ -31,6 +33,10 @@ for f in held:
 print("held", flush=True)
 sys.stdin.read()
 """
+
+# serial: any session's start reaps /tmp, so another test's session starting between the making of a "live"
+# host's leftovers and their locking would reap them (tests/run_suite.py runs these alone).
+pytestmark = pytest.mark.serial
 
 
 def _absent_pid() -> int:

@@ -117,6 +117,7 @@ RAW_SEND = cell("""
 # ======================================================================================================
 
 
+@pytest.mark.serial  # host RSS is measured (tests/run_suite.py)
 async def test_a_comm_message_of_tiny_containers_stays_within_a_host_memory_cap(server: RunningServer) -> None:
     """Attack: one 39 MB comm_msg whose content is 13 million empty JSON objects. Comm messages are always parsed
     (the bridge's own caps apply only after), and json.loads turns 3 bytes into a 64-byte dict: the host must
@@ -176,6 +177,7 @@ async def test_a_forged_execute_reply_with_ill_typed_fields_ends_in_a_cell_resul
         assert (await session.execute("print('still here')")).stdout == "still here\n"
 
 
+@pytest.mark.serial  # host RSS is measured (tests/run_suite.py)
 async def test_an_output_flood_over_the_websocket_keeps_host_memory_bounded(server: RunningServer) -> None:
     """Attack: re-send one signed 30 MB stream message 24 times, far faster than the host reads (720 MB in flight).
     Output the cell will not keep is dropped by its length: the host stays well within 400 MiB, and another
@@ -708,6 +710,7 @@ async def test_errors_from_a_hostile_server_never_show_the_token() -> None:
     assert messages and not [m for m in messages if TOKEN in m or quoted in m]
 
 
+@pytest.mark.serial  # host RSS is measured (tests/run_suite.py)
 async def test_a_compressed_rest_answer_is_capped_by_what_it_inflates_to() -> None:
     """Attack: a 250 kB gzip body that inflates to 256 MiB, sent though the host asked for no compression. The cap
     counts inflated bytes: the request fails with a named error and the host's RSS barely moves."""
@@ -781,6 +784,7 @@ async def test_hostile_kernel_models_never_reach_a_url_path() -> None:
     assert paths == ["/bad/api/kernels", "/good/api/kernels"]
 
 
+@pytest.mark.serial  # host RSS is measured (tests/run_suite.py)
 async def test_an_endless_stream_of_small_frames_keeps_host_memory_flat() -> None:
     """Attack: the server sends 30,000 small iopub messages that answer nobody, then garbage, as fast as it can.
     Each is dropped (or handed on) as it comes: host memory stays flat and the channels still route a reply."""

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import psutil
+import pytest
 
 from kernel_agent import CellStatus, Session
 
@@ -30,6 +31,10 @@ from .support import (
     sandbox_tree,
     wait_until_gone,
 )
+
+# serial: fork bombs and memory hogs load the machine, host RSS and the host's shared memory (all of it) are
+# measured (tests/run_suite.py runs these alone).
+pytestmark = pytest.mark.serial
 
 # --------------------------------------------------------------------------
 # Resource exhaustion

@@ -15,7 +15,9 @@ import pytest
 from kernel_agent import ResourceLimits, SandboxPolicy, Session
 from kernel_agent.sandbox.cgroups import DISABLE_ENV
 
-pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="a uid per session is what a root host does")
+# serial: a fork bomb without a cgroup would starve tests running beside it (tests/run_suite.py).
+pytestmark = [pytest.mark.skipif(os.getuid() != 0, reason="a uid per session is what a root host does"),
+              pytest.mark.serial]
 
 # Starts threads until the limit refuses one (bounded by it); they stay alive, blocked.
 BOMB = """

@@ -140,6 +140,7 @@ async def test_a_kernel_death_is_not_reported_as_lost_output(session: Session) -
     ],
     ids=["stream", "display_data"],
 )
+@pytest.mark.serial  # host RSS is measured (tests/run_suite.py)
 async def test_large_output_messages_do_not_stall_the_host(session: Session, msg_type: str, content: str) -> None:
     """Four signed 35 MB output messages (under the iopub cap): dropped by their length, never parsed."""
     with PeakRss() as rss:  # the loop's stall during such floods is a bench figure (bench/bench_scale.py)

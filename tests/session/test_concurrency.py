@@ -13,6 +13,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kernel_agent import CellStatus, KernelPool, Session, Tool, tool_from_function
 from kernel_agent.verify.audit import audit_notebook
 
@@ -77,6 +79,7 @@ async def run_session(session: Session, owner: int) -> None:
                               + [f"s{owner}-c{cell}-a{k}" for k in range(GATHERED_CALLS)])
 
 
+@pytest.mark.serial  # host RSS is measured, and twenty kernels load the machine (tests/run_suite.py)
 async def test_twenty_sessions_run_tool_calls_at_once_without_loss_or_cross_talk(tmp_path: Path) -> None:
     """Every output line and call record arrives, in the right session, and the host's memory stays bounded."""
     with PeakRss() as memory:
