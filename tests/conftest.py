@@ -38,6 +38,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         Path(path).write_text(json.dumps(counts))
 
 
+# Under xdist (./dev.sh test's first phase) each worker takes one test file at a time, in collection order: the
+# longest files (seconds in a run on 4 workers, most first) go first, so none is left running alone at the end.
+LONGEST_FILES_FIRST = (
+    "test_readme.py", "cli/test_run.py", "kernelspec/test_jupyter_reexecution.py", "remote/test_server_client.py",
+    "remote/test_sessions.py", "cli/test_resume_run.py", "remote/test_sessions_cli.py", "packages/test_install.py",
+    "session/test_session.py", "verify/test_replay.py", "packages/test_recorded_installs.py", "tools/test_bridge.py",
+    "verify/test_audit.py", "attacks/test_crafted_notebooks.py", "cli/test_demo_analysis.py",
+    "record/test_recording.py", "cli/test_commands.py", "remote/test_websocket_channels.py",
+    "attacks/test_remote_attacks.py", "cli/test_run_live.py", "runtime/test_connection.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On xdist workers: the longest files first, each file's own order kept (a stable sort)."""
+    if not hasattr(config, "workerinput"):
+        return
+    rank = {name: index for index, name in enumerate(LONGEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0].removeprefix("tests/"), len(rank)))
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     """An empty workspace directory for one test."""

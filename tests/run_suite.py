@@ -35,6 +35,9 @@ _SELECTS = ("-k", "-m", "-n", "--numprocesses", "--dist", "--lf", "--last-failed
             "--markers")
 # Passed to workers: the count file is written by the controller only (tests/conftest.py).
 COUNTS_ENV = "KERNEL_AGENT_TEST_COUNTS"
+# One file per worker at a time; files handed out in collection order (tests/conftest.py puts the longest first),
+# not xdist's default of most tests first, which left the few-test, minute-long CLI files for the end.
+PHASE_1 = ["--dist", "loadfile", "--no-loadscope-reorder"]
 WORKERS_ENV = "KERNEL_AGENT_TEST_WORKERS"
 
 
@@ -55,9 +58,9 @@ def picks_tests(args: list[str]) -> bool:
 
 
 def default_workers() -> int:
-    """Workers for phase 1: kernels spend much of their time waiting (start-up, the sandbox, subprocesses), so
-    more workers than cores; bounded, since each holds a few kernels' memory."""
-    return min(4, (os.cpu_count() or 1) + 1)
+    """Workers for phase 1: a serial run keeps about 40% of one core busy (kernels and subprocesses mostly wait),
+    so two per core; bounded, since each holds a few kernels' memory."""
+    return min(8, 2 * (os.cpu_count() or 1))
 
 
 def _phase(pytest: list[str], args: list[str], counts_file: Path) -> tuple[int, dict[str, int]]:
@@ -76,7 +79,7 @@ def main(args: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="kernel-agent-test-counts-") as scratch:
         counts_file = Path(scratch) / "counts.json"
         print(f"phase 1 of 2: the tests not marked serial, on {workers} workers", flush=True)
-        first, first_counts = _phase(pytest, ["-n", str(workers), "--dist", "loadfile", "-m", "not serial", *args],
+        first, first_counts = _phase(pytest, [*PHASE_1, "-n", str(workers), "-m", "not serial", *args],
                                      counts_file)
         print("phase 2 of 2: the serial tests (they measure or load the host), alone", flush=True)
         second, second_counts = _phase(pytest, ["-m", "serial", *args], counts_file)

@@ -237,8 +237,11 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.mark.parametrize("url", [f"http://127.0.0.1:{_closed_port()}", "http://no-such-host.invalid:8888"])
-async def test_an_unreachable_server_is_named_with_its_url(url: str) -> None:
+# The port is picked when the test runs: a collection-time pick would differ between pytest-xdist's workers.
+@pytest.mark.parametrize("make_url", [lambda: f"http://127.0.0.1:{_closed_port()}",
+                                      lambda: "http://no-such-host.invalid:8888"], ids=["closed-port", "no-such-host"])
+async def test_an_unreachable_server_is_named_with_its_url(make_url: Callable[[], str]) -> None:
+    url = make_url()
     async with JupyterServer(url, token="unreachable-token-123", request_timeout=20) as jupyter:
         with pytest.raises(ServerUnreachableError, match="cannot reach the Jupyter server at") as raised:
             await jupyter.start_kernel(timeout=20)

@@ -147,6 +147,7 @@ async def test_a_raising_callback_breaks_nothing(sessions: tuple[Session, Sessio
     assert (await session.execute("print('next')", on_output=seen)).ok and seen.text == "next\n"
 
 
+@pytest.mark.serial  # chunk boundaries depend on the host keeping pace: it failed at a load of 5 (tests/run_suite.py)
 async def test_a_stuck_callback_holds_up_neither_its_cell_nor_another_session(
         sessions: tuple[Session, Session], monkeypatch: pytest.MonkeyPatch) -> None:
     """A coroutine callback that never returns: the other session's cells run meanwhile; the cell's result comes
