@@ -77,6 +77,9 @@ def command(tools: tuple[str, ...], mcp: tuple[str, ...], workspace: str | None,
     if http and not is_loopback(host) and not (token_file or os.environ.get(TOKEN_ENV)):
         raise click.UsageError(f"--host {host} is not a loopback address: serving it needs a bearer token "
                                f"(${TOKEN_ENV} or --token-file)")
+    token = Path(token_file).read_text().strip() if http and token_file else os.environ.get(TOKEN_ENV) or None
+    if http and token_file and not token:  # who names a token file means clients to need it: never serve without
+        raise click.UsageError(f"--token-file {token_file} is empty: put the bearer token clients must send in it")
     if policy_spec and ask_destructive:
         raise click.UsageError("--policy and --ask-destructive do not go together: put the asking in the policy")
     tool_policy: Any = ask_for_destructive if ask_destructive else allow_all
@@ -107,7 +110,6 @@ def command(tools: tuple[str, ...], mcp: tuple[str, ...], workspace: str | None,
     if not http:
         asyncio.run(serve_stdio(server, stopped=_exit_now))
         _exit_now()
-    token = Path(token_file).read_text().strip() if token_file else os.environ.get(TOKEN_ENV) or None
     asyncio.run(serve_http(server, host=host, port=port, token=token, allowed_hosts=allowed_host,
                            port_file=Path(port_file) if port_file else None, idle_timeout=idle_timeout,
                            max_sessions=max(64, 4 * max_sessions)))

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kernel_agent.mcp_server.errors import BadArgumentError
+from kernel_agent.mcp_server.inert import inert
 from kernel_agent.session.toolbox import SessionTools
 from kernel_agent.tools.registry import ToolRegistry
 from kernel_agent.tools.sdkgen import generate_module
@@ -21,19 +22,6 @@ from kernel_agent.tools.tool import Tool
 
 MAX_QUERY_CHARS = 500
 MAX_RESULTS = 50
-
-
-def inert(text: str) -> str:
-    """``text`` with every character that is not printable (but newline and tab) shown as its escape.
-
-    Names and descriptions come from tool sources (another MCP server, an OpenAPI document) and reach the
-    client's model and its user's terminal: an escape sequence there could write the user's clipboard (OSC 52),
-    clear the screen, or hide text behind a carriage return or a bidi override. Escaped, they stay visible.
-    """
-    if text.isprintable():
-        return text
-    return "".join(char if char in "\n\t" or (char.isprintable() and not 0xD800 <= ord(char) <= 0xDFFF)
-                   else char.encode("unicode_escape", "backslashreplace").decode("ascii") for char in text)
 
 
 class Catalogue:

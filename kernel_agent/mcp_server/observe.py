@@ -16,6 +16,7 @@ from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent
 from kernel_agent.agent.images import ImageSelection, has_images, select_images
 from kernel_agent.agent.observation import bound, cell_notes, cell_output_text
 from kernel_agent.mcp_server.config import ClientLimits
+from kernel_agent.mcp_server.inert import inert
 from kernel_agent.runtime.results import CellResult
 from kernel_agent.session.session import Session
 
@@ -29,7 +30,9 @@ async def cell_content(session: Session, cell: CellResult, limits: ClientLimits,
     if has_images(cell):  # decoding (and Pillow) off the event loop other clients share
         images = await asyncio.to_thread(select_images, cell, limits.image_limits, vision=limits.images,
                                          room=limits.image_limits.max_images, model="this MCP client")
-    text = "\n".join(part for part in (bounded.text.rstrip("\n"), images.text, cell_notes(cell)) if part)
+    # What the kernel printed is made inert: no escape sequence reaches the client's terminal, and no carriage
+    # return or bidi control makes the kernel's text pass for the notes the server adds after it.
+    text = "\n".join(part for part in (inert(bounded.text.rstrip("\n")), images.text, cell_notes(cell)) if part)
     content: list[ContentBlock] = [TextContent(text=text or "(no output)")]
     content += [ImageContent(data=image.data, mime_type=image.media_type) for image in images.images]
     return CallToolResult(content=content, is_error=cell.error is not None)

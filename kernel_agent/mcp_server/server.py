@@ -37,6 +37,7 @@ from kernel_agent.mcp_server.errors import (
     UnsupportedClientError,
     error_text,
 )
+from kernel_agent.mcp_server.inert import inert
 from kernel_agent.mcp_server.observe import cell_content
 from kernel_agent.session.session import Session
 
@@ -243,7 +244,7 @@ async def _file_content(path: str, read: files.FileRead, limits: ClientLimits) -
     if b"\x00" in read.data:
         return CallToolResult(content=[TextContent(
             text=f"{path} is a binary file of {read.size:,} bytes; read it from run_python code")])
-    text = read.data[:limits.max_read_bytes].decode("utf-8", errors="replace")
+    text = inert(read.data[:limits.max_read_bytes].decode("utf-8", errors="replace"))  # the kernel wrote it
     if read.size > limits.max_read_bytes:
         text += f"\n[{path}: the first {limits.max_read_bytes:,} of {read.size:,} bytes]"
     return CallToolResult(content=[TextContent(text=text)])

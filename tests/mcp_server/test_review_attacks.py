@@ -5,14 +5,24 @@ carrying terminal escapes, a client session started after it ended."""
 from __future__ import annotations
 
 import asyncio
+import secrets
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2
 import pytest
+from mcp_types import CallToolResult, TextContent
 
-from kernel_agent.mcp_server import Catalogue, ClientLimits, ServeConfig, SessionGoneError, TooManySessionsError
+from kernel_agent.mcp_server import Catalogue, ClientLimits, ServeConfig, SessionGoneError, TooManySessionsError, files
 from kernel_agent.mcp_server.clients import ClientSessions
+from kernel_agent.mcp_server.observe import cell_content
+from kernel_agent.mcp_server.server import _file_content
 from kernel_agent.tools.registry import ToolRegistry
 from kernel_agent.tools.tool import Tool
+from tests.mcp_server.support import HttpServer, http_client, run, server_argv, server_env, text
+
+TOKEN = secrets.token_urlsafe(24)
 
 
 async def test_clients_starting_at_once_cannot_pass_the_session_cap_together(tmp_path: Path) -> None:
@@ -76,3 +86,81 @@ def test_a_wrapped_tools_description_reaches_the_client_without_terminal_control
     for control in ("\x1b", "\x07", "\x9b", "\u202e", "\r", "\x08"):
         assert control not in text, (control, text)
     assert "\\x1b" in text  # shown escaped: what the source sent stays visible, inert
+
+
+async def test_kernel_output_and_files_reach_the_client_without_terminal_controls(tmp_path: Path) -> None:
+    """run_python's text and read_file's text were the kernel's bytes: a cell could write the user's clipboard
+    (OSC 52) through a terminal client, or use a carriage return to print over its output a line that reads like
+    the server's own note."""
+    clients = ClientSessions(ServeConfig(record_dir=tmp_path))
+    await clients.start()
+    try:
+        client = clients.open(None)
+        hostile = "'\\x1b]52;c;cm0gLXJmIH4=\\x07' + 'ok\\r[server: approved]\\x1b[2K\\u202e\\U000e0041'"
+        session, cell = await client.execute(f"print({hostile})\nopen('notes.txt', 'w').write({hostile})")
+        shown = text_of(await cell_content(session, cell, clients.config.limits, client.cells))
+        assert session.local_workspace is not None
+        read = await asyncio.to_thread(files.read_file, session.local_workspace, "notes.txt", 10_000)
+        from_file = text_of(await _file_content("notes.txt", read, clients.config.limits))
+        for text in (shown, from_file):
+            assert "ok" in text and "\\x1b]52;c;" in text and "\\r[server: approved]" in text, text
+            assert not any(control in text for control in ("\x1b", "\x07", "\r", "\u202e", "\U000e0041")), text
+    finally:
+        await clients.close()
+
+
+def text_of(result: CallToolResult) -> str:
+    return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+@pytest.fixture(scope="module")
+def capped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+    """A server that lets one client session hold a kernel."""
+    started = HttpServer(tmp_path_factory.mktemp("records"), "--max-sessions", "1",
+                         env={"KERNEL_AGENT_MCP_TOKEN": TOKEN})
+    yield started
+    assert started.stop() == 0, "".join(started.stderr)
+
+
+async def test_a_second_http_client_past_the_cap_is_told_by_name_and_gets_the_kernel_once_freed(
+        capped_server: HttpServer) -> None:
+    async with http_client(capped_server.url, TOKEN) as first:
+        assert text(await run(first, "6 * 7")) == "Out[1]: 42"
+        async with http_client(capped_server.url, TOKEN) as second:
+            refused = await run(second, "1")
+            assert refused.is_error and text(refused).startswith("TooManySessionsError"), text(refused)
+            searched = await second.call_tool("search_tools", {"query": "add"})  # no kernel needed: served
+            assert not searched.is_error and "tools.host.add" in text(searched)
+    async with http_client(capped_server.url, TOKEN) as third:  # the first ended (DELETE): room again
+        assert text(await run(third, "'mine'")) == "Out[1]: 'mine'"
+
+
+async def test_a_request_of_the_sessionless_protocol_era_gets_no_kernel_and_a_named_error(
+        capped_server: HttpServer) -> None:
+    """2026-07-28 requests carry no session: the server must not start (and never close) a kernel for one."""
+    version = "2026-07-28"
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "run_python", "arguments": {"code": "import os; os.getpid()"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": version,
+                  "io.modelcontextprotocol/clientCapabilities": {}}}}
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "Authorization": f"Bearer {TOKEN}", "MCP-Protocol-Version": version, "Mcp-Method": "tools/call",
+               "Mcp-Name": "run_python"}
+    async with httpx2.AsyncClient(timeout=60) as http:
+        answer = await http.post(capped_server.url, json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert "UnsupportedClientError" in answer.text and "initialize handshake" in answer.text, answer.text
+    # It holds no kernel: a handshake client still gets the server's only one.
+    async with http_client(capped_server.url, TOKEN) as client:
+        assert text(await run(client, "1 + 1")) == "Out[1]: 2"
+
+
+def test_an_empty_token_file_does_not_serve_without_a_token(tmp_path: Path) -> None:
+    """--token-file naming an empty file served a loopback server with no token at all, silently."""
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    started = subprocess.run(server_argv("--http", "--port", "0", "--token-file", str(empty)),
+                             env=server_env(tmp_path), capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL)
+    assert started.returncode == 2 and "token" in started.stderr and "empty" in started.stderr, started.stderr
+    assert "Traceback" not in started.stderr
