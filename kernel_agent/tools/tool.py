@@ -24,6 +24,7 @@ from typing import Annotated, Any, TypeVar, get_type_hints, overload
 import pydantic
 
 from kernel_agent.errors import ToolDefinitionError
+from kernel_agent.tools.bounded_validation import with_linear_unique_items
 
 Handler = Callable[..., Any]
 #: The JSON-schema keyword that marks a parameter or result as a numpy or pandas value (they have no JSON
@@ -307,7 +308,8 @@ def jsonschema_validator(schema: dict[str, Any], tool_name: str) -> Callable[[di
         raise ToolDefinitionError(f"tool {tool_name}: invalid input schema: {exc.message}") from None
     except RecursionError:  # a hostile server can send an absurdly deep schema
         raise ToolDefinitionError(f"tool {tool_name}: the input schema is nested too deeply") from None
-    validator = validator_class(schema, format_checker=_bounded_format_checker())
+    # Linear uniqueItems (see kernel_agent.tools.bounded_validation), formats bounded as above.
+    validator = with_linear_unique_items(validator_class)(schema, format_checker=_bounded_format_checker())
 
     def validate(arguments: dict[str, Any]) -> dict[str, Any]:
         errors = sorted(itertools.islice(validator.iter_errors(arguments), MAX_REPORTED_ERRORS),
