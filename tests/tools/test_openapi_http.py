@@ -125,7 +125,9 @@ async def test_credentials_come_from_the_host_and_win_over_parameters(source: Op
     with pytest.raises(ArgumentsInvalid):
         await tools(source)["keyed"].invoke({"api_key": "chosen-by-the-kernel"})
     answer = await tools(source)["keyed"].invoke({})
-    assert answer == {"ok": True, "session": "s1", "keys": [API_KEY]}
+    # The server echoed the key: the answer has it redacted ("s1" is too short to be taken for a secret).
+    assert answer == {"ok": True, "session": "s1", "keys": ["[redacted]"]}
+    assert last(api)["query"] == f"api_key={API_KEY}", "the host sent the key"
     assert TOKEN not in str(last(api)["headers"]), "the bearer scheme is not asked for by this operation"
     # A header parameter named like the credential's header is not offered; a cookie value cannot add a cookie.
     assert "Authorization" not in tools(source)["getPet"].input_schema["properties"]

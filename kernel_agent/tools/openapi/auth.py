@@ -25,6 +25,8 @@ class Credential:
     location: str  # header, query or cookie
     name: str
     value: str = field(repr=False)
+    #: The secret as given and its parts (a basic password, a bearer token): what an answer must not echo.
+    secrets: tuple[str, ...] = field(repr=False, default=())
 
     def __repr__(self) -> str:  # never the value (a repr can end up in a log or a traceback)
         return f"Credential({self.location} {self.name!r})"
@@ -53,11 +55,12 @@ def _credential(scheme: Any, secret: Any, where: str) -> Credential:
         if isinstance(secret, (tuple, list)) and len(secret) == 2:
             secret = f"{secret[0]}:{secret[1]}"
         token = base64.b64encode(_text(secret, where).encode()).decode()
-        return Credential("header", "Authorization", f"Basic {token}")
+        return Credential("header", "Authorization", f"Basic {token}",
+                          secrets=(secret, secret.partition(":")[2], token))
     if (kind == "http" and str(scheme.get("scheme", "")).lower() == "bearer") or kind in ("oauth2", "openIdConnect"):
-        return Credential("header", "Authorization", f"Bearer {_text(secret, where)}")
+        return Credential("header", "Authorization", f"Bearer {_text(secret, where)}", secrets=(secret,))
     if kind == "apiKey" and scheme.get("in") in ("header", "query", "cookie") and isinstance(scheme.get("name"), str):
-        return Credential(scheme["in"], scheme["name"], _text(secret, where))
+        return Credential(scheme["in"], scheme["name"], _text(secret, where), secrets=(secret,))
     raise OpenApiError(f"security scheme of type {kind!r} is not supported (supported: apiKey, http basic, "
                        "http bearer, oauth2 and openIdConnect with a token)", pointer=where)
 

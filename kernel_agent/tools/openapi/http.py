@@ -7,7 +7,15 @@ URL's origin and under its path before anything is sent. Cookie values are encod
 cannot add cookies; the credentials are set last. Redirects are never followed (a redirect
 to another origin would carry the credentials there), so a 3xx is an error naming where it
 pointed. The answer is read in chunks up to ``max_response_bytes`` and the whole call,
-connection to last byte, has ``timeout`` seconds.
+connection to last byte, has ``timeout`` seconds; at most ``max_concurrent`` calls of one source
+are in flight (a kernel firing hundreds of calls at once must not hold hundreds of answers, each
+up to ``max_response_bytes`` and several times that parsed, in host memory), the others wait.
+
+An answer never hands a credential to the kernel: a server that echoes what it received (an
+error saying "invalid key 'sk-...'", an echo endpoint, a redirect whose URL holds the key)
+would otherwise deliver the host's secrets to whoever made the call. Every credential and fixed
+header value of at least :data:`MIN_REDACTED` characters, as sent and percent- or JSON-escaped,
+is replaced by ``[redacted]`` in the answer, its error excerpt and a redirect's location.
 
 Errors say the method and the path *template* (never the URL: a query may hold an API key),
 and never chain the HTTP client's exception (its text may hold the URL).
@@ -19,7 +27,7 @@ import asyncio
 import json
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx2
@@ -30,6 +38,8 @@ from kernel_agent.tools.openapi.operations import OperationPlan, ParameterPlan
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _EXCERPT = 1_000
 _PARSE_IN_THREAD = 256 * 1024  # larger answers are parsed off the event loop other sessions share
+MIN_REDACTED = 8  # shorter values are no credible secret, and replacing them would mangle answers
+REDACTED = b"[redacted]"
 
 
 class OpenApiCallError(Exception):
@@ -48,16 +58,20 @@ class Requester:
     """Sends the requests of one document's operations with one HTTP client (made in :meth:`open`)."""
 
     def __init__(self, base_url: str, *, headers: Mapping[str, str], timeout: float,
-                 max_response_bytes: int) -> None:
+                 max_response_bytes: int, max_concurrent: int = 8, secrets: Iterable[str] = ()) -> None:
         self.base = httpx2.URL(base_url)
         self._base_text = base_url.rstrip("/")
         self._headers = dict(headers)
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
+        self.max_concurrent = max_concurrent
+        self._redacted = _redaction_patterns([*secrets, *self._headers.values()])
         self._client: httpx2.AsyncClient | None = None
+        self._slots: asyncio.Semaphore | None = None
 
     def open(self) -> None:
         if self._client is None:
+            self._slots = asyncio.Semaphore(self.max_concurrent)  # made here: bound to the loop that uses it
             self._client = httpx2.AsyncClient(follow_redirects=False, timeout=self.timeout,
                                               headers={"Accept": "application/json, text/plain;q=0.9, */*;q=0.5"})
 
@@ -73,14 +87,14 @@ class Requester:
     async def call(self, plan: OperationPlan, arguments: Mapping[str, Any], held: list[Credential]) -> Any:
         """Make the request of ``plan`` with ``arguments`` (validated against its schema) and the credentials."""
         label = f"{plan.method.upper()} {plan.path}"
-        if self._client is None:
+        if self._client is None or self._slots is None:
             raise OpenApiCallError(f"{label}: the OpenAPI source is closed")
         try:
             request = self._request(plan, arguments, held)
         except (TypeError, ValueError) as exc:
             raise OpenApiCallError(f"{label}: {exc}") from None
         try:
-            async with asyncio.timeout(self.timeout):
+            async with self._slots, asyncio.timeout(self.timeout):
                 status, reason, media, location, raw = await self._send(request)
         except TimeoutError:
             raise OpenApiCallError(f"{label}: no complete answer within {self.timeout:g} s") from None
@@ -90,6 +104,8 @@ class Requester:
             raise OpenApiCallError(f"{label}: the request to {self._origin} failed ({type(exc).__name__})") from None
         except Exception as exc:  # noqa: BLE001 - the client's other errors (a bad header value...) may hold the URL
             raise OpenApiCallError(f"{label}: the request could not be made ({type(exc).__name__})") from None
+        raw = self._redact(raw)
+        location, reason = self._redact(location.encode()).decode(), self._redact(reason.encode()).decode()
         if 300 <= status < 400:
             where = f" to {location[:200]!r}" if location else ""
             raise OpenApiCallError(f"{label}: HTTP {status} {reason}: a redirect{where}, not followed "
@@ -100,6 +116,12 @@ class Requester:
             raise OpenApiCallError(f"{label}: HTTP {status} {reason}" + (f": {excerpt}{more}" if excerpt else ""),
                                    status=status)
         return await _result(raw, media, label)
+
+    def _redact(self, data: bytes) -> bytes:
+        for pattern in self._redacted:
+            if pattern in data:
+                data = data.replace(pattern, REDACTED)
+        return data
 
     @property
     def _origin(self) -> str:
@@ -175,6 +197,17 @@ class Requester:
         assert self._client is not None
         return self._client.build_request(plan.method.upper(), url, params=query or None, headers=headers,
                                           content=content, files=files)
+
+
+def _redaction_patterns(secrets: Iterable[str]) -> list[bytes]:
+    """The byte forms in which an answer could echo the secrets: as sent, percent-encoded, JSON-escaped."""
+    forms: set[bytes] = set()
+    for secret in secrets:
+        if len(secret) >= MIN_REDACTED:
+            for form in (secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret),
+                         json.dumps(secret)[1:-1]):
+                forms.add(form.encode())
+    return sorted(forms, key=len, reverse=True)  # longest first: a form holding another is replaced whole
 
 
 def _scalar(value: Any) -> str:

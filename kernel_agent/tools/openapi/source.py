@@ -27,6 +27,7 @@ __all__ = ["OpenApiSource"]
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_CONCURRENT = 8
 
 
 class OpenApiSource:
@@ -39,7 +40,9 @@ class OpenApiSource:
     (``{"bearerAuth": token}``; http basic takes ``"user:password"`` or a pair). Both stay on
     the host. ``namespace`` puts every operation in one namespace; without it an operation's
     namespace is its first tag (untagged ones: the document's title). ``timeout`` bounds each
-    call from connection to last byte, ``max_response_bytes`` the answer's size.
+    call from connection to last byte, ``max_response_bytes`` the answer's size; at most
+    ``max_concurrent`` calls are in flight at once (the others wait), so a kernel cannot make
+    the host hold more than that many answers.
     """
 
     def __init__(
@@ -52,9 +55,10 @@ class OpenApiSource:
         namespace: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     ) -> None:
-        if not timeout > 0 or max_response_bytes <= 0:
-            raise ValueError("timeout and max_response_bytes must be positive")
+        if not timeout > 0 or max_response_bytes <= 0 or max_concurrent < 1:
+            raise ValueError("timeout, max_response_bytes and max_concurrent must be positive")
         data, label = load_document(document)
         self._document = Document(data, label)
         info = data.get("info")
@@ -70,7 +74,8 @@ class OpenApiSource:
         self.namespace_descriptions: dict[str, str] = _namespace_descriptions(data, self._plans, namespace,
                                                                                 self.title)
         self._requester = Requester(self.base_url, headers=fixed, timeout=float(timeout),
-                                    max_response_bytes=int(max_response_bytes))
+                                    max_response_bytes=int(max_response_bytes), max_concurrent=int(max_concurrent),
+                                    secrets=[s for c in self._credentials.values() for s in (c.value, *c.secrets)])
         self._tools = [self._tool(plan) for plan in self._plans]
 
     # -- the ToolSource protocol -----------------------------------------------------------
