@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.elicitation import AcceptedElicitation
 from pydantic import BaseModel, Field
 
+from kernel_agent.mcp_server.inert import inert
 from kernel_agent.tools.policy import CallRequest, Decision, PolicyResult
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class Approvals:
             context = self._asking[-1]  # chosen once it is our turn: the call in flight now
             self.asked += 1
             message = (f"The code running in your kernel-agent session wants to call the host tool "
-                       f"{request.tool.qualified_name} with these arguments:\n{_shown(request.arguments)}\n"
+                       f"{inert(request.tool.qualified_name)} with these arguments:\n{_shown(request.arguments)}\n"
                        "Allow this call?")
             try:
                 answer = await asyncio.wait_for(context.elicit(message, Approval), self.config.limits.approval_timeout)

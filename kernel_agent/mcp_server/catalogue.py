@@ -83,4 +83,4 @@ class Catalogue:
         used = [ast.get_source_segment(source, node) or "" for node in tree.body
                 if isinstance(node, ast.ClassDef) and node.name in text]
         where = f"# {self.registry.path(tool)}(...): call it from run_python code\n"
-        return where + "\n\n".join([*used, text])
+        return inert(where + "\n\n".join([*used, text]))  # the generator escapes docstrings; names too, to be sure

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kernel_agent.errors import KernelAgentError
+from kernel_agent.mcp_server.inert import inert
 
 
 class McpServeError(KernelAgentError):
@@ -35,4 +36,5 @@ class UnsupportedClientError(McpServeError):
 
 def error_text(error: McpServeError) -> str:
     """How an error reads in a tool result: its name first, so a model can branch on it."""
-    return f"{type(error).__name__}: {error}"
+    # The message may quote what a tool source or the kernel said (why a session could not start): inert.
+    return inert(f"{type(error).__name__}: {error}")
