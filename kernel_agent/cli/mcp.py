@@ -77,7 +77,10 @@ def command(tools: tuple[str, ...], mcp: tuple[str, ...], workspace: str | None,
     if http and not is_loopback(host) and not (token_file or os.environ.get(TOKEN_ENV)):
         raise click.UsageError(f"--host {host} is not a loopback address: serving it needs a bearer token "
                                f"(${TOKEN_ENV} or --token-file)")
-    token = Path(token_file).read_text().strip() if http and token_file else os.environ.get(TOKEN_ENV) or None
+    try:
+        token = Path(token_file).read_text().strip() if http and token_file else os.environ.get(TOKEN_ENV) or None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.UsageError(f"--token-file {token_file} cannot be read: {exc}") from None
     if http and token_file and not token:  # who names a token file means clients to need it: never serve without
         raise click.UsageError(f"--token-file {token_file} is empty: put the bearer token clients must send in it")
     if policy_spec and ask_destructive:

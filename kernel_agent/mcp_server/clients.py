@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from kernel_agent.errors import SessionClosedError
@@ -36,6 +37,7 @@ from kernel_agent.session.session import Session
 
 logger = logging.getLogger("kernel_agent.mcp_server")
 
+MAX_FILE_CALLS = 4  # read_file and list_files calls of one client session in flight at once
 _CLIENT_TEXT_LIMIT = 200  # characters of a client's self-description kept in the record (the client chose them)
 
 
@@ -51,6 +53,7 @@ class ClientSession:
         self.generation = 0  # reset_session bumps it: each kernel session of this client has its own notebook
         self.cells = 0
         self.pending = 0  # run_python calls running or waiting for the kernel
+        self.reading = 0  # read_file and list_files calls in flight
         self.started: float | None = None
         self.ended = False
         self._lock = asyncio.Lock()
@@ -73,6 +76,19 @@ class ClientSession:
                 raise SessionGoneError("this session was closed (it was idle longer than the server's idle "
                                        "timeout, or the server is stopping); call reset_session for a fresh one")
             return self.session
+
+    @contextlib.contextmanager
+    def file_call(self) -> Iterator[None]:
+        """Bound the read_file and list_files calls of this client being served: each takes one of the worker
+        threads every client shares and up to a megabyte, and a client can send hundreds at once."""
+        if self.reading >= MAX_FILE_CALLS:
+            raise SessionBusyError(f"{self.reading} read_file or list_files calls of this session are already in "
+                                   "flight; wait for their results")
+        self.reading += 1
+        try:
+            yield
+        finally:
+            self.reading -= 1
 
     async def execute(self, code: str) -> tuple[Session, CellResult]:
         """Run ``code`` in the client's kernel session within its budgets."""

@@ -175,9 +175,10 @@ def build_server(config: ServeConfig, catalogue: Catalogue) -> CodeModeServer:
                              "workspace). Links are shown, never followed.", annotations=read_only)
     @named_errors
     async def list_files(ctx: Context, path: str = "") -> str:
-        session = await client_of(ctx, clients_of(ctx)).kernel_session()
-        workspace = _local_workspace(session)
-        entries, total = await asyncio.to_thread(files.list_files, workspace, path)
+        client = client_of(ctx, clients_of(ctx))
+        with client.file_call():
+            workspace = _local_workspace(await client.kernel_session())
+            entries, total = await asyncio.to_thread(files.list_files, workspace, path)
         more = {"not_listed": total - len(entries)} if total > len(entries) else {}
         return json.dumps({"path": path or ".", "entries": entries, **more}, ensure_ascii=True)
 
@@ -186,10 +187,11 @@ def build_server(config: ServeConfig, catalogue: Catalogue) -> CodeModeServer:
                  annotations=read_only)
     @named_errors
     async def read_file(path: str, ctx: Context) -> CallToolResult:
-        session = await client_of(ctx, clients_of(ctx)).kernel_session()
-        read = await asyncio.to_thread(files.read_file, _local_workspace(session), path,
-                                       max(limits.max_read_bytes, limits.image_limits.max_bytes))
-        return await _file_content(path, read, limits)
+        client = client_of(ctx, clients_of(ctx))
+        with client.file_call():
+            read = await asyncio.to_thread(files.read_file, _local_workspace(await client.kernel_session()), path,
+                                           max(limits.max_read_bytes, limits.image_limits.max_bytes))
+            return await _file_content(path, read, limits)
 
     @server.tool(description="Start over: the session's kernel is stopped (its notebook sealed) and a fresh "
                              "kernel, workspace and notebook take its place. Every variable and file is gone.",

@@ -114,9 +114,9 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         sock.bind((host, port))
         sock.listen(128)
-    except OSError:
+    except OSError as exc:  # a port in use, an address not on this host: said plainly, not as a traceback
         sock.close()
-        raise
+        raise ValueError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)
     return sock
 

@@ -1,11 +1,14 @@
 """Attacks on ``kernel-agent mcp`` found in review: clients racing past the session cap, a wrapped tool source's
 hostile names and descriptions reaching the client's screen and the model's tool list, kernel output and files
-carrying terminal escapes, a client session started after it ended."""
+carrying terminal escapes, a client session started after it ended, one client's file calls taking every worker
+thread, the sessionless protocol era, an empty token file."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +17,16 @@ import httpx2
 import pytest
 from mcp_types import CallToolResult, TextContent
 
-from kernel_agent.mcp_server import Catalogue, ClientLimits, ServeConfig, SessionGoneError, TooManySessionsError, files
-from kernel_agent.mcp_server.clients import ClientSessions
+from kernel_agent.mcp_server import (
+    Catalogue,
+    ClientLimits,
+    ServeConfig,
+    SessionBusyError,
+    SessionGoneError,
+    TooManySessionsError,
+    files,
+)
+from kernel_agent.mcp_server.clients import MAX_FILE_CALLS, ClientSessions
 from kernel_agent.mcp_server.errors import error_text
 from kernel_agent.mcp_server.observe import cell_content
 from kernel_agent.mcp_server.server import _file_content
@@ -182,3 +193,35 @@ async def test_an_error_quoting_a_tool_source_reaches_the_client_inert(tmp_path:
         assert "\x1b" not in shown and "\r" not in shown and "\\x1b]52" in shown, shown
     finally:
         await clients.close()
+
+
+async def test_file_calls_of_one_client_in_flight_are_bounded(tmp_path: Path) -> None:
+    """read_file and list_files had no bound: one client's hundreds of concurrent reads took every worker thread
+    the other clients' reads, images and searches need (and a megabyte each)."""
+    clients = ClientSessions(ServeConfig(record_dir=tmp_path))
+    client, other = clients.open(None), clients.open(None)
+    with contextlib.ExitStack() as held:
+        for _ in range(MAX_FILE_CALLS):
+            held.enter_context(client.file_call())
+        with pytest.raises(SessionBusyError, match="read_file or list_files calls of this session"):
+            client.file_call().__enter__()
+        with other.file_call():  # another client is not affected
+            assert other.reading == 1
+    with client.file_call():  # all returned: room again
+        assert client.reading == 1
+
+
+def test_a_port_in_use_or_an_unreadable_token_file_is_said_plainly(tmp_path: Path) -> None:
+    """Both ended in a Python traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        in_use = subprocess.run(server_argv("--http", "--port", str(port)), env=server_env(tmp_path),
+                                capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert in_use.returncode == 1 and f"cannot serve on 127.0.0.1:{port}" in in_use.stderr, in_use.stderr
+    missing = subprocess.run(server_argv("--http", "--port", "0", "--token-file", str(tmp_path / "absent")),
+                             env=server_env(tmp_path), capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL)
+    assert missing.returncode == 2 and "cannot be read" in missing.stderr, missing.stderr
+    assert "Traceback" not in in_use.stderr + missing.stderr
