@@ -7,7 +7,7 @@ cannot reach a loopback server through DNS rebinding; request bodies are
 bounded. The socket is bound before the server starts, so ``port=0`` picks
 a free port without a race, and the bound address is written to
 ``port_file`` (a new file, replaced atomically) for whoever started us.
-SIGTERM and SIGINT stop the server through its lifespan: every client's
+SIGTERM, SIGINT and SIGHUP stop the server through its lifespan: every client's
 kernel session is closed and its notebook sealed, then the pool.
 """
 
@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 MCP_PATH = "/mcp"
 DEFAULT_MAX_BODY_BYTES = 1_048_576
+# The signals that stop the server with every session closed. SIGHUP too: a server started from a terminal
+# gets it when the terminal goes, and its default action ends the process with kernels' workspaces left and
+# notebooks unsealed.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 async def serve_stdio(server: CodeModeServer, stopped: Callable[[], NoReturn]) -> None:
@@ -48,14 +52,14 @@ async def serve_stdio(server: CodeModeServer, stopped: Callable[[], NoReturn]) -
     """
     loop = asyncio.get_running_loop()
     terminated = asyncio.Event()
-    for number in (signal.SIGTERM, signal.SIGINT):
+    for number in STOP_SIGNALS:
         loop.add_signal_handler(number, terminated.set)
     serving = asyncio.ensure_future(server.run_stdio_async())
     signalled = asyncio.ensure_future(terminated.wait())
     try:
         await asyncio.wait({serving, signalled}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for number in (signal.SIGTERM, signal.SIGINT):
+        for number in STOP_SIGNALS:
             loop.remove_signal_handler(number)
     if serving.done():
         signalled.cancel()
@@ -147,12 +151,12 @@ def _web_server_class() -> type[Any]:
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             loop = asyncio.get_running_loop()
-            for number in (signal.SIGTERM, signal.SIGINT):
+            for number in STOP_SIGNALS:
                 loop.add_signal_handler(number, self._stop)
             try:
                 yield
             finally:
-                for number in (signal.SIGTERM, signal.SIGINT):
+                for number in STOP_SIGNALS:
                     loop.remove_signal_handler(number)
 
         def _stop(self) -> None:
