@@ -14,8 +14,9 @@ Notebook ``metadata.kernel_agent``::
                       description, input_schema, output_schema, read_only,
                       destructive, source, namespace_description (when
                       its source gave the namespace one), key_order (the
-                      schemas' objects whose keys are not sorted, as
-                      {"input_schema": [[path, keys]], "output_schema": ...}:
+                      schemas' property maps and shown values whose keys are
+                      not sorted, as {"input_schema": [[path, keys]],
+                      "output_schema": ...}:
                       the order this file's sorted keys lose and the SDK
                       needs, kernel_agent.tools.key_order)}]}), seed ({"value": the int
                       the kernel's random and NumPy generators were seeded

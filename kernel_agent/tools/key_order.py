@@ -5,12 +5,16 @@ canonical form), but the order of a schema's keys is part of the SDK made
 from it: ``properties`` give the parameters' order (so ``tools.f(1, 2)``
 means the same thing again) and the fields of generated TypedDicts, and
 dicts inside defaults and enums are printed as they are. A recorded tool
-definition therefore carries ``key_order``: for each of its schemas, the
-dicts whose keys are not in sorted order, as ``[path, keys]`` (``path`` the
-keys and list indices leading to the dict). A replay, resume or restore
-puts every dict back in that order, and the others in sorted order (as they
-were): the regenerated SDK is then the recorded one, whatever the source
-of the tool (Python, JSON schema, MCP, OpenAPI).
+definition therefore carries ``key_order``: for each of its schemas, those
+dicts (every ``properties`` map, every dict inside a :data:`SHOWN_VALUES`
+keyword) whose keys are not in sorted order, as ``[path, keys]`` (``path``
+the keys and list indices leading to the dict). The order of a schema's own
+keywords (``type`` before ``description``) makes no difference to the SDK
+and is not kept, which keeps the record small (a 2,500-operation catalogue
+whose keywords were all kept grew by half). A replay, resume or restore
+puts every listed dict back in its order, and the others in sorted order
+(as they were read): the regenerated SDK is then the recorded one, whatever
+the source of the tool (Python, JSON schema, MCP, OpenAPI).
 
 The notebook is hostile input: an order must name an existing dict of the
 schema, at most once, and be a permutation of its keys; anything else is a
@@ -29,19 +33,21 @@ from kernel_agent.errors import ToolDefinitionError
 ORDERED_SCHEMAS = ("input_schema", "output_schema")
 #: Dicts deeper than this many steps keep sorted order (the SDK types schemas that deep as Any anyway).
 MAX_ORDER_PATH = 64
+#: Keywords whose values the SDK prints (defaults, enums): every dict inside them keeps its order.
+SHOWN_VALUES = frozenset({"default", "const", "enum", "examples"})
 
 Path = tuple[str | int, ...]
 
 
 def key_order(schema: Any) -> list[list[Any]]:
-    """``[[path, keys], ...]`` for the dicts of ``schema`` whose keys are not in sorted order."""
+    """``[[path, keys], ...]`` for the dicts of ``schema`` whose order the SDK shows and that are not sorted."""
     entries: list[list[Any]] = []
-    _collect(schema, (), entries, set())
+    _collect(schema, (), entries, set(), False)
     entries.sort(key=lambda entry: [str(part) for part in entry[0]])  # the same schema, the same record
     return entries
 
 
-def _collect(value: Any, path: Path, entries: list[list[Any]], ancestors: set[int]) -> None:
+def _collect(value: Any, path: Path, entries: list[list[Any]], ancestors: set[int], in_value: bool) -> None:
     # Bounded by MAX_ORDER_PATH; ``ancestors`` stops at a Python schema that contains itself
     # (which no recording can hold anyway), without skipping a sub-schema shared by two properties.
     if len(path) > MAX_ORDER_PATH or not isinstance(value, (dict, list)) or id(value) in ancestors:
@@ -49,19 +55,23 @@ def _collect(value: Any, path: Path, entries: list[list[Any]], ancestors: set[in
     ancestors.add(id(value))
     if isinstance(value, list):
         for index, item in enumerate(value):
-            _collect(item, (*path, index), entries, ancestors)
+            _collect(item, (*path, index), entries, ancestors, in_value)
     elif all(isinstance(k, str) for k in value):
         keys = list(value)
-        if keys != sorted(keys):
+        if (in_value or path[-1:] == ("properties",)) and keys != sorted(keys):
             entries.append([list(path), keys])
         for key in keys:
-            _collect(value[key], (*path, key), entries, ancestors)
+            _collect(value[key], (*path, key), entries, ancestors, in_value or key in SHOWN_VALUES)
     ancestors.discard(id(value))
 
 
 def schema_key_orders(definition: dict[str, Any]) -> dict[str, list[list[Any]]]:
-    """The ``key_order`` field of a recorded definition: every ordered schema's :func:`key_order`."""
-    return {name: key_order(definition.get(name)) for name in ORDERED_SCHEMAS}
+    """The ``key_order`` field of a recorded definition: each ordered schema's :func:`key_order`, when not empty.
+
+    Present even when empty: it says the schemas were recorded in sorted order except where it lists.
+    """
+    orders = {name: key_order(definition.get(name)) for name in ORDERED_SCHEMAS}
+    return {name: order for name, order in orders.items() if order}
 
 
 def with_recorded_order(definition: dict[str, Any]) -> dict[str, Any]:
