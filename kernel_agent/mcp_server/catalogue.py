@@ -10,6 +10,7 @@ is what ``help(tools.x)`` shows in the kernel: the generated SDK function
 from __future__ import annotations
 
 import ast
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,8 @@ class Catalogue:
 
     def __init__(self, registry: ToolRegistry) -> None:
         self.registry = registry
+        self._sources: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+        self._sources_lock = threading.Lock()  # describe runs in worker threads
 
     @classmethod
     async def load(cls, tools: Callable[[], list[Any]]) -> Catalogue:
@@ -74,13 +77,29 @@ class Catalogue:
     def describe(self, name: str) -> str:
         """The tool's SDK function as help() shows it: signature, docstring, and the types they name."""
         tool = self.find(name)
-        source = generate_module(self.registry, self.registry.namespace_of(tool))
-        identifier = self.registry.identifier(tool)
-        tree = ast.parse(source)
-        function = next(node for node in tree.body
-                        if isinstance(node, ast.FunctionDef) and node.name == identifier)
-        text = ast.get_source_segment(source, function) or ""
-        used = [ast.get_source_segment(source, node) or "" for node in tree.body
-                if isinstance(node, ast.ClassDef) and node.name in text]
+        functions, classes = self._namespace_sources(self.registry.namespace_of(tool))
+        text = functions[self.registry.identifier(tool)]
+        used = [source for class_name, source in classes.items() if class_name in text]
         where = f"# {self.registry.path(tool)}(...): call it from run_python code\n"
         return inert(where + "\n\n".join([*used, text]))  # the generator escapes docstrings; names too, to be sure
+
+    def _namespace_sources(self, namespace: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The source of each function and class of ``namespace``'s SDK module, made once per namespace.
+
+        Generating the module of a 2,500-operation namespace took 9 to 12 s of CPU (holding the GIL the event
+        loop needs), and every describe_tool call did it again: a client repeating the call stalled every
+        client. The catalogue never changes once loaded, so the first call does the work (others wait for it
+        on the lock, not redo it), with each definition cut from the source's lines once.
+        """
+        with self._sources_lock:
+            if namespace not in self._sources:
+                source = generate_module(self.registry, namespace)
+                lines = source.splitlines(keepends=True)
+                functions: dict[str, str] = {}
+                classes: dict[str, str] = {}
+                for node in ast.parse(source).body:
+                    if isinstance(node, ast.FunctionDef | ast.ClassDef) and node.end_lineno is not None:
+                        segment = "".join(lines[node.lineno - 1:node.end_lineno]).rstrip("\n")
+                        (functions if isinstance(node, ast.FunctionDef) else classes)[node.name] = segment
+                self._sources[namespace] = (functions, classes)
+            return self._sources[namespace]

@@ -5,6 +5,7 @@ thread, the sessionless protocol era, an empty token file."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import json
@@ -30,6 +31,7 @@ from kernel_agent.mcp_server import (
     TooManySessionsError,
     files,
 )
+from kernel_agent.mcp_server import catalogue as catalogue_module
 from kernel_agent.mcp_server.clients import MAX_FILE_CALLS, ClientSessions
 from kernel_agent.mcp_server.errors import error_text
 from kernel_agent.mcp_server.observe import cell_content
@@ -290,3 +292,30 @@ def test_sighup_stops_an_http_server_with_its_sessions_sealed(tmp_path: Path) ->
         assert server.stop() == 0, "".join(server.stderr)
     [notebook] = notebooks(tmp_path)
     assert audit_notebook(notebook, None).verdict == "intact"
+
+
+def test_describe_tool_generates_a_namespaces_sdk_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each describe_tool call generated the tool's whole namespace module again (9-12 s of CPU, holding the GIL,
+    for a 2,500-operation API): a client repeating it stalled every other client."""
+    schema = {"type": "object", "properties": {"options": {"type": "object", "properties": {"x": {"type": "string"}}}},
+              "required": ["options"]}
+    registry = ToolRegistry([Tool(name=f"op_{index}", description=f"Operation {index}.", input_schema=schema,
+                                  handler=lambda arguments: None, namespace="api", takes_mapping=True)
+                             for index in range(30)])
+    catalogue = Catalogue(registry)
+    made: list[str] = []
+    real = catalogue_module.generate_module
+
+    def counted(registry: ToolRegistry, namespace: str) -> str:
+        made.append(namespace)
+        return real(registry, namespace)
+
+    monkeypatch.setattr(catalogue_module, "generate_module", counted)
+    first, again, other = (catalogue.describe(name) for name in ("api.op_3", "tools.api.op_3", "api.op_29"))
+    assert made == ["api"]
+    assert first == again and first.startswith("# tools.api.op_3(...)") and "def op_3(" in first
+    assert "Operation 3." in first and "def op_29(" in other and "def op_3(" not in other
+    module = real(registry, "api")
+    function = next(node for node in ast.parse(module).body if isinstance(node, ast.FunctionDef)
+                    and node.name == "op_3")
+    assert first.endswith(ast.get_source_segment(module, function) or "?")  # as help() shows it, unchanged
