@@ -10,12 +10,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
+import json
 import secrets
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,8 +32,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from kernel_agent import Session
+from kernel_agent.errors import SessionOptionError
 from kernel_agent.tools.bounded_validation import with_linear_unique_items
 from kernel_agent.tools.openapi import OpenApiSource
+from kernel_agent.tools.openapi.options import sources_from_options
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -214,3 +219,24 @@ async def test_unique_items_agrees_with_jsonschema_equality(size: int) -> None:
     for items in itertools.permutations(SAMPLES, size):
         unique = not any(equal(a, b) for a, b in itertools.combinations(items, 2))
         assert bounded.is_valid(list(items)) == unique, items
+
+
+async def test_a_secret_pasted_into_an_option_is_not_repeated_in_errors(tmp_path: Path) -> None:
+    # base64's '=' padding makes a pasted secret read as NAME=VALUE: the NAME is most of the secret.
+    (tmp_path / "one.json").write_text(json.dumps(spec()))
+    (tmp_path / "two.json").write_text(json.dumps(spec()))
+    one, two = str(tmp_path / "one.json"), str(tmp_path / "two.json")
+    pasted = base64.b64encode(secrets.token_bytes(16)).decode()
+    assert pasted.endswith("=")
+    stem = pasted.rstrip("=")
+    attempts = [([one], [pasted]), ([one], [f"{stem[:10]}={stem[10:]}"]), ([one, two], [pasted]),
+                ([one, two], [f"{stem[:10]}={stem[10:]}"])]
+    for documents, auth in attempts:
+        with pytest.raises(SessionOptionError) as caught:
+            sources_from_options(documents, [], auth)
+        message = str(caught.value)
+        assert stem[:10] not in message and stem[10:] not in message, message
+    with pytest.raises(SessionOptionError, match="the document declares: bearer, key"):
+        sources_from_options([one], [], [f"{stem[:10]}={stem[10:]}"])
+    made = sources_from_options([f"{one}@http://127.0.0.1:9"], [], ["bearer=env:T"], environ={"T": TOKEN})
+    assert len(made) == 1 and not made[0].started

@@ -45,8 +45,27 @@ def sources_from_options(specs: Iterable[str], headers: Iterable[str] = (), auth
         documents[name] = (path, base_url)
     given_headers = _assignments("--openapi-header", headers, documents, environ)
     given_auth = _assignments("--openapi-auth", auth, documents, environ)
-    return [OpenApiSource(_document(path), base_url=base_url, headers=given_headers.get(name),
-                          auth=given_auth.get(name)) for name, (path, base_url) in documents.items()]
+    loaded = {name: _document(path) for name, (path, _) in documents.items()}
+    for name, schemes in given_auth.items():
+        _check_schemes(name, schemes, loaded[name])
+    return [OpenApiSource(loaded[name], base_url=base_url, headers=given_headers.get(name),
+                          auth=given_auth.get(name)) for name, (_, base_url) in documents.items()]
+
+
+def _check_schemes(name: str, given: Mapping[str, str], document: Mapping[str, Any]) -> None:
+    """Every ``--openapi-auth`` names a declared scheme; the message does not repeat an unknown name.
+
+    A secret pasted with an '=' in it (base64's padding, ``--openapi-auth c2VjcmV0=``) reads as
+    ``NAME=VALUE``: its NAME is most of the secret, and an error saying it would print it to a terminal
+    and a log.
+    """
+    components = document.get("components")
+    declared = components.get("securitySchemes") if isinstance(components, dict) else None
+    declared = declared if isinstance(declared, dict) else {}
+    if any(scheme not in declared for scheme in given):
+        raise SessionOptionError(f"--openapi-auth for {name}: a SCHEME that the document does not declare (not "
+                                 f"repeated here: it may be a secret pasted with an '='); the document declares: "
+                                 f"{', '.join(sorted(map(str, declared))) or 'no security schemes'}")
 
 
 def _document(path: str) -> dict[str, Any]:
@@ -71,14 +90,16 @@ def _assignments(option: str, values: Iterable[str], documents: Mapping[str, tup
     result: dict[str, dict[str, str]] = {}
     for text in values:
         target, equals, value = text.partition("=")
-        if not equals or not target:
-            # Not shown: a value pasted without its NAME= may be a secret.
-            raise SessionOptionError(f"{option} expects [DOCUMENT:]NAME=VALUE, got something without a NAME=")
+        if not equals or not target or not value:
+            # Not shown: a value pasted without its NAME= may be a secret (and "secret=" reads as NAME=).
+            raise SessionOptionError(f"{option} expects [DOCUMENT:]NAME=VALUE, got something without a NAME= "
+                                     "or without a VALUE (not repeated here: it may be a secret)")
         document, colon, key = target.partition(":")
         if not colon:
             if len(documents) != 1:
-                raise SessionOptionError(f"{option} {target}=...: say which document it is for ({option} "
-                                         f"DOCUMENT:{target}=...; documents: {', '.join(documents) or 'none'})")
+                shown = target if option == "--openapi-header" else "SCHEME"  # a scheme "name" may be a secret
+                raise SessionOptionError(f"{option} {shown}=...: say which document it is for ({option} "
+                                         f"DOCUMENT:{shown}=...; documents: {', '.join(documents) or 'none'})")
             document, key = next(iter(documents)), target
         if document not in documents:
             raise SessionOptionError(f"{option} names the document {document!r}, which no --openapi gives "
