@@ -240,3 +240,22 @@ async def test_a_secret_pasted_into_an_option_is_not_repeated_in_errors(tmp_path
         sources_from_options([one], [], [f"{stem[:10]}={stem[10:]}"])
     made = sources_from_options([f"{one}@http://127.0.0.1:9"], [], ["bearer=env:T"], environ={"T": TOKEN})
     assert len(made) == 1 and not made[0].started
+
+
+async def test_each_session_gets_its_own_source_built_once_per_process(tmp_path: Path, hostile: Hostile) -> None:
+    # kernel-agent mcp makes the tools for every client session on the loop all clients share: a large
+    # document must not be planned again each time, and the sessions must not share an HTTP client.
+    (tmp_path / "api.json").write_text(json.dumps(spec()))
+    option = f"{tmp_path / 'api.json'}@{hostile.url}/v1"
+    [first] = sources_from_options([option], [], ["bearer=env:T", "key=env:K"], environ={"T": TOKEN, "K": API_KEY})
+    [second] = sources_from_options([option], [], ["bearer=env:T", "key=env:K"], environ={"T": TOKEN, "K": API_KEY})
+    assert first is not second and [t.input_schema for t in first.tools] == [t.input_schema for t in second.tools]
+    assert all(a.validate is b.validate for a, b in zip(first.tools, second.tools, strict=True)), "shared"
+    echo = {tool.name: tool for tool in second.tools}["echo"]
+    async with first:
+        assert first.started and not second.started
+    async with second:
+        answer = await echo.invoke({"q": "after the other closed"})
+    assert answer["query"] == "q=after+the+other+closed&api_key=[redacted]"
+    [other] = sources_from_options([option], [], ["bearer=env:T"], environ={"T": "another-token-value"})
+    assert other.tools[0].validate is not first.tools[0].validate, "other credentials: built anew"

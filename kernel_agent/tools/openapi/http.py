@@ -24,6 +24,7 @@ and never chain the HTTP client's exception (its text may hold the URL).
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import re
 import urllib.parse
@@ -79,6 +80,12 @@ class Requester:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+    def fresh(self) -> Requester:
+        """A requester like this one, with no client yet (for another session)."""
+        other = copy.copy(self)
+        other._client = other._slots = None
+        return other
 
     @property
     def opened(self) -> bool:

@@ -29,6 +29,7 @@ from kernel_agent.tools.openapi.document import load_document
 from kernel_agent.tools.openapi.source import OpenApiSource
 
 _READ: dict[str, dict[str, Any]] = {}  # absolute path -> the document as first read by this process
+_BUILT: dict[tuple[Any, ...], OpenApiSource] = {}  # the options of a source -> it, as first built (never started)
 
 
 def sources_from_options(specs: Iterable[str], headers: Iterable[str] = (), auth: Iterable[str] = (),
@@ -48,8 +49,17 @@ def sources_from_options(specs: Iterable[str], headers: Iterable[str] = (), auth
     loaded = {name: _document(path) for name, (path, _) in documents.items()}
     for name, schemes in given_auth.items():
         _check_schemes(name, schemes, loaded[name])
-    return [OpenApiSource(loaded[name], base_url=base_url, headers=given_headers.get(name),
-                          auth=given_auth.get(name)) for name, (_, base_url) in documents.items()]
+    return [_source(path, loaded[name], base_url, given_headers.get(name, {}), given_auth.get(name, {}))
+            for name, (path, base_url) in documents.items()]
+
+
+def _source(path: str, document: dict[str, Any], base_url: str | None, headers: dict[str, str],
+            auth: dict[str, str]) -> OpenApiSource:
+    """A fresh source, built once per process for the same options (see OpenApiSource.fresh)."""
+    key = (os.path.abspath(path), base_url, tuple(sorted(headers.items())), tuple(sorted(auth.items())))
+    if key not in _BUILT:
+        _BUILT[key] = OpenApiSource(document, base_url=base_url, headers=headers, auth=auth)
+    return _BUILT[key].fresh()
 
 
 def _check_schemes(name: str, given: Mapping[str, str], document: Mapping[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
@@ -76,7 +77,20 @@ class OpenApiSource:
         self._requester = Requester(self.base_url, headers=fixed, timeout=float(timeout),
                                     max_response_bytes=int(max_response_bytes), max_concurrent=int(max_concurrent),
                                     secrets=[s for c in self._credentials.values() for s in (c.value, *c.secrets)])
+        self._validators: dict[str, LazyValidator] = {}  # by operation pointer; shared with fresh() copies
         self._tools = [self._tool(plan) for plan in self._plans]
+
+    def fresh(self) -> OpenApiSource:
+        """A new, unstarted source over the same checked document: its own HTTP client, the same tools.
+
+        Reading and planning a large document takes seconds (2,500 operations: about 1.5 s); ``kernel-agent
+        mcp`` makes the tools again for every client session, on the event loop all clients share.
+        The plans, schemas and (built at first call) validators are immutable, so they are shared.
+        """
+        other = copy.copy(self)
+        other._requester = self._requester.fresh()
+        other._tools = [other._tool(plan) for plan in other._plans]
+        return other
 
     # -- the ToolSource protocol -----------------------------------------------------------
 
@@ -115,6 +129,9 @@ class OpenApiSource:
     def _tool(self, plan: OperationPlan) -> Tool:
         held: list[Credential] = for_operation(plan.security, self._default_security, self._credentials)
         plan = _without_credential_parameters(plan, held)
+        validator = self._validators.get(plan.pointer)
+        if validator is None:
+            validator = self._validators[plan.pointer] = LazyValidator(plan.input_schema, plan.name)
         requester = self._requester
 
         async def call_operation(arguments: dict[str, Any]) -> Any:
@@ -124,7 +141,7 @@ class OpenApiSource:
         return Tool(name=plan.name, namespace=plan.namespace, description=plan.description,
                     input_schema=plan.input_schema, output_schema=plan.output_schema, handler=call_operation,
                     read_only=plan.method in READ_ONLY_METHODS, destructive=plan.method == "delete",
-                    source=f"openapi:{self.title}", validate=LazyValidator(plan.input_schema, plan.name),
+                    source=f"openapi:{self.title}", validate=validator,
                     takes_mapping=True)
 
 
