@@ -3,6 +3,7 @@ running step, one step at a time (a second caller is refused, not left waiting),
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import signal
@@ -172,3 +173,27 @@ def test_a_failing_step_after_cleanup_is_no_crash() -> None:
         executor("1")
     with pytest.raises(SessionClosedError):
         executor.send_tools({})
+
+
+def test_an_executor_collected_on_its_pool_s_loop_closes_without_blocking_it() -> None:
+    """The collector may run the finalizer on the pool's own loop thread: waiting there for the loop would
+    freeze every session of the pool; the close is scheduled on the loop instead."""
+    from kernel_agent.integrations.smolagents import runner
+
+    from .smolagents_support import pool_in_thread
+
+    with pool_in_thread(size=1) as pool:
+        loop = pool.loop
+        assert loop is not None
+        holder = [KernelAgentExecutor(pool=pool, notebook=False, default_timeout=60)]
+        holder[0]("x = 1")
+        session = holder[0].session
+        assert session is not None and session.started
+
+        async def drop_on_the_loop() -> None:
+            holder.clear()
+            gc.collect()  # the finalizer runs here, on the loop's thread
+            await asyncio.wait(list(runner._closing))
+
+        asyncio.run_coroutine_threadsafe(drop_on_the_loop(), loop).result(timeout=120)
+        assert not session.started and pool.sessions == ()
