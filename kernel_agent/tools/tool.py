@@ -25,6 +25,7 @@ import pydantic
 
 from kernel_agent.errors import ToolDefinitionError
 from kernel_agent.tools.bounded_validation import with_linear_unique_items
+from kernel_agent.tools.patterns import with_linear_patterns
 
 Handler = Callable[..., Any]
 #: The JSON-schema keyword that marks a parameter or result as a numpy or pandas value (they have no JSON
@@ -308,8 +309,10 @@ def jsonschema_validator(schema: dict[str, Any], tool_name: str) -> Callable[[di
         raise ToolDefinitionError(f"tool {tool_name}: invalid input schema: {exc.message}") from None
     except RecursionError:  # a hostile server can send an absurdly deep schema
         raise ToolDefinitionError(f"tool {tool_name}: the input schema is nested too deeply") from None
-    # Linear uniqueItems (see kernel_agent.tools.bounded_validation), formats bounded as above.
-    validator = with_linear_unique_items(validator_class)(schema, format_checker=_bounded_format_checker())
+    # Linear uniqueItems (see kernel_agent.tools.bounded_validation), patterns matched in linear time (the kernel's
+    # strings meet the schema's regular expressions: kernel_agent.tools.patterns), formats bounded as above.
+    linear = with_linear_patterns(with_linear_unique_items(validator_class))
+    validator = linear(schema, format_checker=_bounded_format_checker())
 
     def validate(arguments: dict[str, Any]) -> dict[str, Any]:
         errors = sorted(itertools.islice(validator.iter_errors(arguments), MAX_REPORTED_ERRORS),
