@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kernel_agent"
 #: Bottom to top. A module may import from its own layer or a lower one, never a higher one.
 LAYERS: list[tuple[str, ...]] = [
     ("_version", "protocol"),                      # what both processes agree on (standard library only)
-    ("errors", "safe_fs", "kernel"),               # host foundations | the in-kernel runtime
+    ("errors", "safe_fs", "terminal_text", "kernel"),  # host foundations | the in-kernel runtime
     ("sandbox", "models", "record"),               # confinement, language models, writing and reading records
     ("tools", "kernelspec", "packages"),           # tools and their bridge; the Jupyter kernelspec; host installs
     ("runtime",),                                  # the host's handle on running kernels

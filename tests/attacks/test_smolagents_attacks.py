@@ -217,3 +217,34 @@ def test_a_final_answer_left_running_by_a_step_does_not_answer_a_later_one() -> 
         later = executor("release_answer()\nprint('no answer here')")
         assert later.is_final_answer is False and later.logs == "no answer here\n"
         assert executor("final_answer('real')").output == "real"
+
+
+def test_a_tool_s_backtracking_pattern_does_not_stall_the_host() -> None:
+    """A schema's ``^(a+)+$`` against 60 characters the kernel sends: hours of Python ``re`` on the event loop
+    (holding the GIL) before; the host's linear engine refuses it at once, and the session goes on."""
+
+    class Code(Tool):  # type: ignore[misc]
+        name = "redeem"
+        description = "Redeems a code."
+        inputs = {"code": {"type": "string", "description": "the code", "pattern": "^(a+)+$"}}  # noqa: RUF012
+        output_type = "string"
+
+        def forward(self, code: str) -> str:
+            return f"redeemed {len(code)}"
+
+    with KernelAgentExecutor(notebook=False, default_timeout=60) as executor:
+        executor.send_tools({"redeem": Code()})
+        with pytest.raises(AgentExecutionError, match=r"ToolValidationError.*does not match"):
+            executor("redeem('a' * 60 + '!')")
+        assert executor("print(redeem('aaaa'))").logs == "redeemed 4\n"
+
+
+def test_the_kernel_s_text_reaches_smolagents_without_terminal_sequences(executor: KernelAgentExecutor) -> None:
+    """smolagents' logger prints the logs, the output and the error on the user's terminal (rich keeps ESC):
+    an OSC 52 there writes the clipboard, others retitle the window or hide text."""
+    osc = "\\x1b]52;c;cHduZWQ=\\x1b\\\\"
+    output = executor(f"print('logs {osc}')\ntype('Shown', (), {{'__repr__': lambda self: 'output {osc}'}})()")
+    assert output.logs == "logs \n" and output.output == "output "
+    with pytest.raises(AgentExecutionError) as caught:
+        executor(f"raise ValueError('error {osc}\\x1b[2J')")
+    assert "\x1b" not in str(caught.value) and "ValueError: error" in str(caught.value)

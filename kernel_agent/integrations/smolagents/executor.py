@@ -40,6 +40,7 @@ from kernel_agent.protocol import wire
 from kernel_agent.runtime.results import CellResult, CellStatus
 from kernel_agent.session.pool import KernelPool
 from kernel_agent.session.session import Session
+from kernel_agent.terminal_text import terminal_safe
 from kernel_agent.tools.tool import Tool
 
 #: smolagents' own cap on a step's printed output (LocalPythonExecutor's default).
@@ -168,7 +169,8 @@ class KernelAgentExecutor(PythonExecutor):  # type: ignore[misc]  # smolagents h
         if not result.ok:
             error = result.error
             detail = f"{error.ename}: {error.evalue}" if error is not None else result.status.value
-            raise AgentExecutionError(truncate_content(f"kernel-agent: {what} in the kernel failed: {detail}",
+            raise AgentExecutionError(truncate_content(terminal_safe(f"kernel-agent: {what} in the kernel failed: "
+                                                                     f"{detail}"),
                                                        max_length=self.max_print_outputs_length), self._logger)
 
     def _execute(self, code: str) -> CellResult:
@@ -226,7 +228,7 @@ class KernelAgentExecutor(PythonExecutor):  # type: ignore[misc]  # smolagents h
             self._answers.clear()
             result = self._execute(code_action)
             given, answer = self._answers.take()
-            logs = truncate_content(_logs(result), max_length=self.max_print_outputs_length)
+            logs = truncate_content(terminal_safe(_logs(result)), max_length=self.max_print_outputs_length)
             if given and (result.ok or (result.error is not None
                                         and result.error.ename == prelude.FINAL_ANSWER_EXCEPTION)):
                 return CodeOutput(output=answer, logs=logs, is_final_answer=True)
@@ -235,7 +237,9 @@ class KernelAgentExecutor(PythonExecutor):  # type: ignore[misc]  # smolagents h
                     with contextlib.suppress(AgentExecutionError):  # the step's own error is what the model needs
                         self._prepare()
                 raise AgentExecutionError(_error_text(result, logs, self.max_print_outputs_length), self._logger)
-            return CodeOutput(output=result.result, logs=logs, is_final_answer=False)
+            output = result.result
+            return CodeOutput(output=None if output is None else terminal_safe(output), logs=logs,
+                              is_final_answer=False)
 
     def _prepare(self) -> None:
         """Before a step: the tools' names (after a lost kernel) and the variables the agent sent."""
@@ -276,7 +280,8 @@ def _error_text(result: CellResult, logs: str, max_length: int) -> str:
     head = f"{logs}\n" if logs else ""
     if result.status is CellStatus.ERROR and result.error is not None:
         error = result.error
-        text = truncate_content(f"{error.ename}: {error.evalue}\n{error.plain_traceback}", max_length=max_length)
+        text = truncate_content(terminal_safe(f"{error.ename}: {error.evalue}\n{error.plain_traceback}"),
+                                max_length=max_length)
         return f"{head}Executing code yielded an error:\n{text}"
     why = {CellStatus.TIMEOUT: "it ran past its timeout and was interrupted",
            CellStatus.KERNEL_DIED: "the kernel died (out of memory, or killed)",
