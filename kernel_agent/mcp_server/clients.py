@@ -37,7 +37,7 @@ from kernel_agent.session.session import Session
 
 logger = logging.getLogger("kernel_agent.mcp_server")
 
-MAX_FILE_CALLS = 4  # read_file and list_files calls of one client session in flight at once
+MAX_SIDE_CALLS = 4  # read_file, list_files, search_tools and describe_tool calls of one client session at once
 _CLIENT_TEXT_LIMIT = 200  # characters of a client's self-description kept in the record (the client chose them)
 
 
@@ -53,7 +53,7 @@ class ClientSession:
         self.generation = 0  # reset_session bumps it: each kernel session of this client has its own notebook
         self.cells = 0
         self.pending = 0  # run_python calls running or waiting for the kernel
-        self.reading = 0  # read_file and list_files calls in flight
+        self.side_calls = 0  # read_file, list_files, search_tools and describe_tool calls in flight
         self.started: float | None = None
         self.ended = False
         self._lock = asyncio.Lock()
@@ -78,17 +78,17 @@ class ClientSession:
             return self.session
 
     @contextlib.contextmanager
-    def file_call(self) -> Iterator[None]:
-        """Bound the read_file and list_files calls of this client being served: each takes one of the worker
-        threads every client shares and up to a megabyte, and a client can send hundreds at once."""
-        if self.reading >= MAX_FILE_CALLS:
-            raise SessionBusyError(f"{self.reading} read_file or list_files calls of this session are already in "
-                                   "flight; wait for their results")
-        self.reading += 1
+    def side_call(self) -> Iterator[None]:
+        """Bound this client's calls served in worker threads (read_file, list_files, search_tools, describe_tool):
+        each takes a thread every client shares (and up to a megabyte, or CPU), and a client can send hundreds."""
+        if self.side_calls >= MAX_SIDE_CALLS:
+            raise SessionBusyError(f"{self.side_calls} read_file, list_files, search_tools or describe_tool calls of "
+                                   "this session are already in flight; wait for their results")
+        self.side_calls += 1
         try:
             yield
         finally:
-            self.reading -= 1
+            self.side_calls -= 1
 
     async def execute(self, code: str) -> tuple[Session, CellResult]:
         """Run ``code`` in the client's kernel session within its budgets."""

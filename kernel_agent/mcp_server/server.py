@@ -143,6 +143,17 @@ def build_server(config: ServeConfig, catalogue: Catalogue) -> CodeModeServer:
         assert isinstance(clients, ClientSessions)
         return clients
 
+    # Searching thousands of tools and describing one is CPU in a worker thread, holding the GIL the event loop
+    # needs: one such call at a time server-wide keeps the loop's share whatever clients send, and each client
+    # (but one of the sessionless era) has at most a few calls in flight.
+    catalogue_slot = asyncio.Semaphore(1)
+
+    async def catalogue_work(context: Context, work: Callable[[], str]) -> str:
+        sessionless = context.request_context.protocol_version in MODERN_PROTOCOL_VERSIONS
+        with contextlib.nullcontext() if sessionless else client_of(context, clients_of(context)).side_call():
+            async with catalogue_slot:
+                return await asyncio.to_thread(work)
+
     read_only = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 
     @server.tool(description=_RULES.format(python=platform.python_version(), limit=limits.observation_limit,
@@ -162,21 +173,21 @@ def build_server(config: ServeConfig, catalogue: Catalogue) -> CodeModeServer:
     @server.tool(description="Find host tools by words (every tool for an empty query): one line each, with "
                              "the SDK path the code calls.", annotations=read_only)
     @named_errors
-    async def search_tools(query: str = "", limit: Annotated[int, Field(ge=1, le=50)] = 20) -> str:
-        return await asyncio.to_thread(catalogue.search, query, limit)  # thousands of tools: off the loop
+    async def search_tools(ctx: Context, query: str = "", limit: Annotated[int, Field(ge=1, le=50)] = 20) -> str:
+        return await catalogue_work(ctx, functools.partial(catalogue.search, query, limit))
 
     @server.tool(description="One host tool's SDK signature and documentation, as help(tools.<name>) shows it.",
                  annotations=read_only)
     @named_errors
-    async def describe_tool(name: Annotated[str, Field(max_length=300)]) -> str:
-        return await asyncio.to_thread(catalogue.describe, name)
+    async def describe_tool(name: Annotated[str, Field(max_length=300)], ctx: Context) -> str:
+        return await catalogue_work(ctx, functools.partial(catalogue.describe, name))
 
     @server.tool(description="List a directory of the session's workspace (path relative to it; '' is the "
                              "workspace). Links are shown, never followed.", annotations=read_only)
     @named_errors
     async def list_files(ctx: Context, path: str = "") -> str:
         client = client_of(ctx, clients_of(ctx))
-        with client.file_call():
+        with client.side_call():
             workspace = _local_workspace(await client.kernel_session())
             entries, total = await asyncio.to_thread(files.list_files, workspace, path)
         more = {"not_listed": total - len(entries)} if total > len(entries) else {}
@@ -188,7 +199,7 @@ def build_server(config: ServeConfig, catalogue: Catalogue) -> CodeModeServer:
     @named_errors
     async def read_file(path: str, ctx: Context) -> CallToolResult:
         client = client_of(ctx, clients_of(ctx))
-        with client.file_call():
+        with client.side_call():
             read = await asyncio.to_thread(files.read_file, _local_workspace(await client.kernel_session()), path,
                                            max(limits.max_read_bytes, limits.image_limits.max_bytes))
             return await _file_content(path, read, limits)

@@ -32,7 +32,7 @@ from kernel_agent.mcp_server import (
     files,
 )
 from kernel_agent.mcp_server import catalogue as catalogue_module
-from kernel_agent.mcp_server.clients import MAX_FILE_CALLS, ClientSessions
+from kernel_agent.mcp_server.clients import MAX_SIDE_CALLS, ClientSessions
 from kernel_agent.mcp_server.errors import error_text
 from kernel_agent.mcp_server.observe import cell_content
 from kernel_agent.mcp_server.server import _file_content
@@ -174,10 +174,13 @@ async def test_a_request_of_the_sessionless_protocol_era_gets_no_kernel_and_a_na
     headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
                "Authorization": f"Bearer {TOKEN}", "MCP-Protocol-Version": version, "Mcp-Method": "tools/call",
                "Mcp-Name": "run_python"}
+    search = {**body, "params": {**body["params"], "name": "search_tools", "arguments": {"query": "add"}}}
     async with httpx2.AsyncClient(timeout=60) as http:
         answer = await http.post(capped_server.url, json=body, headers=headers)
+        searched = await http.post(capped_server.url, json=search, headers={**headers, "Mcp-Name": "search_tools"})
     assert answer.status_code == 200, answer.text
     assert "UnsupportedClientError" in answer.text and "initialize handshake" in answer.text, answer.text
+    assert searched.status_code == 200 and "tools.host.add" in searched.text, searched.text  # needs no session
     # It holds no kernel: a handshake client still gets the server's only one.
     async with http_client(capped_server.url, TOKEN) as client:
         assert text(await run(client, "1 + 1")) == "Out[1]: 2"
@@ -212,19 +215,19 @@ async def test_an_error_quoting_a_tool_source_reaches_the_client_inert(tmp_path:
 
 
 async def test_file_calls_of_one_client_in_flight_are_bounded(tmp_path: Path) -> None:
-    """read_file and list_files had no bound: one client's hundreds of concurrent reads took every worker thread
-    the other clients' reads, images and searches need (and a megabyte each)."""
+    """read_file, list_files, search_tools and describe_tool had no bound: one client's hundreds of concurrent
+    calls took every worker thread the other clients' reads, images and searches need (a megabyte or CPU each)."""
     clients = ClientSessions(ServeConfig(record_dir=tmp_path))
     client, other = clients.open(None), clients.open(None)
     with contextlib.ExitStack() as held:
-        for _ in range(MAX_FILE_CALLS):
-            held.enter_context(client.file_call())
-        with pytest.raises(SessionBusyError, match="read_file or list_files calls of this session"):
-            client.file_call().__enter__()
-        with other.file_call():  # another client is not affected
-            assert other.reading == 1
-    with client.file_call():  # all returned: room again
-        assert client.reading == 1
+        for _ in range(MAX_SIDE_CALLS):
+            held.enter_context(client.side_call())
+        with pytest.raises(SessionBusyError, match="search_tools or describe_tool calls of this session"):
+            client.side_call().__enter__()
+        with other.side_call():  # another client is not affected
+            assert other.side_calls == 1
+    with client.side_call():  # all returned: room again
+        assert client.side_calls == 1
 
 
 def test_a_port_in_use_or_an_unreadable_token_file_is_said_plainly(tmp_path: Path) -> None:
