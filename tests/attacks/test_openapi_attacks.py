@@ -13,6 +13,7 @@ import asyncio
 import base64
 import itertools
 import json
+import logging
 import secrets
 import socket
 import threading
@@ -259,3 +260,13 @@ async def test_each_session_gets_its_own_source_built_once_per_process(tmp_path:
     assert answer["query"] == "q=after+the+other+closed&api_key=[redacted]"
     [other] = sources_from_options([option], [], ["bearer=env:T"], environ={"T": "another-token-value"})
     assert other.tools[0].validate is not first.tools[0].validate, "other credentials: built anew"
+
+
+async def test_the_http_clients_log_line_holds_no_credential(hostile: Hostile,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    # httpx2 logs each request's full URL at INFO: with the key in the query, a host logging at INFO wrote it.
+    async with OpenApiSource(spec(), base_url=hostile.url + "/v1", auth={"bearer": TOKEN, "key": API_KEY}) as api:
+        with caplog.at_level(logging.INFO, logger="httpx2"):
+            await {tool.name: tool for tool in api.tools}["echo"].invoke({"q": "logged"})
+    assert "/v1/echo?q=logged&api_key=[redacted]" in caplog.text
+    assert_no_secret(caplog.text)

@@ -15,7 +15,9 @@ An answer never hands a credential to the kernel: a server that echoes what it r
 error saying "invalid key 'sk-...'", an echo endpoint, a redirect whose URL holds the key)
 would otherwise deliver the host's secrets to whoever made the call. Every credential and fixed
 header value of at least :data:`MIN_REDACTED` characters, as sent and percent- or JSON-escaped,
-is replaced by ``[redacted]`` in the answer, its error excerpt and a redirect's location.
+is replaced by ``[redacted]`` in the answer, its error excerpt and a redirect's location, and in
+the HTTP client's own log line (httpx2 logs every request's full URL at INFO: a host that logs at
+INFO would write a query API key to its log).
 
 Errors say the method and the path *template* (never the URL: a query may hold an API key),
 and never chain the HTTP client's exception (its text may hold the URL).
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -67,6 +70,7 @@ class Requester:
         self.max_response_bytes = max_response_bytes
         self.max_concurrent = max_concurrent
         self._redacted = _redaction_patterns([*secrets, *self._headers.values()])
+        _LOG_FILTER.patterns.update(pattern.decode() for pattern in self._redacted)
         self._client: httpx2.AsyncClient | None = None
         self._slots: asyncio.Semaphore | None = None
 
@@ -204,6 +208,26 @@ class Requester:
         assert self._client is not None
         return self._client.build_request(plan.method.upper(), url, params=query or None, headers=headers,
                                           content=content, files=files)
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites the HTTP client's request log lines without the secrets of any OpenAPI source."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patterns: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.patterns and record.args:
+            text = record.getMessage()
+            for pattern in sorted(self.patterns, key=len, reverse=True):
+                text = text.replace(pattern, REDACTED.decode())
+            record.msg, record.args = text, None
+        return True
+
+
+_LOG_FILTER = _RedactingFilter()
+logging.getLogger("httpx2").addFilter(_LOG_FILTER)
 
 
 def _redaction_patterns(secrets: Iterable[str]) -> list[bytes]:
