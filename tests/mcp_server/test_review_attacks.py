@@ -39,6 +39,7 @@ from kernel_agent.mcp_server.server import _file_content
 from kernel_agent.tools.registry import ToolRegistry
 from kernel_agent.tools.tool import Tool
 from kernel_agent.verify.audit import audit_notebook
+from tests.conftest import sandbox_processes
 from tests.mcp_server.support import (
     REPO,
     HttpServer,
@@ -322,3 +323,24 @@ def test_describe_tool_generates_a_namespaces_sdk_once(monkeypatch: pytest.Monke
     function = next(node for node in ast.parse(module).body if isinstance(node, ast.FunctionDef)
                     and node.name == "op_3")
     assert first.endswith(ast.get_source_segment(module, function) or "?")  # as help() shows it, unchanged
+
+
+async def test_an_http_client_that_goes_silent_has_its_kernel_stopped_after_the_idle_timeout(
+        tmp_path: Path) -> None:
+    """A client that neither calls nor ends its session (no DELETE: it crashed, or holds the kernel on purpose)
+    has its kernel stopped and its notebook sealed after --idle-timeout, while the server runs on."""
+    server = HttpServer(tmp_path, "--idle-timeout", "1", env={"KERNEL_AGENT_MCP_TOKEN": TOKEN})
+    try:
+        async with http_client(server.url, TOKEN) as client:
+            await run(client, "x = 1")
+            workspace = json.loads(text(await client.call_tool("session_info", {})))["workspace"]
+            kernel = [psutil.Process(pid) for pid in sandbox_processes(Path(workspace))]
+            assert kernel
+            # Waited for (the processes ending), not slept on.
+            _gone, alive = await asyncio.to_thread(psutil.wait_procs, kernel, 120)
+            assert not [process for process in alive if process.status() != psutil.STATUS_ZOMBIE]
+            [notebook] = notebooks(tmp_path)
+            assert audit_notebook(notebook, None).verdict == "intact"
+        assert server.process.poll() is None
+    finally:
+        assert server.stop() == 0, "".join(server.stderr)
