@@ -35,7 +35,7 @@ from starlette.routing import Route
 from kernel_agent import Session
 from kernel_agent.errors import SessionOptionError
 from kernel_agent.tools.bounded_validation import with_linear_unique_items
-from kernel_agent.tools.openapi import OpenApiSource
+from kernel_agent.tools.openapi import OpenApiCallError, OpenApiSource
 from kernel_agent.tools.openapi.options import sources_from_options
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -270,3 +270,12 @@ async def test_the_http_clients_log_line_holds_no_credential(hostile: Hostile,
             await {tool.name: tool for tool in api.tools}["echo"].invoke({"q": "logged"})
     assert "/v1/echo?q=logged&api_key=[redacted]" in caplog.text
     assert_no_secret(caplog.text)
+
+
+@pytest.mark.parametrize("template", ["/%2e%2e/admin", "/%2E%2E/%2e%2e/etc", "/.%2e/x", "/../v1x/pets"])
+async def test_a_document_path_cannot_climb_out_of_the_base_path(hostile: Hostile, template: str) -> None:
+    document = {"openapi": "3.1.0", "info": {"title": "t"},
+                "paths": {template: {"get": {"operationId": "climb", "responses": {}}}}}
+    async with OpenApiSource(document, base_url=hostile.url + "/v1", auth={}) as api:
+        with pytest.raises(OpenApiCallError, match="would leave the API's base URL"):
+            await api.tools[0].invoke({})

@@ -29,6 +29,7 @@ import asyncio
 import copy
 import json
 import logging
+import posixpath
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -182,8 +183,13 @@ class Requester:
         if "{" in path:  # a path parameter left out (it is required: validation should have said so)
             raise ValueError("a path parameter is missing")
         url = httpx2.URL(self._base_text + path)
+        # The decoded path, its dot segments resolved: a document's "/%2e%2e/admin" stays encoded in the
+        # URL the client sends, and a server that decodes it climbs out of the base path ("/v1x" is not
+        # under "/v1" either).
+        base_path = self.base.path.rstrip("/")
+        resolved = posixpath.normpath(url.path or "/")
         if (url.scheme, url.host, url.port) != (self.base.scheme, self.base.host, self.base.port) \
-                or not url.path.startswith(self.base.path.rstrip("/")):
+                or not (not base_path or resolved == base_path or resolved.startswith(base_path + "/")):
             raise ValueError("the request URL would leave the API's base URL")
         content, content_type, files = _body(plan, arguments)
         # The credentials come last: a parameter of the same name does not replace them.
