@@ -99,6 +99,8 @@ class OutputCollector:
         self.error: CellError | None = None
         #: How often output addressed to this cell was lost in transit (see :data:`OUTPUT_LOST`).
         self.output_lost = 0
+        #: iopub messages addressed to this cell so far, kept or not: whether its output is still arriving.
+        self.received = 0
         self._loss_reasons: list[str] = []
         self._notes: list[str] = []
         self._clear_on_next = False
@@ -112,6 +114,7 @@ class OutputCollector:
         stream message is cut at the cap, so its first part is kept); the
         host never parses more than twice the cap to keep a cap's worth.
         """
+        self.received += 1
         room = self.max_bytes - self.kept_bytes
         if size <= max(room, 4096):
             return True

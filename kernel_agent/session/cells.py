@@ -38,7 +38,13 @@ from kernel_agent.tools.bridge import ToolBridge
 from kernel_agent.tools.cell_log import CellLog
 
 # After the execute reply, outputs still in flight on iopub get this long.
-IOPUB_SETTLE_SECONDS = 2.0
+# After the reply, a cell's output still on its way is waited for while it keeps arriving: up to
+# IOPUB_SETTLE_SECONDS of silence (the idle status lost, or a kernel that never sends one), and never more
+# than IOPUB_SETTLE_MAX_SECONDS in all (a kernel forging messages addressed to the cell cannot hold it open).
+# A burst the host read slower than the kernel wrote (a loaded machine: 4,500 queued lines) took longer
+# than 2 s to read, and a fixed 2 s cut it off with "output lost".
+IOPUB_SETTLE_SECONDS = 10.0
+IOPUB_SETTLE_MAX_SECONDS = 60.0
 _STATE_LOST = "variables from earlier cells are lost."
 _STATE_BACK = "the earlier cells were re-run with their recorded tool results, so their state is back."
 _INTERRUPTED = CellError(ename="CellInterrupted", evalue="The cell was interrupted because its run was cancelled "
@@ -169,13 +175,23 @@ async def run_cell(
 
 
 async def _settle_iopub(idle: asyncio.Event, collector: OutputCollector) -> None:
-    """Wait briefly for the outputs still in flight after the reply; say so if they never come."""
-    try:
-        await asyncio.wait_for(idle.wait(), IOPUB_SETTLE_SECONDS)
-    except TimeoutError:
-        collector.add({"header": {"msg_type": OUTPUT_LOST}, "content": {
-            "reason": f"output still in transit {IOPUB_SETTLE_SECONDS:.0f} s after the cell finished was not "
-                      "waited for", "min_bytes": 0}})
+    """Wait for the outputs still in flight after the reply while they keep coming; say so if they never end."""
+    loop = asyncio.get_running_loop()
+    ceiling = loop.time() + IOPUB_SETTLE_MAX_SECONDS
+    while True:
+        seen = collector.received
+        try:
+            await asyncio.wait_for(idle.wait(), max(0.0, min(IOPUB_SETTLE_SECONDS, ceiling - loop.time())))
+            return
+        except TimeoutError:
+            if collector.received == seen:
+                why = f"none came for {IOPUB_SETTLE_SECONDS:.0f} s"
+                break
+            if loop.time() >= ceiling:
+                why = f"it was still coming {IOPUB_SETTLE_MAX_SECONDS:.0f} s after the cell finished"
+                break
+    collector.add({"header": {"msg_type": OUTPUT_LOST}, "content": {
+        "reason": f"output still in transit after the cell finished was not waited for ({why})", "min_bytes": 0}})
 
 
 def replied_status(run: CellRun) -> tuple[CellStatus, CellError | None, int | None]:
