@@ -3,7 +3,7 @@
 Replay (:mod:`kernel_agent.verify.replay`) and resume
 (:mod:`kernel_agent.session.resume`) both compare a cell run again with its
 recorded self, the same way: execution counts are ignored; stream text is
-compared per stream name (stdout and stderr may interleave differently);
+compared per stream name (stdout and stderr may interleave differently, and either may come first);
 rich outputs on their textual MIME types (``text/*``, JSON), images only by
 presence; errors on ``ename`` and ``evalue``, not the traceback. All text is
 sanitized first: memory addresses, ANSI escape codes, trailing whitespace.
@@ -48,8 +48,13 @@ def _textual(mime: str) -> bool:
 
 
 def _render_outputs(outputs: Iterable[Any]) -> list[str]:
-    """Outputs as comparable lines: streams merged per name (at the first one's place), rich data per MIME type."""
-    items: list[list[str] | str] = []  # a block of lines, or a stream name standing for its merged text
+    """Outputs as comparable lines: streams merged per name, all at the first stream's place, rich data per MIME type.
+
+    Which of stdout and stderr comes first is not the cell's doing: text written to the file descriptors
+    (``os.write(2, ...)``, a C library, a subprocess) is read by the kernel's capture threads and arrives
+    in either order, so the merged streams go in name order at one place.
+    """
+    items: list[list[str] | None] = []  # a block of lines, or None standing for the merged streams
     streams: dict[str, list[str]] = {}
     for raw in outputs:
         if not isinstance(raw, dict):
@@ -59,10 +64,9 @@ def _render_outputs(outputs: Iterable[Any]) -> list[str]:
         kind = str(output.get("output_type"))
         if kind == "stream":
             name = str(output.get("name", "stdout"))
-            if name not in streams:
-                streams[name] = []
-                items.append(name)
-            streams[name].append(str(output.get("text", "")))
+            if not streams:
+                items.append(None)
+            streams.setdefault(name, []).append(str(output.get("text", "")))
         elif kind in ("display_data", "execute_result", "update_display_data"):
             raw_data = output.get("data")
             data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
@@ -82,9 +86,10 @@ def _render_outputs(outputs: Iterable[Any]) -> list[str]:
             items.append([f"[{kind}]"])
     lines: list[str] = []
     for item in items:
-        if isinstance(item, str):
-            lines.append(f"[{item}]")
-            lines.extend("".join(streams[item]).splitlines() or [""])
+        if item is None:
+            for name in sorted(streams):
+                lines.append(f"[{name}]")
+                lines.extend("".join(streams[name]).splitlines() or [""])
         else:
             lines.extend(item)
     return lines

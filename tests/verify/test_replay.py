@@ -225,6 +225,21 @@ def test_sanitizing_addresses_ansi_and_trailing_space() -> None:
     assert render_cell("ok", first, []) != render_cell("error", first, [])
 
 
+def test_which_stream_comes_first_is_not_a_difference_but_their_text_and_place_are() -> None:
+    # os.write(2, ...) then print(...): the kernel's descriptor capture delivers stderr before or after stdout.
+    stderr_first = [{"output_type": "stream", "name": "stderr", "text": "forged\n"},
+                    {"output_type": "stream", "name": "stdout", "text": "forged\nwrote\n"}]
+    stdout_first = [{"output_type": "stream", "name": "stdout", "text": "forged\n"},
+                    {"output_type": "stream", "name": "stderr", "text": "forged\n"},
+                    {"output_type": "stream", "name": "stdout", "text": "wrote\n"}]
+    assert render_cell("ok", stderr_first, []) == render_cell("ok", stdout_first, [])
+    other_text = [{"output_type": "stream", "name": "stderr", "text": "forged\n"},
+                  {"output_type": "stream", "name": "stdout", "text": "wrote\n"}]
+    assert render_cell("ok", stderr_first, []) != render_cell("ok", other_text, [])
+    table = {"output_type": "display_data", "data": {"text/plain": "table"}, "metadata": {}}
+    assert render_cell("ok", [table, *stdout_first], []) != render_cell("ok", [*stdout_first, table], [])
+
+
 # -- unusable input -------------------------------------------------------------------------------
 
 
