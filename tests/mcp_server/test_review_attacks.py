@@ -15,7 +15,6 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import psutil
@@ -41,7 +40,6 @@ from kernel_agent.tools.tool import Tool
 from kernel_agent.verify.audit import audit_notebook
 from tests.conftest import sandbox_processes
 from tests.mcp_server.support import (
-    REPO,
     HttpServer,
     http_client,
     notebooks,
@@ -247,41 +245,7 @@ def test_a_port_in_use_or_an_unreadable_token_file_is_said_plainly(tmp_path: Pat
     assert "Traceback" not in in_use.stderr + missing.stderr
 
 
-def test_sighup_stops_a_stdio_server_with_its_kernel_closed_and_notebook_sealed(tmp_path: Path) -> None:
-    """SIGHUP (the terminal a server was started from goes away) killed the server outright: its kernel's
-    workspace left behind and the notebook never sealed."""
-    records = tmp_path / "records"
-    server = subprocess.Popen(server_argv("--record-dir", str(records)), env=server_env(records), cwd=REPO,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert server.stdin is not None and server.stdout is not None
-
-    def call(message: dict[str, Any]) -> dict[str, Any]:
-        assert server.stdin is not None and server.stdout is not None
-        server.stdin.write(json.dumps(message).encode() + b"\n")
-        server.stdin.flush()
-        return json.loads(server.stdout.readline()) if "id" in message else {}
-
-    try:
-        call({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}})
-        call({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        answer = call({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-            "name": "run_python", "arguments": {"code": "import os; os.getcwd()"}}})
-        workspace = Path(answer["result"]["content"][0]["text"].removeprefix("Out[1]: ").strip("'"))
-        kernels = [child for child in psutil.Process(server.pid).children(recursive=True)
-                   if "kernel_agent.kernel" in " ".join(child.cmdline())]
-        assert kernels
-        server.send_signal(signal.SIGHUP)
-        assert server.wait(timeout=60) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.stdin.close()
-        server.stdout.close()
-    assert not [kernel for kernel in kernels if kernel.is_running() and kernel.status() != psutil.STATUS_ZOMBIE]
-    [notebook] = notebooks(records)
-    assert audit_notebook(notebook, None).verdict == "intact"
-    assert workspace.is_absolute() and not workspace.exists(), workspace
+# SIGHUP over stdio: tests/mcp_server/test_stdio.py, with SIGTERM.
 
 
 def test_sighup_stops_an_http_server_with_its_sessions_sealed(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 from mcp_types import ElicitRequestParams, ElicitResult, ImageContent
 
 from kernel_agent.verify.audit import audit_notebook
@@ -117,8 +118,11 @@ async def test_kernel_agent_is_a_code_mode_proxy_in_front_of_another_mcp_server(
         assert not echoed.is_error and "Out[1]:" in text(echoed) and "'a'" in text(echoed), text(echoed)
 
 
-def test_sigterm_stops_a_stdio_server_with_its_kernel_closed_and_notebook_sealed(tmp_path: Path) -> None:
-    """A client that kills its server (SIGTERM, as on a client's shutdown) leaves no kernel and a sealed record."""
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_stops_a_stdio_server_with_its_kernel_closed_and_notebook_sealed(
+        tmp_path: Path, stop: signal.Signals) -> None:
+    """A client that kills its server (SIGTERM, as on a client's shutdown), or the terminal the server was started
+    from going away (SIGHUP, which used to kill it outright), leaves no kernel, no workspace and a sealed record."""
     records = tmp_path / "records"
     server = subprocess.Popen(server_argv("--record-dir", str(records)), env=server_env(records), cwd=REPO,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -128,22 +132,19 @@ def test_sigterm_stops_a_stdio_server_with_its_kernel_closed_and_notebook_sealed
         assert server.stdin is not None and server.stdout is not None
         server.stdin.write(json.dumps(message).encode() + b"\n")
         server.stdin.flush()
-        if "id" not in message:
-            return {}
-        answer: dict[str, Any] = json.loads(server.stdout.readline())
-        return answer
+        return json.loads(server.stdout.readline()) if "id" in message else {}
 
     try:
         call({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}})
         call({"jsonrpc": "2.0", "method": "notifications/initialized"})
         answer = call({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                       "params": {"name": "run_python", "arguments": {"code": "6 * 7"}}})
-        assert answer["result"]["content"][0]["text"] == "Out[1]: 42"
+                       "params": {"name": "run_python", "arguments": {"code": "import os; os.getcwd()"}}})
+        workspace = Path(answer["result"]["content"][0]["text"].removeprefix("Out[1]: ").strip("'"))
         kernels = [child for child in psutil.Process(server.pid).children(recursive=True)
                    if "kernel_agent.kernel" in " ".join(child.cmdline())]
         assert kernels
-        server.send_signal(signal.SIGTERM)
+        server.send_signal(stop)
         assert server.wait(timeout=60) == 0
     finally:
         if server.poll() is None:
@@ -153,3 +154,4 @@ def test_sigterm_stops_a_stdio_server_with_its_kernel_closed_and_notebook_sealed
     assert not [kernel for kernel in kernels if kernel.is_running() and kernel.status() != psutil.STATUS_ZOMBIE]
     [notebook] = notebooks(records)
     assert audit_notebook(notebook, None).verdict == "intact"
+    assert workspace.is_absolute() and not workspace.exists(), workspace
