@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernel_agent.errors import ToolDefinitionError
-from kernel_agent.kernel.catalog_search import MAX_QUERY_CHARS, SearchIndex
+from kernel_agent.kernel.catalog_search import MAX_QUERY_CHARS, SearchIndex, one_line
 from kernel_agent.kernel.sdk import Namespace
 from kernel_agent.tools.sources import is_tool_source
 from kernel_agent.tools.tool import Tool, tool_from_function
@@ -332,9 +332,9 @@ class ToolRegistry:
                 shown.append(f"{p.name}={default if len(default) <= 24 else '...'}")
         if len(parameters) > _MANIFEST_PARAMS:
             shown.append("...")
-        summary = " ".join(tool.summary.split())
-        if len(summary) > _SUMMARY_LIMIT:
-            summary = summary[:_SUMMARY_LIMIT - 3].rstrip() + "..."
+        # The source's words (a wrapped MCP server's, an OpenAPI document's): escape, bidi and other control
+        # characters, and lone surrogates a provider's JSON encoder may refuse, become spaces, as in search lines.
+        summary = one_line(tool.summary, _SUMMARY_LIMIT)
         flags = " [destructive]" if tool.destructive else " [read-only]" if tool.read_only else ""
         line = f"{self.path(tool)}({', '.join(shown)})"
         return f"{line}: {summary}{flags}" if summary else f"{line}{flags}"

@@ -285,3 +285,16 @@ def test_five_thousand_namespaces_of_one_tool() -> None:
     assert shown[:2] == ["tag0 1", "tag1 1"]  # equal sizes: registration order
     assert f"; {5_000 - len(shown):,} more namespaces ({5_000 - len(shown):,} tools)" in listed
     assert many.path(many.search("tag4321")[0]) == "tools.tag4321.op"
+
+
+def test_a_tool_summary_reaches_the_full_manifest_without_control_characters() -> None:
+    # A wrapped server's summary with an escape sequence, a bidi override, a lone surrogate and a tag character:
+    # the full listing (small catalogues) shows it as plain words on one line, like the overview and search do.
+    def handler(**_: object) -> None:
+        return None
+
+    description = "Reads \x1b]52;c;aGk=\x07 the \u202efile\ud800 \U000e0041ok\nnext"
+    hostile = tool_from_schema({"name": "probe", "description": description}, handler)
+    manifest = ToolRegistry([hostile]).manifest()
+    line = next(line for line in manifest.splitlines() if line.startswith("tools.probe("))
+    assert line.isprintable() and "Reads" in line and line.endswith("ok"), repr(line)  # the summary: the first line
