@@ -199,3 +199,23 @@ def test_control_characters_in_texts_and_names_do_not_reach_prompts_or_terminals
         assert not any((ord(c) < 32 and c not in "\n\t") or 0x7f <= ord(c) <= 0x9f or c == "\u202e" for c in text), text
     assert tool.name == "op[2Jid" and tool.description.startswith("Sum[1mmary")
     assert source.namespace_descriptions == {"a[31m": "Red evil line"}
+
+
+def test_starting_a_source_imports_jsonschema_off_the_event_loop() -> None:
+    # The first call's validator needs jsonschema, whose first import took 1.9 s on the loop every session shares.
+    import subprocess
+    import sys
+
+    code = ("import asyncio, sys\n"
+            "from kernel_agent.tools.openapi import OpenApiSource\n"
+            "from tests.tools.openapi_fixtures.server import spec\n"
+            "source = OpenApiSource(spec(), base_url='http://127.0.0.1:9')\n"
+            "before = 'jsonschema' in sys.modules\n"
+            "async def main():\n"
+            "    await source.start()\n"
+            "    await source.close()\n"
+            "asyncio.run(main())\n"
+            "print(before, 'jsonschema' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.split() == ["False", "True"], done.stderr

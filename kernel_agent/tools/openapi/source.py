@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
+import importlib
 import os
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -106,6 +108,10 @@ class OpenApiSource:
 
     async def start(self) -> Self:
         """Open the HTTP client (nothing is sent); a no-op when started."""
+        # The validators (made at each tool's first call, on the event loop sessions share) need jsonschema,
+        # whose first import takes 0.3-2.5 s (more with optional format packages installed): paid here, off
+        # the loop, not by the first call a kernel makes.
+        await asyncio.to_thread(importlib.import_module, "jsonschema")
         self._requester.open()
         return self
 
