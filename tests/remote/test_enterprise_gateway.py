@@ -198,6 +198,7 @@ async def test_the_gateway_runs_the_kernel_confined(enterprise_gateway: RunningS
         assert stdout == "NoHostError\n", reply
 
 
+@pytest.mark.serial  # a restart through the gateway's REST API ran past its timeout with three workers on 2 cores
 async def test_interrupt_restart_and_shutdown_through_the_rest_api(enterprise_gateway: RunningServer) -> None:
     """Interrupt keeps the state, restart starts a fresh sandbox behind the same websocket, shutdown removes all."""
     async with _kernel(enterprise_gateway) as (kernel_id, socket):
