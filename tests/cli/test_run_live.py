@@ -55,7 +55,7 @@ def test_ctrl_c_keeps_the_running_cells_output_in_the_notebook(tmp_path: Path) -
     """Ctrl-C while the cell loops after printing: exit 130, and the notebook has what the cell printed (status
     cancelled), in an intact record."""
     script = tmp_path / "spin.json"
-    script.write_text(json.dumps([{"code": "print('halfway there\\n', end='', flush=True)\nimport time\nwhile True:\n"
+    script.write_text(json.dumps([{"code": "print('halfway there', flush=True)\nimport time\nwhile True:\n"
                                            "    time.sleep(0.05)"}]))
     notebook = tmp_path / "run.ipynb"
     with subprocess.Popen([str(KERNEL_AGENT), "run", "spin", "--model", f"scripted:{script}", "--notebook",
