@@ -73,5 +73,6 @@ def test_ctrl_c_keeps_the_running_cells_output_in_the_notebook(tmp_path: Path) -
     cells = [cell for cell in json.loads(notebook.read_text())["cells"]
              if cell["metadata"].get("kernel_agent", {}).get("kind") == "code"]
     assert cells[-1]["metadata"]["kernel_agent"]["status"] == "cancelled"
-    assert cells[-1]["outputs"][0]["text"] == "halfway there\n"
+    # print() writes its text and its newline separately: Ctrl-C (sent once the text shows) may land between them
+    assert cells[-1]["outputs"][0]["text"] in ("halfway there", "halfway there\n")
     assert_intact(notebook, tmp_path)
