@@ -21,7 +21,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("tools", "kernelspec", "packages"),           # tools and their bridge; the Jupyter kernelspec; host installs
     ("runtime",),                                  # the host's handle on running kernels
     ("session",),                                  # sessions: cells, recording, resume, restore
-    ("verify", "agent", "demo", "integrations"),   # audit and replay; the agent loop; the demo's tools; other frameworks
+    ("verify", "agent", "demo", "integrations", "skills"),  # audit and replay; the agent loop; the demo's tools;
+                                                   # other frameworks; skills kept across sessions
+    ("experiment",),                               # tasks x configurations x repeats of agent runs
     ("mcp_server",),                               # kernel-agent as an MCP server (sessions per client)
     ("cli",),                                      # the command line
 ]

@@ -1,0 +1,1 @@
+"""Skills: functions an agent wrote and the host kept, importable read-only by later sessions."""
