@@ -34,10 +34,15 @@ the host's own problems::
     │   ├── RecordLocationError       the record would be written where a sandbox can write
     │   └── UnusableRecordError       a notebook, journal or side file given to read is malformed,
     │                                 too large, too deep, or has a field of the wrong type
-    └── ModelError                    a language model could not be asked
-        ├── ModelConfigError          unknown provider, bad model spec, missing API key
-        ├── ModelUnreachableError     the provider's server cannot be reached
-        └── ModelResponseError        the provider refused or failed (after its retries)
+    ├── ModelError                    a language model could not be asked
+    │   ├── ModelConfigError          unknown provider, bad model spec, missing API key
+    │   ├── ModelUnreachableError     the provider's server cannot be reached
+    │   └── ModelResponseError        the provider refused or failed (after its retries)
+    └── SkillError                    a skill cannot be stored, found or used
+        ├── SkillNotFoundError        no skill (or no version) of that name or hash in the library
+        ├── SkillLibraryError         the library's directory, index or a version file is unusable
+        │                             (a link, another owner, corrupt or hostile content)
+        └── SkillRefusedError         a skill was refused (bad name, too large, failed its checks)
 
     UnconfinedWarning (a Warning)     a session runs with less confinement than
                                       the default (never silently)
@@ -166,3 +171,24 @@ class UnusableRecordError(RecordingError):
     deeply, a number past the bounds, a field of the wrong type, or a side-file
     reference that is not a sha256 name; the message names the file and the field.
     """
+
+
+class SkillError(KernelAgentError):
+    """A skill cannot be stored, found or used (the message says why)."""
+
+
+class SkillNotFoundError(SkillError, KeyError):
+    """The library has no skill of that name, or no version of it with that hash."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class SkillLibraryError(SkillError):
+    """The library cannot be used: its directory is a link or another user's, or its index or a version file
+    is corrupt or hostile (the message names the file); nothing in it was changed."""
+
+
+class SkillRefusedError(SkillError, ValueError):
+    """A skill was refused: a name that is not an identifier, a size past the bounds, or (from a session)
+    a proposal that failed its checks or its approval; the message says why."""

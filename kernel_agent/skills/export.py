@@ -1,0 +1,74 @@
+"""A library's skills written out as a plain Python package anyone can import without kernel-agent.
+
+``TARGET/skills/__init__.py`` (a docstring listing the skills and ``__all__``),
+``TARGET/skills/NAME.py`` per skill (its source, byte for byte, so its hash can
+be checked) and ``TARGET/skills/provenance.json`` (per skill: version, hash,
+description, date, provenance and its tests). The target must be empty (or
+``force``); it and the ``skills`` directory are opened without following a
+link, and every file is written by descriptor (a link planted at a file's
+name is replaced, never followed). Text from the library goes into generated
+Python only as ``repr`` literals, so no description can become code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from kernel_agent.errors import SkillError, UnsafePathError
+from kernel_agent.safe_fs import open_dir, open_subdir, replace_file
+from kernel_agent.skills.versions import SkillVersion
+
+PACKAGE = "skills"
+PROVENANCE_FILE = "provenance.json"
+
+
+def _init_source(versions: list[SkillVersion]) -> str:
+    doc = "Skills exported from a kernel-agent skills library: import one with `from skills import NAME`.\n\n"
+    doc += "".join(f"{v.name} (v{v.version}, sha256 {v.sha256[:12]}): {v.description}\n" for v in versions)
+    names = ", ".join(repr(v.name) for v in versions)
+    return f"{doc!r}\n\n__all__ = [{names}]\n"
+
+
+def _provenance(versions: list[SkillVersion]) -> bytes:
+    records = [{"name": v.name, "version": v.version, "sha256": v.sha256, "description": v.description,
+                "created": v.created, "provenance": v.provenance.to_json(), "tests": v.tests} for v in versions]
+    return (json.dumps({"format": "kernel-agent-skills-export/1", "skills": records}, indent=1) + "\n").encode()
+
+
+def export_package(versions: list[SkillVersion], target: Path, *, force: bool = False) -> list[Path]:
+    """Write ``versions`` as the package ``target/skills``; return the paths written.
+
+    Raises SkillError when ``target`` is not empty (without ``force``), is a
+    link, or cannot be written.
+    """
+    try:
+        target.mkdir(mode=0o755, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SkillError(f"cannot create {target}: {exc.strerror}") from None
+    try:
+        dir_fd = open_dir(target)
+    except UnsafePathError:
+        raise SkillError(f"cannot export into {target}: it is a symbolic link or not a directory") from None
+    written: list[Path] = []
+    try:
+        if os.listdir(dir_fd) and not force:
+            raise SkillError(f"{target} is not empty: export into a new or empty directory (or pass --force)")
+        try:
+            package_fd = open_subdir(dir_fd, PACKAGE, create=True, mode=0o755)
+        except UnsafePathError as exc:
+            raise SkillError(f"cannot export into {target / PACKAGE}: {exc}") from None
+        try:
+            files = [("__init__.py", _init_source(versions).encode()), (PROVENANCE_FILE, _provenance(versions))]
+            files += [(f"{v.name}.py", v.source.encode("utf-8")) for v in versions]
+            for name, data in files:
+                replace_file(package_fd, name, data, mode=0o644)
+                written.append(target / PACKAGE / name)
+        except (UnsafePathError, OSError) as exc:
+            raise SkillError(f"cannot write the package in {target / PACKAGE}: {exc}") from None
+        finally:
+            os.close(package_fd)
+    finally:
+        os.close(dir_fd)
+    return written

@@ -1,0 +1,376 @@
+"""The skills library on the host: a directory of versioned, content-addressed skills with a small index.
+
+Layout (everything 0600 in a 0700 directory the user owns)::
+
+    index.json               per skill: the current version, every version (hash, number,
+                             description, date, provenance, uses), the next version number
+    versions/<sha256>.json   one version's source, tests, description and provenance;
+                             named by its content hash, written once, never overwritten
+    .lock                    the lock every reader and writer takes (fcntl.flock)
+
+Several processes may use one library at once: a writer holds the lock
+exclusively while it reads the index, writes a new version file (O_EXCL) and
+replaces the index atomically (a temporary file, then ``os.replace``);
+readers hold it shared. A crash leaves at worst a version file no index
+names, never an index naming a missing file.
+
+The directory is the operator's, but it may have been copied from elsewhere:
+it must be a real directory (not a link) owned by the user and writable by
+no one else, and its files are read as hostile (:mod:`kernel_agent.skills.files`).
+Every file is opened through a descriptor of the directory, never following
+a link. The host never imports or runs a skill's code: it is text here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kernel_agent.errors import SkillLibraryError, SkillNotFoundError, SkillRefusedError, UnsafePathError
+from kernel_agent.kernel.catalog_search import CatalogEntry
+from kernel_agent.safe_fs import describe_os_error, open_dir, open_regular, open_subdir, replace_file, write_new_file
+from kernel_agent.skills import catalog
+from kernel_agent.skills.files import (
+    MAX_INDEX_BYTES,
+    MAX_SKILLS,
+    MAX_VERSION_BYTES,
+    MAX_VERSIONS,
+    SkillEntry,
+    read_index,
+    read_version,
+    write_index,
+    write_version,
+)
+from kernel_agent.skills.versions import (
+    MAX_SOURCE_BYTES,
+    MAX_TESTS_BYTES,
+    Provenance,
+    Skill,
+    SkillVersion,
+    VersionInfo,
+    check_description,
+    check_name,
+    check_text,
+    content_hash,
+)
+
+SKILLS_DIR_ENV = "KERNEL_AGENT_SKILLS_DIR"
+_INDEX = "index.json"
+_VERSIONS = "versions"
+_LOCK = ".lock"
+_MIN_PREFIX = 4  # hex digits of a hash a person may type instead of all 64
+
+
+def default_library_dir() -> Path:
+    """``$KERNEL_AGENT_SKILLS_DIR``, else ``$XDG_DATA_HOME/kernel-agent/skills`` (``~/.local/share/...``)."""
+    if configured := os.environ.get(SKILLS_DIR_ENV):
+        return Path(configured).expanduser().absolute()
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home).expanduser().absolute() / "kernel-agent" / "skills"
+
+
+class SkillLibrary:
+    """A directory of skills: ``add`` versions, ``get`` them back, list, search, count uses, remove, export.
+
+    Every method is synchronous, takes the library's lock for its own short
+    work, and is safe with other threads and processes using the same
+    directory. Raises SkillLibraryError when the directory or a file in it
+    cannot be trusted (nothing is changed then), SkillNotFoundError for an
+    unknown name or hash, SkillRefusedError for a name, size or type the
+    library does not take.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        self.directory = Path(directory).expanduser().absolute() if directory is not None else default_library_dir()
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SkillLibraryError(f"cannot create the skills library {self.directory}: {exc.strerror}") from None
+        with self._locked(exclusive=False):
+            pass  # checks the directory and makes the lock file now, not at the first use
+
+    def __repr__(self) -> str:
+        return f"SkillLibrary({str(self.directory)!r})"
+
+    # -- storing -----------------------------------------------------------------------
+
+    def add(self, name: str, source: str, description: str, *, tests: str = "",
+            provenance: Provenance | None = None) -> SkillVersion:
+        """Store a version of skill ``name`` and make it the current one; return it.
+
+        Nothing is checked but names, sizes and types (whether the code parses,
+        passes its tests and keeps the policy is the session side's business).
+        The same name, source and tests give the same hash: no new version is
+        made, the existing one becomes current again.
+        """
+        check_name(name)
+        check_text("source", source, MAX_SOURCE_BYTES)
+        check_text("tests", tests, MAX_TESTS_BYTES)
+        description = check_description(description)
+        provenance = provenance if provenance is not None else Provenance()
+        if not isinstance(provenance, Provenance):
+            raise SkillRefusedError(f"provenance must be a Provenance, not {type(provenance).__name__}")
+        sha256 = content_hash(name, source, tests)
+        with self._locked(exclusive=True) as dir_fd:
+            entries = self._read_index(dir_fd)
+            entry = entries.get(name)
+            known = entry.find(sha256) if entry is not None else None
+            if entry is not None and known is not None:
+                if entry.current != sha256:
+                    entry.current = sha256
+                    self._write_index(dir_fd, entries)
+                return _version(name, known, source, tests)
+            if entry is None and len(entries) >= MAX_SKILLS:
+                raise SkillRefusedError(f"the library holds {MAX_SKILLS:,} skills, its limit: remove some first")
+            if entry is not None and len(entry.versions) >= MAX_VERSIONS:
+                raise SkillRefusedError(f"skill {name!r} has {MAX_VERSIONS:,} versions, the limit: remove old ones")
+            info = VersionInfo(sha256=sha256, version=entry.next_version if entry else 1, description=description,
+                               created=datetime.now(UTC).isoformat(timespec="seconds"), provenance=provenance)
+            version = _version(name, info, source, tests)
+            self._store_version(dir_fd, version, info)
+            if entry is None:
+                entries[name] = SkillEntry(sha256, info.version + 1, [info])
+            else:
+                entry.versions.append(info)
+                entry.current, entry.next_version = sha256, info.version + 1
+            self._write_index(dir_fd, entries)
+            return version
+
+    def count_use(self, name: str, sha256: str) -> int:
+        """Count one use of version ``sha256`` of ``name`` (a session imported it); return the skill's total."""
+        with self._locked(exclusive=True) as dir_fd:
+            entries = self._read_index(dir_fd)
+            entry, info = _lookup(entries, name, sha256)
+            entry.versions[entry.versions.index(info)] = VersionInfo(
+                info.sha256, info.version, info.description, info.created, info.provenance, info.uses + 1)
+            self._write_index(dir_fd, entries)
+            return sum(v.uses for v in entry.versions)
+
+    def remove(self, name: str, sha256: str | None = None) -> list[VersionInfo]:
+        """Remove one version of ``name`` (``sha256``, or a unique prefix of it), or the whole skill when None;
+        return what was removed. When the current version goes, the newest one left becomes current."""
+        with self._locked(exclusive=True) as dir_fd:
+            entries = self._read_index(dir_fd)
+            if sha256 is None:
+                entry = entries.pop(name, None)
+                if entry is None:
+                    raise SkillNotFoundError(f"the library has no skill named {name[:80]!r}")
+                removed = list(entry.versions)
+            else:
+                entry, info = _lookup(entries, name, sha256)
+                removed = [info]
+                entry.versions.remove(info)
+                if not entry.versions:
+                    del entries[name]
+                elif entry.current == info.sha256:
+                    entry.current = max(entry.versions, key=lambda v: v.version).sha256
+            # The index first: a crash between the two leaves files no index names, never a name without its file.
+            self._write_index(dir_fd, entries)
+            versions_fd = self._versions_dir(dir_fd)
+            try:
+                for info in removed:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f"{info.sha256}.json", dir_fd=versions_fd)
+            finally:
+                os.close(versions_fd)
+            return removed
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get(self, name: str, sha256: str | None = None) -> SkillVersion:
+        """Version ``sha256`` of ``name`` (the full hash or a unique prefix of it), the current one when None."""
+        with self._locked(exclusive=False) as dir_fd:
+            _, info = _lookup(self._read_index(dir_fd), name, sha256)
+            return self._load_version(dir_fd, name, info)
+
+    def version(self, sha256: str) -> SkillVersion:
+        """The version whose hash is ``sha256`` (all 64 hex digits), whichever skill it belongs to."""
+        with self._locked(exclusive=False) as dir_fd:
+            for name, entry in self._read_index(dir_fd).items():
+                info = entry.find(sha256)
+                if info is not None:
+                    return self._load_version(dir_fd, name, info)
+        raise SkillNotFoundError(f"the library has no skill version {str(sha256)[:80]!r}")
+
+    def skills(self) -> list[Skill]:
+        """Every skill, by name: the current version's description, hash and number, uses, every version."""
+        with self._locked(exclusive=False) as dir_fd:
+            entries = self._read_index(dir_fd)
+        return [_skill(name, entries[name]) for name in sorted(entries)]
+
+    def __len__(self) -> int:
+        with self._locked(exclusive=False) as dir_fd:
+            return len(self._read_index(dir_fd))
+
+    def __contains__(self, name: object) -> bool:
+        with self._locked(exclusive=False) as dir_fd:
+            return name in self._read_index(dir_fd)
+
+    def versions(self, names: Iterable[str] | None = None) -> list[SkillVersion]:
+        """The current version of each skill in ``names`` (every skill when None), code included."""
+        with self._locked(exclusive=False) as dir_fd:
+            entries = self._read_index(dir_fd)
+            chosen = sorted(entries) if names is None else list(dict.fromkeys(names))
+            found = [_lookup(entries, name, None) for name in chosen]
+            return [self._load_version(dir_fd, name, info) for name, (_, info) in zip(chosen, found, strict=True)]
+
+    # -- what sessions see ----------------------------------------------------------------
+
+    def search(self, query: str, limit: int | None = None) -> list[Skill]:
+        """Skills ranked for ``query`` (words of names and descriptions), best first."""
+        return catalog.search(self.skills(), query, limit)
+
+    def catalog_entries(self) -> list[CatalogEntry]:
+        """One search entry per skill (path ``skills.NAME``, line: how to import it and what it does)."""
+        return catalog.catalog_entries(self.skills())
+
+    def manifest_lines(self, budget: int = catalog.MANIFEST_BUDGET) -> str:
+        """The skills section of a model's manifest, at most ``budget`` characters ("" with no skills)."""
+        return catalog.manifest_section(self.skills(), budget)
+
+    def export(self, target: str | os.PathLike[str], names: Iterable[str] | None = None, *,
+               force: bool = False) -> list[Path]:
+        """Write the current version of ``names`` (every skill when None) as a plain importable package
+        ``target/skills/``; return the files written (see :mod:`kernel_agent.skills.export`)."""
+        from kernel_agent.skills.export import export_package
+
+        return export_package(self.versions(names), Path(target), force=force)
+
+    # -- the directory ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self, *, exclusive: bool) -> Iterator[int]:
+        """A descriptor of the checked library directory, held under its lock for the block."""
+        dir_fd = self._open_directory()
+        try:
+            try:
+                lock_fd = open_regular(dir_fd, _LOCK, os.O_RDWR | os.O_CREAT, mode=0o600)
+            except UnsafePathError as exc:
+                raise SkillLibraryError(f"{self.directory}/{_LOCK}: {exc}") from None
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+                yield dir_fd
+            finally:
+                os.close(lock_fd)  # releases the lock
+        finally:
+            os.close(dir_fd)
+
+    def _open_directory(self) -> int:
+        try:
+            dir_fd = open_dir(self.directory)
+        except UnsafePathError:
+            reason = "it is a symbolic link" if self.directory.is_symlink() else "it cannot be opened as a directory"
+            raise SkillLibraryError(f"the skills library {self.directory} cannot be used: {reason}") from None
+        status = os.fstat(dir_fd)
+        problem = None
+        if status.st_uid != os.geteuid():
+            problem = f"it belongs to user {status.st_uid}, not to this user ({os.geteuid()})"
+        elif status.st_mode & 0o022:
+            problem = "others can write it (chmod go-w it)"
+        if problem:
+            os.close(dir_fd)
+            raise SkillLibraryError(f"the skills library {self.directory} cannot be used: {problem}")
+        return dir_fd
+
+    def _read_index(self, dir_fd: int) -> dict[str, SkillEntry]:
+        data = self._read(dir_fd, _INDEX, MAX_INDEX_BYTES, str(self.directory / _INDEX))
+        return {} if data is None else read_index(data, str(self.directory / _INDEX))
+
+    def _write_index(self, dir_fd: int, entries: dict[str, SkillEntry]) -> None:
+        try:
+            replace_file(dir_fd, _INDEX, write_index(entries), mode=0o600)
+        except (UnsafePathError, OSError) as exc:
+            raise SkillLibraryError(f"cannot write {self.directory / _INDEX}: {exc}") from None
+
+    def _versions_dir(self, dir_fd: int) -> int:
+        try:
+            return open_subdir(dir_fd, _VERSIONS, create=True, mode=0o700)
+        except UnsafePathError as exc:
+            raise SkillLibraryError(f"{self.directory / _VERSIONS}: {exc}") from None
+
+    def _store_version(self, dir_fd: int, version: SkillVersion, info: VersionInfo) -> None:
+        """Write the version file; one already there (a crash after writing it) must hold the same content."""
+        versions_fd = self._versions_dir(dir_fd)
+        try:
+            write_new_file(versions_fd, f"{version.sha256}.json", write_version(version), mode=0o600, sync=True)
+        except UnsafePathError:
+            self._load_from(versions_fd, version.name, info)  # raises unless it is this very version
+        finally:
+            os.close(versions_fd)
+
+    def _load_version(self, dir_fd: int, name: str, info: VersionInfo) -> SkillVersion:
+        versions_fd = self._versions_dir(dir_fd)
+        try:
+            return self._load_from(versions_fd, name, info)
+        finally:
+            os.close(versions_fd)
+
+    def _load_from(self, versions_fd: int, name: str, info: VersionInfo) -> SkillVersion:
+        where = str(self.directory / _VERSIONS / f"{info.sha256}.json")
+        data = self._read(versions_fd, f"{info.sha256}.json", MAX_VERSION_BYTES, where)
+        if data is None:
+            raise SkillLibraryError(f"{where} is missing: the index names a version the library does not hold")
+        return read_version(data, info.sha256, info, name)
+
+    @staticmethod
+    def _read(dir_fd: int, name: str, max_bytes: int, where: str) -> bytes | None:
+        """A regular file's bytes (never through a link, never blocking on a FIFO), None when it is not there."""
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise SkillLibraryError(f"{where} cannot be read: {describe_os_error(exc)}") from None
+        try:
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode):
+                raise SkillLibraryError(f"{where} is not a regular file")
+            if status.st_size > max_bytes:
+                raise SkillLibraryError(f"{where} is {status.st_size:,} bytes, over the limit of {max_bytes:,}")
+            chunks, size = [], 0
+            while size <= max_bytes:
+                chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        except OSError as exc:
+            raise SkillLibraryError(f"{where} cannot be read: {os.strerror(exc.errno or errno.EIO)}") from None
+        finally:
+            os.close(fd)
+        if size > max_bytes:
+            raise SkillLibraryError(f"{where} grew past the limit of {max_bytes:,} bytes while it was read")
+        return b"".join(chunks)
+
+
+def _lookup(entries: dict[str, SkillEntry], name: str, sha256: str | None) -> tuple[SkillEntry, VersionInfo]:
+    """The entry of ``name`` and its version ``sha256`` (a unique prefix will do; the current one when None)."""
+    entry = entries.get(name) if isinstance(name, str) else None
+    if entry is None:
+        raise SkillNotFoundError(f"the library has no skill named {str(name)[:80]!r}")
+    wanted = entry.current if sha256 is None else sha256
+    if not isinstance(wanted, str) or len(wanted) < _MIN_PREFIX:
+        raise SkillNotFoundError(f"a version is named by its sha256 (at least {_MIN_PREFIX} hex digits of it)")
+    found = [v for v in entry.versions if v.sha256.startswith(wanted.lower())]
+    if len(found) != 1:
+        what = "several versions" if found else "no version"
+        raise SkillNotFoundError(f"skill {name!r} has {what} whose hash starts with {wanted[:80]!r}")
+    return entry, found[0]
+
+
+def _version(name: str, info: VersionInfo, source: str, tests: str) -> SkillVersion:
+    return SkillVersion(name=name, sha256=info.sha256, version=info.version, source=source, tests=tests,
+                        description=info.description, provenance=info.provenance, created=info.created)
+
+
+def _skill(name: str, entry: SkillEntry) -> Skill:
+    current = entry.find(entry.current)
+    assert current is not None  # read_index checked it
+    return Skill(name=name, description=current.description, sha256=current.sha256, version=current.version,
+                 uses=sum(v.uses for v in entry.versions), versions=tuple(entry.versions))
