@@ -8,35 +8,16 @@ in order with what each holds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-#: column -> what it holds (the table's columns, in this order)
-COLUMNS: dict[str, str] = {
-    "configuration": "the configuration's name",
-    "task": "the task's name",
-    "repeat": "the repeat's index, from 0",
-    "success": "whether the checker accepted the answer (False when the run gave none or the checker raised)",
-    "answer": "the answer's repr, bounded to 2,000 characters ('' when none)",
-    "checker_error": "why the checker raised ('' when it did not)",
-    "stop_reason": "AgentResult.stop_reason's value (final_answer, answered, max_steps, ..., error)",
-    "error": "AgentResult.error, or why the run failed before or after the agent ('' when none)",
-    "steps": "model replies",
-    "cells": "cells run",
-    "tool_calls": "host tool calls made by the run's cells",
-    "input_tokens": "Usage.input_tokens over the run",
-    "output_tokens": "Usage.output_tokens",
-    "cache_read_tokens": "Usage.cache_read_tokens (the provider's prompt cache)",
-    "cache_write_tokens": "Usage.cache_write_tokens",
-    "total_tokens": "Usage.total_tokens",
-    "cost": "US dollars from the configuration's Pricing (NaN without one)",
-    "seconds": "wall time of the run",
-    "model_seconds": "time spent waiting for the model (0 for replies from the reply cache)",
-    "model_calls": "replies the model was really asked for (0 when every reply came from the reply cache)",
-    "cached_replies": "replies served by the reply cache",
-    "notebook": "the run's recorded notebook, relative to the experiment's directory ('' when not recorded)",
-    "started_at": "when the run started, ISO 8601 UTC",
-}
+from kernel_agent.experiment.columns import COLUMNS  # re-exported: results.COLUMNS is the contract
+
+if TYPE_CHECKING:
+    from kernel_agent.experiment.summary import Comparison, Summary
+
+__all__ = ["COLUMNS", "ExperimentResults"]
 
 
 @dataclass(frozen=True)
@@ -45,3 +26,47 @@ class ExperimentResults:
 
     table: Any  # pandas.DataFrame (pandas is imported lazily: the analysis extra)
     directory: Path | None = None
+
+    # The readers (summary, plots, files) live in their own modules; these delegate to them.
+
+    def summary(self, confidence: float = 0.95) -> Summary:
+        """Success rates with Wilson intervals, per-task rates, distributions, stop reasons (experiment/summary.py)."""
+        from kernel_agent.experiment.summary import summarise
+
+        return summarise(self.table, confidence)
+
+    def compare(self, a: str, b: str, confidence: float = 0.95) -> Comparison:
+        """Configuration ``a`` against ``b`` on the same (task, repeat) pairs: McNemar, paired differences."""
+        from kernel_agent.experiment.summary import compare
+
+        return compare(self.table, a, b, confidence)
+
+    def plot_success(self, confidence: float = 0.95) -> Any:
+        """A matplotlib Figure: success rate per configuration with its interval (experiment/plots.py)."""
+        from kernel_agent.experiment.plots import plot_success
+
+        return plot_success(self.table, confidence)
+
+    def plot_tasks(self) -> Any:
+        """A matplotlib Figure: the task x configuration heatmap of success rates."""
+        from kernel_agent.experiment.plots import plot_tasks
+
+        return plot_tasks(self.table)
+
+    def plot_distribution(self, column: str = "total_tokens") -> Any:
+        """A matplotlib Figure: ``column`` (total_tokens, cost, seconds, ...) per configuration, each run a dot."""
+        from kernel_agent.experiment.plots import plot_distribution
+
+        return plot_distribution(self.table, column)
+
+    def to_csv(self, path: str | PathLike[str]) -> Path:
+        """Write the table as CSV at ``path`` (one row per run, :data:`COLUMNS` in order); returns the path."""
+        from kernel_agent.experiment.files import write_table
+
+        return write_table(self.table, Path(path), "csv")
+
+    def to_parquet(self, path: str | PathLike[str]) -> Path:
+        """Write the table as Parquet at ``path`` (needs pyarrow); returns the path."""
+        from kernel_agent.experiment.files import write_table
+
+        return write_table(self.table, Path(path), "parquet")
