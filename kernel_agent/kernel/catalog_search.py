@@ -60,6 +60,7 @@ class CatalogEntry:
     parameters: tuple[str, ...] = ()
     description: str = ""
     original_name: str = ""  # the tool's own name (an operationId, an MCP name), when it differs
+    kind: str = "tool"  # "tool": callable through ``tools``; else what the entry is ("skill": imported, not called)
 
 
 @functools.lru_cache(maxsize=1 << 16)  # bounded: query words are hostile
@@ -235,6 +236,19 @@ def catalog_entries(namespace: str, catalog: dict[str, object]) -> list[CatalogE
         entries.append(CatalogEntry(path=path, name=str(name), namespace=namespace, line=line,
                                     summary=str(summary), parameters=tuple(str(p) for p in parameters),
                                     description=str(description), original_name=str(original)))
+    return entries + extra_entries(namespace, catalog)
+
+
+def extra_entries(namespace: str, catalog: dict[str, object]) -> list[CatalogEntry]:
+    """The entries a module's catalogue lists besides its tools (``extras``: skills to import, never to call):
+    rows of kind, path, name, line, summary, description."""
+    entries = []
+    rows = catalog.get("extras")
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, list) and len(row) == 6 and all(isinstance(field, str) for field in row):
+            kind, path, name, line, summary, description = row
+            entries.append(CatalogEntry(path=path, name=name, namespace=namespace, line=line, summary=summary,
+                                        description=description, kind=kind or "extra"))
     return entries
 
 

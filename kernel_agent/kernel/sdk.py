@@ -25,6 +25,7 @@ from kernel_agent.kernel.catalog_search import (
     SearchIndex,
     catalog_entries,
     entry_lines,
+    extra_entries,
     module_doc,
     read_catalog,
 )
@@ -224,6 +225,10 @@ class Namespace(types.SimpleNamespace):
                 return self.__dict__[name]
         if isinstance(_bridge, _Detached):
             raise NoHostError(f"{self._name}.{name}", _Detached.message, kind="no_host")
+        catalog = self._read_catalog()
+        extra = next((e for e in extra_entries("", catalog) if e.name == name), None) if catalog else None
+        if extra is not None:  # a skill the catalogue lists: say how to import it, not "no such tool"
+            raise AttributeError(f"{self._name}.{name} is a {extra.kind}, not a tool: {extra.line}")
         raise AttributeError(f"{self._name} has no tool or namespace {name!r}; see dir({self._name}) "
                              f"or {self._name}.search('words')")
 

@@ -29,12 +29,13 @@ def skill_line(skill: Skill) -> str:
 def catalog_entry(skill: Skill) -> CatalogEntry:
     """A skill's search entry; the namespace is ``skills`` and the path ``skills.NAME``, never ``tools...``."""
     return CatalogEntry(path=f"skills.{skill.name}", name=skill.name, namespace="skills", line=skill_line(skill),
-                        summary=skill.description, description=KIND)
+                        summary=skill.description, description=KIND, kind=KIND)
 
 
 def catalog_entries(skills: list[Skill]) -> list[CatalogEntry]:
-    """The search entries of ``skills``, most used first (then by name): the order search breaks ties in."""
-    return [catalog_entry(s) for s in _by_use(skills)]
+    """The search entries of ``skills``, by name. Not by use: they go into a session's SDK, whose hash a
+    resumed session checks, and a use elsewhere must not change it."""
+    return [catalog_entry(s) for s in sorted(skills, key=lambda s: s.name)]
 
 
 def search(skills: list[Skill], query: str, limit: int | None = None) -> list[Skill]:

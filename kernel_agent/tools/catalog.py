@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from kernel_agent.kernel.catalog_search import DESCRIPTION_CHARS, CatalogEntry, one_line
+from kernel_agent.tools.extras import extras_rows
 from kernel_agent.tools.tool import Tool
 
 
@@ -40,6 +41,7 @@ class ToolRegistry(Protocol):
     def server(self, namespace: str) -> str | None: ...
     def namespace_description(self, identifier: str) -> str | None: ...
     def summary_line(self, tool: Tool) -> str: ...
+    def extras(self, namespace: str | None = None) -> list[CatalogEntry]: ...
 
 SUMMARY_CHARS = 160
 
@@ -82,11 +84,15 @@ def catalog_entries(registry: ToolRegistry, tools: list[Tool]) -> list[CatalogEn
 
 def catalog_record(registry: ToolRegistry, namespace: str, signatures: dict[str, str], line: str) -> dict[str, Any]:
     """A module's catalogue as plain data: its namespace ``line`` (the manifest's) and, per tool, what
-    search needs. ``signatures`` maps each tool's identifier to its typed signature as the generated source
-    declares it (``(city: str) -> Any``)."""
+    search needs, then the extras a source gave the namespace (skills). ``signatures`` maps each tool's
+    identifier to its typed signature as the generated source declares it (``(city: str) -> Any``)."""
     rows = []
     for tool in registry.tools(namespace):
         entry = tool_entry(registry, tool, "")
         rows.append([entry.name, signatures.get(entry.name, "(...)"), entry.summary, list(entry.parameters),
                      entry.description, entry.original_name])
-    return {"line": line, "tools": rows}
+    record: dict[str, Any] = {"line": line, "tools": rows}
+    extra = registry.extras(namespace)
+    if extra:  # only then: the SDK (and its hash) of a session without extras is what it always was
+        record["extras"] = extras_rows(extra)
+    return record

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernel_agent.errors import ToolDefinitionError
-from kernel_agent.kernel.catalog_search import MAX_QUERY_CHARS, SearchIndex, one_line
+from kernel_agent.kernel.catalog_search import MAX_QUERY_CHARS, CatalogEntry, SearchIndex, one_line
 from kernel_agent.kernel.sdk import Namespace
+from kernel_agent.tools import extras
 from kernel_agent.tools.sources import is_tool_source
 from kernel_agent.tools.tool import Tool, tool_from_function
 
@@ -157,6 +158,11 @@ class ToolRegistry:
         self._descriptions: dict[str, str] = {}  # raw namespace -> the line its source gave (first one wins)
         self._index: tuple[SearchIndex, list[Tool]] | None = None  # built at the first search after a change
         self._taken: dict[str, set[str]] = {"": set(RESERVED_NAMES)}  # per namespace identifier
+        # Sources that add search entries or a manifest section besides tools (kernel_agent.tools.extras),
+        # with the raw namespace of their tools ("" for none); their entries are read once, when first needed.
+        self._extra_sources: list[tuple[object, str]] = []
+        self._extras: dict[str, list[CatalogEntry]] | None = None
+        self._entries_index: SearchIndex | None = None
         for item in tools:
             self.add(item)
 
@@ -179,12 +185,17 @@ class ToolRegistry:
                     self._servers[self._namespaces[t.namespace]] = label
             for namespace, description in item._descriptions.items():
                 self._descriptions.setdefault(namespace, description)
+            for source, namespace in item._extra_sources:
+                self._add_extras(source, namespace)
             return added
         if is_tool_source(item):  # a source that is not started says so itself when asked for its tools
             return self._add_server(item, item.tools)
         listed = getattr(item, "tools", None)
         if isinstance(listed, (list, tuple)):
             return self._add_server(item, listed)
+        if extras.has_extras(item) and not callable(item):  # search entries and a manifest section, no tools
+            self._add_extras(item, "")
+            return []
         if isinstance(item, dict):
             raise ToolDefinitionError(
                 "a tool definition dict needs a handler: build it with "
@@ -209,7 +220,16 @@ class ToolRegistry:
         for namespace, description in _namespace_descriptions(server).items():
             if description:
                 self._descriptions.setdefault(namespace, description)
+        if extras.has_extras(server):
+            self._add_extras(server, (added[0].namespace or "") if added else "")
         return added
+
+    def _add_extras(self, source: object, namespace: str) -> None:
+        if namespace:
+            self._namespace_identifier(namespace)
+        self._extra_sources.append((source, namespace))
+        self._extras = None
+        self._entries_index = None
 
     def _add_tool(self, tool: Tool) -> Tool:
         qualified = tool.qualified_name
@@ -224,7 +244,7 @@ class ToolRegistry:
         self._taken[scope].add(identifier)
         self._tools[qualified] = tool
         self._members.setdefault(scope, []).append(tool)
-        self._index = None
+        self._index = self._entries_index = None
         self._identifiers[qualified] = identifier
         self._parameters[qualified] = plan_parameters(tool.input_schema)
         if scope and tool.source.startswith("mcp:"):  # an MCP tool added on its own
@@ -311,14 +331,38 @@ class ToolRegistry:
         index, ordered = self._index
         return [ordered[position] for position in index.rank(query[:MAX_QUERY_CHARS], limit)]
 
+    def extras(self, namespace: str | None = None) -> list[CatalogEntry]:
+        """The search entries sources gave besides their tools (skills), of one namespace identifier ("" =
+        the top level) or all; read from the sources once (what the session's SDK holds), then kept."""
+        if self._extras is None:
+            self._extras = extras.collect([(s, self._namespaces[n] if n else "") for s, n in self._extra_sources])
+        if namespace is not None:
+            return list(self._extras.get(namespace, ()))
+        return [e for n in ["", *self.namespaces()] for e in self._extras.get(n, ())]
+
+    def search_entries(self, query: str, limit: int | None = None) -> list[CatalogEntry]:
+        """Like :meth:`search`, but as catalogue entries and with the sources' extras (skills: ``kind`` says
+        what an entry is; only ``kind == "tool"`` entries are callable): the same results, in the same order,
+        as ``tools.search`` in the session's kernel."""
+        from kernel_agent.tools.catalog import catalog_entries
+
+        if self._entries_index is None:
+            entries = []
+            for namespace in ["", *self.namespaces()]:
+                entries += catalog_entries(self, self.tools(namespace)) + self.extras(namespace)
+            self._entries_index = SearchIndex(entries)
+        return self._entries_index.search(query[:MAX_QUERY_CHARS], limit)
+
     # -- the system prompt ----------------------------------------------------------------
 
     def manifest(self) -> str:
         """The tools for the system prompt, bounded: every tool with a one-line summary while they fit,
-        else an overview by namespace (see :mod:`kernel_agent.tools.manifest`)."""
+        else an overview by namespace (see :mod:`kernel_agent.tools.manifest`); then the sections sources
+        add (skills), within :data:`kernel_agent.tools.extras.EXTRAS_BUDGET` together."""
         from kernel_agent.tools.manifest import build_manifest
 
-        return build_manifest(self)
+        sections = extras.manifest_sections([source for source, _ in self._extra_sources])
+        return build_manifest(self) + (f"\n\n{sections}" if sections else "")
 
     def summary_line(self, tool: Tool) -> str:
         """One line on a tool: how to call it (parameters, defaults), its summary and flags."""

@@ -415,7 +415,7 @@ def generate_module(registry: ToolRegistry, namespace: str) -> str:
 
 def generate_sdk(registry: ToolRegistry) -> dict[str, str]:
     """Source per namespace identifier ("" = top level), for kernel_agent.kernel.sdk.build_tools."""
-    namespaces = ([""] if registry.tools("") else []) + registry.namespaces()
+    namespaces = ([""] if registry.tools("") or registry.extras("") else []) + registry.namespaces()
     return {namespace: generate_module(registry, namespace) for namespace in namespaces}
 
 
