@@ -37,7 +37,10 @@ the host's own problems::
     ├── ModelError                    a language model could not be asked
     │   ├── ModelConfigError          unknown provider, bad model spec, missing API key
     │   ├── ModelUnreachableError     the provider's server cannot be reached
-    │   └── ModelResponseError        the provider refused or failed (after its retries)
+    │   ├── ModelResponseError        the provider refused or failed (after its retries)
+    │   └── ReplyCacheError           a reply cache file is malformed, too large or of the wrong shape
+    ├── ExperimentError               an experiment cannot run as asked: a changed spec in its
+    │                                 directory, a corrupt journal, names unfit for paths
     └── SkillError                    a skill cannot be stored, found or used
         ├── SkillNotFoundError        no skill (or no version) of that name or hash in the library
         ├── SkillLibraryError         the library's directory, index or a version file is unusable
@@ -192,3 +195,20 @@ class SkillLibraryError(SkillError):
 class SkillRefusedError(SkillError, ValueError):
     """A skill was refused: a name that is not an identifier, a size past the bounds, or (from a session)
     a proposal that failed its checks or its approval; the message says why."""
+
+
+class ReplyCacheError(ModelError):
+    """A file of an experiment's reply cache cannot be used: not strict JSON, too large, or a field of the wrong type.
+
+    A :class:`ModelError`, so the run that met it stops with the reason (its
+    row says it) and the file is left as it was.
+    """
+
+
+class ExperimentError(KernelAgentError):
+    """An experiment cannot run as asked (the message says why and what to do).
+
+    Its directory holds a different spec (pass ``start_over=True`` to set the old
+    runs aside), its journal is corrupt, or a task or configuration name cannot
+    be a directory name.
+    """

@@ -43,6 +43,7 @@ from kernel_agent.models.base import (
     takes_images,
 )
 from kernel_agent.models.fenced import fenced_code
+from kernel_agent.runtime.pool import WarmPool
 from kernel_agent.runtime.results import CellResult
 from kernel_agent.runtime.streaming import OutputChunk
 from kernel_agent.sandbox.policy import SandboxPolicy
@@ -104,7 +105,9 @@ class Agent:
     the Session (timeouts, tool policy, call budget...). With
     ``background_after`` (seconds), a cell still running then runs on in the
     background (until ``cell_timeout``) and the model may wait for or cancel
-    it (see :mod:`kernel_agent.agent.background`).
+    it (see :mod:`kernel_agent.agent.background`). With ``pool`` (a started
+    :class:`~kernel_agent.KernelPool`) each run's session takes one of the
+    pool's kernels (and its workspace) instead of launching one.
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class Agent:
         on_event: Callable[[AgentEvent], Any] | None = None,
         session_options: dict[str, Any] | None = None,
         background_after: float | None = None,
+        pool: WarmPool | None = None,
     ) -> None:
         if max_cost is not None and pricing is None:
             raise ValueError("max_cost needs pricing=Pricing(input=..., output=...) (US dollars per million tokens)")
@@ -152,6 +156,7 @@ class Agent:
         self.on_event = on_event
         self.session_options = dict(session_options or {})
         self.background_after = background_after
+        self.pool = pool
         self.last_result: AgentResult | None = None
 
     # -- running --------------------------------------------------------------------
@@ -349,13 +354,22 @@ class Agent:
         return session
 
     def _make_session(self, task: str, run: _Run) -> Session:
+        return self.new_session(task, on_progress=lambda event: self._emit(
+            AgentEvent("progress", len(run.steps), progress=event)))
+
+    def new_session(self, task: str, *, on_progress: Callable[[ProgressEvent], Any] | None = None) -> Session:
+        """The (unstarted) session a run of ``task`` gets, recorded with the run's metadata.
+
+        :meth:`run` makes one itself; a caller that prepares the workspace
+        first (an experiment's input files) starts it and passes it as ``session=``.
+        """
         # Every run is recorded unless asked not to: by default in the host's record directory (never the
         # current directory, nor a workspace the kernel could write).
         notebook = True if self.notebook is None else self.notebook
         options = {"default_timeout": self.cell_timeout, **self.session_options}
         return Session(
-            self.workspace, policy=self.policy, tools=self.tools, notebook=notebook,
-            on_progress=lambda event: self._emit(AgentEvent("progress", len(run.steps), progress=event)),
+            self.workspace, policy=self.policy, tools=self.tools, notebook=notebook, pool=self.pool,
+            on_progress=on_progress,
             record_metadata={
                 "task": task,
                 "model": {"spec": self.model.spec, "provider": self.model.provider},

@@ -7,6 +7,7 @@ in order with what each holds.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -26,6 +27,18 @@ class ExperimentResults:
 
     table: Any  # pandas.DataFrame (pandas is imported lazily: the analysis extra)
     directory: Path | None = None
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> ExperimentResults:
+        """The table of the runs journaled in an experiment's ``directory`` (read as hostile input: bounded, strict).
+
+        Raises :class:`~kernel_agent.errors.ExperimentError` for a directory
+        that is not an experiment's, or a journal that cannot be used.
+        """
+        from kernel_agent.experiment.table import load_table
+
+        path = Path(directory).resolve()
+        return cls(load_table(path), path)
 
     # The readers (summary, plots, files) live in their own modules; these delegate to them.
 
