@@ -40,7 +40,8 @@ the host's own problems::
     │   ├── ModelResponseError        the provider refused or failed (after its retries)
     │   └── ReplyCacheError           a reply cache file is malformed, too large or of the wrong shape
     ├── ExperimentError               an experiment cannot run as asked: a changed spec in its
-    │                                 directory, a corrupt journal, names unfit for paths
+    │   │                             directory, a corrupt journal, names unfit for paths
+    │   └── ExperimentSpecError       a spec file (TOML or Python) cannot be made an experiment
     └── SkillError                    a skill cannot be stored, found or used
         ├── SkillNotFoundError        no skill (or no version) of that name or hash in the library
         ├── SkillLibraryError         the library's directory, index or a version file is unusable
@@ -212,3 +213,9 @@ class ExperimentError(KernelAgentError):
     runs aside), its journal is corrupt, or a task or configuration name cannot
     be a directory name.
     """
+
+
+class ExperimentSpecError(ExperimentError):
+    """A spec file cannot be made an experiment: TOML that does not parse, a key unknown or of the wrong type,
+    a check that cannot be built, a Python file that fails or defines no ``experiment`` (the message names the
+    file and where in it)."""

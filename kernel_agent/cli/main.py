@@ -16,6 +16,7 @@ import click
 
 from kernel_agent._version import __version__
 from kernel_agent.cli import audit, demo, example, kernelspec, keygen, mcp, recover, replay, run, sdk, sessions
+from kernel_agent.cli import experiment as experiment_command
 from kernel_agent.cli.errors import EXIT_BROKEN_PIPE, silence_stdout
 from kernel_agent.errors import KernelAgentError
 
@@ -61,7 +62,7 @@ def cli(ctx: click.Context) -> int:
     return 0
 
 
-for _module in (example, run, demo, sdk, recover, replay, kernelspec, audit, keygen, sessions, mcp):
+for _module in (example, run, demo, experiment_command, sdk, recover, replay, kernelspec, audit, keygen, sessions, mcp):
     cli.add_command(_module.command)
 
 

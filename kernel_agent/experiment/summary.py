@@ -84,9 +84,12 @@ class Summary:
             "cost (median)": "-" if math.isnan(row["median_cost"]) else f"${row['median_cost']:.4f}",
             "seconds (median)": _number(row["median_seconds"], 2),
         }, axis=1, result_type="expand")
+        shown.index.name = None
+        tasks = self.tasks.map(_percent)
+        tasks.index.name = None
         parts = [shown.to_string() if len(shown) else "(no runs)"]
         if len(self.tasks):
-            parts.append("success rate per task:\n" + self.tasks.map(_percent).to_string())
+            parts.append("success rate per task:\n" + tasks.to_string())
         if len(self.stop_reasons):
             parts.append("stop reasons:\n" + self.stop_reasons.to_string())
         return terminal_safe("\n\n".join(parts))
