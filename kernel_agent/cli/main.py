@@ -17,6 +17,7 @@ import click
 from kernel_agent._version import __version__
 from kernel_agent.cli import audit, demo, example, kernelspec, keygen, mcp, recover, replay, run, sdk, sessions
 from kernel_agent.cli import experiment as experiment_command
+from kernel_agent.cli import skills as skills_cli
 from kernel_agent.cli.errors import EXIT_BROKEN_PIPE, silence_stdout
 from kernel_agent.errors import KernelAgentError
 
@@ -64,6 +65,7 @@ def cli(ctx: click.Context) -> int:
 
 for _module in (example, run, demo, experiment_command, sdk, recover, replay, kernelspec, audit, keygen, sessions, mcp):
     cli.add_command(_module.command)
+cli.add_command(skills_cli.command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

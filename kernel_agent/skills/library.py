@@ -28,6 +28,7 @@ import errno
 import fcntl
 import os
 import stat
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,11 +84,13 @@ class SkillLibrary:
     directory. Raises SkillLibraryError when the directory or a file in it
     cannot be trusted (nothing is changed then), SkillNotFoundError for an
     unknown name or hash, SkillRefusedError for a name, size or type the
-    library does not take.
+    library does not take. A lock another process holds past
+    ``lock_timeout`` seconds is a SkillLibraryError, not a wait without end.
     """
 
-    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, directory: str | os.PathLike[str] | None = None, *, lock_timeout: float = 30.0) -> None:
         self.directory = Path(directory).expanduser().absolute() if directory is not None else default_library_dir()
+        self.lock_timeout = lock_timeout
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
@@ -254,12 +257,28 @@ class SkillLibrary:
             except UnsafePathError as exc:
                 raise SkillLibraryError(f"{self.directory}/{_LOCK}: {exc}") from None
             try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+                self._lock(lock_fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
                 yield dir_fd
             finally:
                 os.close(lock_fd)  # releases the lock
         finally:
             os.close(dir_fd)
+
+    def _lock(self, lock_fd: int, operation: int) -> None:
+        """Take the lock, polling (writers hold it for milliseconds) until ``lock_timeout`` has passed."""
+        deadline = time.monotonic() + self.lock_timeout
+        pause = 0.002
+        while True:
+            try:
+                fcntl.flock(lock_fd, operation | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise SkillLibraryError(
+                        f"the skills library {self.directory} is locked by another process for more than "
+                        f"{self.lock_timeout:g} s") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
 
     def _open_directory(self) -> int:
         try:

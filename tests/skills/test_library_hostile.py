@@ -179,3 +179,18 @@ def test_a_planted_version_file_with_other_content_is_not_taken(library: SkillLi
     with pytest.raises(SkillLibraryError, match="do not give its hash"):
         library.add("slugify", "def slugify(s):\n    return s\n", "Slug")
     assert "slugify" not in library
+
+
+def test_a_lock_held_elsewhere_is_a_named_error_not_a_hang(tmp_path: Path) -> None:
+    import fcntl
+
+    library = SkillLibrary(tmp_path / "lib", lock_timeout=0)
+    library.add("parse_amount", PARSE, "Parse an amount")
+    holder = os.open(tmp_path / "lib" / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another process's writer, as far as the library can tell
+        with pytest.raises(SkillLibraryError, match="locked by another process"):
+            library.skills()
+    finally:
+        os.close(holder)
+    assert [s.name for s in library.skills()] == ["parse_amount"]
