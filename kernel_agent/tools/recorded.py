@@ -151,6 +151,10 @@ def recorded_tools(definitions: list[dict[str, Any]], server: RecordedTools) -> 
                 server.handler(str(qualified)), namespace=namespace,
                 read_only=bool(definition.get("read_only")), destructive=bool(definition.get("destructive")),
                 takes_mapping=True, source=str(definition.get("source") or "schema"),
+                # The arguments are matched as the kernel sent them (as the recording has them): a call the
+                # original tool refused as invalid is answered with its recorded refusal, not re-validated.
+                # So the schema only makes the SDK, and is not checked (the generator takes any JSON).
+                validate_arguments=False,
             )
         except ToolDefinitionError as exc:
             raise ReplayInputError(f"the recorded tool definition {number} ({qualified!r}) cannot be rebuilt: "
@@ -158,9 +162,7 @@ def recorded_tools(definitions: list[dict[str, Any]], server: RecordedTools) -> 
         if built.qualified_name != qualified:
             raise ReplayInputError(f"the recorded tool definition {number} names itself {qualified!r} but is "
                                    f"{built.qualified_name!r}")
-        # The arguments are matched as the kernel sent them (as the recording has them): a call the
-        # original tool refused as invalid is answered with its recorded refusal, not re-validated.
-        tools.append(dataclasses.replace(built, validate=lambda arguments: arguments))
+        tools.append(built)
     descriptions = {d["namespace"]: d["namespace_description"] for d in definitions
                     if isinstance(d.get("namespace"), str) and isinstance(d.get("namespace_description"), str)}
     if descriptions:  # the namespaces' lines the SDK was generated with, for a ToolRegistry to read

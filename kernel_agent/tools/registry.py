@@ -80,9 +80,11 @@ def parameter_identifier(text: str) -> str:
     return name + "_" if keyword.iskeyword(name) else name
 
 
-def unique(name: str, taken: set[str] | frozenset[str], *, separator: str = "_") -> str:
-    """``name``, or ``name_2``, ``name_3``... whichever is first not in ``taken``."""
-    candidate, counter = name, 1
+def unique(name: str, taken: set[str] | frozenset[str], *, separator: str = "_", start: int = 1) -> str:
+    """``name``, or ``name_2``, ``name_3``... whichever is first not in ``taken``.
+
+    ``start`` (N > 1) begins at ``name_N``: the caller knows that the names before it are taken."""
+    candidate, counter = (name, 1) if start <= 1 else (f"{name}{separator}{start}", start)
     while candidate in taken:
         counter += 1
         candidate = f"{name}{separator}{counter}"
@@ -105,21 +107,29 @@ def plan_parameters(schema: dict[str, Any]) -> list[Parameter]:
     """The parameters of an object schema: required first, each group in schema order."""
     properties = schema.get("properties")
     properties = properties if isinstance(properties, dict) else {}
-    required_list = schema.get("required")
-    required = [n for n in required_list if isinstance(n, str)] if isinstance(required_list, list) else []
-    # Required names without a property still have to be passed.
-    json_names = [n for n in properties if isinstance(n, str)] + [n for n in required if n not in properties]
+    listed = schema.get("required")
+    required_list = [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
+    # A set: a recorded schema (hostile) may list 100,000 properties and as many required names.
+    required = set(required_list)
+    # Required names without a property still have to be passed: once each (a recording's schema is not
+    # checked against the JSON-schema rules, and may repeat one).
+    missing = [n for n in dict.fromkeys(required_list) if n not in properties]
+    json_names = [n for n in properties if isinstance(n, str)] + missing
     ordered = [n for n in json_names if n in required] + [n for n in json_names if n not in required]
     # Names Python accepts as they are win over mapped ones, so `a_b` stays
     # `a_b` even when `a-b` (which also maps to `a_b`) comes first.
     taken: set[str] = {n for n in ordered if parameter_identifier(n) == n}
     names: dict[str, str] = {}
+    tried: dict[str, int] = {}  # identifier -> the suffixes below this are taken (so `-`, `--`, ... stay linear)
     for json_name in ordered:
-        if parameter_identifier(json_name) == json_name:
+        identifier = parameter_identifier(json_name)
+        if identifier == json_name:
             names[json_name] = json_name
         else:
-            names[json_name] = unique(parameter_identifier(json_name), taken)
+            names[json_name] = unique(identifier, taken, start=tried.get(identifier, 1))
             taken.add(names[json_name])
+            suffix = names[json_name][len(identifier) + 1:]
+            tried[identifier] = int(suffix) if suffix.isdigit() else 1
     parameters = []
     for json_name in ordered:
         prop = properties.get(json_name)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import keyword
 import math
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,9 @@ from kernel_agent.tools.tool import DATA_TYPE_KEY, DATA_TYPES, Tool
 
 _MAX_DEPTH = 24  # deeper schemas are typed _t.Any rather than risking recursion limits
 _LINE_LIMIT = 100
+# Wider unions are typed _t.Any: `A | B | ...` nests one level per `|` when Python compiles it, and 20,000
+# branches made the module fail to compile (RecursionError) in the kernel.
+_MAX_UNION = 64
 _HEADER = ("from __future__ import annotations\n\nimport typing as _t\n\n"
            "from kernel_agent.kernel.sdk import bind as _bind\n")
 _DATA_HINTS = {name: name for name in DATA_TYPES.values()}  # annotations only: never evaluated at import
@@ -35,22 +39,19 @@ _TYPES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool
 # -- safe rendering of data --------------------------------------------------------------
 
 
+# A quote followed by a quote or by the end: escaped, so that no two unescaped quotes are adjacent and none ends
+# the text, and the literal cannot close early.
+_CLOSING_QUOTE = re.compile(r'"(?="|\Z)')
+
+
 def docstring(text: str, indent: str = "") -> str:
     """``text`` as a triple-quoted literal whose value, after inspect.cleandoc, is ``text``."""
-    out = []
-    for index, char in enumerate(text):
-        following = text[index + 1] if index + 1 < len(text) else ""
-        if char == "\\":
-            out.append("\\\\")
-        elif char == '"' and following in ('"', ""):
-            # No two unescaped quotes are adjacent and none ends the text, so
-            # the literal cannot close early.
-            out.append('\\"')
-        elif char in "\n\t" or (char.isprintable() and not 0xD800 <= ord(char) <= 0xDFFF):
-            out.append(char)
-        else:
-            out.append(char.encode("unicode_escape", "backslashreplace").decode("ascii"))
-    body = "\n".join(indent + line if line and i else line for i, line in enumerate("".join(out).split("\n")))
+    # Whole-string operations, not a loop over characters: a 2,500-tool SDK has a million characters of docs.
+    body = _CLOSING_QUOTE.sub(r'\\"', text.replace("\\", "\\\\"))
+    if not body.replace("\n", "").replace("\t", "").isprintable():  # lone surrogates are not printable either
+        body = "".join(char if char in "\n\t" or char.isprintable()
+                       else char.encode("unicode_escape", "backslashreplace").decode("ascii") for char in body)
+    body = "\n".join(indent + line if line and i else line for i, line in enumerate(body.split("\n")))
     return f'{indent}"""{body}\n{indent}"""' if "\n" in text else f'{indent}"""{body}"""'
 
 
@@ -84,6 +85,49 @@ class _Module:
     classes: dict[str, str] = field(default_factory=dict)  # name -> source, dependencies first
     fingerprints: dict[str, str] = field(default_factory=dict)  # name -> the schema it was made from
     by_ref: dict[tuple[int, str], str] = field(default_factory=dict)  # (id(root), ref) -> class name
+    # Indexes of the two above, so that naming a class costs the same with 5 classes or 5,000 (a catalogue whose
+    # tools each have an "Options" object of their own made Options, Options2, ... Options2500, and a scan of
+    # every earlier name per class: 15 s for one SDK). Names are never taken back, so the indexes only grow.
+    first_with: dict[str, str] = field(default_factory=dict)  # fingerprint -> the first class made from it
+    chain_match: dict[tuple[str, str], int] = field(default_factory=dict)  # (base, fingerprint) -> least position
+    chain_free: dict[str, int] = field(default_factory=dict)  # base -> no free name before this position
+
+    def claim(self, name: str, fingerprint: str) -> None:
+        """Record that ``name`` was made from ``fingerprint`` (the class source comes later)."""
+        self.classes[name] = ""
+        self.fingerprints[name] = fingerprint
+        self.first_with.setdefault(fingerprint, name)
+        for base, position in _chain_positions(name):
+            key = (base, fingerprint)
+            if position < self.chain_match.get(key, position + 1):
+                self.chain_match[key] = position
+
+    def free_position(self, base: str) -> int:
+        """The first position of ``base``'s names (base, base2, base3, ...) not taken yet."""
+        position = self.chain_free.get(base, 0)
+        while _chain_name(base, position) in self.classes:
+            position += 1
+        self.chain_free[base] = position
+        return position
+
+
+# A class name's position in the names tried for a base: ``Item`` is position 0 of Item, ``Item12`` position 11
+# of Item (and 0 of Item12, 1 of Item1). Suffixes of more digits than this never come up (as many classes).
+_MAX_SUFFIX_DIGITS = 9
+
+
+def _chain_name(base: str, position: int) -> str:
+    return base if position == 0 else f"{base}{position + 1}"
+
+
+def _chain_positions(name: str) -> list[tuple[str, int]]:
+    positions = [(name, 0)]
+    digits = len(name) - len(name.rstrip("0123456789"))
+    for length in range(1, min(digits, _MAX_SUFFIX_DIGITS) + 1):
+        suffix = name[-length:]
+        if suffix[0] != "0" and int(suffix) >= 2 and len(name) > length:
+            positions.append((name[:-length], int(suffix) - 1))
+    return positions
 
 
 class _Types:
@@ -94,6 +138,7 @@ class _Types:
         self.root = root
         self.in_progress: dict[str, str] = {}  # refs being rendered -> the hint a self-reference gets
         self.nullable_refs: dict[str, bool] = {}
+        self.definitions_text: str | None = None
 
     def hint(self, schema: Any, context: str, depth: int = 0) -> str:
         """The type hint for ``schema``; ``context`` names classes of inline objects."""
@@ -122,8 +167,9 @@ class _Types:
 
     def _hint(self, schema: dict[str, Any], context: str, depth: int) -> tuple[str, bool]:
         nullable = self.nullable(schema)
-        if schema.get(DATA_TYPE_KEY) in _DATA_HINTS:  # only our own names are emitted, never the schema's text
-            return _DATA_HINTS[schema[DATA_TYPE_KEY]], nullable
+        data_type = schema.get(DATA_TYPE_KEY)
+        if isinstance(data_type, str) and data_type in _DATA_HINTS:  # our own names only, never the schema's text
+            return _DATA_HINTS[data_type], nullable
         if isinstance(schema.get("$ref"), str):
             return self._ref(schema["$ref"], depth), nullable
         if "const" in schema:
@@ -146,7 +192,7 @@ class _Types:
         return f"_t.Literal[{', '.join(repr(v) for v in values)}]"
 
     def _union(self, branches: list[Any], context: str, depth: int) -> str:
-        hints: list[str] = []
+        hints: dict[str, None] = {}
         for index, branch in enumerate(branches):
             if isinstance(branch, dict) and branch.get("type") == "null":
                 continue
@@ -155,8 +201,9 @@ class _Types:
                 hint = hint[len("_t.Optional["):-1]
             if hint == "_t.Any":
                 return "_t.Any"
-            if hint not in hints:
-                hints.append(hint)
+            hints.setdefault(hint)  # a dict, not a list: an anyOf of 100,000 branches is not 10**10 comparisons
+            if len(hints) > _MAX_UNION:
+                return "_t.Any"
         return " | ".join(hints) if hints else "None"
 
     def _typed(self, schema: dict[str, Any], context: str, depth: int) -> str:
@@ -221,22 +268,23 @@ class _Types:
         """Emit (or reuse) a TypedDict for an object schema; identical schemas share one class."""
         fingerprint = self._fingerprint(schema)
         base = class_identifier(title)
-        for name in (base, *(f"{base}{n}" for n in range(2, len(self.module.classes) + 2))):
-            if self.module.fingerprints.get(name) == fingerprint:
-                return name
-            if name not in self.module.classes:
-                break
-        same = next((n for n, f in self.module.fingerprints.items() if f == fingerprint), None)
-        if same is not None and not self.module.classes[same]:
+        # The first of base, base2, base3, ... made from this schema, if one comes before the first free name.
+        module = self.module
+        free = module.free_position(base)
+        match = module.chain_match.get((base, fingerprint))
+        if match is not None and match < free:
+            return _chain_name(base, match)
+        name = _chain_name(base, free)
+        same = module.first_with.get(fingerprint)
+        if same is not None and not module.classes[same]:
             return same  # still being rendered (recursion): an alias here would precede it
-        self.module.fingerprints[name] = fingerprint
+        module.claim(name, fingerprint)
         if same is not None:
             # The same shape under another name (an MCP server's output model
             # reused by several tools): an alias, not a second copy.
             self.module.classes[name] = f"{name} = {same}\n"
             return name
-        # Claim the name before rendering: a recursive schema refers to it.
-        self.module.classes[name] = ""
+        # The name is claimed before rendering: a recursive schema refers to it.
         if ref is not None:
             self.in_progress[ref] = name
         source = self._class_source(name, schema, depth)
@@ -251,13 +299,16 @@ class _Types:
         # The title only names the class; everything else makes the type and its docs.
         text = json.dumps({k: v for k, v in schema.items() if k != "title"}, sort_keys=True, default=repr)
         if "$ref" in text:  # the same text means the same type only with the same $defs
-            definitions = {k: self.root.get(k) for k in ("$defs", "definitions")}
-            text += json.dumps(definitions, sort_keys=True, default=repr)
+            if self.definitions_text is None:  # once per root, and short: each of 5,000 definitions added them all
+                definitions = {k: self.root.get(k) for k in ("$defs", "definitions")}
+                dumped = json.dumps(definitions, sort_keys=True, default=repr).encode(errors="surrogatepass")
+                self.definitions_text = "$defs sha256 " + hashlib.sha256(dumped).hexdigest()
+            text += self.definitions_text
         return text
 
     def _class_source(self, name: str, schema: dict[str, Any], depth: int) -> str:
         listed = schema.get("required")
-        required: list[Any] = listed if isinstance(listed, list) else []
+        required = {k for k in listed if isinstance(k, str)} if isinstance(listed, list) else set()
         keys: list[tuple[str, str]] = []
         docs: list[str] = []
         for key, prop in schema["properties"].items():
