@@ -132,6 +132,18 @@ class KernelProcess:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(process.wait, 5)
 
+    def kill_now(self) -> None:
+        """SIGKILL the sandbox at once: synchronous, no waiting, safe from any thread or a finalizer.
+
+        bwrap runs the kernel with ``--die-with-parent``, so the whole sandbox dies with it. Only a signal:
+        :meth:`kill` still has to be awaited to reap the process and remove what it used (when it is not,
+        the stale-run reaper removes that once this host has exited).
+        """
+        process = getattr(self._manager.provisioner, "process", None)
+        if process is not None:
+            with contextlib.suppress(OSError):
+                process.kill()  # Popen checks that it has not reaped the process: never another's pid
+
     async def detach(self) -> None:
         """A kernel this host launched cannot outlive it: detaching kills it."""
         await self.kill()

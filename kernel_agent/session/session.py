@@ -28,6 +28,7 @@ import os
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from types import EllipsisType, TracebackType
@@ -49,7 +50,7 @@ from kernel_agent.runtime.results import DEFAULT_MAX_OUTPUT_BYTES, CellResult
 from kernel_agent.runtime.source import ColdLaunch, KernelSource
 from kernel_agent.runtime.streaming import OutputCallback
 from kernel_agent.sandbox.policy import SandboxPolicy
-from kernel_agent.session import attach, cells, recording, seeds
+from kernel_agent.session import abandon, attach, cells, recording, seeds
 from kernel_agent.session.backends import KernelChoice
 from kernel_agent.session.background import BackgroundCells, RunningCell
 from kernel_agent.session.toolbox import SessionTools, install_sdk, tool_items
@@ -138,7 +139,6 @@ class Session:
         self.startup_timeout = startup_timeout
         self._place = SessionWorkspace(workspace, keep=keep_workspace,
                                        elsewhere=self._choice.remote or (pool is not None and pool.server is not None))
-        self._kernel: Kernel | None = None
         self._source: KernelSource | None = None
         self._lock = asyncio.Lock()
         self._closed = False
@@ -168,6 +168,18 @@ class Session:
         )
         self._cells = cells.CellRunner(self.bridge, self._tools, self._replace_kernel)
         self._background = BackgroundCells()
+        # Dropped without close(), the session still stops its kernel (see .abandon); the guard holds the kernel.
+        self._guard = abandon.Guard(self.id, shutdown=self._choice.shutdown_on_close,
+                                    closers=[self.bridge.close, self._tools.close, self._place.remove])
+        weakref.finalize(self, self._guard.abandoned).atexit = False  # at exit bwrap's --die-with-parent does it
+
+    @property
+    def _kernel(self) -> Kernel | None:
+        return self._guard.kernel  # type: ignore[no-any-return]
+
+    @_kernel.setter
+    def _kernel(self, kernel: Kernel | None) -> None:
+        self._guard.hold(kernel)
 
     # -- lifecycle ---------------------------------------------------------
 

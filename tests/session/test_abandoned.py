@@ -1,0 +1,66 @@
+"""A Session dropped without close(): its kernel does not outlive it (kernel_agent.session.abandon)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kernel_agent import Session
+from kernel_agent.session import abandon
+
+DROPPED = "garbage-collected without close"
+
+
+def sandbox_of(session: Session) -> tuple[Any, Path]:
+    """The launched sandbox process (subprocess.Popen) and its host-only run directory."""
+    provisioner = session._kernel.provisioner  # type: ignore[union-attr]
+    return provisioner.process, provisioner.run_dir
+
+
+async def test_a_dropped_session_stops_its_kernel_and_removes_what_it_used(tmp_path: Path) -> None:
+    session = Session(notebook=tmp_path / "dropped.ipynb", default_timeout=60)
+    await session.start()
+    assert (await session.execute("x = 41 + 1\nx")).result == "42"
+    process, run_dir = sandbox_of(session)
+    workspace = session.workspace  # a temporary one: the session's to remove
+    with pytest.warns(ResourceWarning, match=DROPPED):
+        del session
+        gc.collect()  # the session is in reference cycles: only the collector frees it
+    await abandon.finished()
+    assert process.poll() is not None  # killed and reaped
+    assert not run_dir.exists() and not workspace.exists()
+
+
+def test_a_session_dropped_after_its_loop_ended_still_kills_its_kernel() -> None:
+    async def start() -> Session:
+        session = Session(notebook=False, default_timeout=60)
+        await session.start()
+        return session
+
+    session = asyncio.run(start())  # its loop is closed now: only the signal can stop the kernel
+    process, run_dir = sandbox_of(session)
+    kernel = session._kernel
+    with warnings.catch_warnings(record=True) as caught:  # its loop's sockets are collected too, with theirs
+        warnings.simplefilter("always")
+        del session
+        gc.collect()
+    assert [w for w in caught if w.category is ResourceWarning and DROPPED in str(w.message)]
+    assert process.wait(60) is not None  # an event, not a sleep: the process ends, or this fails after 60 s
+    asyncio.run(kernel.kill())  # what the reaper would do after this process exits: run directory, uid, cgroup
+    assert not run_dir.exists()
+
+
+async def test_closed_and_unstarted_sessions_are_collected_quietly() -> None:
+    async with Session(notebook=False, default_timeout=60) as closed:
+        await closed.execute("1")
+    unstarted = Session(notebook=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del closed, unstarted
+        gc.collect()
+    assert not [w for w in caught if DROPPED in str(w.message)]
