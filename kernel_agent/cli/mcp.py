@@ -23,6 +23,21 @@ from kernel_agent.cli.run import session_options
 TOKEN_ENV = "KERNEL_AGENT_MCP_TOKEN"
 
 
+def _refuse_inside_workspaces(workspace: str | None, paths: dict[str, str | None]) -> None:
+    """The host writes these by path: never under the root of the client sessions' workspaces.
+
+    Each client's kernel can write its own workspace under that root, so a kernel could make a directory on such
+    a path a link elsewhere, and the host (often root) would write the port file or notebooks there.
+    """
+    if not workspace:  # the default root is the temporary directory: world-writable anyway, and no one's workspace
+        return
+    root = Path(workspace).resolve()
+    for option, path in paths.items():
+        if path and Path(path).resolve().is_relative_to(root):
+            raise click.UsageError(f"{option} {path} is inside --workspace {workspace}, where the sessions' "
+                                   "kernels write: choose a place outside it")
+
+
 @click.command("mcp", short_help="serve sandboxed, recorded Python sessions to MCP clients (Code Mode)",
                help="Serve kernel-agent to an MCP client (Claude Desktop, Claude Code, Cursor...): tools to run "
                     "Python in the client's own sandboxed, recorded kernel session, find and describe the host "
@@ -91,6 +106,7 @@ def command(tools: tuple[str, ...], mcp: tuple[str, ...], workspace: str | None,
     if not callable(tool_policy):
         raise ValueError(f"--policy {policy_spec} is not callable")
 
+    _refuse_inside_workspaces(workspace, {"--port-file": port_file, "--record-dir": record_dir})
     if record_dir:
         Path(record_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
 
