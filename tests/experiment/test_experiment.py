@@ -187,6 +187,18 @@ async def test_the_issue_experiment_interrupted_resumed_and_rerun_from_the_cache
         assert report.verdict == "intact", (notebook, report.headline)
         assert report.summary.model == {"provider": "scripted", "spec": "scripted:inline"}
     assert (directory / "results.csv").exists() and (directory / "results.parquet").exists()
+
+    # The intervals: each configuration's successes out of 12, with the Wilson interval worked out here.
+    summary = results.summary()
+    z = 1.959963984540054
+    for c in range(CONFIGURATIONS):
+        wins = sum(row["success"] for row in expected_rows() if row["configuration"] == f"c{c}")
+        n, p = TASKS * REPEATS, wins / (TASKS * REPEATS)
+        centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(
+            p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        line = summary.configurations.loc[f"c{c}"]
+        assert (line["runs"], line["successes"]) == (n, wins)
+        assert line["ci_low"] == pytest.approx(centre - half) and line["ci_high"] == pytest.approx(centre + half)
     loaded = ExperimentResults.load(directory)
     assert loaded.directory == directory.resolve()
     assert loaded.table.equals(table)
@@ -257,3 +269,35 @@ async def test_failures_outside_the_agent_are_rows_not_crashes(pool: KernelPool,
     assert not any(math.isnan(rows[name]["seconds"]) for name in rows)
     assert os.listdir(tmp_path / "failures" / "notebooks" / "broken" / "t") == [
         "repeat-0.ipynb"] or "repeat-0.ipynb" in os.listdir(tmp_path / "failures" / "notebooks" / "broken" / "t")
+
+
+async def test_a_torn_journal_line_is_run_again_and_a_hostile_cache_entry_fails_only_its_run(
+        pool: KernelPool, tmp_path: Path) -> None:
+    """A kill during the journal's append leaves half a line: that run runs again (its old notebook set aside);
+    a crafted cache file then stops that run with the reason in its row and is left as it was."""
+    directory = tmp_path / "torn"
+
+    def make() -> Experiment:
+        return Experiment("torn", [Task("t", "Answer.", expected=1)],
+                          [Configuration("c", lambda task, repeat: ScriptedModel(["final_answer(1)"]))],
+                          repeats=2, directory=directory, pool=pool)
+
+    first = await make().run()
+    assert list(first.table["success"]) == [True, True]
+    journal = directory / "runs.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    torn = next(line for line in lines if b'"repeat": 1' in line)
+    journal.write_bytes(b"".join(line for line in lines if line is not torn) + torn[:50])
+    crafted = b'{"format": "kernel-agent-reply-cache/1", "key": NaN}'
+    entries = sorted((directory / "cache").glob("*/*.json"))
+    for entry in entries:
+        entry.write_bytes(crafted)
+
+    second = await make().run()
+    rows = second.table.to_dict("records")
+    assert second.table.iloc[:1].equals(first.table.iloc[:1])  # finished: not run again
+    assert rows[1]["stop_reason"] == "model_error" and "reply cache file" in rows[1]["error"]
+    assert "holds NaN" in rows[1]["error"] and rows[1]["model_calls"] == 0 and not rows[1]["success"]
+    assert all(entry.read_bytes() == crafted for entry in entries)
+    assert (directory / "notebooks" / "c" / "t" / "repeat-1.interrupted-1.ipynb").exists()
+    assert len(journal.read_bytes().splitlines()) == 2
