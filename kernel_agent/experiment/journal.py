@@ -19,6 +19,7 @@ without its newline is what a kill during the append leaves: it is dropped
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import math
 import os
@@ -36,6 +37,7 @@ FORMAT = "kernel-agent-experiment/1"
 SPEC_FILE = "experiment.json"
 JOURNAL_FILE = "runs.jsonl"
 NOTEBOOKS_DIR = "notebooks"
+LOCK_FILE = ".lock"
 #: Caps on what is read back: the spec file, the journal, one journal line.
 MAX_SPEC_BYTES = 64 * 1024 * 1024
 MAX_JOURNAL_BYTES = 512 * 1024 * 1024
@@ -111,6 +113,21 @@ class ExperimentDirectory:
     @property
     def journal(self) -> Path:
         return self.path / JOURNAL_FILE
+
+    def lock(self) -> int:
+        """Hold the directory for one running experiment (a second process would run the same runs twice).
+
+        Returns the lock's descriptor (closing it releases the lock); ExperimentError when another holds it.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ExperimentError(f"another process is running the experiment in {self.path}; wait for it to "
+                                  "finish (or stop it), then run again: finished runs are kept") from None
+        return fd
 
     # -- the spec ----------------------------------------------------------------------
 

@@ -101,15 +101,19 @@ class Experiment:
         first (needed when the spec changed: without it that is an ExperimentError).
         """
         place = ExperimentDirectory(self.directory)
-        await asyncio.to_thread(place.prepare, self.name, self.spec(), start_over=start_over)
-        finished = await asyncio.to_thread(place.finished)
-        unknown = [key for key in finished if key not in set(self.run_keys)]
-        if unknown:
-            raise ExperimentError(f"{place.journal} holds runs this spec does not have, e.g. {unknown[0]}")
-        todo = [key for key in self.run_keys if key not in finished]
-        if todo:
-            await self._run_all(place, todo, on_run)
-        return await asyncio.to_thread(self._finish, place)
+        lock = await asyncio.to_thread(place.lock)
+        try:
+            await asyncio.to_thread(place.prepare, self.name, self.spec(), start_over=start_over)
+            finished = await asyncio.to_thread(place.finished)
+            unknown = [key for key in finished if key not in set(self.run_keys)]
+            if unknown:
+                raise ExperimentError(f"{place.journal} holds runs this spec does not have, e.g. {unknown[0]}")
+            todo = [key for key in self.run_keys if key not in finished]
+            if todo:
+                await self._run_all(place, todo, on_run)
+            return await asyncio.to_thread(self._finish, place)
+        finally:
+            os.close(lock)
 
     def run_sync(self, on_run: OnRun | None = None, *, start_over: bool = False) -> ExperimentResults:
         """:meth:`run` for scripts (not from inside a running event loop); Ctrl-C stops it cleanly."""

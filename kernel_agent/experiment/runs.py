@@ -14,10 +14,12 @@ after the session is closed and its notebook sealed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import math
 import os
 import reprlib
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -85,7 +87,7 @@ async def run_one(key: RunKey, task: Task, configuration: Configuration, *, pool
     if result is not None:
         _fill_from_result(row, result)
         if result.ok and not failure:
-            row["answer"], row["success"], row["checker_error"] = await asyncio.to_thread(_judge, task, result)
+            row["answer"], row["success"], row["checker_error"] = await _judged(task, result)
     if failure:
         row["stop_reason"], row["error"] = "error", failure
     if model is not None:
@@ -125,6 +127,31 @@ def _content(content: str | bytes | os.PathLike[str]) -> bytes:
     if len(data) > MAX_INPUT_FILE_BYTES:
         raise ValueError(f"the input file {content} is over {MAX_INPUT_FILE_BYTES:,} bytes")
     return data
+
+
+async def _judged(task: Task, result: AgentResult) -> tuple[str, bool, str]:
+    """:func:`_judge` in a thread of its own, given up on (a failed check) after the task's ``check_timeout``.
+
+    Not the event loop's default executor: checkers that never return would
+    take its few threads, and with them every file operation of the experiment.
+    """
+    loop = asyncio.get_running_loop()
+    verdict: asyncio.Future[tuple[str, bool, str]] = loop.create_future()
+
+    def deliver(outcome: tuple[str, bool, str]) -> None:
+        if not verdict.done():
+            verdict.set_result(outcome)
+
+    def judge() -> None:
+        outcome = _judge(task, result)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits for it
+            loop.call_soon_threadsafe(deliver, outcome)
+
+    threading.Thread(target=judge, name=f"checker of {task.name}", daemon=True).start()
+    try:
+        return await asyncio.wait_for(verdict, task.check_timeout)
+    except TimeoutError:
+        return "", False, f"the checker did not finish within {task.check_timeout} s"
 
 
 def _judge(task: Task, result: AgentResult) -> tuple[str, bool, str]:

@@ -21,6 +21,7 @@ from typing import Any
 from kernel_agent.agent.result import AgentResult, Pricing
 from kernel_agent.errors import ExperimentError
 from kernel_agent.models.base import Model
+from kernel_agent.models.scripted import ScriptedModel
 
 #: Names of tasks and configurations: each is a directory under ``notebooks/``.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -60,7 +61,8 @@ class Task:
     ``files`` (name -> text, bytes, or a host path to copy) are put in each
     run's workspace before the model's first step; ``tools`` join the
     configuration's. With neither ``check`` nor ``expected``, a run succeeds
-    when it ends with an answer.
+    when it ends with an answer. A checker still running after
+    ``check_timeout`` seconds fails its run (its thread is left to finish).
     """
 
     name: str
@@ -69,6 +71,7 @@ class Task:
     expected: Any = _NO_EXPECTED
     files: Mapping[str, str | bytes | os.PathLike[str]] = field(default_factory=dict)
     tools: Sequence[Any] = ()
+    check_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         check_name("task", self.name)
@@ -133,6 +136,9 @@ class Configuration:
         if not isinstance(self.model, (str, Model)) and not callable(self.model):
             raise ExperimentError(f"configuration {self.name!r}: model must be a spec string, a Model, or a "
                                   "factory called with (task, repeat)")
+        if isinstance(self.model, ScriptedModel):
+            raise ExperimentError(f"configuration {self.name!r}: a ScriptedModel replies by position, so runs cannot "
+                                  "share one: give a factory, model=lambda task, repeat: ScriptedModel([...])")
         for option in ("workspace", "pool", "notebook"):
             if option in self.session_options:
                 raise ExperimentError(f"configuration {self.name!r}: session option {option!r} is the "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -253,13 +254,26 @@ async def test_failures_outside_the_agent_are_rows_not_crashes(pool: KernelPool,
         raise RuntimeError("no API key in this test")
 
     huge = "final_answer('x' * 1_000_000)"
-    experiment = Experiment("failures", [Task("t", "Answer.", check=lambda answer: len(answer) > 10)], [
+    released = threading.Event()
+
+    def never_returns(answer: Any) -> bool:
+        released.wait()
+        return True
+
+    experiment = Experiment("failures", [Task("t", "Answer.", check=lambda answer: len(answer) > 10),
+                                         Task("stuck", "Answer.", check=never_returns, check_timeout=0.2)], [
         Configuration("broken", lambda task, repeat: Broken([])),
         Configuration("nomodel", no_model),
         Configuration("huge", lambda task, repeat: ScriptedModel([huge])),
         Configuration("limit", lambda task, repeat: ScriptedModel(["print(1)"] * 5), max_steps=2),
     ], repeats=1, directory=tmp_path / "failures", pool=pool, cache=False)
-    rows = {row["configuration"]: row for row in (await experiment.run()).table.to_dict("records")}
+    try:
+        table = (await experiment.run()).table
+    finally:
+        released.set()
+    stuck = table[(table["task"] == "stuck") & (table["configuration"] == "huge")].iloc[0]
+    assert not stuck["success"] and "did not finish within 0.2 s" in stuck["checker_error"]
+    rows = {row["configuration"]: row for row in table[table["task"] == "t"].to_dict("records")}
     assert rows["broken"]["stop_reason"] == "model_error" and "overloaded" in rows["broken"]["error"]
     assert rows["nomodel"]["stop_reason"] == "error" and "no API key" in rows["nomodel"]["error"]
     assert rows["nomodel"]["notebook"] == "" and rows["nomodel"]["steps"] == 0
@@ -267,8 +281,7 @@ async def test_failures_outside_the_agent_are_rows_not_crashes(pool: KernelPool,
     assert rows["limit"]["stop_reason"] == "max_steps" and not rows["limit"]["success"]
     assert rows["limit"]["answer"] == "" and rows["limit"]["cells"] == 2
     assert not any(math.isnan(rows[name]["seconds"]) for name in rows)
-    assert os.listdir(tmp_path / "failures" / "notebooks" / "broken" / "t") == [
-        "repeat-0.ipynb"] or "repeat-0.ipynb" in os.listdir(tmp_path / "failures" / "notebooks" / "broken" / "t")
+    assert "repeat-0.ipynb" in os.listdir(tmp_path / "failures" / "notebooks" / "broken" / "t")
 
 
 async def test_a_torn_journal_line_is_run_again_and_a_hostile_cache_entry_fails_only_its_run(
@@ -301,3 +314,44 @@ async def test_a_torn_journal_line_is_run_again_and_a_hostile_cache_entry_fails_
     assert all(entry.read_bytes() == crafted for entry in entries)
     assert (directory / "notebooks" / "c" / "t" / "repeat-1.interrupted-1.ipynb").exists()
     assert len(journal.read_bytes().splitlines()) == 2
+
+
+async def test_a_kernel_cannot_reach_the_experiment_directory(pool: KernelPool, tmp_path: Path) -> None:
+    """From inside a run: write a forged row into the journal, a forged reply into the cache, over the notebook."""
+    directory = tmp_path / "attacked"
+    forged_row = '{"configuration": "c", "task": "t", "repeat": 1, "success": true}\n'
+    attack = f"""
+import os, glob
+hits = []
+for path in [{str(directory / "runs.jsonl")!r}, {str(directory / "notebooks" / "c" / "t" / "repeat-0.ipynb")!r}]:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a") as file:
+            file.write({forged_row!r})
+        hits.append(path)
+    except OSError:
+        pass
+for path in glob.glob({str(directory / "cache" / "*" / "*.json")!r}):
+    try:
+        with open(path, "w") as file:
+            file.write("{{}}")
+        hits.append(path)
+    except OSError:
+        pass
+final_answer(1)
+"""
+    experiment = Experiment("attacked", [Task("t", "Answer.", expected=1)],
+                            [Configuration("c", lambda task, repeat: ScriptedModel([attack]))],
+                            repeats=2, directory=directory, pool=pool)
+    results = await experiment.run()
+    assert list(results.table["success"]) == [True, True]
+    assert len((directory / "runs.jsonl").read_bytes().splitlines()) == 2
+    assert ExperimentResults.load(directory).table.equals(results.table)
+    assert len(ReplyCache(directory / "cache")) == 2
+    for notebook in results.table["notebook"]:
+        assert audit_notebook(directory / notebook).verdict == "intact"
+    again = await Experiment("attacked", [Task("t", "Answer.", expected=1)],
+                             [Configuration("c", lambda task, repeat: ScriptedModel([attack]))],
+                             repeats=2, directory=tmp_path / "again", pool=pool,
+                             cache=ReplyCache(directory / "cache")).run()
+    assert (again.table["model_calls"] == 0).all()  # every cached reply still readable: none was overwritten

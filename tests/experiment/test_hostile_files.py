@@ -268,3 +268,23 @@ def test_input_files_never_follow_a_link_planted_in_the_workspace(tmp_path: Path
     assert list(outside.iterdir()) == []
     put_files(workspace, {"in/deep/x.csv": b"1,2", "top.txt": "t"})
     assert (workspace / "in" / "deep" / "x.csv").read_bytes() == b"1,2" and (workspace / "top.txt").read_text() == "t"
+
+
+def test_one_experiment_at_a_time_in_a_directory(tmp_path: Path) -> None:
+    place = a_spec_directory(tmp_path)
+    held = place.lock()
+    try:
+        experiment = Experiment("e", [Task("t", "Do it.", expected=1)], [Configuration("c", "scripted:x.py")],
+                                repeats=3, directory=place.path, cache=False)
+        with pytest.raises(ExperimentError, match="another process is running"):
+            experiment.run_sync()
+    finally:
+        os.close(held)
+    os.close(place.lock())  # released: the next one gets it
+
+
+def test_a_scripted_model_cannot_be_shared_between_runs() -> None:
+    from kernel_agent import ScriptedModel
+
+    with pytest.raises(ExperimentError, match="give a factory"):
+        Configuration("c", ScriptedModel(["final_answer(1)"]))
