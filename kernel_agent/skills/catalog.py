@@ -38,11 +38,21 @@ def catalog_entries(skills: list[Skill]) -> list[CatalogEntry]:
     return [catalog_entry(s) for s in sorted(skills, key=lambda s: s.name)]
 
 
+class SkillSearch:
+    """An index over ``skills`` (built once) ranking them with the tool search's ranking; with an empty query,
+    every skill, most used first."""
+
+    def __init__(self, skills: list[Skill]) -> None:
+        self._ordered = _by_use(skills)
+        self._index = SearchIndex(catalog_entry(s) for s in self._ordered)
+
+    def search(self, query: str, limit: int | None = None) -> list[Skill]:
+        return [self._ordered[position] for position in self._index.rank(query, limit)]
+
+
 def search(skills: list[Skill], query: str, limit: int | None = None) -> list[Skill]:
-    """``skills`` ranked for ``query`` with the tool search's ranking (every skill, most used first, when empty)."""
-    ordered = _by_use(skills)
-    index = SearchIndex(catalog_entry(s) for s in ordered)
-    return [ordered[position] for position in index.rank(query, limit)]
+    """``skills`` ranked for ``query`` (see :class:`SkillSearch`)."""
+    return SkillSearch(skills).search(query, limit)
 
 
 def manifest_section(skills: list[Skill], budget: int = MANIFEST_BUDGET) -> str:

@@ -10,12 +10,16 @@ the reader never repairs or rewrites what it refused, so nothing is lost.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 from collections.abc import Mapping
 from typing import Any
 
 from kernel_agent.errors import SkillLibraryError, SkillRefusedError
 from kernel_agent.protocol.strict_json import StrictJSONError, loads
+from kernel_agent.safe_fs import describe_os_error
 from kernel_agent.skills.versions import (
     MAX_DESCRIPTION_CHARS,
     MAX_SOURCE_BYTES,
@@ -51,6 +55,42 @@ class SkillEntry:
 
     def find(self, sha256: str) -> VersionInfo | None:
         return next((v for v in self.versions if v.sha256 == sha256), None)
+
+
+def copy_entries(entries: Mapping[str, SkillEntry]) -> dict[str, SkillEntry]:
+    """A copy a caller may change (the versions are immutable; the lists and entries are not shared)."""
+    return {name: SkillEntry(e.current, e.next_version, list(e.versions)) for name, e in entries.items()}
+
+
+def read_file(dir_fd: int, name: str, max_bytes: int, where: str) -> bytes | None:
+    """A regular file's bytes (never through a link, never blocking on a FIFO, never past ``max_bytes``);
+    None when it is not there."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SkillLibraryError(f"{where} cannot be read: {describe_os_error(exc)}") from None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise SkillLibraryError(f"{where} is not a regular file")
+        if status.st_size > max_bytes:
+            raise SkillLibraryError(f"{where} is {status.st_size:,} bytes, over the limit of {max_bytes:,}")
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise SkillLibraryError(f"{where} cannot be read: {os.strerror(exc.errno or errno.EIO)}") from None
+    finally:
+        os.close(fd)
+    if size > max_bytes:
+        raise SkillLibraryError(f"{where} grew past the limit of {max_bytes:,} bytes while it was read")
+    return b"".join(chunks)
 
 
 def _field(where: str, data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:

@@ -24,10 +24,8 @@ a link. The host never imports or runs a skill's code: it is text here.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
-import stat
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -35,7 +33,7 @@ from pathlib import Path
 
 from kernel_agent.errors import SkillLibraryError, SkillNotFoundError, SkillRefusedError, UnsafePathError
 from kernel_agent.kernel.catalog_search import CatalogEntry
-from kernel_agent.safe_fs import describe_os_error, open_dir, open_regular, open_subdir, replace_file, write_new_file
+from kernel_agent.safe_fs import open_dir, open_regular, open_subdir, replace_file, write_new_file
 from kernel_agent.skills import catalog
 from kernel_agent.skills.files import (
     MAX_INDEX_BYTES,
@@ -43,6 +41,8 @@ from kernel_agent.skills.files import (
     MAX_VERSION_BYTES,
     MAX_VERSIONS,
     SkillEntry,
+    copy_entries,
+    read_file,
     read_index,
     read_version,
     write_index,
@@ -91,6 +91,10 @@ class SkillLibrary:
     def __init__(self, directory: str | os.PathLike[str] | None = None, *, lock_timeout: float = 30.0) -> None:
         self.directory = Path(directory).expanduser().absolute() if directory is not None else default_library_dir()
         self.lock_timeout = lock_timeout
+        # The index's bytes as last checked, and what they hold: the next use reads the file again but checks
+        # it field by field only when its bytes changed (1,000 skills take long to check, little to compare).
+        self._index_cache: tuple[bytes, dict[str, SkillEntry]] | None = None
+        self._search_cache: tuple[bytes, catalog.SkillSearch] | None = None
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
@@ -226,8 +230,13 @@ class SkillLibrary:
     # -- what sessions see ----------------------------------------------------------------
 
     def search(self, query: str, limit: int | None = None) -> list[Skill]:
-        """Skills ranked for ``query`` (words of names and descriptions), best first."""
-        return catalog.search(self.skills(), query, limit)
+        """Skills ranked for ``query`` (words of names and descriptions), best first; the index is built again
+        only when the library changed."""
+        skills = self.skills()
+        key = self._index_cache[0] if self._index_cache is not None else b""
+        if self._search_cache is None or self._search_cache[0] is not key:
+            self._search_cache = (key, catalog.SkillSearch(skills))
+        return self._search_cache[1].search(query, limit)
 
     def catalog_entries(self) -> list[CatalogEntry]:
         """One search entry per skill (path ``skills.NAME``, line: how to import it and what it does)."""
@@ -298,14 +307,25 @@ class SkillLibrary:
         return dir_fd
 
     def _read_index(self, dir_fd: int) -> dict[str, SkillEntry]:
-        data = self._read(dir_fd, _INDEX, MAX_INDEX_BYTES, str(self.directory / _INDEX))
-        return {} if data is None else read_index(data, str(self.directory / _INDEX))
+        """The index's entries (a copy the caller may change), checked again only when its bytes changed."""
+        where = str(self.directory / _INDEX)
+        data = read_file(dir_fd, _INDEX, MAX_INDEX_BYTES, where)
+        if data is None:
+            return {}
+        cached = self._index_cache
+        if cached is not None and cached[0] == data:  # the very bytes checked before: no need to check them again
+            return copy_entries(cached[1])
+        entries = read_index(data, where)
+        self._index_cache = (data, entries)
+        return copy_entries(entries)
 
     def _write_index(self, dir_fd: int, entries: dict[str, SkillEntry]) -> None:
+        data = write_index(entries)
         try:
-            replace_file(dir_fd, _INDEX, write_index(entries), mode=0o600)
+            replace_file(dir_fd, _INDEX, data, mode=0o600)
         except (UnsafePathError, OSError) as exc:
             raise SkillLibraryError(f"cannot write {self.directory / _INDEX}: {exc}") from None
+        self._index_cache = (data, copy_entries(entries))
 
     def _versions_dir(self, dir_fd: int) -> int:
         try:
@@ -332,40 +352,10 @@ class SkillLibrary:
 
     def _load_from(self, versions_fd: int, name: str, info: VersionInfo) -> SkillVersion:
         where = str(self.directory / _VERSIONS / f"{info.sha256}.json")
-        data = self._read(versions_fd, f"{info.sha256}.json", MAX_VERSION_BYTES, where)
+        data = read_file(versions_fd, f"{info.sha256}.json", MAX_VERSION_BYTES, where)
         if data is None:
             raise SkillLibraryError(f"{where} is missing: the index names a version the library does not hold")
         return read_version(data, info.sha256, info, name)
-
-    @staticmethod
-    def _read(dir_fd: int, name: str, max_bytes: int, where: str) -> bytes | None:
-        """A regular file's bytes (never through a link, never blocking on a FIFO), None when it is not there."""
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise SkillLibraryError(f"{where} cannot be read: {describe_os_error(exc)}") from None
-        try:
-            status = os.fstat(fd)
-            if not stat.S_ISREG(status.st_mode):
-                raise SkillLibraryError(f"{where} is not a regular file")
-            if status.st_size > max_bytes:
-                raise SkillLibraryError(f"{where} is {status.st_size:,} bytes, over the limit of {max_bytes:,}")
-            chunks, size = [], 0
-            while size <= max_bytes:
-                chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-        except OSError as exc:
-            raise SkillLibraryError(f"{where} cannot be read: {os.strerror(exc.errno or errno.EIO)}") from None
-        finally:
-            os.close(fd)
-        if size > max_bytes:
-            raise SkillLibraryError(f"{where} grew past the limit of {max_bytes:,} bytes while it was read")
-        return b"".join(chunks)
 
 
 def _lookup(entries: dict[str, SkillEntry], name: str, sha256: str | None) -> tuple[SkillEntry, VersionInfo]:

@@ -177,3 +177,17 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     index = json.loads((tmp_path / "index.json").read_text())
     assert set(index["skills"]) == set(skills)
+
+
+def test_a_handle_sees_what_another_handle_wrote(tmp_path: Path) -> None:
+    """Each handle keeps the index it last checked; a change by anyone else is read (and checked) again."""
+    first, second = SkillLibrary(tmp_path), SkillLibrary(tmp_path)
+    version = first.add("parse_amount", PARSE, "Parse an amount")
+    assert [s.name for s in first.search("amount")] == ["parse_amount"]
+    second.count_use("parse_amount", version.sha256)
+    second.add("slugify", "def slugify(s):\n    return s\n", "Make a slug out of an amount")
+    assert first.skills()[0].uses == 1
+    assert [s.name for s in first.search("slug")] == ["slugify"]
+    second.remove("parse_amount")
+    with pytest.raises(SkillNotFoundError):
+        first.get("parse_amount")
