@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernel_agent.kernel import sdk
+from kernel_agent.kernel import sdk, skills_import
 from kernel_agent.protocol import wire
 from kernel_agent.protocol.names import TOOLS_COMM_TARGET
 
@@ -353,4 +353,5 @@ def install(modules: dict[str, str], call_timeout: float, host_accepts: Iterable
     client = BridgeClient(call_timeout, host_accepts)
     kernel.bridge = client
     sdk.attach(client)
+    skills_import.install()  # `from skills import NAME` asks the host (see kernel_agent.kernel.skills_import)
     kernel.shell.user_ns["tools"] = sdk.build_tools(modules)

@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kernel_agent.kernel import sdk
+from kernel_agent.kernel import sdk, skills_import
 from kernel_agent.kernel.seeds import seed_session
 from kernel_agent.protocol import strict_json, wire
 from kernel_agent.protocol.names import METADATA_KEY, SEED_MAX
@@ -403,6 +403,7 @@ def serve_recording(notebook: str, session_id: str) -> None:
     shell.events.register("pre_run_cell", before_cell)
     _served = (bridge, before_cell)
     sdk.attach(bridge)
+    skills_import.install()  # a recorded `from skills import NAME` is served its recorded version
     _seed_as_recorded(recording.session)
     shell.user_ns.update(sdk.model_names(tools))
     if os.environ.get(RUN_BY_ENV) == "papermill":

@@ -50,7 +50,7 @@ from kernel_agent.runtime.results import DEFAULT_MAX_OUTPUT_BYTES, CellResult
 from kernel_agent.runtime.source import ColdLaunch, KernelSource
 from kernel_agent.runtime.streaming import OutputCallback
 from kernel_agent.sandbox.policy import SandboxPolicy
-from kernel_agent.session import abandon, attach, cells, recording, seeds
+from kernel_agent.session import abandon, attach, call_facts, cells, recording, seeds
 from kernel_agent.session.backends import KernelChoice
 from kernel_agent.session.background import BackgroundCells, RunningCell
 from kernel_agent.session.toolbox import SessionTools, install_sdk, tool_items
@@ -166,6 +166,7 @@ class Session:
             self._tools.lookup, policy=tool_policy, approver=approver, call_timeout=tool_timeout,
             max_calls=max_tool_calls, on_progress=on_progress,
         )
+        self.bridge.session_facts = lambda: call_facts.session_facts(self, record_metadata)
         self._cells = cells.CellRunner(self.bridge, self._tools, self._replace_kernel)
         self._background = BackgroundCells()
         # Dropped without close(), the session still stops its kernel (see .abandon); the guard holds the kernel.

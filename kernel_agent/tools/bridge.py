@@ -47,6 +47,7 @@ from typing import Any
 from kernel_agent.protocol import wire
 from kernel_agent.protocol.names import TOOLS_COMM_TARGET
 from kernel_agent.tools.batches import MAX_BATCH_CALLS, Batches
+from kernel_agent.tools.call_context import CURRENT_CALL, CallContext
 from kernel_agent.tools.calls import CallError, CallStatus, ProgressEvent, ToolCall
 from kernel_agent.tools.cell_log import (
     DEFAULT_MAX_CELL_RECORD_BYTES,
@@ -128,6 +129,8 @@ class ToolBridge:
         self.max_cell_record_bytes = max_cell_record_bytes
         self.max_progress_bytes = max_progress_bytes
         self.max_final_answer_bytes = max_final_answer_bytes
+        #: What the session says of itself to the tools it serves (see kernel_agent.tools.call_context).
+        self.session_facts: Callable[[], dict[str, Any]] = dict
         self._slots = asyncio.Semaphore(max_in_flight)
         self._comm_ids: set[str] = set()
         #: What each bridge comm's kernel decodes besides JSON (its comm_open says; see wire.local_accepts).
@@ -381,6 +384,7 @@ class ToolBridge:
         allowed, reason = await decide(self.policy, self.approver, CallRequest(tool, arguments, cell))
         if not allowed:
             raise _Refused(CallStatus.DENIED, reason)
+        CURRENT_CALL.set(CallContext(self, cell, self.session_facts()))  # this call's task only
         async with self._slots:
             try:
                 async with asyncio.timeout(self.call_timeout):
