@@ -8,13 +8,26 @@ the kernel.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from kernel_agent.session.session import Session
+from kernel_agent.sandbox.policy import SandboxPolicy
 
 
-def session_facts(session: Session, record_metadata: dict[str, Any] | None) -> dict[str, Any]:
+class _Described(Protocol):
+    """What the facts are read from (a Session; not imported, which would make a cycle)."""
+
+    id: str
+    policy: SandboxPolicy
+
+    @property
+    def notebook(self) -> Path | None: ...
+
+    @property
+    def local_workspace(self) -> Path | None: ...
+
+
+def session_facts(session: _Described, record_metadata: dict[str, Any] | None) -> dict[str, Any]:
     """``session_id``, ``notebook`` (str or None), ``model`` (spec or None), ``writable`` (paths as str)."""
     model = (record_metadata or {}).get("model")
     spec = model.get("spec") if isinstance(model, dict) else None
