@@ -19,6 +19,7 @@ import click
 
 from kernel_agent.cli.packages import package_options, package_session_option
 from kernel_agent.cli.run import session_options
+from kernel_agent.cli.skills_options import pop_skills_sources
 
 TOKEN_ENV = "KERNEL_AGENT_MCP_TOKEN"
 
@@ -110,8 +111,10 @@ def command(tools: tuple[str, ...], mcp: tuple[str, ...], workspace: str | None,
     if record_dir:
         Path(record_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
 
+    skills = pop_skills_sources(more_tools)  # one source for every client session: it keeps their state apart
+
     def tools_for_a_session() -> list[Any]:
-        return load_tools(list(tools), list(mcp), **more_tools)
+        return load_tools(list(tools), list(mcp), **more_tools) + skills
 
     config = ServeConfig(
         tools=tools_for_a_session, tool_policy=tool_policy, unattended="allow" if unattended == "allow" else "deny",

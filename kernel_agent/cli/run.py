@@ -19,6 +19,7 @@ import click
 
 from kernel_agent.cli.openapi import openapi_options
 from kernel_agent.cli.packages import package_options, package_session_option
+from kernel_agent.cli.skills_options import pop_skills_sources, skills_options
 
 if TYPE_CHECKING:  # the agent modules load only when a command runs: `--help` stays fast
     from kernel_agent.agent import Agent, AgentResult, Pricing
@@ -36,6 +37,7 @@ def session_options(function: F) -> F:
         click.option("--mcp", multiple=True, metavar="COMMAND",
                      help="an MCP server to start over stdio, e.g. 'python -m mcp_server_time' (repeatable)"),
         *openapi_options(),
+        *skills_options(),
         click.option("--workspace", metavar="DIR", help="the kernel's working directory (kept); default: temporary"),
         click.option("--notebook", metavar="PATH",
                      help="where the session is recorded (default: the host's record directory, "
@@ -96,7 +98,8 @@ def command(task: str | None, resume: str | None, model: str, base_url: str | No
         raise click.UsageError("give a TASK, or --resume NOTEBOOK to continue a recorded run")
     if resume is not None and notebook:
         raise click.UsageError("--resume records into the resumed notebook: --notebook does not go with it")
-    loaded = load_tools(list(tools), list(mcp), **openapi)
+    skills = pop_skills_sources(openapi)
+    loaded = load_tools(list(tools), list(mcp), **openapi) + skills
     if workspace and not Path(workspace).is_dir():
         raise ValueError(f"--workspace {workspace} does not exist or is not a directory; create it first")
     options: dict[str, Any] = {} if model.startswith("scripted:") else {"max_retries": max_retries}
