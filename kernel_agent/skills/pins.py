@@ -1,4 +1,5 @@
-"""The skill versions a recorded session loaded, read from its notebook: name -> sha256.
+"""The skill versions a recorded session loaded, read from its notebook: name -> sha256 (and the skills its SDK
+listed, for a resume).
 
 Each first ``from skills import NAME`` of a session is a recorded
 ``skills.load`` call whose result names the version (sha256) it served. The
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kernel_agent.kernel.catalog_search import CatalogEntry, extra_entries, read_catalog
 from kernel_agent.protocol import wire
 from kernel_agent.protocol.names import METADATA_KEY
 from kernel_agent.record.format import SIDE_FILE_KEY
@@ -35,6 +37,17 @@ def pins_from_notebook(notebook: Path) -> dict[str, str]:
             if isinstance(name, str) and is_sha256(sha256) and _is_name(name):
                 pins.setdefault(name, str(sha256))
     return pins
+
+
+def recorded_catalog(notebook: Path, namespace: str = "skills") -> list[CatalogEntry] | None:
+    """The skills the recorded session's SDK listed (its ``skills`` module's catalogue extras), None when it
+    has no such module: a source serving these regenerates the recorded SDK, so a resume accepts it."""
+    header = read_notebook(notebook).get("metadata", {}).get(METADATA_KEY, {}).get("session", {})
+    tools = header.get("tools") if isinstance(header, dict) else None
+    modules = tools.get("sdk_modules") if isinstance(tools, dict) else None
+    source = modules.get(namespace) if isinstance(modules, dict) else None
+    catalog = read_catalog(source) if isinstance(source, str) else None
+    return extra_entries(namespace, catalog) if catalog is not None else None
 
 
 def _value(notebook: Path, value: Any) -> Any:

@@ -97,6 +97,7 @@ class SkillsSource:
         self._trials = asyncio.Semaphore(max_trials)
         self._sessions: weakref.WeakKeyDictionary[object, _SessionSkills] = weakref.WeakKeyDictionary()
         self._host = _SessionSkills()  # calls made by the host itself, outside any session
+        self._catalog: list[CatalogEntry] | None = None  # a recorded session's list (from_notebook); None: live
         self._tools = [
             tool_from_function(self._load_tool, name="load", namespace=NAMESPACE, read_only=True),
             tool_from_function(self._propose_tool, name="propose", namespace=NAMESPACE),
@@ -105,11 +106,15 @@ class SkillsSource:
     @classmethod
     def from_notebook(cls, library: SkillLibrary | str | os.PathLike[str] | None,
                       notebook: str | os.PathLike[str], **options: Any) -> SkillsSource:
-        """A source pinned to the versions the session recorded in ``notebook`` loaded (see :mod:`.pins`)."""
-        from kernel_agent.skills.pins import pins_from_notebook
+        """A source pinned to the versions the session recorded in ``notebook`` loaded (see :mod:`.pins`), listing
+        the skills its SDK listed then (whatever the library holds now), so ``Session.resume`` and
+        ``Agent.resume`` accept it as the recorded session's tools."""
+        from kernel_agent.skills.pins import pins_from_notebook, recorded_catalog
 
-        return cls(library, pins={**pins_from_notebook(Path(notebook)), **dict(options.pop("pins", None) or {})},
-                   **options)
+        source = cls(library, pins={**pins_from_notebook(Path(notebook)), **dict(options.pop("pins", None) or {})},
+                     **options)
+        source._catalog = recorded_catalog(Path(notebook))
+        return source
 
     # -- the tool source shape: nothing to start, nothing to close ----------------------------
 
@@ -132,8 +137,9 @@ class SkillsSource:
     # -- the manifest and tools.search (the registry's hook) --------------------------------------
 
     def catalog_extras(self) -> list[CatalogEntry]:
-        """The library's skills as search entries (importable, never callable as tools)."""
-        return self.library.catalog_entries()
+        """The library's skills as search entries (importable, never callable as tools); a recorded list when
+        made :meth:`from_notebook` (the SDK, and its hash, are then the recorded ones)."""
+        return list(self._catalog) if self._catalog is not None else self.library.catalog_entries()
 
     def manifest_extras(self, budget: int) -> str:
         """The manifest's skills section, and how to propose one."""

@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 
 from kernel_agent import Session
+from kernel_agent.skills import SkillLibrary, SkillsSource
 from kernel_agent.skills.checks import SkillPolicy
-from kernel_agent.skills.library import SkillLibrary
 from kernel_agent.skills.pins import pins_from_notebook
-from kernel_agent.skills.source import SkillsSource
 
 SLUG = 'def slug(text):\n    return "-".join(text.lower().split())\n'
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kernel_agent.skills.library import SkillLibrary
+from kernel_agent.skills import SkillLibrary
 
 KERNEL_AGENT = Path(sys.executable).parent / "kernel-agent"
 WRITE = '''\

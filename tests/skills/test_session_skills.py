@@ -9,10 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kernel_agent import Agent, Session
 from kernel_agent.models.scripted import ScriptedModel
-from kernel_agent.skills.library import SkillLibrary
-from kernel_agent.skills.source import SkillsSource
+from kernel_agent.skills import SkillLibrary, SkillsSource
 from kernel_agent.tools.policy import CallRequest
 
 SLUG = '''\
@@ -169,3 +170,25 @@ async def test_a_library_the_sandbox_can_write_is_refused(tmp_path: Path) -> Non
         result = await session.execute("from skills import slug")
         assert result.error is not None and "which this session's sandbox can write" in result.error.evalue
     assert library.skills()[0].uses == 0
+
+
+async def test_resume_takes_the_recorded_skills_after_the_library_changed(tmp_path: Path) -> None:
+    from kernel_agent.errors import RecordingError
+
+    library = SkillLibrary(tmp_path / "skills")
+    used = library.add("slug", SLUG, "a slug")
+    notebook = tmp_path / "used.ipynb"
+    async with Session(tools=[SkillsSource(library)], notebook=notebook) as session:
+        await session.execute("from skills import slug\nfirst = slug('Resume Me')")
+    library.add("slug", SLUG.replace('"-"', '"_"'), "a slug with underscores")
+    library.add("other", "def other():\n    return 1\n", "another skill")
+    with pytest.raises(RecordingError, match="SDK differs"):  # the live list of skills is not the recorded one
+        await Session.resume(notebook, tools=[SkillsSource(library)])
+    resumed = await Session.resume(notebook, tools=[SkillsSource.from_notebook(library, notebook)])
+    try:
+        result = await resumed.execute(
+            "import sys\nprint(first, slug('a b'), tools.skills.load('slug')['sha256'])")
+        assert output_text(result).split() == ["resume-me", "a-b", used.sha256]
+        assert resumed.resume_differences == []
+    finally:
+        await resumed.close()
