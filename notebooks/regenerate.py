@@ -3,6 +3,7 @@
 - demo.ipynb: the recorded session of `kernel-agent demo` (with demo.files/, its recorded tool results);
   tests/test_notebooks.py checks it still replays faithfully and matches the demo script.
 - experiment.ipynb: built from the cells below and executed with nbclient, so its outputs are real.
+- skills.ipynb: built from the cells in skills_notebook.py and executed the same way.
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ def regenerate_experiment() -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    from skills_notebook import regenerate_skills
+
     regenerate_demo()
     regenerate_experiment()
+    regenerate_skills(HERE)
     print(f"regenerated {HERE / 'demo.ipynb'} and {HERE / 'experiment.ipynb'}")

@@ -52,3 +52,15 @@ def test_the_experiment_notebook_runs_agents_from_inside_jupyter(tmp_path: Path)
     assert len(rows) == 4 and all("'country': 'DE'" in row for row in rows)
     report = next(o.data["text/html"] for o in outputs if "text/html" in o.get("data", {}))
     assert "stop reason" in report and "final_answer" in report
+
+
+def test_the_skills_notebook_keeps_a_skill_in_one_session_and_uses_it_in_the_next(tmp_path: Path) -> None:
+    notebook = nbformat.read(NOTEBOOKS / "skills.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=240, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "from skills import parse_amount: Parse an amount" in text and "answer: 12.0" in text
+    assert "it imports 'subprocess', which the skill policy forbids" in text
+    assert "stored skills: ['parse_amount']" in text and "replay faithful: True" in text

@@ -120,8 +120,8 @@ def propose(function: Callable[..., Any] | type, description: str, tests: str = 
             name: str | None = None) -> Any:
     """Propose ``function`` (or a class) as a skill: its source, a one-line description, optional tests.
 
-    The tests are code run in a fresh kernel where the skill imports as
-    ``from skills import NAME``: plain ``assert`` lines or ``test_*`` functions.
+    The tests are code run in a fresh kernel where NAME is defined (and
+    importable as ``from skills import NAME``): ``assert`` lines or ``test_*`` functions.
     The source must stand on its own (its imports inside it). Returns what the
     host stored (name, sha256, version); raises the host's refusal, with its reason.
     """

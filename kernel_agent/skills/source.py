@@ -264,7 +264,7 @@ class SkillsSource:
             name: the skill's name (a plain identifier); `from skills import NAME` imports it.
             source: the module's code, defining NAME.
             description: one line saying what it does.
-            tests: code run after `from skills import NAME` in a fresh kernel: asserts, or test_* functions.
+            tests: code run in a fresh kernel where NAME is defined (and importable): asserts, or test_* functions.
         """
         return await self.propose(name, source, description, tests, call=current_call())
 

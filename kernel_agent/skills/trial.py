@@ -3,9 +3,9 @@
 The kernel is a new :class:`~kernel_agent.session.session.Session` of its
 own: no tools, the skill policy's sandbox (default: strict, no network), not
 recorded, bounded in time and output, closed after. The skill imports there
-as ``skills.NAME`` (``from skills import NAME``), as it will in later sessions;
-the tests are plain code (``assert`` lines) and/or ``test_*`` functions,
-each called. Passing means the cell ended without an error.
+as ``skills.NAME`` (``from skills import NAME``), as it will in later sessions,
+and the tests find NAME already defined; they are plain code (``assert``
+lines) and/or ``test_*`` functions, each called. Passing means the cell ended without an error.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ _linecache.cache[_module.__file__] = (0, None, {source!r}.splitlines(True), _mod
 _sys.modules[_module.__name__] = _module
 exec(compile({source!r}, _module.__file__, "exec"), _module.__dict__)
 setattr(_skills, {name!r}, _module)
-_namespace = {{"__name__": "skill_tests"}}
+_namespace = {{"__name__": "skill_tests", {name!r}: getattr(_module, {name!r})}}
 _linecache.cache["<tests>"] = (0, None, {tests!r}.splitlines(True), "<tests>")
 exec(compile({tests!r}, "<tests>", "exec"), _namespace)
 _tests = [_value for _key, _value in list(_namespace.items()) if _key.startswith("test") and callable(_value)]
