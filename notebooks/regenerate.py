@@ -107,4 +107,4 @@ if __name__ == "__main__":
     regenerate_demo()
     regenerate_experiment()
     regenerate_skills(HERE)
-    print(f"regenerated {HERE / 'demo.ipynb'} and {HERE / 'experiment.ipynb'}")
+    print(f"regenerated {HERE / 'demo.ipynb'}, {HERE / 'experiment.ipynb'} and {HERE / 'skills.ipynb'}")
