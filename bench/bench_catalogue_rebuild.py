@@ -6,6 +6,8 @@ generates the SDK; both at catalogue scale, each measured in the same run as its
 * **rebuilding 2,500 recorded tools** (``recorded_tools``, the OpenAPI catalogue of bench_openapi as a
   notebook gives it back), against the same rebuild checking every schema with jsonschema, as it did before
   recorded tools skipped the check (their calls are answered from the record, never validated);
+* **the longest event-loop stall** while a session prepares that catalogue's tools (their names and SDK, now
+  in a worker thread), against the same preparation on the loop, as before;
 * **generating the SDK** of that catalogue, and of 2,500 tools that each have an ``Options`` object of
   their own (so the generator names classes Options, Options2, ... Options2500), against the generator
   as it was: a scan of every earlier class name per class, and docstrings escaped character by character
@@ -16,11 +18,12 @@ Nothing is asserted. Run: ``python bench/bench_catalogue_rebuild.py [--quick]``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from _benchlib import Row, bench_main, make_row, median
 from bench_key_order import stored_definitions
 from bench_openapi import OPERATIONS
 
+from kernel_agent.session.toolbox import SessionTools
 from kernel_agent.tools import sdkgen
 from kernel_agent.tools.key_order import with_recorded_order
 from kernel_agent.tools.recorded import RecordedTools, recorded_tools
@@ -128,6 +132,43 @@ def options_registry(count: int) -> ToolRegistry:
         for n in range(count)])
 
 
+async def longest_stall(preparing: Callable[[], Awaitable[Any]]) -> float:
+    """The longest the event loop went without running a ticker that wakes every 5 ms, while ``preparing``."""
+    longest, last, done = 0.0, time.perf_counter(), False
+
+    async def tick() -> None:
+        nonlocal longest, last
+        while not done:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            longest, last = max(longest, now - last), now
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.02)
+    await preparing()
+    done = True
+    await ticker
+    return longest
+
+
+def stall_rows(registry: ToolRegistry) -> list[Row]:
+    """A session start's tool preparation at 2,500 tools: the loop's longest stall, in a thread and not."""
+    items = registry.tools()
+
+    async def in_a_thread() -> None:
+        await SessionTools(items).prepare()
+
+    async def on_the_loop() -> None:  # as prepare() was: the registry and the SDK made on the event loop
+        sdkgen.generate_sdk(ToolRegistry(items))
+
+    stalled = asyncio.run(longest_stall(in_a_thread))
+    before = asyncio.run(longest_stall(on_the_loop))
+    return [make_row(BENCHMARK, f"longest event-loop stall while a session prepares {len(items)} tools",
+                     stalled * 1000, "ms", baseline=before * 1000,
+                     baseline_name="the same preparation on the event loop (as before)",
+                     note="other sessions' cells and tool calls wait this long")]
+
+
 def run(quick: bool) -> list[Row]:
     rounds = 1 if quick else 3
     definitions = stored_definitions()
@@ -148,7 +189,7 @@ def run(quick: bool) -> list[Row]:
         rows.append(make_row(BENCHMARK, f"generating {label}", generated * ms, "ms", baseline=before * ms,
                              baseline_name="the generator before (class-name scans, per-character docstrings)",
                              note="identical modules" if same else "THE MODULES DIFFER"))
-    return rows
+    return rows + stall_rows(catalogue)
 
 
 if __name__ == "__main__":

@@ -110,20 +110,20 @@ async def resume_session(
     signing_source = options.get("signing_key") or os.environ.get(SIGNING_KEY_ENV)
     signing_key = load_private_key(signing_source) if signing_source else None
 
-    def read_and_check() -> tuple[Recording, int | None, dict[str, Any]]:
+    def read_and_check() -> tuple[Recording, int | None, dict[str, Any], list[Any]]:
         recording = load_recording(path)
         seed = recorded_seed(recording.header, path)
         # Before any recorded cell runs in the caller's workspace: the chain, the seal, the state, this session's keys.
         ours, cells = Recorder.check_resumable(path, hmac_key=hmac_key, signing_key=signing_key)
         check_resumable_state(path, ours, cells, expect_head)
-        return recording, seed, ours
+        return recording, seed, ours, recorded_tools(recording.definitions, server)
 
-    # Reading and hashing a large record takes a while: in a worker thread, off the event loop other sessions share.
-    recording, seed, ours = await asyncio.to_thread(read_and_check)
+    # Reading and hashing a large record, and rebuilding its tools, take a while: in a worker thread, off the
+    # event loop other sessions share.
+    server = RecordedTools()
+    recording, seed, ours, recorded = await asyncio.to_thread(read_and_check)
     # The recorded installs, if the caller's own package policy allows them (a notebook is not a reason).
     packages = await RecordedPackages.check(recording, options.pop("package_policy", None))
-    server = RecordedTools()
-    recorded = recorded_tools(recording.definitions, server)
     place = Path(workspace) if workspace is not None else None
     if seed is not None:
         options["seed"] = seed

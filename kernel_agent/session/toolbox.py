@@ -7,6 +7,7 @@ session started so that it is closed with the session.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -41,6 +42,11 @@ def tool_definition(tool: Tool) -> dict[str, Any]:
     return definition
 
 
+def _registry_and_sdk(items: list[Any]) -> tuple[ToolRegistry, dict[str, str]]:
+    registry = ToolRegistry(items)
+    return registry, generate_sdk(registry)
+
+
 class SessionTools:
     """The tools a session's cells call, and the SDK its kernel was given for them."""
 
@@ -53,8 +59,8 @@ class SessionTools:
     async def prepare(self) -> None:
         """Start the tool sources among the items, then build the registry and the SDK source."""
         self._started += await start_sources(self.items)
-        self.registry = ToolRegistry(self.items)
-        self.sdk_modules = generate_sdk(self.registry)
+        # Naming and generating 2,500 tools takes a second or two: in a worker thread, off the loop sessions share.
+        self.registry, self.sdk_modules = await asyncio.to_thread(_registry_and_sdk, self.items)
 
     async def replace(self, tools: Iterable[Any] | Any, *, sdk_hash_required: str | None = None) -> bool:
         """Answer calls with ``tools`` from now on, keeping the SDK the kernel has; False if their SDK differs.
@@ -69,8 +75,8 @@ class SessionTools:
             return True
         self.items = items
         self._started += await start_sources(items)
-        live = ToolRegistry(items)
-        if sdk_hash_required and sdk_hash(generate_sdk(live)) != sdk_hash_required:
+        live, modules = await asyncio.to_thread(_registry_and_sdk, items)
+        if sdk_hash_required and sdk_hash(modules) != sdk_hash_required:
             return False
         self.registry = live
         return True
