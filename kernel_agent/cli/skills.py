@@ -78,6 +78,8 @@ def list_command(library: str | None, as_json: bool) -> int:
 
 
 def _provenance_text(provenance: Any) -> str:
+    """The provenance on one line: its fields come from the library's files, and a newline in a notebook path
+    must not print as a line of its own."""
     parts = [f"proposed by {provenance.proposed_by}"]
     if provenance.session_id:
         parts.append(f"session {provenance.session_id}")
@@ -87,7 +89,7 @@ def _provenance_text(provenance: Any) -> str:
         parts.append(f"model {provenance.model}")
     if provenance.notebook:
         parts.append(f"notebook {provenance.notebook}")
-    return ", ".join(parts)
+    return " ".join(", ".join(parts).split())
 
 
 @command.command("show", short_help="a skill's versions and provenance (--source: its code)")

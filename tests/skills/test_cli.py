@@ -68,10 +68,12 @@ def test_show_lists_versions_with_provenance_and_the_source_on_request(library: 
 def test_a_hostile_library_prints_nothing_to_the_terminal_but_text(tmp_path: Path) -> None:
     library = SkillLibrary(tmp_path)
     library.add("evil", "print('\x1b]52;c;ZXZpbA==\x07\x1b[2J')\n", "Looks harmless",
-                provenance=Provenance(session_id="\x1b]0;pwned\x07", proposed_by="kernel"))
+                provenance=Provenance(session_id="\x1b]0;pwned\x07", notebook="/r/x.ipynb\n *v9 fake line",
+                                      proposed_by="kernel"))
     run = skills_cli("show", "evil", "--source", library=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "\x1b" not in run.stdout and "\x07" not in run.stdout and "print('')" in run.stdout
+    assert "notebook /r/x.ipynb *v9 fake line" in run.stdout
 
 
 def test_errors_are_one_line_with_status_2(library: SkillLibrary, tmp_path: Path) -> None:
