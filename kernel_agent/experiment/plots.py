@@ -17,7 +17,17 @@ from kernel_agent.terminal_text import terminal_safe
 def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    class ExperimentFigure(Figure):
+        """A Figure that shows itself in Jupyter as a PNG, with or without pyplot's inline backend."""
+
+        def _repr_png_(self) -> bytes:
+            import io
+
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png")
+            return buffer.getvalue()
+
+    return ExperimentFigure(figsize=(width, height), layout="constrained")
 
 
 def _labels(names: Any) -> list[str]:

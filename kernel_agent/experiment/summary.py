@@ -60,7 +60,7 @@ def _configurations(table: Any) -> list[str]:
     return list(dict.fromkeys(table["configuration"]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Summary:
     """What an experiment's table says, per configuration (see :func:`summarise`)."""
 
@@ -93,6 +93,9 @@ class Summary:
         if len(self.stop_reasons):
             parts.append("stop reasons:\n" + self.stop_reasons.to_string())
         return terminal_safe("\n\n".join(parts))
+
+    def __repr__(self) -> str:  # what a console shows: the text, not the fields
+        return str(self)
 
     def _repr_html_(self) -> str:
         return str(f"<p><b>Success rates</b> ({self.confidence:.0%} Wilson intervals)</p>"
@@ -140,7 +143,7 @@ def summarise(table: Any, confidence: float = 0.95) -> Summary:
     return Summary(confidence, configurations, tasks, distributions, stop_reasons)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Comparison:
     """Configuration ``a`` against ``b`` on the (task, repeat) pairs both ran (see :func:`compare`)."""
 
@@ -169,6 +172,9 @@ class Comparison:
             f"  seconds ({self.a} - {self.b}): median {_difference(self.seconds, level, 2)}",
         ]
         return terminal_safe("\n".join(lines))
+
+    def __repr__(self) -> str:
+        return str(self)
 
     def _repr_html_(self) -> str:
         return "<pre>" + html.escape(str(self)) + "</pre>"

@@ -37,6 +37,7 @@ def test_success_bars_carry_the_wilson_intervals(results: ExperimentResults) -> 
     low, high = bars.get_segments()[0][:, 1]
     assert (low, high) == pytest.approx(WILSON_2_OF_4, abs=5e-5)
     assert png(figure).startswith(b"\x89PNG")
+    assert figure._repr_png_().startswith(b"\x89PNG")  # Jupyter shows it without pyplot's inline backend
 
 
 def test_the_heatmap_holds_each_task_and_configuration_rate(results: ExperimentResults) -> None:
