@@ -41,17 +41,24 @@ def test_the_recorded_demo_matches_the_demo_script() -> None:
     assert recorded[1:] == expected, "notebooks/demo.ipynb is stale: run python notebooks/regenerate.py"
 
 
-def test_the_experiment_notebook_runs_agents_from_inside_jupyter(tmp_path: Path) -> None:
+def test_the_experiment_notebook_runs_an_experiment_from_inside_jupyter(tmp_path: Path) -> None:
+    """3 configurations x 3 tasks x 3 repeats, the table, intervals, a paired comparison, plots, and a re-run from
+    the reply cache that asks the model nothing."""
     notebook = nbformat.read(NOTEBOOKS / "experiment.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    client = NotebookClient(notebook, timeout=240, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    table = next(o.data["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})
-                 and "| configuration |" in o.data["text/markdown"])
-    rows = [line for line in table.splitlines()[2:]]
-    assert len(rows) == 4 and all("'country': 'DE'" in row for row in rows)
-    report = next(o.data["text/html"] for o in outputs if "text/html" in o.get("data", {}))
-    assert "stop reason" in report and "final_answer" in report
+    html = [o.data["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    table = next(text for text in html if "total_tokens" in text and "first-200" in text)
+    assert table.count("</tr>") == 28  # the header and 27 runs
+    summary = next(text for text in html if "Wilson intervals" in text)
+    assert "full-data" in summary and "random-200" in summary
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "full-data vs random-200: 9 paired runs" in text and "exact McNemar p = " in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3
+    assert "model calls: 0, replies from the cache: 54" in text and "same results: True" in text
 
 
 def test_the_skills_notebook_keeps_a_skill_in_one_session_and_uses_it_in_the_next(tmp_path: Path) -> None:
