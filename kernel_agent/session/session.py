@@ -166,7 +166,9 @@ class Session:
             self._tools.lookup, policy=tool_policy, approver=approver, call_timeout=tool_timeout,
             max_calls=max_tool_calls, on_progress=on_progress,
         )
-        self.bridge.session_facts = lambda: call_facts.session_facts(self, record_metadata)
+        # By weak reference: the bridge must not keep a session dropped without close() alive (see .abandon).
+        me = weakref.ref(self)
+        self.bridge.session_facts = lambda: {} if (s := me()) is None else call_facts.session_facts(s, record_metadata)
         self._cells = cells.CellRunner(self.bridge, self._tools, self._replace_kernel)
         self._background = BackgroundCells()
         # Dropped without close(), the session still stops its kernel (see .abandon); the guard holds the kernel.
