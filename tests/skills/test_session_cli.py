@@ -59,3 +59,21 @@ def test_run_keeps_a_skill_with_approval_and_the_next_run_imports_it(tmp_path: P
 def test_approve_skills_needs_skills(tmp_path: Path) -> None:
     result = run(tmp_path, USE, "--approve-skills")
     assert result.returncode != 0 and "--approve-skills goes with --skills" in result.stderr
+
+
+async def test_mcp_skills_gives_each_client_session_the_library(tmp_path: Path) -> None:
+    from ..mcp_server.support import run as run_python
+    from ..mcp_server.support import stdio_session
+    from ..mcp_server.support import text as result_text
+
+    library = SkillLibrary(tmp_path / "library")
+    library.add("shout", 'def shout(text):\n    return text.upper() + "!"\n', "shout a text")
+    async with stdio_session(tmp_path / "records", "--skills", str(library.directory)) as client:
+        run_tool = next(tool for tool in (await client.list_tools()).tools if tool.name == "run_python")
+        assert "from skills import shout" in (run_tool.description or "")  # the manifest lists the skill
+        used = await run_python(client, "from skills import shout\nprint(shout('mcp'))")
+        assert result_text(used) == "MCP!", result_text(used)
+        refused = await run_python(client, "import skills\ndef whisper(text):\n    return text.lower()\n"
+                                           "skills.propose(whisper, 'whisper a text')")
+        assert refused.is_error and "--approve-skills" in result_text(refused)
+    assert library.skills()[0].uses == 1 and len(library) == 1
