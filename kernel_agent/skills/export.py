@@ -1,6 +1,8 @@
 """A library's skills written out as a plain Python package anyone can import without kernel-agent.
 
-``TARGET/skills/__init__.py`` (a docstring listing the skills and ``__all__``),
+``TARGET/skills/__init__.py`` (a docstring listing the skills, ``__all__``, and
+a module ``__getattr__`` so that ``from skills import NAME`` gives the function
+the skill defines under its name, as in a session),
 ``TARGET/skills/NAME.py`` per skill (its source, byte for byte, so its hash can
 be checked) and ``TARGET/skills/provenance.json`` (per skill: version, hash,
 description, date, provenance and its tests). The target must be empty (or
@@ -24,11 +26,25 @@ PACKAGE = "skills"
 PROVENANCE_FILE = "provenance.json"
 
 
+_GETATTR = '''
+
+def __getattr__(name):
+    # As in a kernel-agent session: `from skills import NAME` gives what the skill defines under its name
+    # (its function), and the module is sys.modules["skills.NAME"]. Imported on first use, not with the package.
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no skill {name!r}")
+    module = _importlib.import_module(f"{__name__}.{name}")
+    value = getattr(module, name, module)
+    globals()[name] = value
+    return value
+'''
+
+
 def _init_source(versions: list[SkillVersion]) -> str:
     doc = "Skills exported from a kernel-agent skills library: import one with `from skills import NAME`.\n\n"
     doc += "".join(f"{v.name} (v{v.version}, sha256 {v.sha256[:12]}): {v.description}\n" for v in versions)
     names = ", ".join(repr(v.name) for v in versions)
-    return f"{doc!r}\n\n__all__ = [{names}]\n"
+    return f"{doc!r}\n\nimport importlib as _importlib\n\n__all__ = [{names}]\n{_GETATTR}"
 
 
 def _provenance(versions: list[SkillVersion]) -> bytes:

@@ -115,10 +115,11 @@ def test_export_writes_a_package_python_imports_without_kernel_agent(library: Sk
     assert [(r["name"], r["version"]) for r in records] == [("parse_amount", 2), ("slugify", 1)]
     check = subprocess.run([sys.executable, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
                             "import skills; from skills import slugify; "
-                            "print(skills.__all__, slugify.slugify('Hello World'))", str(target)],
+                            "print(skills.__all__, slugify('Hello World'), sys.modules['skills.slugify'].__name__)",
+                            str(target)],
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
-    assert check.stdout.strip() == "['parse_amount', 'slugify'] hello-world"
+    assert check.stdout.strip() == "['parse_amount', 'slugify'] hello-world skills.slugify"
     again = skills_cli("export", str(target), "slugify", library=library.directory)
     assert again.returncode == 2 and "not empty" in again.stderr
     forced = skills_cli("export", str(target), "slugify", "--force", library=library.directory)
