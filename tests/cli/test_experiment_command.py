@@ -46,7 +46,9 @@ SCRIPTS = {
     "careful/capital.json": ["final_answer('Paris')"],
     "sloppy/add-0.json": ["final_answer(4)"],
     "sloppy/add-1.json": ["final_answer(5)"],  # wrong
-    "sloppy/capital-0.json": ["final_answer('Lyon')"],  # wrong
+    # wrong, and hostile: a title and clipboard write for the terminal, in the answer and in a failing cell
+    "sloppy/capital-0.json": ["print('\\x1b]0;pwned\\x07')\nraise ValueError('\\x1b]52;c;cm0gLXJmIH4=\\x07')",
+                              "final_answer('Lyon\\x1b[2J\\x1b]0;pwned\\x07')"],
     "sloppy/capital-1.json": ["final_answer('The capital is PARIS.')"],
 }
 
@@ -87,12 +89,15 @@ def test_a_toml_experiment_runs_live_and_prints_its_summary(ran: tuple[Path, sub
     assert len(rows) == 9 and rows[0].startswith("configuration,task,repeat,success,")
     assert len(list((folder / "runs" / "notebooks").rglob("repeat-*.ipynb"))) == 8
     assert f"results: {folder / 'runs' / 'results.csv'}" in out
+    assert not any((ord(char) < 32 and char not in "\n\t") or 0x7f <= ord(char) <= 0x9f for char in out)
+    assert "Lyon" in (folder / "runs" / "results.csv").read_text()  # the answer was recorded, not printed raw
 
 
 def test_report_summarises_and_a_rerun_runs_nothing(ran: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     folder, first = ran
     report = cli("experiment", "--report", "runs", "--compare", "sloppy,careful", cwd=folder)
     assert report.returncode == 0, report.stderr
+    assert "\x1b" not in report.stdout and "\x07" not in report.stdout
     assert re.search(r"2/4 = 50% +15% - 85%", report.stdout) and "sloppy vs careful: 4 paired runs" in report.stdout
     again = cli("experiment", "spec.toml", cwd=folder)
     assert again.returncode == 0, again.stderr
