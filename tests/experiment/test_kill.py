@@ -15,7 +15,6 @@ import subprocess
 from pathlib import Path
 
 from kernel_agent.experiment import ExperimentResults
-
 from tests.cli.test_run import KERNEL_AGENT, LineReader, environment
 
 SPEC = """\
