@@ -30,6 +30,11 @@ def _figure(width: float, height: float) -> Any:
     return ExperimentFigure(figsize=(width, height), layout="constrained")
 
 
+def _require_runs(count: int) -> None:
+    if count == 0:
+        raise ValueError("the table has no runs to plot (yet)")
+
+
 def _labels(names: Any) -> list[str]:
     """Names for axes: terminal-safe (no control characters) and bounded."""
     return [terminal_safe(str(name))[:40] for name in names]
@@ -38,6 +43,7 @@ def _labels(names: Any) -> list[str]:
 def plot_success(table: Any, confidence: float = 0.95) -> Any:
     """Success rate per configuration, with its Wilson interval as error bars."""
     summary = summarise(table, confidence).configurations
+    _require_runs(len(summary))
     figure = _figure(max(4.0, 1.2 * len(summary) + 2), 3.5)
     axes = figure.add_subplot()
     positions = range(len(summary))
@@ -58,6 +64,7 @@ def plot_success(table: Any, confidence: float = 0.95) -> Any:
 def plot_tasks(table: Any) -> Any:
     """A task x configuration heatmap of success rates (grey where a pair has no run)."""
     tasks = summarise(table).tasks
+    _require_runs(len(tasks))
     figure = _figure(max(4.0, 1.3 * len(tasks.columns) + 2.5), max(2.5, 0.45 * len(tasks) + 1.5))
     axes = figure.add_subplot()
     values = tasks.to_numpy(dtype=float)
@@ -82,6 +89,7 @@ def plot_distribution(table: Any, column: str = "total_tokens") -> Any:
         numeric = [name for name in table.columns if table[name].dtype.kind == "f"]
         raise ValueError(f"no numeric column {column!r} to plot; numeric columns: {', '.join(numeric)}")
     order = list(dict.fromkeys(table["configuration"]))
+    _require_runs(len(order))
     figure = _figure(max(4.0, 1.2 * len(order) + 2), 3.5)
     axes = figure.add_subplot()
     groups = [table[table["configuration"] == name] for name in order]

@@ -56,3 +56,11 @@ def test_distributions_plot_every_run(results: ExperimentResults) -> None:
     assert png(figure).startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="no numeric column 'answer'"):
         results.plot_distribution("answer")
+
+
+def test_an_empty_table_is_a_clear_error_not_a_broken_figure() -> None:
+    empty = ExperimentResults(table([]))
+    assert "(no runs)" in str(empty.summary())
+    for plot in (empty.plot_success, empty.plot_tasks, empty.plot_distribution):
+        with pytest.raises(ValueError, match="no runs to plot"):
+            plot()
