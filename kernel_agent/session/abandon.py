@@ -1,9 +1,12 @@
 """A Session garbage-collected without ``close()``: its kernel must not outlive it.
 
 A :class:`Guard` holds what a session's close would stop (the kernel, the
-tool bridge, the tool sources it started, its workspace), but never the
-session itself, so that the session can become unreachable;
-``weakref.finalize`` calls :meth:`Guard.abandoned` when it does.
+tool bridge, the tool sources it started, its workspace) while the kernel
+runs, but never the session itself, so that the session can become
+unreachable; ``weakref.finalize`` calls :meth:`Guard.abandoned` when it
+does. Whatever the guard holds must therefore reach the session only by
+weak reference (the bridge's session facts, the package tools' directory):
+a strong one would keep a dropped session, and its kernel, alive.
 
 A finalizer runs inside the garbage collector, at any point of any thread
 (in the middle of the event loop's own code, too), so it does only what is
@@ -44,16 +47,22 @@ class _KillableNow(Protocol):
 class Guard:
     """What a session's close stops, for the finalizer of a session dropped without closing."""
 
-    def __init__(self, session_id: str, *, shutdown: bool, closers: list[Callable[[], Awaitable[Any]]]) -> None:
+    def __init__(self, session_id: str, *, shutdown: bool) -> None:
         self.session_id = session_id
         self.shutdown = shutdown  # False: a kernel the session attached to is someone's; it is only let go
-        self.closers = closers  # bound methods of the bridge, the tools and the workspace: none holds the session
+        self.closers: list[Callable[[], Awaitable[Any]]] = []
         self.kernel: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def hold(self, kernel: Any) -> None:
-        """The session's kernel is now ``kernel`` (None: it has none), run from the current event loop."""
+    def hold(self, kernel: Any, closers: list[Callable[[], Awaitable[Any]]]) -> None:
+        """The session's kernel is now ``kernel``, run from the current event loop, and ``closers`` the rest of its
+        close (the bridge's, the tools', the workspace's: bound methods, none of which may hold the session).
+
+        With None (closed, or between two kernels) the guard holds nothing: what the tools hold (a user's tool
+        may hold its session) cannot keep a closed session from being collected.
+        """
         self.kernel = kernel
+        self.closers = closers if kernel is not None else []
         if kernel is not None:
             with contextlib.suppress(RuntimeError):  # set outside a loop only by tests
                 self.loop = asyncio.get_running_loop()
@@ -61,6 +70,7 @@ class Guard:
     def abandoned(self) -> None:
         """The session was collected: stop its kernel now, and the rest on its loop (never raises)."""
         kernel, self.kernel = self.kernel, None
+        closers, self.closers = self.closers, []
         if kernel is None:  # closed, or never started: nothing runs
             return
         try:
@@ -74,7 +84,7 @@ class Guard:
                 kernel.kill_now()
             loop = self.loop
             if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(_start_cleanup, kernel, self.shutdown, self.closers)
+                loop.call_soon_threadsafe(_start_cleanup, kernel, self.shutdown, closers)
         except Exception:  # a loop closed meanwhile: a finalizer must not raise
             log.debug("kernel-agent: cleanup of an abandoned session could not be scheduled", exc_info=True)
 

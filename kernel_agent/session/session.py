@@ -149,7 +149,9 @@ class Session:
         self.kernel_restarts = 0
         self.started_at: float | None = None
         # The kernel asks for packages through a tool: see kernel_agent.packages.
-        self._packages = SessionPackages(package_policy, lambda: self.packages_dir) if package_policy else None
+        me = weakref.ref(self)  # what the guard holds reaches the session weakly (see .abandon)
+        self._packages = SessionPackages(
+            package_policy, lambda: None if (s := me()) is None else s.packages_dir) if package_policy else None
         if self._packages is not None:
             tools = [*tool_items(tools), *self._packages.tools()]
         self._tools = SessionTools(tools)
@@ -166,14 +168,11 @@ class Session:
             self._tools.lookup, policy=tool_policy, approver=approver, call_timeout=tool_timeout,
             max_calls=max_tool_calls, on_progress=on_progress,
         )
-        # By weak reference: the bridge must not keep a session dropped without close() alive (see .abandon).
-        me = weakref.ref(self)
         self.bridge.session_facts = lambda: {} if (s := me()) is None else call_facts.session_facts(s, record_metadata)
         self._cells = cells.CellRunner(self.bridge, self._tools, self._replace_kernel)
         self._background = BackgroundCells()
         # Dropped without close(), the session still stops its kernel (see .abandon); the guard holds the kernel.
-        self._guard = abandon.Guard(self.id, shutdown=self._choice.shutdown_on_close,
-                                    closers=[self.bridge.close, self._tools.close, self._place.remove])
+        self._guard = abandon.Guard(self.id, shutdown=self._choice.shutdown_on_close)
         weakref.finalize(self, self._guard.abandoned).atexit = False  # at exit bwrap's --die-with-parent does it
 
     @property
@@ -182,7 +181,7 @@ class Session:
 
     @_kernel.setter
     def _kernel(self, kernel: Kernel | None) -> None:
-        self._guard.hold(kernel)
+        self._guard.hold(kernel, [self.bridge.close, self._tools.close, self._place.remove])
 
     # -- lifecycle ---------------------------------------------------------
 

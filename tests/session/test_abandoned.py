@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kernel_agent import Session
+from kernel_agent.packages.policy import PackagePolicy
 from kernel_agent.session import abandon
 
 DROPPED = "garbage-collected without close"
@@ -22,8 +24,15 @@ def sandbox_of(session: Session) -> tuple[Any, Path]:
     return provisioner.process, provisioner.run_dir
 
 
-async def test_a_dropped_session_stops_its_kernel_and_removes_what_it_used(tmp_path: Path) -> None:
-    session = Session(notebook=tmp_path / "dropped.ipynb", default_timeout=60)
+# Options whose objects hold the session back (the package tools read its package directory): by weak
+# reference, or the session would never be collected.
+OPTIONS: list[dict[str, Any]] = [{}, {"package_policy": PackagePolicy(allow=["six"], no_index=True)}]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=["plain", "packages"])
+async def test_a_dropped_session_stops_its_kernel_and_removes_what_it_used(options: dict[str, Any],
+                                                                           tmp_path: Path) -> None:
+    session = Session(notebook=tmp_path / "dropped.ipynb", default_timeout=60, **options)
     await session.start()
     assert (await session.execute("x = 41 + 1\nx")).result == "42"
     process, run_dir = sandbox_of(session)
@@ -56,11 +65,13 @@ def test_a_session_dropped_after_its_loop_ended_still_kills_its_kernel() -> None
 
 
 async def test_closed_and_unstarted_sessions_are_collected_quietly() -> None:
-    async with Session(notebook=False, default_timeout=60) as closed:
+    async with Session(notebook=False, default_timeout=60, **OPTIONS[1]) as closed:
         await closed.execute("1")
-    unstarted = Session(notebook=False)
+    unstarted = Session(notebook=False, **OPTIONS[1])
+    refs = [weakref.ref(closed), weakref.ref(unstarted)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         del closed, unstarted
         gc.collect()
     assert not [w for w in caught if DROPPED in str(w.message)]
+    assert [ref() for ref in refs] == [None, None]  # nothing (no guard) keeps a session object alive
