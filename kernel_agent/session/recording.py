@@ -129,9 +129,11 @@ def session_header(
 
 
 def seal(recorder: Recorder, totals: dict[str, Any], *, reason: str, settings: dict[str, Any],
-         record: dict[str, Any]) -> None:
-    """Seal the record; call it only once the kernel is stopped (nothing it does can land after this)."""
-    recorder.close(totals, reason=reason, settings=settings, record=record)
+         record: dict[str, Any], **sources: Any) -> None:
+    """Seal the record; call it only once the kernel is stopped (nothing it does can land after this).
+
+    ``sources``: what the session's tool sources add to the end (see ``SessionTools.record_end``)."""
+    recorder.close(totals, reason=reason, settings=settings, record=record, **sources)
 
 
 class SessionRecord:

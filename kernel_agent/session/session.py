@@ -507,7 +507,7 @@ class Session:
     def _seal(self, recorder: Recorder, reason: str) -> None:
         """Seal the record (called once the kernel is stopped: nothing it does can land after this)."""
         recording.seal(recorder, {**self.totals, "kernel_restarts": self.kernel_restarts}, reason=reason,
-                       settings=self.settings(), record=self._record.facts())
+                       settings=self.settings(), record=self._record.facts(), **self._tools.record_end(self.bridge))
 
     def _start_recording(self, signing_key: Ed25519PrivateKey | None = None) -> None:
         path = self.notebook

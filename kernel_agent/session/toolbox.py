@@ -24,6 +24,9 @@ from kernel_agent.tools.sdkgen import generate_sdk, sdk_hash
 from kernel_agent.tools.sources import ToolSource, close_sources, start_sources
 from kernel_agent.tools.tool import Tool
 
+# The end's own entries (Recorder.close and the session's seal): a source never replaces them.
+_END_KEYS = frozenset({"ended_at", "reason", "cells", "head", "totals", "settings", "record", "recording_problems"})
+
 
 def tool_items(tools: Iterable[Any] | Any) -> list[Any]:
     """The tools option as a list: one item, or the items of a list, tuple or set."""
@@ -118,6 +121,23 @@ class SessionTools:
                 definition["namespace_description"] = described
             definitions.append(definition)
         return definitions
+
+    def record_end(self, session: object) -> dict[str, Any]:
+        """What the tool items add to the sealed end of the session's record: each item with a
+        ``record_end(session)`` method (``session``: the session's bridge, the key of
+        :mod:`kernel_agent.tools.call_context`) gives a mapping; string keys only, the record's own kept."""
+        added: dict[str, Any] = {}
+        for item in self.items:
+            method = getattr(type(item), "record_end", None)
+            if not callable(method):
+                continue
+            try:
+                given = method(item, session)
+            except Exception:  # noqa: BLE001 - a source that cannot say what it adds adds nothing
+                continue
+            if isinstance(given, dict):
+                added.update({k: v for k, v in given.items() if isinstance(k, str) and k not in _END_KEYS})
+        return added
 
     async def close(self) -> None:
         """Close the sources this session started (never raises)."""

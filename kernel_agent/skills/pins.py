@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kernel_agent.errors import UnusableRecordError
 from kernel_agent.kernel.catalog_search import CatalogEntry, extra_entries, read_catalog
 from kernel_agent.protocol import wire
 from kernel_agent.protocol.names import METADATA_KEY
@@ -24,9 +25,12 @@ LOAD_TOOL = "skills.load"
 
 
 def pins_from_notebook(notebook: Path) -> dict[str, str]:
-    """The versions the session recorded in ``notebook`` loaded (the first load of each name wins)."""
-    pins: dict[str, str] = {}
-    for cell in read_notebook(notebook).get("cells", []):
+    """The versions the session recorded in ``notebook`` loaded: its sealed end's pins (``skills.pins``, written
+    by :meth:`SkillsSource.record_end`) and its recorded loads (the first load of each name). They must agree:
+    a notebook where they do not is refused (UnusableRecordError), never half-trusted."""
+    document = read_notebook(notebook)
+    from_loads: dict[str, str] = {}
+    for cell in document.get("cells", []):
         ours = cell.get("metadata", {}).get(METADATA_KEY, {}) if isinstance(cell, dict) else {}
         calls = ours.get("tool_calls", []) if isinstance(ours, dict) else []
         for call in calls if isinstance(calls, list) else []:
@@ -35,8 +39,26 @@ def pins_from_notebook(notebook: Path) -> dict[str, str]:
             result = _value(notebook, call.get("result"))
             name, sha256 = (result.get("name"), result.get("sha256")) if isinstance(result, dict) else (None, None)
             if isinstance(name, str) and is_sha256(sha256) and _is_name(name):
-                pins.setdefault(name, str(sha256))
-    return pins
+                from_loads.setdefault(name, str(sha256))
+    sealed = _sealed_pins(document)
+    for name, sha256 in sealed.items():
+        if from_loads.get(name, sha256) != sha256:
+            raise UnusableRecordError(f"{notebook}: the sealed pin of skill {name!r} ({sha256[:12]}) is not the "
+                                      f"version its recorded load served ({from_loads[name][:12]})")
+    return {**from_loads, **sealed}
+
+
+def _sealed_pins(document: dict[str, Any]) -> dict[str, str]:
+    """The well-formed pins of the record's end (``end.skills.pins``); anything else there is skipped."""
+    metadata = document.get("metadata")
+    ours = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    end = ours.get("end") if isinstance(ours, dict) else None
+    skills = end.get("skills") if isinstance(end, dict) else None
+    pins = skills.get("pins") if isinstance(skills, dict) else None
+    if not isinstance(pins, dict):
+        return {}
+    return {name: sha256 for name, sha256 in list(pins.items())[:10_000]
+            if isinstance(name, str) and _is_name(name) and is_sha256(sha256)}
 
 
 def recorded_catalog(notebook: Path, namespace: str = "skills") -> list[CatalogEntry] | None:

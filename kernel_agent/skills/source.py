@@ -152,6 +152,11 @@ class SkillsSource:
         """The versions a session (default: the host's own calls) has pinned so far: name -> sha256."""
         return dict(self._state(call).pins)
 
+    def record_end(self, session: object) -> dict[str, Any]:
+        """What the session's sealed record ends with: the versions it loaded (``{"skills": {"pins": ...}}``)."""
+        state = self._sessions.get(session)
+        return {"skills": {"pins": dict(state.pins)}} if state is not None and state.pins else {}
+
     def _state(self, call: CallContext | None) -> _SessionSkills:
         if call is None:
             return self._host

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from kernel_agent import Session
+from kernel_agent.errors import UnusableRecordError
 from kernel_agent.skills import SkillLibrary, SkillsSource
 from kernel_agent.skills.checks import SkillPolicy
 from kernel_agent.skills.pins import pins_from_notebook
@@ -124,10 +125,19 @@ async def test_a_crafted_notebook_gives_no_pins(tmp_path: Path) -> None:
     notebook = tmp_path / "used.ipynb"
     async with Session(tools=[SkillsSource(library)], notebook=notebook) as session:
         await session.execute("from skills import slug")
-    document = json.loads(notebook.read_text())
+    original = notebook.read_text()
+    document = json.loads(original)
     call = document["cells"][1]["metadata"]["kernel_agent"]["tool_calls"][0]
     for forged in ({"name": "../etc", "sha256": "0" * 64}, {"name": "slug", "sha256": "../x"}, "slug", 7,
                    {"__ka__": "no such tag"}):
         call["result"] = forged
+        document["metadata"]["kernel_agent"]["end"]["skills"] = {"pins": {"../etc": "0" * 64, "x": "../x"}}
         notebook.write_text(json.dumps(document))
         assert pins_from_notebook(notebook) == {}
+    # A sealed pin that is not what the recorded load served: refused, naming it, rather than half-trusted.
+    notebook.write_text(original)
+    document = json.loads(original)
+    document["metadata"]["kernel_agent"]["end"]["skills"]["pins"]["slug"] = "f" * 64
+    notebook.write_text(json.dumps(document))
+    with pytest.raises(UnusableRecordError, match="the sealed pin of skill 'slug'"):
+        pins_from_notebook(notebook)

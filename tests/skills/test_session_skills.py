@@ -151,6 +151,8 @@ async def test_replay_imports_the_recorded_version_after_the_library_changed(tmp
         result = await session.execute("from skills import slug\nprint(slug('Replay Me'))")
         assert output_text(result).strip() == "replay-me"
     assert pins_from_notebook(notebook) == {"slug": used.sha256}
+    end = json.loads(notebook.read_text())["metadata"]["kernel_agent"]["end"]
+    assert end["skills"] == {"pins": {"slug": used.sha256}}  # sealed with the record
     library.add("slug", SLUG.replace('"-"', '"_"'), "a slug with underscores")
     library.remove("slug", used.sha256)  # the recorded version is gone from the library
     report = await replay(notebook)
