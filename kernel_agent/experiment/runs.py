@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import math
 import os
 import reprlib
@@ -64,7 +65,7 @@ async def run_one(key: RunKey, task: Task, configuration: Configuration, *, pool
                       max_tokens=configuration.max_tokens, max_cost=configuration.max_cost,
                       pricing=configuration.pricing, max_seconds=configuration.max_seconds,
                       observation_limit=configuration.observation_limit, cell_timeout=configuration.cell_timeout,
-                      session_options=dict(configuration.session_options))
+                      session_options={"seed": run_seed(key), **configuration.session_options})
         session = agent.new_session(task.prompt)
         await session.start()
         row["notebook"] = relative_notebook
@@ -95,6 +96,14 @@ async def run_one(key: RunKey, task: Task, configuration: Configuration, *, pool
         row["model_seconds"] = round(model.model_seconds, 6)
     row["seconds"] = round(time.monotonic() - started, 6)
     return row
+
+
+def run_seed(key: RunKey) -> int:
+    """The seed of a run's kernel (``random``, NumPy): from its task and repeat, so a re-run sees the same
+    outputs (the reply cache then hits) and every configuration meets the same draws (a fairer paired comparison).
+    """
+    _, task, repeat = key
+    return int.from_bytes(hashlib.sha256(f"{task}\0{repeat}".encode()).digest()[:4], "big")
 
 
 def put_files(workspace: Path, files: Mapping[str, str | bytes | os.PathLike[str]]) -> None:

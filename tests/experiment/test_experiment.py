@@ -55,7 +55,9 @@ def script(config: int, task: str, repeat: int) -> list[Any]:
     if task == "sum":
         return [f"final_answer(sum([1, 2, 3, 4]) + {off})"]
     if task == "file":
-        return ["numbers = [int(x) for x in open('data/numbers.txt').read().split()]\nprint(numbers)",
+        # The random draw goes back to the model: the re-run's cache hits only because the kernel's seed is the same.
+        return ["import random\nnumbers = [int(x) for x in open('data/numbers.txt').read().split()]\n"
+                "print(numbers, random.random())",
                 f"final_answer(sum(numbers) + {off})"]
     if task == "tool":
         return [f"final_answer(tools.double(x=21) + {off})"]
@@ -355,3 +357,16 @@ final_answer(1)
                              repeats=2, directory=tmp_path / "again", pool=pool,
                              cache=ReplyCache(directory / "cache")).run()
     assert (again.table["model_calls"] == 0).all()  # every cached reply still readable: none was overwritten
+
+
+async def test_an_agent_on_the_pool_records_its_run(pool: KernelPool, tmp_path: Path) -> None:
+    """Agent(pool=...): the run's session takes a pooled kernel and is recorded with the run's metadata."""
+    from kernel_agent import Agent
+
+    notebook = tmp_path / "pooled.ipynb"
+    agent = Agent(ScriptedModel(["import os\nfinal_answer(os.getcwd())"]), pool=pool, notebook=notebook, max_steps=3)
+    result = await agent.run("Where are you?")
+    assert result.ok and isinstance(result.answer, str) and result.notebook == notebook
+    report = audit_notebook(notebook)
+    assert report.verdict == "intact" and report.summary.model == {"provider": "scripted", "spec": "scripted:inline"}
+    assert pool.leases == ()
