@@ -94,7 +94,10 @@ class SkillsSource:
         for name, sha256 in self.pins.items():
             if not isinstance(name, str) or not is_sha256(sha256):
                 raise SkillRefusedError(f"a pin is a skill name and a full sha256 (64 hex digits): {name!r}")
-        self._trials = asyncio.Semaphore(max_trials)
+        self.max_trials = max_trials
+        # Per event loop: a source may outlive one (asyncio.run twice), and a semaphore is bound to its loop.
+        self._trials: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
+            weakref.WeakKeyDictionary()
         self._sessions: weakref.WeakKeyDictionary[object, _SessionSkills] = weakref.WeakKeyDictionary()
         self._host = _SessionSkills()  # calls made by the host itself, outside any session
         self._catalog: list[CatalogEntry] | None = None  # a recorded session's list (from_notebook); None: live
@@ -217,7 +220,7 @@ class SkillsSource:
             check_name(name)
             check_texts(self.policy, source, description, tests)
             await asyncio.to_thread(check_code, self.policy, name, source, tests)
-            async with self._trials:
+            async with self._trials.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(self.max_trials)):
                 reason = await run_trial(self.policy, name, source, tests)
             if reason is not None:
                 raise SkillRefusedError(f"skill {name!r} was refused: {reason}")

@@ -194,3 +194,27 @@ async def test_resume_takes_the_recorded_skills_after_the_library_changed(tmp_pa
         assert resumed.resume_differences == []
     finally:
         await resumed.close()
+
+
+def test_one_source_serves_sessions_on_more_than_one_event_loop(tmp_path: Path) -> None:
+    """Trials wait for a slot (max_trials=1), on one loop and then on another: a slot is per loop, never bound to
+    the first loop the source met."""
+    import asyncio
+
+    from kernel_agent.tools.call_context import CallContext
+
+    class SessionKey:  # stands for a session's bridge
+        pass
+
+    library = SkillLibrary(tmp_path / "skills")
+    source = SkillsSource(library, approver=_yes, max_trials=1)
+    keys = [SessionKey() for _ in range(4)]
+
+    async def propose_two(first: int) -> list[dict[str, Any]]:
+        return await asyncio.gather(*[
+            source.propose(f"f{n}", f"def f{n}():\n    return {n}\n", "one", f"assert f{n}() == {n}",
+                           call=CallContext(keys[n], 0, {})) for n in (first, first + 1)])
+
+    assert [stored["version"] for stored in asyncio.run(propose_two(0)) + asyncio.run(propose_two(2))] == [1] * 4
+    assert sorted(skill.name for skill in library.skills()) == ["f0", "f1", "f2", "f3"]
+    assert library.get("f0").provenance.proposed_by == "kernel"
