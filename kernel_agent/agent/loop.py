@@ -26,7 +26,7 @@ from kernel_agent.agent.prompt import system_prompt
 from kernel_agent.agent.result import AgentResult, Execution, Pricing, Step, StopReason
 from kernel_agent.agent.resume import RecordedRun, load_agent_run, resumed_session
 from kernel_agent.agent.transcript import NOTE, malformed_observation, message_details
-from kernel_agent.errors import ModelError
+from kernel_agent.errors import ModelError, SessionOptionError
 from kernel_agent.models import model_from_spec
 from kernel_agent.models.base import (
     CODE_TOOL,
@@ -367,8 +367,13 @@ class Agent:
         # current directory, nor a workspace the kernel could write).
         notebook = True if self.notebook is None else self.notebook
         options = {"default_timeout": self.cell_timeout, **self.session_options}
+        # pool= and session_options={"pool": ...} (the older spelling, in the README) are one option
+        pool = options.pop("pool", None)
+        if self.pool is not None and pool is not None and pool is not self.pool:
+            raise SessionOptionError("two pools given: pool= and session_options['pool']; give one")
         return Session(
-            self.workspace, policy=self.policy, tools=self.tools, notebook=notebook, pool=self.pool,
+            self.workspace, policy=self.policy, tools=self.tools, notebook=notebook,
+            pool=self.pool if self.pool is not None else pool,
             on_progress=on_progress,
             record_metadata={
                 "task": task,
