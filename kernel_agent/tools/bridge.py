@@ -384,7 +384,7 @@ class ToolBridge:
         allowed, reason = await decide(self.policy, self.approver, CallRequest(tool, arguments, cell))
         if not allowed:
             raise _Refused(CallStatus.DENIED, reason)
-        CURRENT_CALL.set(CallContext(self, cell, self.session_facts()))  # this call's task only
+        CURRENT_CALL.set(CallContext(self, cell, self.session_facts))  # this call's task only
         async with self._slots:
             try:
                 async with asyncio.timeout(self.call_timeout):

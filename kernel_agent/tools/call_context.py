@@ -11,19 +11,29 @@ the kernel.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 
 @dataclass(frozen=True)
 class CallContext:
-    """The session (its bridge, as an identity key) and the cell a tool call came from."""
+    """The session (its bridge, as an identity key) and the cell a tool call came from.
+
+    ``facts`` are asked of the session (``describe``) only when a tool reads them, once per call:
+    working them out costs path lookups that most tool calls have no use for.
+    """
 
     session: object
     cell: int | None
-    facts: Mapping[str, Any] = field(default_factory=dict)
+    describe: Callable[[], Mapping[str, Any]] = dict
+
+    @cached_property
+    def facts(self) -> Mapping[str, Any]:
+        """What the session says of itself: ``session_id``, ``notebook``, ``model``, ``writable``."""
+        return self.describe()
 
 
 #: The call being served in this task (None: a tool called by the host itself, outside any bridge).

@@ -213,7 +213,7 @@ def test_one_source_serves_sessions_on_more_than_one_event_loop(tmp_path: Path) 
     async def propose_two(first: int) -> list[dict[str, Any]]:
         return await asyncio.gather(*[
             source.propose(f"f{n}", f"def f{n}():\n    return {n}\n", "one", f"assert f{n}() == {n}",
-                           call=CallContext(keys[n], 0, {})) for n in (first, first + 1)])
+                           call=CallContext(keys[n], 0)) for n in (first, first + 1)])
 
     assert [stored["version"] for stored in asyncio.run(propose_two(0)) + asyncio.run(propose_two(2))] == [1] * 4
     assert sorted(skill.name for skill in library.skills()) == ["f0", "f1", "f2", "f3"]
