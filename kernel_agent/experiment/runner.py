@@ -105,10 +105,12 @@ class Experiment:
         try:
             await asyncio.to_thread(place.prepare, self.name, self.spec(), start_over=start_over)
             finished = await asyncio.to_thread(place.finished)
-            unknown = [key for key in finished if key not in set(self.run_keys)]
+            keys = self.run_keys
+            wanted = set(keys)
+            unknown = [key for key in finished if key not in wanted]
             if unknown:
                 raise ExperimentError(f"{place.journal} holds runs this spec does not have, e.g. {unknown[0]}")
-            todo = [key for key in self.run_keys if key not in finished]
+            todo = [key for key in keys if key not in finished]
             if todo:
                 await self._run_all(place, todo, on_run)
             return await asyncio.to_thread(self._finish, place)
@@ -124,18 +126,17 @@ class Experiment:
         own_pool = pool is None
         if pool is None:
             pool = await KernelPool(size=self.concurrency, policy=self.policy).start()
-        slots = asyncio.Semaphore(self.concurrency)
         tasks = {task.name: task for task in self.tasks}
         configurations = {config.name: config for config in self.configurations}
         journal_lock = asyncio.Lock()
+        waiting = iter(todo)  # shared by the workers: each run is taken once
 
         async def one(key: RunKey) -> None:
-            async with slots:
-                notebook = await asyncio.to_thread(place.notebook, key)
-                await asyncio.to_thread(place.set_aside_partial, notebook)
-                relative = notebook.relative_to(place.path).as_posix()
-                row = await run_one(key, tasks[key[1]], configurations[key[0]], pool=pool, cache=self.cache,
-                                    notebook=notebook, relative_notebook=relative)
+            notebook = await asyncio.to_thread(place.notebook, key)
+            await asyncio.to_thread(place.set_aside_partial, notebook)
+            relative = notebook.relative_to(place.path).as_posix()
+            row = await run_one(key, tasks[key[1]], configurations[key[0]], pool=pool, cache=self.cache,
+                                notebook=notebook, relative_notebook=relative)
             async with journal_lock:
                 await asyncio.to_thread(place.append, row)
             if on_run is not None:
@@ -143,15 +144,21 @@ class Experiment:
                 if inspect.isawaitable(outcome):
                     await outcome
 
-        runs = [asyncio.create_task(one(key), name=f"experiment run {key}") for key in todo]
+        async def worker() -> None:
+            for key in waiting:
+                await one(key)
+
+        # `concurrency` workers, not a task per run: a run of 100,000 runs costs no more memory than one of ten.
+        workers = [asyncio.create_task(worker(), name=f"experiment worker {index}")
+                   for index in range(min(self.concurrency, len(todo)))]
         try:
-            for done in asyncio.as_completed(runs):
+            for done in asyncio.as_completed(workers):
                 await done  # an exception here (journal, on_run) stops the experiment
         finally:
-            for run in runs:
-                run.cancel()
+            for running in workers:
+                running.cancel()
             # Each cancelled run closes its session (shielded) before it ends: wait for all of them.
-            await asyncio.shield(asyncio.gather(*runs, return_exceptions=True))
+            await asyncio.shield(asyncio.gather(*workers, return_exceptions=True))
             if own_pool:
                 await asyncio.shield(pool.close())
 
