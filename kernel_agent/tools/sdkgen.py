@@ -30,6 +30,11 @@ _LINE_LIMIT = 100
 # Wider unions are typed _t.Any: `A | B | ...` nests one level per `|` when Python compiles it, and 20,000
 # branches made the module fail to compile (RecursionError) in the kernel.
 _MAX_UNION = 64
+# A $ref's hint is rendered once and then copied wherever the ref is used: definitions that are unions of
+# wrappers around the next one (L0 = list[L1] | dict[str, L1] | ..., 32 ways) multiplied by 32 a level, so a
+# 10 KB notebook gave a 60 MB module, and one level more 2 GB. Past this many characters copied in a module, a
+# ref is typed _t.Any (a 2,500-tool catalogue copies a few hundred thousand: class names and small enums).
+_REF_TEXT_BUDGET = 8_000_000
 _HEADER = ("from __future__ import annotations\n\nimport typing as _t\n\n"
            "from kernel_agent.kernel.sdk import bind as _bind\n")
 _DATA_HINTS = {name: name for name in DATA_TYPES.values()}  # annotations only: never evaluated at import
@@ -91,6 +96,7 @@ class _Module:
     first_with: dict[str, str] = field(default_factory=dict)  # fingerprint -> the first class made from it
     chain_match: dict[tuple[str, str], int] = field(default_factory=dict)  # (base, fingerprint) -> least position
     chain_free: dict[str, int] = field(default_factory=dict)  # base -> no free name before this position
+    ref_text: int = 0  # characters of $ref hints copied into the module so far (see _REF_TEXT_BUDGET)
 
     def claim(self, name: str, fingerprint: str) -> None:
         """Record that ``name`` was made from ``fingerprint`` (the class source comes later)."""
@@ -209,7 +215,9 @@ class _Types:
     def _typed(self, schema: dict[str, Any], context: str, depth: int) -> str:
         types = schema.get("type")
         if isinstance(types, list):
-            names = [t for t in types if t != "null" and isinstance(t, str)]
+            # Each name once: an unchecked schema (a recording's) may repeat one, and ["array"] * 8 at each of 8
+            # levels rendered the innermost items 8**8 times (the list is deduplicated below, but only after).
+            names = list(dict.fromkeys(t for t in types if t != "null" and isinstance(t, str)))
             hints = list(dict.fromkeys(self._one_type(t, schema, context, depth) for t in names))
             return "_t.Any" if "_t.Any" in hints or not hints else " | ".join(hints)
         if not isinstance(types, str):
@@ -244,6 +252,11 @@ class _Types:
         return node
 
     def _ref(self, ref: str, depth: int) -> str:
+        hint = self._ref_hint(ref, depth)
+        self.module.ref_text += len(hint)
+        return hint if self.module.ref_text <= _REF_TEXT_BUDGET else "_t.Any"
+
+    def _ref_hint(self, ref: str, depth: int) -> str:
         key = (id(self.root), ref)
         if key in self.module.by_ref:
             return self.module.by_ref[key]
