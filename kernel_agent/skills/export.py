@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 from kernel_agent.errors import SkillError, UnsafePathError
@@ -53,11 +54,23 @@ def _provenance(versions: list[SkillVersion]) -> bytes:
     return (json.dumps({"format": "kernel-agent-skills-export/1", "skills": records}, indent=1) + "\n").encode()
 
 
+def _check_owned(fd: int, where: Path) -> None:
+    """Refuse a directory another user owns or everyone can write (``/tmp`` itself, a ``skills`` planted there):
+    whoever can write it could swap the exported code after we wrote it, and the user (often root) imports it."""
+    status = os.fstat(fd)
+    if status.st_uid != os.geteuid():
+        raise SkillError(f"cannot export into {where}: it belongs to user {status.st_uid}, not to this user "
+                         f"({os.geteuid()})")
+    if status.st_mode & stat.S_IWOTH:
+        raise SkillError(f"cannot export into {where}: every user can write it (export into a directory of yours)")
+
+
 def export_package(versions: list[SkillVersion], target: Path, *, force: bool = False) -> list[Path]:
     """Write ``versions`` as the package ``target/skills``; return the paths written.
 
     Raises SkillError when ``target`` is not empty (without ``force``), is a
-    link, or cannot be written.
+    link, belongs to another user or is writable by every user (so is a
+    ``skills`` directory already in it), or cannot be written.
     """
     try:
         target.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -69,6 +82,7 @@ def export_package(versions: list[SkillVersion], target: Path, *, force: bool = 
         raise SkillError(f"cannot export into {target}: it is a symbolic link or not a directory") from None
     written: list[Path] = []
     try:
+        _check_owned(dir_fd, target)
         if os.listdir(dir_fd) and not force:
             raise SkillError(f"{target} is not empty: export into a new or empty directory (or pass --force)")
         try:
@@ -76,6 +90,7 @@ def export_package(versions: list[SkillVersion], target: Path, *, force: bool = 
         except UnsafePathError as exc:
             raise SkillError(f"cannot export into {target / PACKAGE}: {exc}") from None
         try:
+            _check_owned(package_fd, target / PACKAGE)
             files = [("__init__.py", _init_source(versions).encode()), (PROVENANCE_FILE, _provenance(versions))]
             files += [(f"{v.name}.py", v.source.encode("utf-8")) for v in versions]
             for name, data in files:
