@@ -77,6 +77,8 @@ def read_file(dir_fd: int, name: str, max_bytes: int, where: str) -> bytes | Non
             raise SkillLibraryError(f"{where} is not a regular file")
         if status.st_uid != os.geteuid():  # someone else wrote it into the user's library
             raise SkillLibraryError(f"{where} belongs to user {status.st_uid}, not to this user ({os.geteuid()})")
+        if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):  # copied with its mode: others could rewrite it
+            raise SkillLibraryError(f"{where} can be written by other users (chmod go-w it)")
         if status.st_size > max_bytes:
             raise SkillLibraryError(f"{where} is {status.st_size:,} bytes, over the limit of {max_bytes:,}")
         chunks, size = [], 0

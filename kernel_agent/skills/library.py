@@ -329,9 +329,17 @@ class SkillLibrary:
 
     def _versions_dir(self, dir_fd: int) -> int:
         try:
-            return open_subdir(dir_fd, _VERSIONS, create=True, mode=0o700)
+            versions_fd = open_subdir(dir_fd, _VERSIONS, create=True, mode=0o700)
         except UnsafePathError as exc:
             raise SkillLibraryError(f"{self.directory / _VERSIONS}: {exc}") from None
+        # Checked like the library itself: a copied library may bring a versions directory others can write
+        # (they could remove or replace version files) or one another user owns.
+        status = os.fstat(versions_fd)
+        if status.st_uid != os.geteuid() or status.st_mode & 0o022:
+            os.close(versions_fd)
+            raise SkillLibraryError(f"{self.directory / _VERSIONS} cannot be used: it belongs to another user or "
+                                    "others can write it (chown it, chmod go-w it)")
+        return versions_fd
 
     def _store_version(self, dir_fd: int, version: SkillVersion, info: VersionInfo) -> None:
         """Write the version file; one already there (a crash after writing it) must hold the same content."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kernel_agent.cli.main import main
-from kernel_agent.errors import SkillError
+from kernel_agent.errors import SkillError, SkillLibraryError
 from kernel_agent.skills import SkillLibrary
 
 from .fake_source import PARSE, SLUG
@@ -71,3 +71,37 @@ def test_the_cli_names_a_hostile_export_target_in_one_line(library: SkillLibrary
     assert main(["skills", "export", str(shared), "--force", "--library", str(library.directory)]) == 2
     err = capsys.readouterr().err
     assert "every user can write it" in err and len(err.strip().splitlines()) == 1
+
+
+# -- library files copied with modes that let other users rewrite them ------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o620])
+def test_an_index_other_users_can_write_is_refused(library: SkillLibrary, mode: int) -> None:
+    # A library unpacked with its modes: the directory is the user's (0755, say), but anyone can rewrite
+    # index.json: a description that reaches every session's prompt, the current version, the use counts.
+    os.chmod(library.directory, 0o755)
+    index = library.directory / "index.json"
+    os.chmod(index, mode)
+    before = index.read_bytes()
+    with pytest.raises(SkillLibraryError, match="can be written by other users"):
+        library.skills()
+    with pytest.raises(SkillLibraryError, match="can be written by other users"):
+        library.add("other", "x = 1\n", "Other")
+    assert index.read_bytes() == before
+
+
+def test_a_version_file_or_directory_other_users_can_write_is_refused(library: SkillLibrary) -> None:
+    versions = library.directory / "versions"
+    version_file = versions / f"{library.get('slugify').sha256}.json"
+    os.chmod(version_file, 0o666)
+    with pytest.raises(SkillLibraryError, match="can be written by other users"):
+        library.get("slugify")
+    os.chmod(version_file, 0o600)
+    os.chmod(versions, 0o777)
+    with pytest.raises(SkillLibraryError, match="others can write it"):
+        library.get("slugify")
+    with pytest.raises(SkillLibraryError, match="others can write it"):
+        library.add("other", "x = 1\n", "Other")
+    os.chmod(versions, 0o700)
+    assert library.get("slugify").source == SLUG
