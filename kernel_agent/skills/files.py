@@ -28,6 +28,7 @@ from kernel_agent.skills.versions import (
     SkillVersion,
     VersionInfo,
     check_name,
+    check_text,
     clean_line,
     content_hash,
     is_sha256,
@@ -211,6 +212,13 @@ def read_version(data: bytes, sha256: str, info: VersionInfo, name: str) -> Skil
     document = _parse(where, data, MAX_VERSION_BYTES, VERSION_FORMAT)
     source = _field(where, document, "source", str)
     tests = _field(where, document, "tests", str)
+    # The file's cap allows for JSON escapes: a copied file may hold code past what ``add`` takes, which
+    # would then be served to kernels, printed and exported. The same bounds as on the way in.
+    for what, text, limit in (("source", source, MAX_SOURCE_BYTES), ("tests", tests, MAX_TESTS_BYTES)):
+        try:
+            check_text(what, text, limit)
+        except SkillRefusedError as exc:
+            raise SkillLibraryError(f"{where}: {exc}") from None
     stored_name = _name(where, document.get("name"))
     if stored_name != name or document.get("sha256") != sha256 or content_hash(name, source, tests) != sha256:
         raise SkillLibraryError(f"{where}: its name and content do not give its hash (the file was changed)")

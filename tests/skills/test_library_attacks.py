@@ -3,6 +3,7 @@ others can write, oversized versions, a listing racing a removal, and a source l
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 from kernel_agent.cli.main import main
 from kernel_agent.errors import SkillError, SkillLibraryError
 from kernel_agent.skills import SkillLibrary
+from kernel_agent.skills.files import MAX_VERSION_BYTES, VERSION_FORMAT
+from kernel_agent.skills.versions import MAX_SOURCE_BYTES, content_hash
 
 from .fake_source import PARSE, SLUG
 
@@ -105,3 +108,29 @@ def test_a_version_file_or_directory_other_users_can_write_is_refused(library: S
         library.add("other", "x = 1\n", "Other")
     os.chmod(versions, 0o700)
     assert library.get("slugify").source == SLUG
+
+
+# -- a version file holding more code than the library takes ----------------------------------------------------
+
+
+def test_a_copied_version_past_the_source_limit_is_refused(library: SkillLibrary) -> None:
+    # The version file's cap leaves room for JSON escapes (six bytes a character): written without escapes,
+    # a file under it holds several times the source limit, hash and all consistent.
+    big = "x = 1\n" + "#" * (3 * MAX_SOURCE_BYTES) + "\n"
+    sha256 = content_hash("slugify", big, "")
+    old = library.get("slugify").sha256
+    record = {"format": VERSION_FORMAT, "name": "slugify", "sha256": sha256, "source": big, "tests": "",
+              "description": "Turn a title into a URL slug", "created": "2026-01-01T00:00:00+00:00",
+              "provenance": {"proposed_by": "api"}}
+    data = json.dumps(record).encode()
+    assert len(data) < MAX_VERSION_BYTES
+    version_file = library.directory / "versions" / f"{sha256}.json"
+    version_file.write_bytes(data)
+    os.chmod(version_file, 0o600)
+    index = library.directory / "index.json"
+    index.write_text(index.read_text().replace(old, sha256))
+    with pytest.raises(SkillLibraryError, match="source is over the limit"):
+        library.get("slugify")
+    with pytest.raises(SkillLibraryError, match="source is over the limit"):
+        library.export(library.directory.parent / "out")
+    assert library.get("parse_amount").source == PARSE
