@@ -221,9 +221,11 @@ class Session:
             self._check_record_location()
         try:
             await self._tools.prepare()
+            self._refuse_if_closed_meanwhile()
             self._check_sdk_hash()
             self._source = self._pool if self._pool is not None else self._choose_source()
             self._kernel = await self._source.acquire(self)
+            self._refuse_if_closed_meanwhile()
             self._place.path = self._kernel.workspace
             if self._pool is not None:
                 self._check_record_location()
@@ -236,6 +238,7 @@ class Session:
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
+            self._refuse_if_closed_meanwhile()
         except BaseException:
             # Nothing half-started survives a failed start: kernel, MCP servers, temporary workspace;
             # a notebook already begun is finalised (with no cells) rather than left open.
@@ -255,6 +258,12 @@ class Session:
         self.last_activity = time.monotonic()
         self._warn_if_unconfined()
         return self
+
+    def _refuse_if_closed_meanwhile(self) -> None:
+        # close() may run while start waits (the SDK is made in a worker thread, a kernel launches): it found no
+        # kernel to stop, so without this the kernel launched next would run on for a closed session.
+        if self._closed:
+            raise SessionClosedError("the session was closed while it was starting")
 
     def _choose_source(self) -> KernelSource:
         """Where a kernel comes from without a pool: a server, a connection file, or launched on our workspace."""
