@@ -20,7 +20,7 @@ import click
 
 from kernel_agent.cli.errors import input_error
 from kernel_agent.cli.terminal_text import terminal_safe
-from kernel_agent.errors import SkillError, UnsafePathError
+from kernel_agent.errors import SkillError, SkillNotFoundError, UnsafePathError
 
 _LIBRARY_HELP = "the skills library (default: $KERNEL_AGENT_SKILLS_DIR, else $XDG_DATA_HOME/kernel-agent/skills)"
 
@@ -101,7 +101,10 @@ def show_command(name: str, sha256: str | None, with_source: bool, library: str 
     """Show a skill: every version with its provenance; with --source, the code of the current one (or --version)."""
     store = _open(library)
     chosen = store.get(name, sha256)  # raises for an unknown name or hash
-    skill = next(s for s in store.skills() if s.name == name)
+    # Another process may remove the skill between the two reads: a named error then, not a StopIteration.
+    skill = next((s for s in store.skills() if s.name == name), None)
+    if skill is None:
+        raise SkillNotFoundError(f"skill {name!r} was removed while it was being shown")
     _out(f"{skill.name}: {skill.description}")
     _out(f"import: from skills import {skill.name}; uses: {skill.uses}; current: v{skill.version} {skill.sha256}")
     _out("versions:")

@@ -11,7 +11,7 @@ import pytest
 
 from kernel_agent.cli.main import main
 from kernel_agent.errors import SkillError, SkillLibraryError
-from kernel_agent.skills import SkillLibrary
+from kernel_agent.skills import SkillLibrary, SkillVersion
 from kernel_agent.skills.files import MAX_VERSION_BYTES, VERSION_FORMAT
 from kernel_agent.skills.versions import MAX_SOURCE_BYTES, content_hash
 
@@ -134,3 +134,21 @@ def test_a_copied_version_past_the_source_limit_is_refused(library: SkillLibrary
     with pytest.raises(SkillLibraryError, match="source is over the limit"):
         library.export(library.directory.parent / "out")
     assert library.get("parse_amount").source == PARSE
+
+
+# -- the command line racing another process ------------------------------------------------------------------
+
+
+def test_show_while_another_process_removes_the_skill_is_a_named_error(
+        library: SkillLibrary, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    get = SkillLibrary.get
+
+    def get_then_removed_elsewhere(self: SkillLibrary, name: str, sha256: str | None = None) -> SkillVersion:
+        version = get(self, name, sha256)
+        SkillLibrary(self.directory).remove(name)  # another process, between show's two reads
+        return version
+
+    monkeypatch.setattr(SkillLibrary, "get", get_then_removed_elsewhere)
+    assert main(["skills", "show", "slugify", "--library", str(library.directory)]) == 2
+    err = capsys.readouterr().err
+    assert "removed while it was being shown" in err and len(err.strip().splitlines()) == 1
