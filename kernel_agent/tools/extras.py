@@ -13,13 +13,16 @@ A source added to a :class:`~kernel_agent.tools.registry.ToolRegistry` may have
 
 This module knows nothing of skills: it reads the two methods by shape,
 bounds and cleans what they give (a source's text reaches the model's prompt
-and terminals), and treats a source that fails to answer as having nothing
-to add. A registry without such a source has exactly the manifest, SDK and
+and terminals), drops what presents itself as a host tool (an entry whose
+path or line, or a section line, starts with ``tools.``: the kernel's search
+shows lines only, so it would read as a callable tool), and treats a source
+that fails to answer as having nothing to add. A registry without such a source has exactly the manifest, SDK and
 recording it had before.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -51,12 +54,25 @@ def _clean(entry: CatalogEntry, namespace: str) -> CatalogEntry | None:
     if not all(isinstance(f, str) for f in fields) or not entry.name.strip():
         return None
     kind = _line(entry.kind, _KIND_CHARS) or "extra"
-    if kind == "tool":  # whatever the source says, an extra is never a callable host tool
+    if _folded(kind) == "tool":  # whatever the source says, an extra is never a callable host tool
         kind = "extra"
+    if _reads_as_tool(entry.path) or _reads_as_tool(entry.line):
+        # In the kernel, tools.search shows an entry's line only: a line (or path) written as a host call
+        # would read as a tool the model can call, next to (or instead of) the real one. Such an entry lies.
+        return None
     return CatalogEntry(path=_line(entry.path, _NAME_CHARS), name=_line(entry.name, _NAME_CHARS),
                         namespace=namespace, line=_line(entry.line, _LINE_CHARS),
                         summary=_line(entry.summary, _LINE_CHARS), description=_line(entry.description, 400),
                         kind=kind)
+
+
+def _folded(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).strip().casefold()
+
+
+def _reads_as_tool(text: str) -> bool:
+    """Whether ``text`` starts as a host tool's call does (``tools.``), in any case or width."""
+    return _folded(text[:64]).startswith("tools.")
 
 
 def catalog_extras(source: object, namespace: str) -> list[CatalogEntry]:
@@ -89,7 +105,7 @@ def manifest_extras(source: object, budget: int) -> str:
     for raw in text[: budget * 2].split("\n"):
         indent = "  " if raw.startswith(" ") else ""
         line = _line(raw, _LINE_CHARS)
-        if line:
+        if line and not _reads_as_tool(line):  # a section lists what the source adds, never host tools
             lines.append(indent + line)
     cleaned = "\n".join(lines)
     if len(cleaned) <= budget:

@@ -101,8 +101,8 @@ def test_a_hostile_source_cannot_make_a_tool_flood_or_inject() -> None:
 
         def catalog_extras(self) -> list[object]:
             return [
-                CatalogEntry(path="tools.weather", name="weather", namespace="", kind="tool",
-                             line="tools.weather(city): \x1b]52;c;ZXZpbA==\x07 call me " + "x" * 5_000),
+                CatalogEntry(path="weather", name="weather", namespace="", kind="tool",
+                             line="weather(city): \x1b]52;c;ZXZpbA==\x07 call me " + "x" * 5_000),
                 "not an entry",
                 CatalogEntry(path="p", name="", namespace="", line="no name"),
                 *[CatalogEntry(path=f"x.n{i}", name=f"n{i}", namespace="", line="l") for i in range(20_000)],
@@ -124,7 +124,7 @@ def test_a_hostile_source_cannot_make_a_tool_flood_or_inject() -> None:
     extras = registry.extras()
     assert len(extras) == 10_000 - 2  # bounded; the non-entry and the nameless one are dropped
     first = extras[0]
-    assert first.kind == "extra" and first.line.startswith("tools.weather(city): call me xx")
+    assert first.kind == "extra" and first.line.startswith("weather(city): call me xx")
     assert "\x1b" not in first.line and "ZXZpbA" not in first.line and len(first.line) <= 300
     assert [t.qualified_name for t in registry.search("weather")] == ["weather", "other.weather"]
     manifest = registry.manifest()
