@@ -77,6 +77,14 @@ def list_command(library: str | None, as_json: bool) -> int:
     return 0
 
 
+def _code_text(code: str) -> str:
+    """A skill's code as text a person can review: every control, bidirectional or other invisible character
+    shown as its escape (``\\x1b``, ``\\u202e``) instead of dropped. Dropping an escape sequence drops its
+    payload too, and inside a string literal that payload is code the kernel runs: ``s = "<ESC>]0;"; evil()
+    # <BEL>`` must not print as ``s = "``."""
+    return "".join(c if c in "\n\t" or c.isprintable() else ascii(c)[1:-1] for c in code)
+
+
 def _provenance_text(provenance: Any) -> str:
     """The provenance on one line: its fields come from the library's files, and a newline in a notebook path
     must not print as a line of its own."""
@@ -115,10 +123,10 @@ def show_command(name: str, sha256: str | None, with_source: bool, library: str 
         _out(f"        {info.description}")
     if with_source:
         _out(f"\n# source of {chosen.name} v{chosen.version} (sha256 {chosen.sha256})")
-        _out(chosen.source.rstrip("\n"))
+        _out(_code_text(chosen.source.rstrip("\n")))
         if chosen.tests:
             _out(f"\n# tests of {chosen.name} v{chosen.version}")
-            _out(chosen.tests.rstrip("\n"))
+            _out(_code_text(chosen.tests.rstrip("\n")))
     return 0
 
 

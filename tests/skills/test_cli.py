@@ -72,7 +72,8 @@ def test_a_hostile_library_prints_nothing_to_the_terminal_but_text(tmp_path: Pat
                                       proposed_by="kernel"))
     run = skills_cli("show", "evil", "--source", library=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert "\x1b" not in run.stdout and "\x07" not in run.stdout and "print('')" in run.stdout
+    assert "\x1b" not in run.stdout and "\x07" not in run.stdout
+    assert "print('\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J')" in run.stdout  # the code as it is, escapes shown
     assert "notebook /r/x.ipynb *v9 fake line" in run.stdout
 
 
