@@ -156,6 +156,10 @@ class ModelConfigError(ModelError):
     """The model spec names an unknown provider, is malformed, or its API key is missing."""
 
 
+class MissingApiKeyError(ModelConfigError):
+    """The provider's API key is not set: nothing was sent (an experiment's reply cache may still answer)."""
+
+
 class ModelUnreachableError(ModelError):
     """The provider's server could not be reached (wrong base URL, no network, server down)."""
 

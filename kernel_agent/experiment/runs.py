@@ -58,7 +58,7 @@ async def run_one(key: RunKey, task: Task, configuration: Configuration, *, pool
     agent: Agent | None = None
     failure = ""
     try:
-        inner, owned = configuration.model_for(task, key[2])
+        inner, owned = configuration.model_for(task, key[2], cached=cache is not None)
         model = CachedModel(inner, cache, sample=key)
         agent = Agent(model, [*configuration.tools, *task.tools], notebook=notebook, pool=pool,
                       instructions=configuration.instructions, max_steps=configuration.max_steps,

@@ -19,7 +19,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kernel_agent.agent.result import AgentResult, Pricing
-from kernel_agent.errors import ExperimentError
+from kernel_agent.errors import ExperimentError, MissingApiKeyError
+from kernel_agent.experiment.offline import CacheOnlyModel
 from kernel_agent.models.base import Model
 from kernel_agent.models.scripted import ScriptedModel
 
@@ -144,12 +145,21 @@ class Configuration:
                 raise ExperimentError(f"configuration {self.name!r}: session option {option!r} is the "
                                       "experiment's to choose (each run gets a pooled workspace and its own notebook)")
 
-    def model_for(self, task: Task, repeat: int) -> tuple[Model, bool]:
-        """The model for one run, and whether the run owns it (a factory's or a spec's: closed after the run)."""
+    def model_for(self, task: Task, repeat: int, *, cached: bool = False) -> tuple[Model, bool]:
+        """The model for one run, and whether the run owns it (a factory's or a spec's: closed after the run).
+
+        With ``cached`` (the run has a reply cache), a spec whose API key is not set gives a model that
+        answers from the cache only (:mod:`.offline`): a shipped cache re-runs without a key.
+        """
         from kernel_agent.models import model_from_spec
 
         if isinstance(self.model, str):
-            return model_from_spec(self.model), True
+            try:
+                return model_from_spec(self.model), True
+            except MissingApiKeyError as missing:
+                if not cached:
+                    raise
+                return CacheOnlyModel(self.model, missing), True
         if isinstance(self.model, Model):
             return self.model, False
         made = self.model(task, repeat)

@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any
 
-from kernel_agent.errors import ModelConfigError
+from kernel_agent.errors import MissingApiKeyError
 from kernel_agent.models._errors import translate
 from kernel_agent.models.base import (
     AssistantTurn,
@@ -58,7 +58,7 @@ class AnthropicModel:
             key = api_key or os.environ.get(API_KEY_ENV)
             token = None if key else os.environ.get(AUTH_TOKEN_ENV)
             if not key and not token:
-                raise ModelConfigError(
+                raise MissingApiKeyError(
                     f"anthropic: no API key. Set {API_KEY_ENV} (or {AUTH_TOKEN_ENV}, or pass api_key=...); "
                     "for an offline run use the scripted model (`kernel-agent demo`)."
                 )

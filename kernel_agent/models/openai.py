@@ -21,7 +21,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from kernel_agent.errors import ModelConfigError
+from kernel_agent.errors import MissingApiKeyError
 from kernel_agent.models._errors import translate
 from kernel_agent.models.base import (
     FENCED_CHANNEL_SENTENCE,
@@ -90,7 +90,7 @@ class OpenAIModel:
         if client is None:
             key = api_key or os.environ.get(API_KEY_ENV) or (_LOCAL_SERVER_KEY if base_url else None)
             if not key:
-                raise ModelConfigError(
+                raise MissingApiKeyError(
                     f"openai: no API key. Set {API_KEY_ENV} (or pass api_key=...), or give the base URL of "
                     "an OpenAI-compatible server (`openai:MODEL@http://localhost:8000/v1`, --base-url or "
                     f"{BASE_URL_ENV}); for an offline run use the scripted model (`kernel-agent demo`)."
