@@ -47,6 +47,8 @@ LONGEST_FILES_FIRST = (
     "verify/test_audit.py", "attacks/test_crafted_notebooks.py", "cli/test_demo_analysis.py",
     "record/test_recording.py", "cli/test_commands.py", "remote/test_websocket_channels.py",
     "attacks/test_remote_attacks.py", "cli/test_run_live.py", "runtime/test_connection.py",
+    "experiment/test_experiment.py", "skills/test_session_skills.py", "skills/test_session_cli.py",
+    "cli/test_experiment_command.py", "skills/test_session_attacks.py",
 )
 
 

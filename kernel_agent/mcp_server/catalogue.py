@@ -54,8 +54,13 @@ class Catalogue:
         if len(query) > MAX_QUERY_CHARS:
             raise BadArgumentError(f"query is longer than {MAX_QUERY_CHARS} characters")
         limit = max(1, min(limit, MAX_RESULTS))
-        found = self.registry.search(query) if query.strip() else list(self.registry)
-        lines = [self._line(tool) for tool in found[:limit]]
+        if query.strip():  # the kernel's order, skills included (an entry that is not a tool shows its own line)
+            tools = {self.registry.path(tool): tool for tool in self.registry}
+            found: list[str] = [self._line(tools[entry.path]) if entry.kind == "tool" and entry.path in tools
+                                else inert(entry.line) for entry in self.registry.search_entries(query)]
+        else:
+            found = [self._line(tool) for tool in self.registry]
+        lines = found[:limit]
         more = f"\n({len(found) - limit} more: narrow the query)" if len(found) > limit else ""
         if not lines:
             return f"No tool matches {query!r}." if query.strip() else "No host tools are available."

@@ -71,6 +71,8 @@ async def test_mcp_skills_gives_each_client_session_the_library(tmp_path: Path) 
     async with stdio_session(tmp_path / "records", "--skills", str(library.directory)) as client:
         run_tool = next(tool for tool in (await client.list_tools()).tools if tool.name == "run_python")
         assert "from skills import shout" in (run_tool.description or "")  # the manifest lists the skill
+        found = result_text(await client.call_tool("search_tools", {"query": "shout text"}))
+        assert "from skills import shout" in found, found  # and search_tools finds it, as tools.search does
         used = await run_python(client, "from skills import shout\nprint(shout('mcp'))")
         assert result_text(used) == "MCP!", result_text(used)
         refused = await run_python(client, "import skills\ndef whisper(text):\n    return text.lower()\n"
