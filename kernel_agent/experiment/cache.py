@@ -240,9 +240,9 @@ class CachedModel:
     async def complete(self, system: str, conversation: list[Turn], tool: CodeTool) -> ModelReply:
         key = None
         if self.cache is not None:
-            key = conversation_key(model=self.spec, sample=self.sample, system=system, tool=tool,
-                                   conversation=conversation)
-            cached = await asyncio.to_thread(self.cache.get, key)  # hostile bytes: parsed off the event loop
+            # Off the event loop: the key serialises and hashes the whole conversation (every observation, every
+            # image decoded) at each step, and the entry is hostile bytes to parse; the other runs go on meanwhile.
+            key, cached = await asyncio.to_thread(self._lookup, self.cache, system, conversation, tool)
             if cached is not None:
                 self.cached_replies += 1
                 if isinstance(self.inner, ScriptedModel):
@@ -257,6 +257,12 @@ class CachedModel:
         if self.cache is not None and key is not None:
             await asyncio.to_thread(self.cache.put, key, reply)
         return reply
+
+    def _lookup(self, cache: ReplyCache, system: str, conversation: list[Turn],
+                tool: CodeTool) -> tuple[str, ModelReply | None]:
+        key = conversation_key(model=self.spec, sample=self.sample, system=system, tool=tool,
+                               conversation=conversation)
+        return key, cache.get(key)
 
     async def close(self) -> None:
         await self.inner.close()

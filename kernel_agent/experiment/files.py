@@ -1,16 +1,27 @@
-"""An experiment's table on disk: CSV or Parquet, written whole or not at all."""
+"""An experiment's table on disk: CSV or Parquet, written whole or not at all.
+
+CSV cells that a spreadsheet would run as a formula (``=HYPERLINK(...)``,
+``+cmd|...``, ``@SUM(...)``: CSV injection) get a leading ``'``: the answer,
+error and checker columns hold kernel-made text, and a journal may have been
+written by someone else. Numbers (``-5``) are left as they are; Parquet and
+the journal keep the exact text.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 #: the formats a table can be written in -> the file name's suffix
 FORMATS = {"csv": ".csv", "parquet": ".parquet"}
+#: What a spreadsheet takes as the start of a formula (OWASP's list, and the full-width forms some read too).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:inf|nan)")
 
 
 def write_table(table: Any, path: Path, format: str) -> Path:
@@ -25,7 +36,7 @@ def write_table(table: Any, path: Path, format: str) -> Path:
     try:
         with os.fdopen(descriptor, "wb") as stream:
             if format == "csv":
-                table.to_csv(stream, index=False)
+                without_formulas(table).to_csv(stream, index=False)
             else:
                 table.to_parquet(stream, index=False)
         os.replace(temporary, path)
@@ -34,3 +45,21 @@ def write_table(table: Any, path: Path, format: str) -> Path:
             os.unlink(temporary)
         raise
     return path
+
+
+def without_formulas(table: Any) -> Any:
+    """A copy of ``table`` whose text cells (and column names) a spreadsheet would not run as formulas."""
+    safe = table.rename(columns=lambda name: _inert(name) if isinstance(name, str) else name)
+    for column in safe.columns:
+        if safe[column].dtype == object or str(safe[column].dtype) in {"string", "str"}:
+            safe[column] = safe[column].map(_inert)
+    return safe
+
+
+def _inert(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    stripped = value.lstrip(" ")
+    if stripped.startswith(_FORMULA_START) and not _NUMBER.fullmatch(stripped):
+        return "'" + value
+    return value

@@ -28,9 +28,11 @@ import stat
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from kernel_agent.errors import ExperimentError
+from kernel_agent import safe_fs
+from kernel_agent.agent.result import StopReason
+from kernel_agent.errors import ExperimentError, UnsafePathError
 from kernel_agent.protocol import strict_json
 
 FORMAT = "kernel-agent-experiment/1"
@@ -49,6 +51,11 @@ _Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 _Count = Annotated[int, Field(ge=0, le=10**15)]
 _Seconds = Annotated[float, Field(ge=0, le=10**9)]
 _Text = Annotated[str, Field(max_length=20_000)]
+#: What a row's stop_reason may be: the agent's reasons, or "error" (the run failed outside the agent). Anything
+#: else is a crafted row (summaries and the command line list stop reasons, so it would reach the terminal).
+_STOP_REASON = "^(" + "|".join(sorted({reason.value for reason in StopReason} | {"error"})) + ")$"
+#: started_at: an ISO 8601 time as datetime.isoformat() writes it (and nothing a spreadsheet or terminal acts on)
+_ISO_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
 _NOTEBOOK = re.compile(r"^(notebooks/[A-Za-z0-9][A-Za-z0-9._-]{0,99}/[A-Za-z0-9][A-Za-z0-9._-]{0,99}/"
                        r"repeat-[0-9]{1,9}\.ipynb)?$")
 
@@ -68,7 +75,7 @@ class RunRow(BaseModel):
     success: bool
     answer: _Text
     checker_error: _Text
-    stop_reason: Annotated[str, Field(max_length=100)]
+    stop_reason: Annotated[str, Field(max_length=100, pattern=_STOP_REASON)]
     error: _Text
     steps: _Count
     cells: _Count
@@ -84,7 +91,16 @@ class RunRow(BaseModel):
     model_calls: _Count
     cached_replies: _Count
     notebook: Annotated[str, Field(max_length=400, pattern=_NOTEBOOK.pattern)]
-    started_at: Annotated[str, Field(max_length=64)]
+    started_at: Annotated[str, Field(max_length=64, pattern=_ISO_TIME)]
+
+    @model_validator(mode="after")
+    def _notebook_is_its_own(self) -> RunRow:
+        # A crafted row naming another run's notebook (or one of its own set aside) would send whoever opens the
+        # row's record (the summary, the command line, a person) to another run's notebook: it must be its own.
+        if self.notebook and self.notebook != notebook_path(self.key):
+            raise ValueError(f"the notebook of the run {self.key} is {notebook_path(self.key)!r}, "
+                             f"not {self.notebook!r}")
+        return self
 
     @property
     def key(self) -> RunKey:
@@ -95,6 +111,12 @@ class RunRow(BaseModel):
         row = self.model_dump()
         row["cost"] = math.nan if self.cost is None else self.cost
         return row
+
+
+def notebook_path(key: RunKey) -> str:
+    """Where the run ``key`` is recorded, relative to the experiment's directory."""
+    configuration, task, repeat = key
+    return f"{NOTEBOOKS_DIR}/{configuration}/{task}/repeat-{repeat}.ipynb"
 
 
 def row_json(row: dict[str, Any]) -> bytes:
@@ -165,8 +187,9 @@ class ExperimentDirectory:
 
     def _set_aside_everything(self) -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        target = self.path / "previous" / stamp
-        target.mkdir(parents=True)
+        # previous/ made or opened without following a link: a crafted directory whose previous/ links elsewhere
+        # would have the host (often root) move the runs wherever it points.
+        target = self.folder("previous", stamp)
         for name in (SPEC_FILE, JOURNAL_FILE, NOTEBOOKS_DIR, "results.csv", "results.parquet"):
             if os.path.lexists(self.path / name):
                 os.replace(self.path / name, target / name)
@@ -182,6 +205,7 @@ class ExperimentDirectory:
         line = row_json(row)
         fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
+            _check_plain(self.journal, os.fstat(fd))
             os.write(fd, line)
             os.fsync(fd)
         finally:
@@ -192,9 +216,29 @@ class ExperimentDirectory:
     def notebook(self, key: RunKey) -> Path:
         """Where the run ``key`` is recorded (its directories made)."""
         configuration, task, repeat = key
-        folder = self.path / NOTEBOOKS_DIR / configuration / task
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"repeat-{repeat}.ipynb"
+        return self.folder(NOTEBOOKS_DIR, configuration, task) / f"repeat-{repeat}.ipynb"
+
+    def folder(self, *names: str) -> Path:
+        """``path/names...``, each made if missing and each checked to be a real directory, never a link.
+
+        An experiment directory may be crafted (shared, downloaded): a
+        ``notebooks/<config>/<task>`` that links to /etc or another user's
+        files would have the host, often root, record notebooks there and
+        move files out of there. ExperimentError says which one.
+        """
+        try:
+            fd = safe_fs.open_dir(self.path)
+            try:
+                for name in names:
+                    inner = safe_fs.open_subdir(fd, name, create=True)
+                    os.close(fd)
+                    fd = inner
+            finally:
+                os.close(fd)
+        except UnsafePathError as exc:
+            raise ExperimentError(f"the experiment directory {self.path} cannot be used: {exc} (where "
+                                  f"{'/'.join(names)} goes: a link, or not a directory)") from None
+        return self.path.joinpath(*names)
 
     def set_aside_partial(self, notebook: Path) -> Path | None:
         """Move an unfinished run's record (notebook, journal, side files) to ``repeat-N.interrupted-K``."""
@@ -223,8 +267,9 @@ def read_journal(journal: Path, *, drop_torn_tail: bool = False) -> dict[RunKey,
         return {}
     complete, _, torn = data.rpartition(b"\n")
     if torn and drop_torn_tail:
-        fd = os.open(journal, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(journal, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
+            _check_plain(journal, os.fstat(fd))  # cutting a hard-linked journal would cut the file it links to
             os.ftruncate(fd, len(complete) + 1 if complete or data.startswith(b"\n") else 0)
             os.fsync(fd)
         finally:
@@ -260,8 +305,7 @@ def _read_capped(path: Path, cap: int) -> bytes | None:
         raise ExperimentError(f"{path} cannot be read: {exc.strerror} (a link or a special file?)") from None
     try:
         status = os.fstat(fd)
-        if not _is_regular(status.st_mode):
-            raise ExperimentError(f"{path} is not a regular file")
+        _check_plain(path, status)
         if status.st_size > cap:
             raise ExperimentError(f"{path} is {status.st_size:,} bytes, over the limit of {cap:,}")
         chunks, total = [], 0
@@ -275,17 +319,26 @@ def _read_capped(path: Path, cap: int) -> bytes | None:
         os.close(fd)
 
 
-def _is_regular(mode: int) -> bool:
-    return stat.S_ISREG(mode)
+def _check_plain(path: Path, status: os.stat_result) -> None:
+    """A regular file with one link, or ExperimentError: a hard link in a crafted directory is another file (the
+    journal's torn-tail cut, or its appends, would change that file; reading it would show it)."""
+    if not stat.S_ISREG(status.st_mode):
+        raise ExperimentError(f"{path} is not a regular file")
+    if status.st_nlink != 1:
+        raise ExperimentError(f"{path} has {status.st_nlink} hard links: it is another file too, so it is not used")
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    """Replace ``path`` by a new file (random name, O_EXCL, no link followed), then a rename: the directory may be
+    crafted, and a temporary file of a predictable name planted as a link would be written through, as root."""
+    try:
+        fd = safe_fs.open_dir(path.parent)
+        try:
+            safe_fs.replace_file(fd, path.name, data, mode=0o644)
+        finally:
+            os.close(fd)
+    except UnsafePathError as exc:
+        raise ExperimentError(f"{path} cannot be written: {exc}") from None
 
 
 def _difference(recorded: dict[str, Any], wanted: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 from kernel_agent.errors import ExperimentError
 from kernel_agent.experiment.cache import ReplyCache
-from kernel_agent.experiment.journal import ExperimentDirectory, RunKey
+from kernel_agent.experiment.journal import NOTEBOOKS_DIR, ExperimentDirectory, RunKey
 from kernel_agent.experiment.results import ExperimentResults
 from kernel_agent.experiment.runs import run_one
 from kernel_agent.experiment.spec import Configuration, Task, check_name, fingerprint
@@ -111,6 +111,8 @@ class Experiment:
             if unknown:
                 raise ExperimentError(f"{place.journal} holds runs this spec does not have, e.g. {unknown[0]}")
             todo = [key for key in keys if key not in finished]
+            # Every run's notebook folder checked (a real directory, no link) before a kernel starts.
+            await asyncio.to_thread(_check_folders, place, todo)
             if todo:
                 await self._run_all(place, todo, on_run)
             return await asyncio.to_thread(self._finish, place)
@@ -167,3 +169,8 @@ class Experiment:
         results = ExperimentResults.load(place.path)
         write_results(results.table, place.path)
         return results
+
+
+def _check_folders(place: ExperimentDirectory, todo: list[RunKey]) -> None:
+    for configuration, task in dict.fromkeys((key[0], key[1]) for key in todo):
+        place.folder(NOTEBOOKS_DIR, configuration, task)
