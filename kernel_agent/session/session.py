@@ -229,6 +229,7 @@ class Session:
             self._place.path = self._kernel.workspace
             if self._pool is not None:
                 self._check_record_location()
+            self._tools.check_places(self.bridge.session_facts())  # now that the workspace is known
             self.started_at = time.time()
             # The SDK install mostly waits for the kernel: the recording (files, fsyncs) starts meanwhile,
             # in a worker thread, which also keeps it off the event loop other sessions share.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from kernel_agent.errors import KernelStartError, SessionClosedError
@@ -121,6 +121,14 @@ class SessionTools:
                 definition["namespace_description"] = described
             definitions.append(definition)
         return definitions
+
+    def check_places(self, facts: Mapping[str, Any]) -> None:
+        """Let each item with a ``check_session_place(facts)`` method refuse the session (it raises) before its
+        SDK and manifest are given: a skills library the sandbox can write would feed them forged text."""
+        for item in self.items:
+            method = getattr(type(item), "check_session_place", None)
+            if callable(method):
+                method(item, facts)
 
     def record_end(self, session: object) -> dict[str, Any]:
         """What the tool items add to the sealed end of the session's record: each item with a

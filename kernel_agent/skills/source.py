@@ -33,6 +33,7 @@ many sessions at once (an MCP server's clients, an experiment's runs):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import weakref
@@ -41,12 +42,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kernel_agent.errors import SkillLibraryError, SkillNotFoundError, SkillRefusedError
+from kernel_agent.errors import SkillError, SkillLibraryError, SkillNotFoundError, SkillRefusedError
 from kernel_agent.kernel.catalog_search import CatalogEntry
+from kernel_agent.skills import catalog
 from kernel_agent.skills.checks import SkillPolicy, check_code, check_name, check_texts
 from kernel_agent.skills.library import SkillLibrary
 from kernel_agent.skills.trial import run_trial
-from kernel_agent.skills.versions import Provenance, is_sha256
+from kernel_agent.skills.versions import Provenance, Skill, check_description, is_sha256
 from kernel_agent.tools.call_context import CallContext, current_call
 from kernel_agent.tools.policy import Approver, CallRequest
 from kernel_agent.tools.tool import Tool, tool_from_function
@@ -101,6 +103,10 @@ class SkillsSource:
         self._sessions: weakref.WeakKeyDictionary[object, _SessionSkills] = weakref.WeakKeyDictionary()
         self._host = _SessionSkills()  # calls made by the host itself, outside any session
         self._catalog: list[CatalogEntry] | None = None  # a recorded session's list (from_notebook); None: live
+        # The library's skills as last read by catalog_extras, which a session's start calls in a worker thread:
+        # the manifest an agent builds on the event loop every session shares is made from it, never by reading
+        # the library there (a 32 MB index to parse, or a lock another process holds for up to lock_timeout).
+        self._listed: list[Skill] | None = None
         self._tools = [
             tool_from_function(self._load_tool, name="load", namespace=NAMESPACE, read_only=True),
             tool_from_function(self._propose_tool, name="propose", namespace=NAMESPACE),
@@ -142,11 +148,17 @@ class SkillsSource:
     def catalog_extras(self) -> list[CatalogEntry]:
         """The library's skills as search entries (importable, never callable as tools); a recorded list when
         made :meth:`from_notebook` (the SDK, and its hash, are then the recorded ones)."""
-        return list(self._catalog) if self._catalog is not None else self.library.catalog_entries()
+        if self._catalog is not None:
+            with contextlib.suppress(SkillError, OSError):  # the recorded list stands whatever the library is now
+                self._listed = self.library.skills()
+            return list(self._catalog)
+        self._listed = self.library.skills()
+        return catalog.catalog_entries(self._listed)
 
     def manifest_extras(self, budget: int) -> str:
-        """The manifest's skills section, and how to propose one."""
-        section = self.library.manifest_lines(max(0, budget - len(PROPOSE_HINT) - 1))
+        """The manifest's skills section (from the skills last listed, see ``_listed``), and how to propose one."""
+        skills = self._listed if self._listed is not None else self.library.skills()
+        section = catalog.manifest_section(skills, max(0, budget - len(PROPOSE_HINT) - 1))
         return f"{section}\n{PROPOSE_HINT}" if section else PROPOSE_HINT
 
     # -- pins and uses -----------------------------------------------------------------------------
@@ -168,17 +180,25 @@ class SkillsSource:
             state = self._sessions[call.session] = _SessionSkills()
         return state
 
-    def _check_place(self, call: CallContext | None, state: _SessionSkills) -> None:
-        """Refuse a library the session's sandbox could write (or one that holds such a tree)."""
-        if call is None or state.place_checked:
-            return
+    def check_session_place(self, facts: Mapping[str, Any]) -> None:
+        """Refuse (SkillLibraryError) a library the session's sandbox could write, or one that holds such a tree.
+
+        Called by the session as it starts (see ``SessionTools.check_places``), before its SDK and manifest
+        (the library's descriptions) reach the kernel or the model; and again at a session's first call."""
         library = Path(os.path.realpath(self.library.directory))
-        for tree in call.facts.get("writable", ()):
+        writable_trees = facts.get("writable", ())
+        for tree in writable_trees if isinstance(writable_trees, (list, tuple)) else ():
             writable = Path(os.path.realpath(tree))
             if library.is_relative_to(writable) or writable.is_relative_to(library):
                 raise SkillLibraryError(
                     f"the skills library {library} overlaps {writable}, which this session's sandbox can write: a "
                     "kernel could forge skills there; keep the library out of workspaces and writable paths")
+
+    def _check_place(self, call: CallContext | None, state: _SessionSkills) -> None:
+        """The place check, once per session (a call from the host itself has no sandbox)."""
+        if call is None or state.place_checked:
+            return
+        self.check_session_place(call.facts)
         state.place_checked = True
 
     async def load(self, name: str, *, call: CallContext | None = None) -> dict[str, Any]:
@@ -219,6 +239,9 @@ class SkillsSource:
         try:
             check_name(name)
             check_texts(self.policy, source, description, tests)
+            # The library stores its cleaned line (no escapes, no bidi, one space): the approver is asked about
+            # that very text, not the raw one a kernel sent (which a terminal prompt would have interpreted).
+            description = check_description(description)
             await asyncio.to_thread(check_code, self.policy, name, source, tests)
             async with self._trials.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(self.max_trials)):
                 reason = await run_trial(self.policy, name, source, tests)
@@ -233,7 +256,7 @@ class SkillsSource:
                 session_id=_text(facts.get("session_id")), cell=call.cell if call is not None else None,
                 notebook=_text(facts.get("notebook")), model=_text(facts.get("model")),
                 proposed_by="kernel" if call is not None else "api")
-            stored = await asyncio.to_thread(self.library.add, name, source, description.strip(), tests=tests,
+            stored = await asyncio.to_thread(self.library.add, name, source, description, tests=tests,
                                              provenance=provenance)
         finally:
             state.proposing = False

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from kernel_agent import Agent, Session
+from kernel_agent.errors import SkillLibraryError
 from kernel_agent.models.scripted import ScriptedModel
 from kernel_agent.skills import SkillLibrary, SkillsSource
 from kernel_agent.tools.policy import CallRequest
@@ -168,9 +169,11 @@ async def test_a_library_the_sandbox_can_write_is_refused(tmp_path: Path) -> Non
     workspace.mkdir()
     library = SkillLibrary(workspace / "skills")
     library.add("slug", SLUG, "a slug")
-    async with Session(workspace, tools=[SkillsSource(library, approver=_yes)], notebook=False) as session:
-        result = await session.execute("from skills import slug")
-        assert result.error is not None and "which this session's sandbox can write" in result.error.evalue
+    # Refused as the session starts, before the library's descriptions reach its SDK and manifest.
+    session = Session(workspace, tools=[SkillsSource(library, approver=_yes)], notebook=False)
+    with pytest.raises(SkillLibraryError, match="which this session's sandbox can write"):
+        await session.start()
+    await session.close()
     assert library.skills()[0].uses == 0
 
 
