@@ -65,6 +65,7 @@ SKILLS_DIR_ENV = "KERNEL_AGENT_SKILLS_DIR"
 _INDEX = "index.json"
 _VERSIONS = "versions"
 _LOCK = ".lock"
+_NO_INDEX = b""  # the key of a library without an index yet
 _MIN_PREFIX = 4  # hex digits of a hash a person may type instead of all 64
 
 
@@ -94,7 +95,13 @@ class SkillLibrary:
         # The index's bytes as last checked, and what they hold: the next use reads the file again but checks
         # it field by field only when its bytes changed (1,000 skills take long to check, little to compare).
         self._index_cache: tuple[bytes, dict[str, SkillEntry]] | None = None
+        # What sessions are shown, derived from those bytes (keyed by the very bytes object, so by identity):
+        # every session start asks for the catalogue and the manifest, on the event loop, and with a library
+        # near its bounds building them again each time took seconds.
+        self._skills_cache: tuple[bytes, list[Skill]] | None = None
         self._search_cache: tuple[bytes, catalog.SkillSearch] | None = None
+        self._entries_cache: tuple[bytes, list[CatalogEntry]] | None = None
+        self._manifest_cache: tuple[bytes, int, str] | None = None
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
@@ -207,9 +214,18 @@ class SkillLibrary:
 
     def skills(self) -> list[Skill]:
         """Every skill, by name: the current version's description, hash and number, uses, every version."""
+        return list(self._listing()[1])
+
+    def _listing(self) -> tuple[bytes, list[Skill]]:
+        """The index's bytes as last checked and its skills by name, built again only when the bytes changed."""
         with self._locked(exclusive=False) as dir_fd:
-            entries = self._read_index(dir_fd)
-        return [_skill(name, entries[name]) for name in sorted(entries)]
+            key, entries = self._checked_index(dir_fd)
+        cached = self._skills_cache
+        if cached is not None and cached[0] is key:
+            return cached
+        listing = (key, [_skill(name, entries[name]) for name in sorted(entries)])
+        self._skills_cache = listing
+        return listing
 
     def __len__(self) -> int:
         with self._locked(exclusive=False) as dir_fd:
@@ -232,19 +248,27 @@ class SkillLibrary:
     def search(self, query: str, limit: int | None = None) -> list[Skill]:
         """Skills ranked for ``query`` (words of names and descriptions), best first; the index is built again
         only when the library changed."""
-        skills = self.skills()
-        key = self._index_cache[0] if self._index_cache is not None else b""
-        if self._search_cache is None or self._search_cache[0] is not key:
-            self._search_cache = (key, catalog.SkillSearch(skills))
-        return self._search_cache[1].search(query, limit)
+        key, skills = self._listing()
+        cached = self._search_cache
+        if cached is None or cached[0] is not key:
+            cached = self._search_cache = (key, catalog.SkillSearch(skills))
+        return cached[1].search(query, limit)
 
     def catalog_entries(self) -> list[CatalogEntry]:
         """One search entry per skill (path ``skills.NAME``, line: how to import it and what it does)."""
-        return catalog.catalog_entries(self.skills())
+        key, skills = self._listing()
+        cached = self._entries_cache
+        if cached is None or cached[0] is not key:
+            cached = self._entries_cache = (key, catalog.catalog_entries(skills))
+        return list(cached[1])
 
     def manifest_lines(self, budget: int = catalog.MANIFEST_BUDGET) -> str:
         """The skills section of a model's manifest, at most ``budget`` characters ("" with no skills)."""
-        return catalog.manifest_section(self.skills(), budget)
+        key, skills = self._listing()
+        cached = self._manifest_cache
+        if cached is None or cached[0] is not key or cached[1] != budget:
+            cached = self._manifest_cache = (key, budget, catalog.manifest_section(skills, budget))
+        return cached[2]
 
     def export(self, target: str | os.PathLike[str], names: Iterable[str] | None = None, *,
                force: bool = False) -> list[Path]:
@@ -308,16 +332,21 @@ class SkillLibrary:
 
     def _read_index(self, dir_fd: int) -> dict[str, SkillEntry]:
         """The index's entries (a copy the caller may change), checked again only when its bytes changed."""
+        return copy_entries(self._checked_index(dir_fd)[1])
+
+    def _checked_index(self, dir_fd: int) -> tuple[bytes, dict[str, SkillEntry]]:
+        """The index's bytes and entries as checked, shared (never change them): the same bytes object for the
+        same bytes, so what is derived from them can be kept by identity."""
         where = str(self.directory / _INDEX)
         data = read_file(dir_fd, _INDEX, MAX_INDEX_BYTES, where)
         if data is None:
-            return {}
+            return _NO_INDEX, {}
         cached = self._index_cache
         if cached is not None and cached[0] == data:  # the very bytes checked before: no need to check them again
-            return copy_entries(cached[1])
+            return cached
         entries = read_index(data, where)
         self._index_cache = (data, entries)
-        return copy_entries(entries)
+        return data, entries
 
     def _write_index(self, dir_fd: int, entries: dict[str, SkillEntry]) -> None:
         data = write_index(entries)

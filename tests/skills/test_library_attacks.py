@@ -215,3 +215,27 @@ def test_show_source_shows_code_hidden_in_an_escape_sequence(tmp_path: Path,
     assert 'ok = "\\x1b]0;";' in out and "# \\x07" in out and 'rtl = "\\u202e"' in out
     assert 'assert "\\x1b[8m" or exit()' in out
     assert not any(c in out for c in "\x1b\x07\u202e")
+
+
+# -- what every session start asks for is kept, and never stale ----------------------------------------------------
+
+
+def test_the_kept_catalogue_and_manifest_follow_every_change(library: SkillLibrary) -> None:
+    # Kept by the index's bytes (a library near its bounds took seconds to list at every session start, on
+    # the event loop): another handle's (process's) change, and a list a caller changed, must show nowhere.
+    other = SkillLibrary(library.directory)
+    names = [e.name for e in library.catalog_entries()]
+    manifest = library.manifest_lines(400)
+    assert names == ["parse_amount", "slugify"] and "slugify" in manifest
+    library.catalog_entries().clear()
+    library.skills().clear()
+    assert [e.name for e in library.catalog_entries()] == names and library.manifest_lines(400) == manifest
+    other.add("csv_rows", "def csv_rows(text):\n    return text.splitlines()\n", "Split CSV text into rows")
+    assert [e.name for e in library.catalog_entries()] == ["csv_rows", *names]
+    assert "csv_rows" in library.manifest_lines(400) and library.search("csv rows")[0].name == "csv_rows"
+    other.remove("slugify")
+    assert [s.name for s in library.skills()] == ["csv_rows", "parse_amount"]
+    assert "slugify" not in library.manifest_lines(400) and "slugify" not in library.manifest_lines(2_000)
+    assert [s.name for s in library.search("slug")] == []
+    other.count_use("parse_amount", other.get("parse_amount").sha256)
+    assert library.manifest_lines(400).splitlines()[1].startswith("  from skills import parse_amount")
