@@ -30,6 +30,9 @@ MAX_FIELD_CHARS = 4_096  # a provenance field (a notebook path, a model spec, a 
 PROPOSERS = ("kernel", "cli", "api")
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+# The kernel's `skills` package has these attributes of its own: a skill of that name could never be imported
+# (`from skills import propose` is the proposing function), yet the manifest would list it.
+RESERVED_NAMES = frozenset({"propose"})
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -38,10 +41,11 @@ def check_name(name: object) -> str:
     which keeps ``__init__`` and private names out of the ``skills`` package); else SkillRefusedError."""
     if not isinstance(name, str):
         raise SkillRefusedError(f"a skill's name must be a string, not {type(name).__name__}")
-    if len(name) > MAX_NAME_CHARS or not _NAME.match(name) or keyword.iskeyword(name):
+    if len(name) > MAX_NAME_CHARS or not _NAME.match(name) or keyword.iskeyword(name) or name in RESERVED_NAMES:
         raise SkillRefusedError(
             f"{name[:MAX_NAME_CHARS + 8]!r} cannot name a skill: use an ASCII Python identifier of at most "
-            f"{MAX_NAME_CHARS} characters that starts with a letter and is not a keyword")
+            f"{MAX_NAME_CHARS} characters that starts with a letter, is not a keyword and is not reserved "
+            f"({', '.join(sorted(RESERVED_NAMES))})")
     return name
 
 

@@ -11,7 +11,7 @@ from typing import ClassVar
 import pytest
 
 from kernel_agent.cli.main import main
-from kernel_agent.errors import SkillError, SkillLibraryError
+from kernel_agent.errors import SkillError, SkillLibraryError, SkillRefusedError
 from kernel_agent.kernel.catalog_search import CatalogEntry
 from kernel_agent.skills import SkillLibrary, SkillVersion
 from kernel_agent.skills.files import MAX_VERSION_BYTES, VERSION_FORMAT
@@ -239,3 +239,17 @@ def test_the_kept_catalogue_and_manifest_follow_every_change(library: SkillLibra
     assert [s.name for s in library.search("slug")] == []
     other.count_use("parse_amount", other.get("parse_amount").sha256)
     assert library.manifest_lines(400).splitlines()[1].startswith("  from skills import parse_amount")
+
+
+# -- a name the kernel's skills package keeps for itself ------------------------------------------------------------
+
+
+def test_a_skill_named_like_the_packages_own_propose_is_refused(library: SkillLibrary) -> None:
+    # In the kernel `from skills import propose` is the proposing function: a skill of that name, listed in
+    # every manifest, could never be imported (and a model would be told it is one thing when it is another).
+    with pytest.raises(SkillRefusedError, match="reserved"):
+        library.add("propose", "def propose():\n    return 1\n", "Looks like a skill")
+    index = library.directory / "index.json"
+    index.write_text(index.read_text().replace('"slugify"', '"propose"', 1))
+    with pytest.raises(SkillLibraryError, match="'propose' is not a skill name"):
+        library.manifest_lines()
