@@ -67,6 +67,9 @@ class ResumableSession(Protocol):
     async def replace_tools(self, tools: Any, *, sdk_hash: str | None = None) -> None: ...
 
     @property
+    def sdk_hash(self) -> str: ...
+
+    @property
     def packages_dir(self) -> Path | None: ...
 
 
@@ -135,8 +138,9 @@ async def resume_session(
         await packages.install(session)  # the same wheels, before the cells that import them
         differing = await _rebuild(session, recording, server)
         # From now on calls go to the live tools, whose SDK must be the one the kernel already has.
+        # A header without a hash (a forger may drop it) is held to the SDK the kernel has.
         await session.replace_tools(packages.live_tools(tools, session),
-                                    sdk_hash=(recording.header.get("tools") or {}).get("sdk_hash"))
+                                    sdk_hash=(recording.header.get("tools") or {}).get("sdk_hash") or session.sdk_hash)
         recorder = Recorder.resume(path, hmac_key=hmac_key, signing_key=signing_key,
                                    expect=lambda ours, cells: check_resumable_state(path, ours, cells, expect_head,
                                                                                        locked=True))

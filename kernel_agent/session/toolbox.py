@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from kernel_agent.errors import KernelStartError, SessionClosedError
+from kernel_agent.kernel.catalog_search import CATALOG_MARKER
 from kernel_agent.protocol import wire
 from kernel_agent.runtime.execute import run_silently
 from kernel_agent.runtime.kernel import Kernel
@@ -50,6 +51,18 @@ def _registry_and_sdk(items: list[Any]) -> tuple[ToolRegistry, dict[str, str]]:
     return registry, generate_sdk(registry)
 
 
+def _calls(registry: ToolRegistry | None, modules: dict[str, str]) -> dict[str, str]:
+    """What the kernel calls in an SDK: each module holding tools, up to its catalogue line (which skills add to).
+
+    A resumed kernel has the SDK of the notebook's definitions, and the header's hash does not vouch for them
+    (a forger rewriting them leaves the hash as it was): the tools that answer next must make these same
+    functions, or ``tools.move(a, b)`` reaches them with the parameters in another order."""
+    if registry is None:
+        return {}
+    spaces = [space for space in ["", *registry.namespaces()] if registry.tools(space) and space in modules]
+    return {space: modules[space].rsplit("\n" + CATALOG_MARKER, 1)[0] for space in spaces}
+
+
 class SessionTools:
     """The tools a session's cells call, and the SDK its kernel was given for them."""
 
@@ -79,7 +92,8 @@ class SessionTools:
         self.items = items
         self._started += await start_sources(items)
         live, modules = await asyncio.to_thread(_registry_and_sdk, items)
-        if sdk_hash_required and sdk_hash(modules) != sdk_hash_required:
+        if sdk_hash_required and (sdk_hash(modules) != sdk_hash_required
+                                  or _calls(live, modules) != _calls(self.registry, self.sdk_modules)):
             return False
         self.registry = live
         return True
