@@ -25,6 +25,7 @@ import math
 import os
 import re
 import stat
+from collections.abc import Container
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -142,7 +143,12 @@ class ExperimentDirectory:
         Returns the lock's descriptor (closing it releases the lock); ExperimentError when another holds it.
         """
         self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:  # O_NONBLOCK: a FIFO planted at .lock must not hang the open
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                         0o644)
+        except OSError as exc:
+            raise ExperimentError(f"{self.path / LOCK_FILE} cannot be used as the experiment's lock: {exc.strerror} "
+                                  "(a link or a directory?)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -196,9 +202,10 @@ class ExperimentDirectory:
 
     # -- the journal --------------------------------------------------------------------
 
-    def finished(self) -> dict[RunKey, RunRow]:
-        """The runs the journal says finished (a torn last line dropped), or ExperimentError for a bad journal."""
-        return read_journal(self.journal, drop_torn_tail=True)
+    def finished(self, wanted: Container[RunKey] | None = None) -> dict[RunKey, RunRow]:
+        """The runs the journal says finished (a torn last line dropped), or ExperimentError for a bad journal
+        (or one holding a run not in ``wanted``)."""
+        return read_journal(self.journal, drop_torn_tail=True, wanted=wanted)
 
     def append(self, row: dict[str, Any]) -> None:
         """Add a finished run's row, durably (flushed and fsynced before this returns)."""
@@ -256,8 +263,10 @@ class ExperimentDirectory:
         return notebook.with_name(f"{stem}.interrupted-{count}.ipynb")
 
 
-def read_journal(journal: Path, *, drop_torn_tail: bool = False) -> dict[RunKey, RunRow]:
-    """Rows by run from a ``runs.jsonl``; ExperimentError names the first bad line.
+def read_journal(journal: Path, *, drop_torn_tail: bool = False,
+                 wanted: Container[RunKey] | None = None) -> dict[RunKey, RunRow]:
+    """Rows by run from a ``runs.jsonl``; ExperimentError names the first bad line (or, with ``wanted``, the
+    first row of a run not in it).
 
     With ``drop_torn_tail``, a last line without its newline (a kill during
     the append) is cut off the file, so the next append starts a clean line.
@@ -265,22 +274,28 @@ def read_journal(journal: Path, *, drop_torn_tail: bool = False) -> dict[RunKey,
     data = _read_capped(journal, MAX_JOURNAL_BYTES)
     if data is None:
         return {}
-    complete, _, torn = data.rpartition(b"\n")
-    if torn and drop_torn_tail:
+    # Lines are read from ``data`` in place (no split copies: one copy of a big journal in memory, not three).
+    end = data.rfind(b"\n") + 1  # past the last complete line; what follows is torn
+    if end < len(data) and drop_torn_tail:
         fd = os.open(journal, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
             _check_plain(journal, os.fstat(fd))  # cutting a hard-linked journal would cut the file it links to
-            os.ftruncate(fd, len(complete) + 1 if complete or data.startswith(b"\n") else 0)
+            os.ftruncate(fd, end)
             os.fsync(fd)
         finally:
             os.close(fd)
     rows: dict[RunKey, RunRow] = {}
-    for number, line in enumerate(complete.split(b"\n") if complete else [], start=1):
+    start, number = 0, 0
+    while start < end:
+        stop = data.index(b"\n", start)
+        number += 1
+        if stop - start > MAX_LINE_BYTES:
+            raise ExperimentError(f"{journal}, line {number}, is {stop - start:,} bytes, over the limit of "
+                                  f"{MAX_LINE_BYTES:,}")
+        line, start = data[start:stop], stop + 1
         if not line.strip():
             continue
         where = f"{journal}, line {number},"
-        if len(line) > MAX_LINE_BYTES:
-            raise ExperimentError(f"{where} is {len(line):,} bytes, over the limit of {MAX_LINE_BYTES:,}")
         try:
             row = RunRow.model_validate(strict_json.loads(line, max_bytes=MAX_LINE_BYTES, max_depth=4))
         except strict_json.StrictJSONError as exc:
@@ -291,6 +306,9 @@ def read_journal(journal: Path, *, drop_torn_tail: bool = False) -> dict[RunKey,
             raise ExperimentError(f"{where} is not a run's row: {field}: {first['msg']}") from None
         if row.key in rows:
             raise ExperimentError(f"{where} repeats the run {row.key} (the journal was edited or merged)")
+        if wanted is not None and row.key not in wanted:
+            # Refused as soon as seen: a crafted journal of a million rows of other runs is not all held first.
+            raise ExperimentError(f"{journal} holds runs this spec does not have, e.g. {row.key} (line {number})")
         rows[row.key] = row
     return rows
 

@@ -78,6 +78,7 @@ class Experiment:
         self.concurrency = concurrency
         self.directory = Path(directory).resolve() if directory is not None else (
             default_record_dir().parent / "experiments" / name)
+        self._own_cache = cache is True
         self.cache: ReplyCache | None = (ReplyCache(self.directory / "cache") if cache is True
                                          else cache if isinstance(cache, ReplyCache) else None)
         self.pool = pool
@@ -104,15 +105,16 @@ class Experiment:
         lock = await asyncio.to_thread(place.lock)
         try:
             await asyncio.to_thread(place.prepare, self.name, self.spec(), start_over=start_over)
-            finished = await asyncio.to_thread(place.finished)
             keys = self.run_keys
             wanted = set(keys)
+            finished = await asyncio.to_thread(place.finished, wanted)
             unknown = [key for key in finished if key not in wanted]
             if unknown:
                 raise ExperimentError(f"{place.journal} holds runs this spec does not have, e.g. {unknown[0]}")
             todo = [key for key in keys if key not in finished]
-            # Every run's notebook folder checked (a real directory, no link) before a kernel starts.
-            await asyncio.to_thread(_check_folders, place, todo)
+            # Every run's notebook folder checked (a real directory, no link) before a kernel starts; and the
+            # directory's own cache/, which replies are written into (ReplyCache resolves a link it is given).
+            await asyncio.to_thread(_check_folders, place, todo, self._own_cache)
             if todo:
                 await self._run_all(place, todo, on_run)
             return await asyncio.to_thread(self._finish, place)
@@ -171,6 +173,8 @@ class Experiment:
         return results
 
 
-def _check_folders(place: ExperimentDirectory, todo: list[RunKey]) -> None:
+def _check_folders(place: ExperimentDirectory, todo: list[RunKey], own_cache: bool) -> None:
+    if own_cache and todo:
+        place.folder("cache")
     for configuration, task in dict.fromkeys((key[0], key[1]) for key in todo):
         place.folder(NOTEBOOKS_DIR, configuration, task)

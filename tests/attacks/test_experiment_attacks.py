@@ -172,3 +172,44 @@ def test_the_cache_key_of_a_long_conversation_is_worked_out_off_the_event_loop(
 
     reply, loop_thread = asyncio.run(ask())
     assert reply.text == "hello" and threads and loop_thread not in threads
+
+
+def test_a_cache_folder_that_links_elsewhere_is_refused_before_any_kernel(tmp_path: Path) -> None:
+    """The experiment's own cache/ is where every reply is written: a link there had them written wherever it
+    pointed (ReplyCache resolves the path it is given), as root."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    directory = tmp_path / "exp"
+    directory.mkdir()
+    (directory / "cache").symlink_to(elsewhere)
+    experiment = Experiment("e", [Task("t", "Do it.", expected=1)],
+                            [Configuration("c", lambda task, repeat: ScriptedModel(["final_answer(1)"]))],
+                            repeats=1, directory=directory)
+    with pytest.raises(ExperimentError, match="link"):
+        experiment.run_sync()
+    assert os.listdir(elsewhere) == []
+
+
+@pytest.mark.parametrize("plant", ["directory", "fifo"])
+def test_a_lock_file_that_is_not_a_file_is_a_named_error_not_a_hang(tmp_path: Path, plant: str) -> None:
+    directory = tmp_path / "exp"
+    directory.mkdir()
+    if plant == "directory":
+        (directory / ".lock").mkdir()
+        with pytest.raises(ExperimentError, match="lock"):
+            ExperimentDirectory(directory).lock()
+    else:
+        os.mkfifo(directory / ".lock")
+        os.close(ExperimentDirectory(directory).lock())  # opened without waiting for a writer
+
+
+def test_a_journal_of_other_runs_is_refused_at_its_first_such_row(tmp_path: Path) -> None:
+    """Rows of runs the spec does not have are refused as they are read, not after holding them all."""
+    place = a_spec_directory(tmp_path)
+    with place.journal.open("ab") as file:
+        file.write(raw_line(a_row(0)))
+        for index in range(2000):
+            file.write(raw_line(a_row(0, configuration=f"other{index}", notebook="")))
+    with pytest.raises(ExperimentError, match=r"does not have, e.g. \('other0', 't', 0\) \(line 2\)"):
+        place.finished({("c", "t", repeat) for repeat in range(3)})
+    assert len(place.finished()) == 2001  # without a spec to hold them to, every row is read
