@@ -11,8 +11,11 @@ Layout (everything 0600 in a 0700 directory the user owns)::
 Several processes may use one library at once: a writer holds the lock
 exclusively while it reads the index, writes a new version file (O_EXCL) and
 replaces the index atomically (a temporary file, then ``os.replace``);
-readers hold it shared. A crash leaves at worst a version file no index
-names, never an index naming a missing file.
+readers of code hold it shared; the listing (skills, catalogue, manifest,
+search: what a session start asks for, on its event loop) reads the index
+alone, which needs no lock since it is only ever replaced whole. A crash
+leaves at worst a version file no index names, never an index naming a
+missing file.
 
 The directory is the operator's, but it may have been copied from elsewhere:
 it must be a real directory (not a link) owned by the user and writable by
@@ -218,8 +221,14 @@ class SkillLibrary:
 
     def _listing(self) -> tuple[bytes, list[Skill]]:
         """The index's bytes as last checked and its skills by name, built again only when the bytes changed."""
-        with self._locked(exclusive=False) as dir_fd:
+        # Without the lock: the index is only ever replaced whole (os.replace), so reading it alone needs none,
+        # and this runs on a session's event loop at its start, where waiting out a writer's fsync (or a lock
+        # another process keeps, up to lock_timeout) would stall every session the loop runs.
+        dir_fd = self._open_directory()
+        try:
             key, entries = self._checked_index(dir_fd)
+        finally:
+            os.close(dir_fd)
         cached = self._skills_cache
         if cached is not None and cached[0] is key:
             return cached

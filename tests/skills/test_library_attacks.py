@@ -253,3 +253,25 @@ def test_a_skill_named_like_the_packages_own_propose_is_refused(library: SkillLi
     index.write_text(index.read_text().replace('"slugify"', '"propose"', 1))
     with pytest.raises(SkillLibraryError, match="'propose' is not a skill name"):
         library.manifest_lines()
+
+
+# -- a session start never waits on another process's lock -----------------------------------------------------------
+
+
+def test_listing_skills_does_not_wait_for_a_lock_another_process_holds(tmp_path: Path) -> None:
+    # A session start reads the catalogue and the manifest on its event loop: waiting there for another
+    # process's writer (its fsync, or a writer stopped with ^Z, up to lock_timeout) stalls every session.
+    import fcntl
+
+    library = SkillLibrary(tmp_path / "lib", lock_timeout=0)
+    library.add("parse_amount", PARSE, "Parse an amount")
+    holder = os.open(tmp_path / "lib" / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        assert [s.name for s in library.skills()] == ["parse_amount"]
+        assert [e.name for e in library.catalog_entries()] == ["parse_amount"]
+        assert "parse_amount" in library.manifest_lines() and library.search("amount")[0].name == "parse_amount"
+        with pytest.raises(SkillLibraryError, match="locked by another process"):
+            library.add("slugify", SLUG, "Slugs")  # writers still wait for it
+    finally:
+        os.close(holder)
