@@ -71,8 +71,10 @@ def _folded(text: str) -> str:
 
 
 def _reads_as_tool(text: str) -> bool:
-    """Whether ``text`` starts as a host tool's call does (``tools.``), in any case or width."""
-    return _folded(text[:64]).startswith("tools.")
+    """Whether ``text`` starts as a host tool's call does (``tools.``), in any case or width, spaced out or
+    behind quotes, backticks or a bullet."""
+    start = "".join(_folded(text[:64]).split())
+    return start.lstrip("`'\"*-+>•([{").startswith("tools.")
 
 
 def catalog_extras(source: object, namespace: str) -> list[CatalogEntry]:
