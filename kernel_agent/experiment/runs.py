@@ -20,6 +20,7 @@ import hashlib
 import math
 import os
 import reprlib
+import stat
 import threading
 import time
 from collections.abc import Mapping
@@ -131,8 +132,20 @@ def _content(content: str | bytes | os.PathLike[str]) -> bytes:
         return content
     if isinstance(content, str):
         return content.encode("utf-8")
-    with open(content, "rb") as file:  # the caller's own file on the host
-        data = file.read(MAX_INPUT_FILE_BYTES + 1)
+    # The caller's file on the host (a spec file may name it): a regular file only, its size known before it is read.
+    # A FIFO would hang this run forever in a thread nobody can stop; /dev/zero would be read to the cap per run.
+    fd = os.open(content, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise ValueError(f"the input file {content} is not a regular file (a FIFO, device or directory)")
+        if status.st_size > MAX_INPUT_FILE_BYTES:
+            raise ValueError(f"the input file {content} is over {MAX_INPUT_FILE_BYTES:,} bytes")
+        os.set_blocking(fd, True)
+        with os.fdopen(os.dup(fd), "rb") as file:
+            data = file.read(MAX_INPUT_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
     if len(data) > MAX_INPUT_FILE_BYTES:
         raise ValueError(f"the input file {content} is over {MAX_INPUT_FILE_BYTES:,} bytes")
     return data

@@ -213,3 +213,19 @@ def test_a_journal_of_other_runs_is_refused_at_its_first_such_row(tmp_path: Path
     with pytest.raises(ExperimentError, match=r"does not have, e.g. \('other0', 't', 0\) \(line 2\)"):
         place.finished({("c", "t", repeat) for repeat in range(3)})
     assert len(place.finished()) == 2001  # without a spec to hold them to, every row is read
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero", "directory"])
+def test_an_input_file_that_is_not_a_regular_file_fails_its_run_at_once(tmp_path: Path, special: str) -> None:
+    """A task's input file named by host path (a TOML spec may name it): a FIFO hung the run forever in a thread
+    nobody can stop, /dev/zero was read to the 1 GB cap in every run."""
+    from kernel_agent.experiment.runs import put_files
+
+    source = {"fifo": tmp_path / "pipe", "/dev/zero": Path("/dev/zero"), "directory": tmp_path}[special]
+    if special == "fifo":
+        os.mkfifo(source)
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    with pytest.raises(ValueError, match="not a regular file"):
+        put_files(workspace, {"data.bin": source})
+    assert os.listdir(workspace) == []
