@@ -141,6 +141,7 @@ class Session:
                                        elsewhere=self._choice.remote or (pool is not None and pool.server is not None))
         self._source: KernelSource | None = None
         self._lock = asyncio.Lock()
+        self._start_lock = asyncio.Lock()
         self._closed = False
         self._closed_because: str | None = None
         #: time.monotonic() of the session's last activity (start, a cell, a recorded message);
@@ -211,6 +212,10 @@ class Session:
 
     async def start(self) -> Session:
         """Launch the sandboxed kernel; raise SandboxError/KernelStartError if it cannot run."""
+        async with self._start_lock:  # two starts at once launched two kernels, and close stopped only one
+            return await self._start()
+
+    async def _start(self) -> Session:
         if self._closed:
             raise SessionClosedError("this session was closed; create a new Session")
         if self._kernel is not None:
