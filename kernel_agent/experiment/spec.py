@@ -185,7 +185,8 @@ def fingerprint(tasks: Sequence[Task], configurations: Sequence[Configuration], 
         "tasks": [{"name": task.name, "prompt": task.prompt, "files": sorted(task.files),
                    "files_sha256": _files_hash(task), "tools": _tool_names(task.tools),
                    "check": _callable_name(task.check),
-                   "expected": _bounded_repr(task.expected) if task.has_expected else None} for task in tasks],
+                   "expected": _bounded_repr(task.expected) if task.has_expected else None,
+                   "expected_sha256": _repr_hash(task.expected) if task.has_expected else None} for task in tasks],
         "configurations": [{
             "name": config.name, "model": config.model_description, "instructions": config.instructions,
             "tools": _tool_names(config.tools), "max_steps": config.max_steps, "max_tokens": config.max_tokens,
@@ -225,6 +226,16 @@ def _pricing(pricing: Pricing | None) -> Any:
     if pricing is None:
         return None
     return {key: value for key, value in vars(pricing).items() if not (isinstance(value, float) and math.isnan(value))}
+
+
+def _repr_hash(value: Any) -> str | None:
+    """sha256 of the whole repr: the bounded repr shown above cuts long values (``[1, 2, 3, 4, 5, 6, ...]``), so an
+    expected answer changed past the cut kept the fingerprint, and a resume kept runs judged against the old one."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a user's value whose repr fails (or is too large an int to print)
+        return None
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _bounded_repr(value: Any) -> str:

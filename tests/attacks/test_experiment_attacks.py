@@ -229,3 +229,17 @@ def test_an_input_file_that_is_not_a_regular_file_fails_its_run_at_once(tmp_path
     with pytest.raises(ValueError, match="not a regular file"):
         put_files(workspace, {"data.bin": source})
     assert os.listdir(workspace) == []
+
+
+def test_an_expected_answer_changed_past_its_shown_repr_is_a_changed_spec(tmp_path: Path) -> None:
+    """The fingerprint held a bounded repr of `expected` ([0, 1, 2, 3, 4, 5, ...]): changing the list's tail kept
+    it, and a resume kept the runs judged against the old answer as if they were of this spec."""
+    def experiment(expected: list[int]) -> Experiment:
+        return Experiment("e", [Task("t", "Do it.", expected=expected)],
+                          [Configuration("c", lambda task, repeat: ScriptedModel(["final_answer(1)"]))],
+                          repeats=1, directory=tmp_path / "exp", cache=False)
+
+    place = ExperimentDirectory(tmp_path / "exp")
+    place.prepare("e", experiment(list(range(20))).spec(), start_over=False)
+    with pytest.raises(ExperimentError, match=r"different spec.*expected_sha256"):
+        place.prepare("e", experiment([*range(19), 0]).spec(), start_over=False)
