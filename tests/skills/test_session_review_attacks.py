@@ -77,3 +77,37 @@ async def test_the_manifest_does_not_wait_for_the_library_lock(tmp_path: Path) -
         finally:
             os.close(lock)
     assert "from skills import slug" in manifest, manifest
+
+
+async def test_a_session_closed_mid_trial_leaves_no_trial_kernel(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import psutil
+
+    from kernel_agent.skills import trial
+
+    trying = asyncio.Event()
+    trials: list[Session] = []
+
+    class WatchedSession(Session):
+        async def execute(self, *args: Any, **kwargs: Any) -> Any:
+            trials.append(self)
+            trying.set()
+            return await super().execute(*args, **kwargs)
+
+    monkeypatch.setattr(trial, "Session", WatchedSession)
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    source = SkillsSource(SkillLibrary(tmp_path / "skills"), approver=lambda request: True,
+                          policy=SkillPolicy(test_timeout=600.0))
+    session = Session(tools=[source], notebook=False)
+    await session.start()
+    cell = asyncio.create_task(session.execute(
+        f"tools.skills.propose('slug', {SLUG!r}, 'makes slugs', 'while True: pass')", timeout=600))
+    await trying.wait()
+    await session.close()  # the kernel that asked is gone: its call, and the trial, end with it
+    await asyncio.gather(cell, return_exceptions=True)
+    assert trials and all(t._kernel is None for t in trials)
+    left = [child for child in psutil.Process().children(recursive=True)
+            if child.pid not in before and child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
+    assert left == [], [child.cmdline()[:3] for child in left]
