@@ -217,7 +217,12 @@ class SkillsSource:
                 raise
             raise SkillNotFoundError(f"skill {name!r} is pinned to version {pinned[:12]}, which the library no longer "
                                      "holds") from None
-        state.pins[name] = version.sha256
+        first = state.pins.setdefault(name, version.sha256)
+        if first != version.sha256:
+            # Another load of this session pinned the name while this one read the library (a new version
+            # became current meanwhile): serve the pinned one, so a session never sees two versions of a skill
+            # and its recorded loads agree with its sealed pins.
+            version = await asyncio.to_thread(self.library.get, name, first)
         if name not in state.counted:
             state.counted.add(name)
             await asyncio.to_thread(self.library.count_use, name, version.sha256)

@@ -111,3 +111,44 @@ async def test_a_session_closed_mid_trial_leaves_no_trial_kernel(tmp_path: Path,
     left = [child for child in psutil.Process().children(recursive=True)
             if child.pid not in before and child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
     assert left == [], [child.cmdline()[:3] for child in left]
+
+
+class _RacingLibrary(SkillLibrary):
+    """A library whose first ``get`` of a session finishes last, after the second one and a new version."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        import threading
+
+        self.entered = 0
+        self.lock = threading.Lock()
+        self.second_done = threading.Event()
+
+    def get(self, name: str, sha256: str | None = None) -> Any:
+        with self.lock:
+            self.entered += 1
+            first = self.entered == 1
+        if first:
+            self.second_done.wait(60)
+            return super().get(name, sha256)
+        try:
+            return super().get(name, sha256)
+        finally:
+            if not self.second_done.is_set():
+                self.add("slug", SLUG.replace('"-"', '"_"'), "makes slugs with underscores")  # another session
+                self.second_done.set()
+
+
+async def test_concurrent_loads_of_one_name_serve_one_version_and_seal_it(tmp_path: Path) -> None:
+    library = _RacingLibrary(tmp_path / "skills")
+    library.add("slug", SLUG, "makes slugs")
+    notebook = tmp_path / "raced.ipynb"
+    async with Session(tools=[SkillsSource(library)], notebook=notebook) as session:
+        result = await session.execute(
+            "import asyncio\n"
+            "loaded = await asyncio.gather(tools.skills.load.aio('slug'), tools.skills.load.aio('slug'))\n"
+            "print(len({one['sha256'] for one in loaded}))\n")
+    assert text(result).strip() == "1", text(result)
+    from kernel_agent.skills.pins import pins_from_notebook
+
+    assert list(pins_from_notebook(notebook)) == ["slug"]  # the record's loads and its sealed pin agree
