@@ -463,6 +463,7 @@ class Session:
         RecordingError (resume passes the recorded one). Tool sources among
         ``tools`` are started now and closed with the session.
         """
+        self._tools.check_places(self.bridge.session_facts(), tools)
         if not await self._tools.replace(tools, sdk_hash_required=sdk_hash):
             raise RecordingError("the tools given to resume are not the ones this session was recorded with "
                                  "(their SDK differs); pass the same tools")

@@ -136,10 +136,11 @@ class SessionTools:
             definitions.append(definition)
         return definitions
 
-    def check_places(self, facts: Mapping[str, Any]) -> None:
-        """Let each item with a ``check_session_place(facts)`` method refuse the session (it raises) before its
-        SDK and manifest are given: a skills library the sandbox can write would feed them forged text."""
-        for item in self.items:
+    def check_places(self, facts: Mapping[str, Any], tools: Iterable[Any] | Any = None) -> None:
+        """Let each item (of ``tools``, default the session's) with a ``check_session_place(facts)`` method refuse
+        the session (it raises) before its SDK and manifest are given, or before it answers a resumed session's
+        calls: a skills library the sandbox can write would feed them forged text."""
+        for item in self.items if tools is None else tool_items(tools):
             method = getattr(type(item), "check_session_place", None)
             if callable(method):
                 method(item, facts)
