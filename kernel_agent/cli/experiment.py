@@ -45,9 +45,12 @@ EXIT_INTERRUPTED = 130
 @click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
               show_default=True, help="the confidence level of the intervals")
 @click.option("--quiet", is_flag=True, help="no line per run, only the summary")
+@click.option("--plots/--no-plots", default=None,
+              help="draw the success rates, the task x configuration map and the token and time distributions "
+                   "as PNG files in the directory's plots/ (default: when matplotlib is installed)")
 def command(spec: str | None, report: str | None, directory: str | None, concurrency: int | None,
             repeats: int | None, no_cache: bool, restart: bool, formats: tuple[str, ...],
-            comparisons: tuple[str, ...], confidence: float, quiet: bool) -> int:
+            comparisons: tuple[str, ...], confidence: float, quiet: bool, plots: bool | None) -> int:
     from kernel_agent.cli.errors import input_error
     from kernel_agent.errors import ExperimentError
 
@@ -59,7 +62,7 @@ def command(spec: str | None, report: str | None, directory: str | None, concurr
 
         try:
             results = ExperimentResults.load(report)
-            _print_summary(results, pairs, confidence, formats, written=False)
+            _print_summary(results, pairs, confidence, formats, written=False, plots=plots)
         except (ExperimentError, ValueError) as exc:
             return input_error("experiment", exc)
         return 0
@@ -82,7 +85,7 @@ def command(spec: str | None, report: str | None, directory: str | None, concurr
     if outcome is None:
         return EXIT_INTERRUPTED
     try:
-        _print_summary(outcome, pairs, confidence, formats, written=True)
+        _print_summary(outcome, pairs, confidence, formats, written=True, plots=plots)
     except ValueError as exc:  # a --compare naming a configuration the experiment does not have
         return input_error("experiment", exc)
     return 0
@@ -166,7 +169,7 @@ def _run(experiment: Experiment, *, restart: bool, quiet: bool) -> ExperimentRes
 
 
 def _print_summary(results: ExperimentResults, pairs: list[tuple[str, str]], confidence: float,
-                   formats: tuple[str, ...], *, written: bool) -> None:
+                   formats: tuple[str, ...], *, written: bool, plots: bool | None) -> None:
     from kernel_agent.cli.terminal_text import terminal_safe
 
     summary = results.summary(confidence)
@@ -181,6 +184,15 @@ def _print_summary(results: ExperimentResults, pairs: list[tuple[str, str]], con
     if files:
         print("\n" + terminal_safe("results: " + ", ".join(str(file) for file in files)))
     print(terminal_safe(f"notebooks: {directory / 'notebooks'} (kernel-agent audit / replay each run)"))
+    if plots is None:
+        import importlib.util
+
+        plots = importlib.util.find_spec("matplotlib") is not None
+    if plots and len(results.table):
+        from kernel_agent.experiment.plots import save_plots
+
+        drawn = save_plots(results.table, directory / "plots", confidence)
+        print(terminal_safe("plots: " + ", ".join(str(path) for path in drawn)))
 
 
 def _table_files(results: ExperimentResults, directory: Path, formats: tuple[str, ...], *,

@@ -47,6 +47,20 @@ def write_table(table: Any, path: Path, format: str) -> Path:
     return path
 
 
+def write_bytes(data: bytes, path: Path) -> Path:
+    """Write ``data`` at ``path`` through a temporary file and a rename (a reader never sees half a file)."""
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return path
+
+
 def without_formulas(table: Any) -> Any:
     """A copy of ``table`` whose text cells (and column names) a spreadsheet would not run as formulas."""
     safe = table.rename(columns=lambda name: _inert(name) if isinstance(name, str) else name)

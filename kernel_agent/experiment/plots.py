@@ -8,6 +8,7 @@ the value of a cell).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from kernel_agent.experiment.summary import MEASURES, normalised, summarise
@@ -103,3 +104,28 @@ def plot_distribution(table: Any, column: str = "total_tokens") -> Any:
     axes.set_ylabel(MEASURES.get(column, column))
     axes.set_title(f"{MEASURES.get(column, column)} per run (green: success, red: failure)")
     return figure
+
+
+#: The figures `save_plots` writes: file name -> what draws it (from the table and the confidence level).
+PLOT_FILES: dict[str, Any] = {
+    "success.png": lambda table, confidence: plot_success(table, confidence),
+    "tasks.png": lambda table, confidence: plot_tasks(table),
+    "tokens.png": lambda table, confidence: plot_distribution(table, "total_tokens"),
+    "seconds.png": lambda table, confidence: plot_distribution(table, "seconds"),
+}
+
+
+def save_plots(table: Any, directory: Path, confidence: float = 0.95) -> list[Path]:
+    """Every figure of :data:`PLOT_FILES` as a PNG in ``directory`` (made 0700 when missing), each written
+    through a temporary file and a rename; the paths written."""
+    import io
+
+    from kernel_agent.experiment.files import write_bytes
+
+    directory.mkdir(mode=0o700, exist_ok=True)
+    written = []
+    for name, draw in PLOT_FILES.items():
+        buffer = io.BytesIO()
+        draw(table, confidence).savefig(buffer, format="png", dpi=110)
+        written.append(write_bytes(buffer.getvalue(), directory / name))
+    return written

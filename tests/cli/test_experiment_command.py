@@ -91,6 +91,9 @@ def test_a_toml_experiment_runs_live_and_prints_its_summary(ran: tuple[Path, sub
     assert f"results: {folder / 'runs' / 'results.csv'}" in out
     assert not any((ord(char) < 32 and char not in "\n\t") or 0x7f <= ord(char) <= 0x9f for char in out)
     assert "Lyon" in (folder / "runs" / "results.csv").read_text()  # the answer was recorded, not printed raw
+    plots = [folder / "runs" / "plots" / name for name in ("success.png", "tasks.png", "tokens.png", "seconds.png")]
+    assert all(path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for path in plots)
+    assert "plots: " + ", ".join(str(path) for path in plots) in out
 
 
 def test_report_summarises_and_a_rerun_runs_nothing(ran: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
