@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import ast
 import keyword
+import math
 from dataclasses import dataclass, field
 
-from kernel_agent.errors import SkillRefusedError
+from kernel_agent.errors import SessionOptionError, SkillRefusedError
 from kernel_agent.sandbox.policy import SandboxPolicy
 
 #: Modules a skill may not import by default: the host's processes, files, network, interpreter and loaders.
@@ -58,6 +59,19 @@ class SkillPolicy:
     test_output_bytes: int = 64 * 1024
     max_proposals: int = 10
     sandbox: SandboxPolicy = field(default_factory=SandboxPolicy)
+
+    def __post_init__(self) -> None:
+        # Out of range, these fail late and badly: a NaN or negative timeout (a trial never bounded, or refused
+        # at once), no room for output, negative caps. A named error here, when the operator makes the policy.
+        if not (isinstance(self.test_timeout, (int, float)) and 0 < self.test_timeout < math.inf):
+            raise SessionOptionError(f"SkillPolicy.test_timeout must be a finite number of seconds > 0, not "
+                                     f"{self.test_timeout!r}")
+        for label, value, least in (("test_output_bytes", self.test_output_bytes, 1),
+                                    ("max_proposals", self.max_proposals, 0),
+                                    ("max_source_chars", self.max_source_chars, 1),
+                                    ("max_tests_chars", self.max_tests_chars, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise SessionOptionError(f"SkillPolicy.{label} must be a whole number >= {least}, not {value!r}")
 
 
 def check_name(name: object) -> str:

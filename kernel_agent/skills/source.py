@@ -42,7 +42,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kernel_agent.errors import SkillError, SkillLibraryError, SkillNotFoundError, SkillRefusedError
+from kernel_agent.errors import (
+    SessionOptionError,
+    SkillError,
+    SkillLibraryError,
+    SkillNotFoundError,
+    SkillRefusedError,
+)
 from kernel_agent.kernel.catalog_search import CatalogEntry
 from kernel_agent.skills import catalog
 from kernel_agent.skills.checks import SkillPolicy, check_code, check_name, check_texts
@@ -96,6 +102,9 @@ class SkillsSource:
         for name, sha256 in self.pins.items():
             if not isinstance(name, str) or not is_sha256(sha256):
                 raise SkillRefusedError(f"a pin is a skill name and a full sha256 (64 hex digits): {name!r}")
+        if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
+            # 0 would make every proposal wait for a trial slot that never comes.
+            raise SessionOptionError(f"max_trials must be a whole number >= 1, not {max_trials!r}")
         self.max_trials = max_trials
         # Per event loop: a source may outlive one (asyncio.run twice), and a semaphore is bound to its loop.
         self._trials: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \

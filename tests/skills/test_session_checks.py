@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kernel_agent.errors import SkillRefusedError
@@ -83,3 +85,21 @@ def test_the_forbidden_list_is_the_operators() -> None:
     check_code(policy, "f", "import os\ndef f(): pass", "")
     with pytest.raises(SkillRefusedError, match="imports 'json'"):
         check_code(policy, "f", "import json\ndef f(): pass", "")
+
+
+@pytest.mark.parametrize("options", [{"test_timeout": float("nan")}, {"test_timeout": -1}, {"test_timeout": 0},
+                                     {"test_timeout": float("inf")}, {"max_proposals": -1},
+                                     {"test_output_bytes": 0}, {"max_source_chars": True}])
+def test_a_policy_out_of_range_is_a_named_error(options: dict[str, object]) -> None:
+    from kernel_agent.errors import SessionOptionError
+
+    with pytest.raises(SessionOptionError, match="SkillPolicy"):
+        SkillPolicy(**options)  # type: ignore[arg-type]
+
+
+def test_no_trial_slot_at_all_is_a_named_error(tmp_path: Path) -> None:
+    from kernel_agent.errors import SessionOptionError
+    from kernel_agent.skills import SkillsSource
+
+    with pytest.raises(SessionOptionError, match="max_trials"):
+        SkillsSource(tmp_path / "skills", max_trials=0)  # every proposal would wait for ever
