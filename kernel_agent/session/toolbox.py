@@ -89,12 +89,13 @@ class SessionTools:
         if not items:
             self.registry = ToolRegistry([])
             return True
-        self.items = items
         self._started += await start_sources(items)
         live, modules = await asyncio.to_thread(_registry_and_sdk, items)
         if sdk_hash_required and (sdk_hash(modules) != sdk_hash_required
                                   or _calls(live, modules) != _calls(self.registry, self.sdk_modules)):
             return False
+        # Taken only now: refused items (their record_end) must not write into the sealed end of the record.
+        self.items = items
         self.registry = live
         return True
 
