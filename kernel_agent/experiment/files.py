@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import os
 import re
 import tempfile
@@ -31,20 +32,12 @@ def write_table(table: Any, path: Path, format: str) -> Path:
         raise ValueError(f"unknown table format {format!r}; known: {', '.join(FORMATS)}")
     if format == "parquet" and importlib.util.find_spec("pyarrow") is None:
         raise ImportError("writing Parquet needs pyarrow (pip install pyarrow); CSV needs nothing more")
-    path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            if format == "csv":
-                without_formulas(table).to_csv(stream, index=False)
-            else:
-                table.to_parquet(stream, index=False)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    return path
+    buffer = io.BytesIO()  # a results table is small: rendered whole, then written in one go
+    if format == "csv":
+        without_formulas(table).to_csv(buffer, index=False)
+    else:
+        table.to_parquet(buffer, index=False)
+    return write_bytes(buffer.getvalue(), Path(path))
 
 
 def write_bytes(data: bytes, path: Path) -> Path:
