@@ -8,6 +8,7 @@ records, so no tool runs twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from kernel_agent.record.recording import RecordedCell
@@ -57,12 +58,18 @@ class CellHistory:
             self.overflow = True
 
 
+def _recorded_registry(registry: ToolRegistry | None, server: RecordedTools) -> ToolRegistry:
+    return ToolRegistry(recorded_tools([tool_definition(tool) for tool in registry or ()], server))
+
+
 async def restore_state(
     history: CellHistory, tools: SessionTools, run: Callable[[str], Awaitable[CellResult]]
 ) -> bool:
     """Re-run the kept cells with ``run``, tool calls answered from their records; False if one lost its kernel."""
     server = RecordedTools()
-    replay = ToolRegistry(recorded_tools([tool_definition(tool) for tool in tools.registry or ()], server))
+    # In a worker thread: rebuilding a 2,500-tool catalogue takes most of a second, and a kernel can die on purpose
+    # as often as it likes; on the event loop, every other session would wait that long each time.
+    replay = await asyncio.to_thread(_recorded_registry, tools.registry, server)
     with tools.answered_by(replay):
         for index, past in enumerate(history.cells):
             server.begin_cell(RecordedCell(
