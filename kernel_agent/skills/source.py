@@ -54,7 +54,15 @@ from kernel_agent.skills import catalog
 from kernel_agent.skills.checks import SkillPolicy, check_code, check_name, check_texts
 from kernel_agent.skills.library import SkillLibrary
 from kernel_agent.skills.trial import run_trial
-from kernel_agent.skills.versions import Provenance, Skill, check_description, is_sha256
+from kernel_agent.skills.versions import (
+    MAX_SOURCE_BYTES,
+    MAX_TESTS_BYTES,
+    Provenance,
+    Skill,
+    check_description,
+    check_text,
+    is_sha256,
+)
 from kernel_agent.tools.call_context import CallContext, current_call
 from kernel_agent.tools.policy import Approver, CallRequest
 from kernel_agent.tools.tool import Tool, tool_from_function
@@ -253,6 +261,10 @@ class SkillsSource:
         try:
             check_name(name)
             check_texts(self.policy, source, description, tests)
+            # And what the library's add() would refuse (bytes over its caps, text that is not UTF-8), before
+            # a trial kernel is spent and the approver asked about a proposal that could never be stored.
+            check_text("source", source, MAX_SOURCE_BYTES)
+            check_text("tests", tests, MAX_TESTS_BYTES)
             # The library stores its cleaned line (no escapes, no bidi, one space): the approver is asked about
             # that very text, not the raw one a kernel sent (which a terminal prompt would have interpreted).
             description = check_description(description)

@@ -166,3 +166,17 @@ async def test_resume_refuses_a_library_in_the_workspace_too(tmp_path: Path) -> 
         resumed = await Session.resume(notebook, workspace=workspace,
                                        tools=[SkillsSource.from_notebook(workspace / "skills", notebook)])
         await resumed.close()
+
+
+@pytest.mark.parametrize("extra", ["# " + "\U0001f600" * 70_000 + "\n", "# \ud800\n"])
+async def test_what_the_library_would_refuse_is_refused_before_a_trial_kernel_and_the_approver(
+        tmp_path: Path, extra: str) -> None:
+    from kernel_agent.errors import SkillRefusedError
+
+    asked: list[CallRequest] = []
+    source = SkillsSource(SkillLibrary(tmp_path / "skills"), approver=lambda request: asked.append(request) or True)
+    # Within the policy's 100,000 characters, but over the library's bytes (or not UTF-8 at all): it used to run
+    # a whole trial kernel and reach the approver, then fail to be stored.
+    with pytest.raises(SkillRefusedError, match=r"bytes|surrogate"):
+        await source.propose("slug", SLUG + extra, "makes slugs")
+    assert asked == [] and len(source.library) == 0
