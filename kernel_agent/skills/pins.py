@@ -64,7 +64,9 @@ def _sealed_pins(document: dict[str, Any]) -> dict[str, str]:
 def recorded_catalog(notebook: Path, namespace: str = "skills") -> list[CatalogEntry] | None:
     """The skills the recorded session's SDK listed (its ``skills`` module's catalogue extras), None when it
     has no such module: a source serving these regenerates the recorded SDK, so a resume accepts it."""
-    header = read_notebook(notebook).get("metadata", {}).get(METADATA_KEY, {}).get("session", {})
+    header: Any = read_notebook(notebook)
+    for key in ("metadata", METADATA_KEY, "session"):  # each level may be anything in a crafted notebook
+        header = header.get(key) if isinstance(header, dict) else None
     tools = header.get("tools") if isinstance(header, dict) else None
     modules = tools.get("sdk_modules") if isinstance(tools, dict) else None
     source = modules.get(namespace) if isinstance(modules, dict) else None

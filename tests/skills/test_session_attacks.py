@@ -141,3 +141,30 @@ async def test_a_crafted_notebook_gives_no_pins(tmp_path: Path) -> None:
     notebook.write_text(json.dumps(document))
     with pytest.raises(UnusableRecordError, match="the sealed pin of skill 'slug'"):
         pins_from_notebook(notebook)
+
+
+async def test_a_notebook_with_null_metadata_levels_is_a_named_error_or_no_catalogue(tmp_path: Path) -> None:
+    """Each metadata level may be anything in a crafted notebook: never an AttributeError traceback."""
+    from kernel_agent.errors import KernelAgentError
+    from kernel_agent.skills.pins import recorded_catalog
+
+    library = SkillLibrary(tmp_path / "skills")
+    library.add("slug", SLUG, "a slug")
+    notebook = tmp_path / "used.ipynb"
+    async with Session(tools=[SkillsSource(library)], notebook=notebook) as session:
+        await session.execute("from skills import slug")
+    original = json.loads(notebook.read_text())
+    for path in (["metadata"], ["metadata", "kernel_agent"], ["metadata", "kernel_agent", "session"],
+                 ["metadata", "kernel_agent", "session", "tools"]):
+        for forged in (None, 7, "text", []):
+            document = json.loads(json.dumps(original))
+            parent = document
+            for key in path[:-1]:
+                parent = parent[key]
+            parent[path[-1]] = forged
+            notebook.write_text(json.dumps(document))
+            try:
+                assert recorded_catalog(notebook) is None
+                SkillsSource.from_notebook(library, notebook)
+            except KernelAgentError:
+                pass  # a named refusal is as good as no catalogue
