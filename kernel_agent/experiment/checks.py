@@ -85,14 +85,26 @@ class Contains(AnswerCheck):
 
 
 class Matches(AnswerCheck):
-    """The regular expression ``pattern`` is found in the answer's text (``re.search``)."""
+    """The regular expression ``pattern`` is found in the answer's text, in linear time.
+
+    The answer is kernel-made text: Python's backtracking ``re`` would let ``(a+)+$`` against a crafted
+    answer hold the GIL (and the whole experiment) for hours, so patterns use pydantic-core's linear
+    engine (Rust regex syntax: no look-around or back-references; ValueError names such a pattern).
+    """
 
     def __init__(self, pattern: str, *, ignore_case: bool = False) -> None:
+        from kernel_agent.tools.patterns import linear_search
+
         super().__init__(f"regex({pattern!r}{', ignore_case' if ignore_case else ''})")
-        self.pattern = re.compile(pattern, re.IGNORECASE if ignore_case else 0)  # re.error for a bad one
+        re.compile(pattern)  # re.error naming a syntax error (compiling only: matching is the linear engine's)
+        search = linear_search(("(?i)" if ignore_case else "") + pattern)
+        if search is None:
+            raise ValueError(f"the regex {pattern[:200]!r} cannot be matched in linear time (look-around and "
+                             "back-references are not supported, nor patterns over 10,000 characters)")
+        self.search = search
 
     def __call__(self, answer: Any) -> bool:
-        return self.pattern.search(answer_text(answer)) is not None
+        return self.search(answer_text(answer))
 
 
 class Near(AnswerCheck):

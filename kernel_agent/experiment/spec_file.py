@@ -29,7 +29,7 @@ import re
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kernel_agent.errors import ExperimentError, ExperimentSpecError
@@ -147,8 +147,28 @@ class _Reader:
         except Exception as exc:  # noqa: BLE001 - importing the user's module: any failure is the spec's
             raise self.fail(f"{where}.tools", f"{type(exc).__name__}: {exc}") from None
 
-    def path(self, text: str) -> Path:
-        return (self.folder / Path(text).expanduser()).resolve()
+    def path(self, text: str, where: str) -> Path:
+        """A path the spec names, which must stay inside the spec's own folder (see :func:`inside`)."""
+        try:
+            return inside(self.folder, text)
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from None
+
+
+def inside(folder: Path, text: str) -> Path:
+    """``text`` as a path in ``folder``, resolved; ValueError for an absolute path, ``~``, ``..``, or a link
+    out of the folder. A TOML spec may come with a repository (next to a shipped reply cache): what it names
+    must not make the host, often root, read a file from elsewhere into a workspace and a notebook (input
+    files, scripts) or write the experiment anywhere (its directory). The command line's ``--directory`` and
+    a Python spec choose freely: they are the operator's own."""
+    relative = PurePosixPath(text)
+    if not text or relative.is_absolute() or text.startswith("~") or ".." in relative.parts or "\0" in text:
+        raise ValueError(f"{text[:200]!r} must be a relative path inside the spec's folder (no '..', '~' or "
+                         "absolute path; give --directory on the command line for a directory elsewhere)")
+    resolved = (folder / relative).resolve()
+    if not resolved.is_relative_to(folder.resolve()):
+        raise ValueError(f"{text[:200]!r} leads out of the spec's folder (through a link)")
+    return resolved
 
 
 def _kind(kind: type | tuple[type, ...]) -> str:
@@ -180,7 +200,7 @@ def _from_toml(file: Path) -> Experiment:
         name = reader.get(head, "name", "[experiment]", str, file.stem)
         return Experiment(name, tasks, configurations, repeats=reader.get(head, "repeats", "[experiment]", int, 3),
                           concurrency=reader.get(head, "concurrency", "[experiment]", int, 2),
-                          directory=None if directory is None else reader.path(directory))
+                          directory=None if directory is None else reader.path(directory, "[experiment].directory"))
     except ExperimentSpecError:
         raise
     except ExperimentError as exc:
@@ -197,7 +217,7 @@ def _task(reader: _Reader, item: object, where: str) -> Task:
         if isinstance(content, str):
             files[file_name] = content
         elif isinstance(content, dict) and set(content) == {"path"} and isinstance(content["path"], str):
-            files[file_name] = reader.path(content["path"])
+            files[file_name] = reader.path(content["path"], f"{where}.files.{file_name}")
         else:
             raise reader.fail(f"{where}.files.{file_name}", "expected the file's text, or { path = \"...\" }")
     options: dict[str, Any] = {"files": files, "tools": reader.tools(table, where)}
@@ -263,15 +283,18 @@ def _model(spec: str, folder: Path) -> Any:
     from kernel_agent.models import model_from_spec
 
     provider, _, rest = spec.partition(":")
-    if provider == "scripted" and rest and not Path(rest).is_absolute():
-        spec = f"scripted:{folder / rest}"
+    if provider == "scripted" and rest:
+        try:
+            spec = f"scripted:{inside(folder, rest)}"
+        except ValueError as exc:
+            raise ExperimentSpecError(f"model {spec[:200]!r}: {exc}") from None
     return model_from_spec(spec)
 
 
 def _absolute(spec: str, reader: _Reader) -> str:
     """A scripted spec's relative path made absolute (from the spec file's directory); other specs as they are."""
     provider, _, rest = spec.partition(":")
-    return f"scripted:{reader.path(rest)}" if provider == "scripted" and rest else spec
+    return f"scripted:{reader.path(rest, 'model')}" if provider == "scripted" and rest else spec
 
 
 def _check_model(reader: _Reader, spec: str, where: str) -> None:

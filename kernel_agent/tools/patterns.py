@@ -34,6 +34,12 @@ def _matcher(pattern: str) -> Callable[[str], bool] | None:
     return validator.isinstance_python
 
 
+def linear_search(pattern: str) -> Callable[[str], bool] | None:
+    """Whether ``pattern`` is found in a text, in linear time (None: the linear engine cannot compile it:
+    look-around, back-references, or longer than :data:`MAX_PATTERN_CHARS`)."""
+    return _matcher(pattern)
+
+
 def _search(pattern: Any, text: str) -> bool | None:
     matcher = _matcher(pattern) if isinstance(pattern, str) else None
     return None if matcher is None else matcher(text)

@@ -161,6 +161,14 @@ BAD_SPECS = {
     "missing script": (SPEC.replace("careful/{task}.json", "nowhere.json"), "no script file at"),
     "bad placeholder": (SPEC.replace("{task}.json", "{__class__}.json"), "only {task} and {repeat}"),
     "path name": (SPEC.replace('name = "add"', 'name = "../../etc"'), "cannot be used: it becomes a directory name"),
+    "input file from elsewhere": (SPEC.replace("{ equals = 4 }", '{ equals = 4 }\nfiles = { "x.txt" = { path = "/etc/passwd" } }'),
+                                  "must be a relative path inside the spec's folder"),
+    "input file up the tree": (SPEC.replace("{ equals = 4 }", '{ equals = 4 }\nfiles = { "x.txt" = { path = "../x" } }'),
+                               "must be a relative path inside the spec's folder"),
+    "directory elsewhere": (SPEC.replace('directory = "runs"', 'directory = "/etc/cron.d"'), "[experiment].directory"),
+    "script elsewhere": (SPEC.replace("scripted:careful/{task}.json", "scripted:/etc/passwd"),
+                         "must be a relative path inside the spec's folder"),
+    "backtracking regex": (SPEC.replace("{ equals = 4 }", "{ regex = '(?<=a)b' }"), "cannot be matched in linear time"),
     "bad tools": (SPEC.replace('repeats = 2', 'repeats = 2\ntools = ["no_such_module:x"]'), "ModuleNotFoundError"),
 }
 

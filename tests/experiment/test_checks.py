@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kernel_agent.experiment.checks import TEXT_LIMIT, Contains, Equals, Matches, Near, answer_number
@@ -22,6 +24,10 @@ def test_contains_and_regex() -> None:
     assert Matches("paris", ignore_case=True)("PARIS")
     with pytest.raises(Exception, match="missing"):
         Matches("(")
+    # The answer is kernel-made: a backtracking pattern must not hold the experiment (re would take hours here).
+    assert not Matches(r"^(a+)+$")("a" * 5000 + "!") and Matches(r"^(a+)+$")("a" * 5000)
+    with pytest.raises(ValueError, match="linear time"):
+        Matches(r"(a)\1")
 
 
 def test_number_within_tolerance() -> None:
@@ -50,3 +56,14 @@ def test_the_fingerprint_names_what_a_check_checks() -> None:
     assert spec(Equals(4)) == "kernel_agent.experiment.checks.equals(4)"
     assert spec(Equals(4)) != spec(Equals(5)) and spec(Near(1, tolerance=0.1)) != spec(Near(1, tolerance=0.2))
     assert spec(Contains("a")) != spec(Contains("a", ignore_case=True))
+
+
+def test_a_spec_path_stays_in_the_spec_folder(tmp_path: Path) -> None:
+    from kernel_agent.experiment.spec_file import inside
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "out").symlink_to("/etc")
+    assert inside(tmp_path, "data/big.csv") == (tmp_path / "data" / "big.csv").resolve()
+    for text in ("/etc/passwd", "../x", "data/../../x", "~/x", "", "out/passwd"):
+        with pytest.raises(ValueError, match="spec's folder"):
+            inside(tmp_path, text)
