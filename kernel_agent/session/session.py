@@ -143,6 +143,7 @@ class Session:
         self._lock = asyncio.Lock()
         self._start_lock = asyncio.Lock()
         self._closed = False
+        self._closing: asyncio.Future[None] | None = None  # the closing under way (close() is shielded)
         self._closed_because: str | None = None
         #: time.monotonic() of the session's last activity (start, a cell, a recorded message);
         #: a pool's idle culling reads it.
@@ -323,7 +324,16 @@ class Session:
             await seeds.seed_kernel(kernel, self.seed, self.startup_timeout)
 
     async def close(self) -> None:
-        """Shut the kernel down, stop the MCP servers it started, remove its run directory (idempotent)."""
+        """Shut the kernel down, stop the MCP servers it started, remove its run directory (idempotent).
+
+        Cancelling the caller does not cut the closing short (a kernel half-killed would run on with nothing
+        holding it): the closing runs on in its own task, and a second call waits for that same task.
+        """
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         await self._background.cancel_running()  # recorded as cancelled, while kernel and record are still here
         self._closed = True
         # The kernel is stopped before the record is sealed: a kernel thread that is still

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kernel_agent import Session
+from kernel_agent import Session, audit_notebook
 from kernel_agent.packages.policy import PackagePolicy
 from kernel_agent.session import abandon
 
@@ -75,3 +75,19 @@ async def test_closed_and_unstarted_sessions_are_collected_quietly() -> None:
         gc.collect()
     assert not [w for w in caught if DROPPED in str(w.message)]
     assert [ref() for ref in refs] == [None, None]  # nothing (no guard) keeps a session object alive
+
+
+async def test_a_cancelled_close_still_stops_the_kernel(tmp_path: Path) -> None:
+    """Cancelling close() (a second Ctrl-C, a timeout around it) must not leave the kernel running with
+    nothing holding it: the closing goes on, and another close() waits for it."""
+    session = Session(notebook=tmp_path / "closed.ipynb", default_timeout=60)
+    await session.start()
+    process, run_dir = sandbox_of(session)
+    closing = asyncio.ensure_future(session.close())
+    await asyncio.sleep(0)  # let the close begin (a turn of the loop, not a wait for time)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    await session.close()  # waits for the closing the cancelled call began
+    assert process.poll() is not None and not run_dir.exists()
+    assert audit_notebook(tmp_path / "closed.ipynb").verdict == "intact"  # sealed too
