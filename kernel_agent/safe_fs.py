@@ -104,6 +104,20 @@ def open_regular(dir_fd: int, name: str, flags: int, *, mode: int = 0o600) -> in
     return fd
 
 
+def read_at_most(fd: int, max_bytes: int) -> bytes | None:
+    """The rest of an open file's bytes, or None when there are more than ``max_bytes`` (a file that grows
+    while it is read included): never more than ``max_bytes`` + 1 bytes are held."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= max_bytes:
+        chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    return None
+
+
 def read_small_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
     """A small regular file's bytes, its last component never followed, a FIFO never blocked on.
 

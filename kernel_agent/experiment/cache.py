@@ -209,13 +209,10 @@ def _read_entry(root: int, key: str) -> bytes | None:
             size = os.fstat(fd).st_size
             if not stat.S_ISREG(os.fstat(fd).st_mode) or size > MAX_ENTRY_BYTES:
                 raise ReplyCacheError(f"{where} is {size:,} bytes, over the limit of {MAX_ENTRY_BYTES:,}")
-            chunks, total = [], 0
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > MAX_ENTRY_BYTES:
-                    raise ReplyCacheError(f"{where} is over the limit of {MAX_ENTRY_BYTES:,} bytes")
-            return b"".join(chunks)
+            data = safe_fs.read_at_most(fd, MAX_ENTRY_BYTES)
+            if data is None:
+                raise ReplyCacheError(f"{where} is over the limit of {MAX_ENTRY_BYTES:,} bytes")
+            return data
         finally:
             os.close(fd)
     finally:

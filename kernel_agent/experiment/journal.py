@@ -326,13 +326,10 @@ def _read_capped(path: Path, cap: int) -> bytes | None:
         _check_plain(path, status)
         if status.st_size > cap:
             raise ExperimentError(f"{path} is {status.st_size:,} bytes, over the limit of {cap:,}")
-        chunks, total = [], 0
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > cap:
-                raise ExperimentError(f"{path} is over the limit of {cap:,} bytes")
-        return b"".join(chunks)
+        data = safe_fs.read_at_most(fd, cap)
+        if data is None:
+            raise ExperimentError(f"{path} is over the limit of {cap:,} bytes")
+        return data
     finally:
         os.close(fd)
 

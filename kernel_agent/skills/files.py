@@ -19,7 +19,7 @@ from typing import Any
 
 from kernel_agent.errors import SkillLibraryError, SkillRefusedError
 from kernel_agent.protocol.strict_json import StrictJSONError, loads
-from kernel_agent.safe_fs import describe_os_error
+from kernel_agent.safe_fs import describe_os_error, read_at_most
 from kernel_agent.skills.versions import (
     MAX_DESCRIPTION_CHARS,
     MAX_SOURCE_BYTES,
@@ -82,20 +82,14 @@ def read_file(dir_fd: int, name: str, max_bytes: int, where: str) -> bytes | Non
             raise SkillLibraryError(f"{where} can be written by other users (chmod go-w it)")
         if status.st_size > max_bytes:
             raise SkillLibraryError(f"{where} is {status.st_size:,} bytes, over the limit of {max_bytes:,}")
-        chunks, size = [], 0
-        while size <= max_bytes:
-            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        data = read_at_most(fd, max_bytes)
     except OSError as exc:
         raise SkillLibraryError(f"{where} cannot be read: {os.strerror(exc.errno or errno.EIO)}") from None
     finally:
         os.close(fd)
-    if size > max_bytes:
+    if data is None:
         raise SkillLibraryError(f"{where} grew past the limit of {max_bytes:,} bytes while it was read")
-    return b"".join(chunks)
+    return data
 
 
 def _field(where: str, data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
