@@ -48,6 +48,9 @@ class SkillPolicy:
     skill may import (besides other skills). The tests run in a fresh kernel
     confined by ``sandbox`` (default: the strict policy: no network) for at
     most ``test_timeout`` seconds; ``max_proposals`` per session, one at a time.
+    ``allow_replacing``: whether a proposal may store a new version of a skill
+    the library holds (it becomes current for every later session); by default
+    such a replacement is refused before its trial, and only new names are taken.
     """
 
     forbidden_modules: frozenset[str] = DEFAULT_FORBIDDEN_MODULES
@@ -58,6 +61,7 @@ class SkillPolicy:
     test_timeout: float = 30.0
     test_output_bytes: int = 64 * 1024
     max_proposals: int = 10
+    allow_replacing: bool = False
     sandbox: SandboxPolicy = field(default_factory=SandboxPolicy)
 
     def __post_init__(self) -> None:
@@ -72,6 +76,8 @@ class SkillPolicy:
                                     ("max_tests_chars", self.max_tests_chars, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise SessionOptionError(f"SkillPolicy.{label} must be a whole number >= {least}, not {value!r}")
+        if not isinstance(self.allow_replacing, bool):
+            raise SessionOptionError(f"SkillPolicy.allow_replacing must be True or False, not {self.allow_replacing!r}")
 
 
 def check_name(name: object) -> str:

@@ -69,6 +69,8 @@ _INDEX = "index.json"
 _VERSIONS = "versions"
 _LOCK = ".lock"
 _NO_INDEX = b""  # the key of a library without an index yet
+#: ``SkillLibrary.add(expect_current=...)``'s default: store whatever version of the skill is current.
+ANY_CURRENT = "*"
 _MIN_PREFIX = 4  # hex digits of a hash a person may type instead of all 64
 
 
@@ -118,13 +120,16 @@ class SkillLibrary:
     # -- storing -----------------------------------------------------------------------
 
     def add(self, name: str, source: str, description: str, *, tests: str = "",
-            provenance: Provenance | None = None) -> SkillVersion:
+            provenance: Provenance | None = None, expect_current: str | None = ANY_CURRENT) -> SkillVersion:
         """Store a version of skill ``name`` and make it the current one; return it.
 
         Nothing is checked but names, sizes and types (whether the code parses,
         passes its tests and keeps the policy is the session side's business).
         The same name, source and tests give the same hash: no new version is
         made, the existing one becomes current again.
+
+        ``expect_current``: the current version's hash the caller decided on (None: no such skill); when the
+        library holds another one by now (under its lock), refused, unless this very version is the current one.
         """
         check_name(name)
         check_text("source", source, MAX_SOURCE_BYTES)
@@ -137,6 +142,10 @@ class SkillLibrary:
         with self._locked(exclusive=True) as dir_fd:
             entries = self._read_index(dir_fd)
             entry = entries.get(name)
+            current = entry.current if entry is not None else None
+            if expect_current != ANY_CURRENT and current not in (expect_current, sha256):
+                raise SkillRefusedError(f"skill {name!r} changed while the proposal was checked (another session "
+                                        "stored a version): propose it again")
             known = entry.find(sha256) if entry is not None else None
             if entry is not None and known is not None:
                 if entry.current != sha256:

@@ -18,7 +18,10 @@ many sessions at once (an MCP server's clients, an experiment's runs):
   often a kernel asks.
 - **Proposals.** Checked in order, each refusal a
   :class:`~kernel_agent.errors.SkillRefusedError` whose message (the reason)
-  the kernel gets: name and sizes; it parses, defines its name, imports
+  the kernel gets: name and sizes; a name the library holds is a
+  *replacement* (its version would become current for every later session),
+  refused unless ``policy.allow_replacing`` (the current version proposed again
+  is no change, not refused); it parses, defines its name, imports
   nothing the :class:`~kernel_agent.skills.checks.SkillPolicy` forbids
   (:mod:`.checks`, in a worker thread); it imports and its tests pass in a
   fresh sandboxed kernel (:mod:`.trial`); then the approver says yes. Only then
@@ -59,8 +62,10 @@ from kernel_agent.skills.versions import (
     MAX_TESTS_BYTES,
     Provenance,
     Skill,
+    SkillVersion,
     check_description,
     check_text,
+    content_hash,
     is_sha256,
 )
 from kernel_agent.tools.call_context import CallContext, current_call
@@ -92,8 +97,11 @@ class SkillsSource:
     ``library``: a :class:`~kernel_agent.skills.library.SkillLibrary` or its
     directory (default: the user's). ``approver`` gets a
     :class:`~kernel_agent.tools.policy.CallRequest` (the propose tool, the
-    proposal's name, source, description and tests, the cell) and says yes or no
-    (it may be async); None refuses every proposal. ``pins`` serve those versions.
+    proposal's name, source, description and tests; ``kind``: ``"new"``,
+    ``"replacement"`` or ``"unchanged"`` (the current version again);
+    ``replaces``: None, or the replaced version's ``version``, ``sha256`` and
+    ``description``; the cell) and says yes or no (it may be async); None refuses every proposal.
+    ``pins`` serve those versions.
     """
 
     namespace_descriptions: ClassVar[Mapping[str, str]] = {
@@ -268,12 +276,26 @@ class SkillsSource:
             # The library stores its cleaned line (no escapes, no bidi, one space): the approver is asked about
             # that very text, not the raw one a kernel sent (which a terminal prompt would have interpreted).
             description = check_description(description)
+            # A name the library holds is a replacement: the new version would become current for every later
+            # session (its code next to their host tools, its description in their prompts). Refused unless the
+            # policy allows replacing, before a trial kernel is spent. The very current version is no change.
+            current = await asyncio.to_thread(self._current, name)
+            replaces = current if current is not None and current.sha256 != content_hash(name, source, tests) \
+                else None
+            if replaces is not None and not self.policy.allow_replacing:
+                raise SkillRefusedError(
+                    f"skill {name!r} exists (version {replaces.version}); replacing it needs SkillPolicy("
+                    "allow_replacing=True) (kernel-agent run: --approve-skill-updates): propose it under a new name")
             await asyncio.to_thread(check_code, self.policy, name, source, tests)
             async with self._trials.setdefault(asyncio.get_running_loop(), asyncio.Semaphore(self.max_trials)):
                 reason = await run_trial(self.policy, name, source, tests)
             if reason is not None:
                 raise SkillRefusedError(f"skill {name!r} was refused: {reason}")
-            arguments = {"name": name, "source": source, "description": description, "tests": tests}
+            arguments = {"name": name, "source": source, "description": description, "tests": tests,
+                         "kind": "new" if current is None else "replacement" if replaces is not None else "unchanged",
+                         "replaces": None if replaces is None else
+                         {"version": replaces.version, "sha256": replaces.sha256,
+                          "description": replaces.description}}
             allowed, why = await self._approve(CallRequest(self._tools[1], arguments, call.cell if call else None))
             if not allowed:
                 raise SkillRefusedError(f"skill {name!r} was refused: {why}")
@@ -283,11 +305,19 @@ class SkillsSource:
                 notebook=_text(facts.get("notebook")), model=_text(facts.get("model")),
                 proposed_by="kernel" if call is not None else "api")
             stored = await asyncio.to_thread(self.library.add, name, source, description, tests=tests,
-                                             provenance=provenance)
+                                             provenance=provenance,
+                                             expect_current=current.sha256 if current is not None else None)
         finally:
             state.proposing = False
         return {"name": stored.name, "sha256": stored.sha256, "version": stored.version,
                 "import": f"from skills import {stored.name}"}
+
+    def _current(self, name: str) -> SkillVersion | None:
+        """The current version of ``name`` in the library (None: it holds no such skill)."""
+        try:
+            return self.library.get(name)
+        except SkillNotFoundError:
+            return None
 
     async def _approve(self, request: CallRequest) -> tuple[bool, str]:
         if self.approver is None:
