@@ -4,32 +4,16 @@ of kernel_agent.session.abandon: the finalizer must not stop someone else's kern
 from __future__ import annotations
 
 import gc
-import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from kernel_agent import SandboxPolicy, Session
+from kernel_agent import Session
 from kernel_agent.runtime.process import KernelProcess
 from kernel_agent.session import abandon
+from tests.runtime import test_attached
 
-
-@pytest.fixture
-async def kernel_started_elsewhere(tmp_path: Path) -> AsyncIterator[tuple[KernelProcess, Path]]:
-    """A sandboxed kernel this test launched, and a connection file for it in a place of the caller's."""
-    workspace = tmp_path / "elsewhere"
-    workspace.mkdir()
-    kernel = KernelProcess(SandboxPolicy(), workspace)
-    await kernel.start(30)
-    info = dict(kernel._manager.get_connection_info())
-    info["key"] = info["key"].decode() if isinstance(info["key"], bytes) else info["key"]
-    connection_file = tmp_path / "kernel.json"
-    connection_file.write_text(json.dumps(info))
-    try:
-        yield kernel, connection_file
-    finally:
-        await kernel.kill()
+kernel_started_elsewhere = test_attached.kernel_started_elsewhere  # the fixture: a kernel and its connection file
 
 
 async def test_a_dropped_attached_session_leaves_the_kernel_and_its_state(
