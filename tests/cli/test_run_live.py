@@ -55,7 +55,9 @@ def test_ctrl_c_keeps_the_running_cells_output_in_the_notebook(tmp_path: Path) -
     """Ctrl-C while the cell loops after printing: exit 130, and the notebook has what the cell printed (status
     cancelled), in an intact record."""
     script = tmp_path / "spin.json"
-    script.write_text(json.dumps([{"code": "print('halfway there', flush=True)\nimport time\nwhile True:\n"
+    # The text is built at run time: the live display shows the cell's code first, and waiting for text the code
+    # itself holds sent Ctrl-C before the cell had printed anything (its first output was then the interrupt).
+    script.write_text(json.dumps([{"code": "print('halfway' + ' there', flush=True)\nimport time\nwhile True:\n"
                                            "    time.sleep(0.05)"}]))
     notebook = tmp_path / "run.ipynb"
     with subprocess.Popen([str(KERNEL_AGENT), "run", "spin", "--model", f"scripted:{script}", "--notebook",
