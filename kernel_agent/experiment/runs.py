@@ -23,7 +23,7 @@ import reprlib
 import stat
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +83,9 @@ async def run_one(key: RunKey, task: Task, configuration: Configuration, *, pool
         result = result or (agent.last_result if agent is not None else None)
     finally:
         if session is not None:
-            await asyncio.shield(session.close())
+            await _to_the_end(session.close())
         if model is not None and owned:
-            await asyncio.shield(model.close())
+            await _to_the_end(model.close())
     if result is not None:
         _fill_from_result(row, result)
         if result.ok and not failure:
@@ -97,6 +97,26 @@ async def run_one(key: RunKey, task: Task, configuration: Configuration, *, pool
         row["model_seconds"] = round(model.model_seconds, 6)
     row["seconds"] = round(time.monotonic() - started, 6)
     return row
+
+
+async def _to_the_end(closing: Coroutine[Any, Any, None]) -> None:
+    """Await ``closing`` until it is done, even when cancelled meanwhile (the cancellation is raised after).
+
+    A run cancelled while it closes its session (the experiment stopping as another run finishes) must not
+    end with the session half-closed: its pool lease and kernel would outlive the experiment's own end.
+    """
+    task = asyncio.ensure_future(closing)
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def run_seed(key: RunKey) -> int:
