@@ -196,3 +196,9 @@ async def serve_http(server: MCPServer[Any], *, host: str, port: int, token: str
         await web.serve(sockets=[sock])
     finally:
         sock.close()
+        # uvicorn returns when the lifespan is over, but the lifespan runs its cleanup under the session
+        # manager's cancellation: the sessions' closing then goes on in tasks that asyncio.run would cancel
+        # on the way out, leaving notebooks unsealed. Wait for it here (idempotent: the same closing).
+        clients = getattr(server, "clients", None)  # a CodeModeServer's (the type is imported for checking only)
+        if clients is not None:
+            await clients.close()
