@@ -116,16 +116,26 @@ PLOT_FILES: dict[str, Any] = {
 
 
 def save_plots(table: Any, directory: Path, confidence: float = 0.95) -> list[Path]:
-    """Every figure of :data:`PLOT_FILES` as a PNG in ``directory`` (made 0700 when missing), each written
-    through a temporary file and a rename; the paths written."""
+    """Every figure of :data:`PLOT_FILES` as a PNG in ``directory`` (made 0700 when missing), each replaced
+    atomically through descriptors: a ``plots`` that is a link (a crafted experiment directory) is refused,
+    never written through; the paths written."""
     import io
+    import os
 
-    from kernel_agent.experiment.files import write_bytes
+    from kernel_agent import safe_fs
 
-    directory.mkdir(mode=0o700, exist_ok=True)
+    parent = safe_fs.open_dir(directory.parent)
+    try:
+        folder = safe_fs.open_subdir(parent, directory.name, create=True, mode=0o700)
+    finally:
+        os.close(parent)
     written = []
-    for name, draw in PLOT_FILES.items():
-        buffer = io.BytesIO()
-        draw(table, confidence).savefig(buffer, format="png", dpi=110)
-        written.append(write_bytes(buffer.getvalue(), directory / name))
+    try:
+        for name, draw in PLOT_FILES.items():
+            buffer = io.BytesIO()
+            draw(table, confidence).savefig(buffer, format="png", dpi=110)
+            safe_fs.replace_file(folder, name, buffer.getvalue(), mode=0o644)
+            written.append(directory / name)
+    finally:
+        os.close(folder)
     return written

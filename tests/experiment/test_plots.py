@@ -64,3 +64,23 @@ def test_an_empty_table_is_a_clear_error_not_a_broken_figure() -> None:
     for plot in (empty.plot_success, empty.plot_tasks, empty.plot_distribution):
         with pytest.raises(ValueError, match="no runs to plot"):
             plot()
+
+
+def test_plots_are_written_as_pngs_and_never_through_a_planted_link(results: ExperimentResults,
+                                                                     tmp_path: object) -> None:
+    from pathlib import Path
+
+    from kernel_agent.errors import UnsafePathError
+    from kernel_agent.experiment.plots import PLOT_FILES, save_plots
+
+    root = Path(str(tmp_path))
+    written = save_plots(results.table, root / "plots")
+    assert [path.name for path in written] == list(PLOT_FILES)
+    assert all(path.read_bytes().startswith(b"\x89PNG") for path in written)
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir()
+    (root / "crafted").mkdir()
+    (root / "crafted" / "plots").symlink_to(elsewhere)
+    with pytest.raises(UnsafePathError):
+        save_plots(results.table, root / "crafted" / "plots")
+    assert list(elsewhere.iterdir()) == []
